@@ -1,0 +1,129 @@
+"""The OpenAPI 3.1 document, generated from the routes the gate registered and their models."""
+
+from __future__ import annotations
+
+import html
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from chalicelib.api.errors import ErrorBody
+from chalicelib.api.routing import OPERATIONS, Operation
+
+_REF = "#/components/schemas/{model}"
+_ERRORS = {
+    "400": "Malformed request",
+    "401": "Missing, invalid or revoked API key",
+    "403": "The key may not use this route",
+    "404": "Not found (or not this tenant's)",
+    "409": "Conflicts with the current state",
+    "422": "Validation failed; `error.field` names the field",
+}
+
+
+def _schema_name(model: type[BaseModel]) -> str:
+    return model.__name__.replace("[", "_").replace("]", "").replace(",", "_").replace(" ", "")
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    documented = [op for op in OPERATIONS if op.documented]
+    models: list[tuple[type[BaseModel], Any]] = [(ErrorBody, "serialization")]
+    for op in documented:
+        if op.body:
+            models.append((op.body, "validation"))
+        if op.query:
+            models.append((op.query, "validation"))
+        if op.response:
+            models.append((op.response, "serialization"))
+    refs, definitions = models_json_schema(models, ref_template=_REF)
+    paths: dict[str, dict[str, Any]] = {}
+    for op in documented:
+        paths.setdefault(op.path, {})[op.method] = _operation(op, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Herald",
+            "version": "1.0.0",
+            "description": "Herald's native API: contacts, content, campaigns and their results.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": definitions.get("$defs", {}),
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "Tenant API key"},
+                "adminKey": {"type": "http", "scheme": "bearer", "description": "Admin key"},
+            },
+        },
+    }
+
+
+def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": op.summary,
+        "tags": [op.tag],
+        "operationId": f"{op.method}_{op.path}".replace("/", "_").replace("{", "").replace("}", ""),
+        "parameters": [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in op.path_params
+        ],
+        "responses": {},
+    }
+    if op.auth != "public":
+        operation["security"] = [{"apiKey" if op.auth == "tenant" else "adminKey": []}]
+    if op.query:
+        schema = op.query.model_json_schema(ref_template=_REF)
+        for name, prop in schema.get("properties", {}).items():
+            operation["parameters"].append(
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": name in schema.get("required", []),
+                    "schema": prop,
+                }
+            )
+    if op.body:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[(op.body, "validation")]}},
+        }
+    success: dict[str, Any] = {"description": "OK"}
+    if op.response:
+        success["content"] = {"application/json": {"schema": refs[(op.response, "serialization")]}}
+    operation["responses"][str(op.status)] = success
+    error_ref = refs[(ErrorBody, "serialization")]
+    for status, description in _ERRORS.items():
+        if status in ("401", "403") and op.auth == "public":
+            continue
+        operation["responses"][status] = {
+            "description": description,
+            "content": {"application/json": {"schema": error_ref}},
+        }
+    return operation
+
+
+def docs_page() -> str:
+    """A self-contained page listing every operation; the JSON document has the detail."""
+    rows = []
+    for path, methods in sorted(openapi_document()["paths"].items()):
+        for method, op in methods.items():
+            rows.append(
+                f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}"
+                f"</code></td><td>{html.escape(op['summary'])}</td>"
+                f"<td>{html.escape(', '.join(op['tags']))}</td></tr>"
+            )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Herald API</title>"
+        "<style>body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem}"
+        "td,th{padding:.3rem .6rem;border-bottom:1px solid #ddd;text-align:left}</style>"
+        "</head><body><h1>Herald API</h1>"
+        "<p>Authenticate with <code>Authorization: Bearer &lt;API key&gt;</code>. "
+        'Errors are <code>{"error": {"code", "message", "field"}}</code>. '
+        "The full machine-readable description is "
+        "<a href='/v1/openapi.json'>/v1/openapi.json</a> (OpenAPI 3.1).</p>"
+        "<table><tr><th>Method</th><th>Path</th><th>What it does</th><th>Tag</th></tr>"
+        + "".join(rows)
+        + "</table></body></html>"
+    )

@@ -1,0 +1,212 @@
+"""The single gate every HTTP route passes through.
+
+``endpoint`` registers a Chalice view that, in order: authenticates the caller (tenant
+key, admin key, or explicitly public), parses the body and query string into the
+declared pydantic models (unknown fields refused), calls the handler with a ``Call``,
+serialises what it returns, and turns every failure into the one error shape. It also
+records the operation for the OpenAPI document, so the docs are the routes.
+
+Chalice middleware never sees exceptions raised in views, hence a decorator and not
+middleware. A route cannot forget authentication: ``auth`` has no default.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import parse_qs
+
+from chalice import Blueprint, Chalice, Response
+from chalice.app import BadRequestError, Request
+from pydantic import BaseModel, ValidationError
+
+from chalicelib.api import errors as api_errors
+from chalicelib.domain import errors
+from chalicelib.domain.tenants import ADMIN_SCOPE, parse_key
+from chalicelib.observability import logger
+from chalicelib.store import tenants as tenant_store
+
+Auth = Literal["tenant", "admin", "public"]
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One route as the OpenAPI document describes it."""
+
+    method: str
+    path: str
+    summary: str
+    auth: Auth
+    tag: str
+    status: int
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: type[BaseModel] | None
+    path_params: tuple[str, ...]
+    documented: bool
+
+
+OPERATIONS: list[Operation] = []
+
+
+@dataclass
+class Call:
+    """What a handler gets: who is calling, and the parsed input."""
+
+    request: Request
+    tenant_id: str
+    body: Any = None
+    query: Any = None
+    params: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Call], Any]
+
+
+def endpoint(
+    app: Chalice | Blueprint,
+    path: str,
+    method: str,
+    *,
+    auth: Auth,
+    summary: str,
+    tag: str,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    response: type[BaseModel] | None = None,
+    status: int = 200,
+    content_types: tuple[str, ...] = (JSON,),
+    documented: bool = True,
+) -> Callable[[Handler], Handler]:
+    """Register ``handler`` for ``method path`` behind the gate (see module docstring)."""
+    path_params = tuple(re.findall(r"{(\w+)}", path))
+
+    def decorator(handler: Handler) -> Handler:
+        def view(**params: str) -> Response:
+            request = app.current_request
+            assert request is not None  # Chalice sets it before calling a view
+            try:
+                call = Call(request=request, tenant_id=_authenticate(request, auth), params=params)
+                if call.tenant_id and call.tenant_id != ADMIN_SCOPE:
+                    logger.append_keys(tenant_id=call.tenant_id)
+                if query is not None:
+                    call.query = _parse(query, _query_dict(request), "query")
+                if body is not None:
+                    call.body = _parse(body, read_body(request), "")
+                return to_response(handler(call), status)
+            except _InvalidInput as invalid:
+                return api_errors.from_validation_error(invalid.error, invalid.prefix)
+            except errors.HeraldError as error:
+                return api_errors.from_domain_error(error)
+            except Exception:
+                logger.exception("unhandled error", extra={"path": path, "method": method})
+                return api_errors.error_response(500, "internal_error", "internal error")
+
+        view.__name__ = f"{handler.__name__}_{method.lower()}"
+        app.route(path, methods=[method], content_types=list(content_types))(view)
+        OPERATIONS.append(
+            Operation(
+                method=method.lower(),
+                path=path,
+                summary=summary,
+                auth=auth,
+                tag=tag,
+                status=status,
+                body=body,
+                query=query,
+                response=response,
+                path_params=path_params,
+                documented=documented,
+            )
+        )
+        return handler
+
+    return decorator
+
+
+class _InvalidInput(Exception):
+    def __init__(self, error: ValidationError, prefix: str) -> None:
+        self.error = error
+        self.prefix = prefix
+
+
+def _parse(model: type[BaseModel], data: Any, prefix: str) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise _InvalidInput(error, prefix) from error
+
+
+def _authenticate(request: Request, auth: Auth) -> str:
+    """The caller's scope: a tenant id, ADMIN_SCOPE, or '' for a public route."""
+    if auth == "public":
+        return ""
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise errors.Unauthorized("missing bearer API key", field="Authorization")
+    parsed = parse_key(presented.strip())
+    scope = tenant_store.authenticate(parsed) if parsed else None
+    if scope is None:
+        raise errors.Unauthorized("invalid or revoked API key", field="Authorization")
+    if auth == "admin" and scope != ADMIN_SCOPE:
+        raise errors.Forbidden("this route needs an admin key", field="Authorization")
+    if auth == "tenant" and scope == ADMIN_SCOPE:
+        raise errors.Forbidden("this route needs a tenant API key", field="Authorization")
+    return scope
+
+
+def _query_dict(request: Request) -> dict[str, Any]:
+    """Query parameters; a name given more than once becomes a list."""
+    params = request.query_params
+    result: dict[str, Any] = {}
+    if not params:
+        return result
+    for name in params:
+        values = params.getlist(name)
+        result[name] = values if len(values) > 1 else values[0]
+    return result
+
+
+def read_body(request: Request) -> Any:
+    """The request body as JSON, or as a dict when form-encoded (repeated names → lists)."""
+    content_type = (request.headers.get("content-type") or JSON).split(";")[0].strip().lower()
+    raw = request.raw_body or b""
+    if isinstance(raw, str):
+        raw = raw.encode()
+    if content_type == FORM:
+        pairs = parse_qs(raw.decode("utf-8", errors="replace"), keep_blank_values=True)
+        return {k: v if len(v) > 1 or k.endswith("[]") else v[0] for k, v in pairs.items()}
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except (ValueError, BadRequestError) as error:
+        raise errors.BadRequest(f"request body is not valid JSON: {error}", field="body") from error
+
+
+def to_response(result: Any, status: int) -> Response:
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return Response(body="", status_code=204 if status == 200 else status)
+    if isinstance(result, BaseModel):
+        payload = result.model_dump_json(by_alias=True)
+    else:
+        payload = api_errors.json_body(_dump(result))
+    return Response(body=payload, status_code=status, headers={"Content-Type": JSON})
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    if isinstance(value, dict):
+        return {k: _dump(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_dump(v) for v in value]
+    return value

@@ -1,0 +1,114 @@
+"""Herald's admin CLI: tenants, keys and dead-letter redrives, against local or AWS.
+
+It talks to DynamoDB and SQS directly with your AWS credentials (or to the embedded
+stack when ``HERALD_AWS_ENDPOINT_URL`` is set, as ``.herald/local.json`` says), so it
+works before any admin key exists. Examples::
+
+    python -m chalicelib.cli create-admin-key --name ops
+    python -m chalicelib.cli create-tenant "Acme Inc"
+    python -m chalicelib.cli list-tenants
+    python -m chalicelib.cli create-api-key <tenant id> --name ci
+    python -m chalicelib.cli list-api-keys <tenant id>
+    python -m chalicelib.cli revoke-api-key <tenant id> <key id>
+    python -m chalicelib.cli dlq-depths
+    python -m chalicelib.cli redrive send
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from chalicelib import aws
+from chalicelib.domain.errors import HeraldError
+from chalicelib.domain.tenants import is_tenant_id
+from chalicelib.settings import QUEUE_ROLES, QueueRole, get_settings
+from chalicelib.store import tenants
+
+
+def _print(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, default=str))
+
+
+def _tenant_id(value: str) -> str:
+    if not is_tenant_id(value):
+        raise argparse.ArgumentTypeError(f"not a tenant id: {value!r}")
+    return value
+
+
+def _queue_url(name: str) -> str:
+    return str(aws.client("sqs").get_queue_url(QueueName=name)["QueueUrl"])
+
+
+def dlq_depths() -> dict[str, int]:
+    """Messages waiting in each dead-letter queue."""
+    settings = get_settings()
+    depths: dict[str, int] = {}
+    for role in QUEUE_ROLES:
+        url = _queue_url(settings.dead_letter_queue_name(role))
+        attributes = aws.client("sqs").get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        depths[role] = int(attributes["ApproximateNumberOfMessages"])
+    return depths
+
+
+def redrive(role: QueueRole) -> dict[str, Any]:
+    """Move a dead-letter queue's messages back to their queue (SQS's own redrive task)."""
+    settings = get_settings()
+    sqs = aws.client("sqs")
+    source = sqs.get_queue_attributes(
+        QueueUrl=_queue_url(settings.dead_letter_queue_name(role)),
+        AttributeNames=["QueueArn"],
+    )["Attributes"]["QueueArn"]
+    task = sqs.start_message_move_task(SourceArn=source)
+    return {"queue": role, "task_handle": task.get("TaskHandle")}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="herald", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("create-admin-key").add_argument("--name", default="cli")
+    commands.add_parser("create-tenant").add_argument("name")
+    commands.add_parser("list-tenants")
+    create_key = commands.add_parser("create-api-key")
+    create_key.add_argument("tenant_id", type=_tenant_id)
+    create_key.add_argument("--name", default="cli")
+    commands.add_parser("list-api-keys").add_argument("tenant_id", type=_tenant_id)
+    revoke = commands.add_parser("revoke-api-key")
+    revoke.add_argument("tenant_id", type=_tenant_id)
+    revoke.add_argument("key_id")
+    commands.add_parser("dlq-depths")
+    commands.add_parser("redrive").add_argument("queue", choices=QUEUE_ROLES)
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "create-admin-key":
+            _print({"admin_key": tenants.create_admin_key(args.name)})
+        elif args.command == "create-tenant":
+            tenant, key, secret = tenants.create_tenant(args.name)
+            _print({"tenant": tenant.model_dump(), "api_key": {**key.model_dump(), "key": secret}})
+        elif args.command == "list-tenants":
+            _print([t.model_dump() for t in tenants.list_tenants(limit=1000)[0]])
+        elif args.command == "create-api-key":
+            key, secret = tenants.create_api_key(args.tenant_id, args.name)
+            _print({**key.model_dump(), "key": secret})
+        elif args.command == "list-api-keys":
+            _print([k.model_dump() for k in tenants.list_api_keys(args.tenant_id)])
+        elif args.command == "revoke-api-key":
+            _print(tenants.revoke_api_key(args.tenant_id, args.key_id).model_dump())
+        elif args.command == "dlq-depths":
+            _print(dlq_depths())
+        elif args.command == "redrive":
+            _print(redrive(args.queue))
+    except HeraldError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

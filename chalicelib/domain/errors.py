@@ -1,0 +1,59 @@
+"""Errors as types. The API layer maps each to one HTTP status, once (chalicelib.api.errors)."""
+
+from __future__ import annotations
+
+
+class HeraldError(Exception):
+    """Base of every error Herald reports to a caller; ``code`` is stable and machine-readable."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class ValidationFailed(HeraldError):
+    """Input is well-formed but not acceptable (e.g. an unknown template id in a campaign)."""
+
+    code = "validation_error"
+
+
+class BadRequest(HeraldError):
+    """Input could not be read at all (malformed JSON, wrong content type)."""
+
+    code = "bad_request"
+
+
+class Unauthorized(HeraldError):
+    code = "unauthorized"
+
+
+class Forbidden(HeraldError):
+    code = "forbidden"
+
+
+class NotFound(HeraldError):
+    code = "not_found"
+
+
+class Conflict(HeraldError):
+    """The request clashes with existing state (a duplicate, a lost race)."""
+
+    code = "conflict"
+
+
+class InvalidTransition(Conflict):
+    """A state change the state machine does not allow from the current state."""
+
+    code = "invalid_transition"
+
+    def __init__(self, current: str, requested: str, *, field: str | None = "status") -> None:
+        super().__init__(f"cannot move from '{current}' to '{requested}'", field=field)
+        self.current = current
+        self.requested = requested
+
+
+class PayloadTooLarge(HeraldError):
+    code = "payload_too_large"

@@ -1,0 +1,169 @@
+"""Create Herald's resources in moto (or any endpoint) from chalicelib.resources.
+
+The same definitions infra/ renders into CloudFormation. Running it twice is fine: every
+step either creates or finds what is already there. Used by the local runner, by the test
+fixtures and by the benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib.aws import client
+from chalicelib.resources import HeraldResources, QueueSpec, herald_resources
+from chalicelib.settings import QueueRole, Settings, get_settings
+
+
+def provision(settings: Settings | None = None) -> HeraldResources:
+    """Create (or find) every resource Herald needs; returns their definition."""
+    settings = settings or get_settings()
+    resources = herald_resources(settings)
+    _table(resources)
+    queue_arns = {spec.role: _queue(spec) for spec in resources.queues}
+    topic_arns = {t.name: _topic(t.name, queue_arns[t.delivers_to]) for t in resources.topics}
+    _event_bus(resources, queue_arns)
+    _schedule_group(resources)
+    _configuration_set(resources, topic_arns[resources.configuration_set.topic_name])
+    return resources
+
+
+def _exists(error: ClientError, *codes: str) -> bool:
+    return error.response["Error"]["Code"] in codes
+
+
+def _table(resources: HeraldResources) -> None:
+    spec = resources.table
+    ddb = client("dynamodb")
+    attributes = {spec.partition_key, spec.sort_key}
+    for index in spec.indexes:
+        attributes.update({index.partition_key, index.sort_key})
+    try:
+        ddb.create_table(
+            TableName=spec.name,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)
+            ],
+            KeySchema=[
+                {"AttributeName": spec.partition_key, "KeyType": "HASH"},
+                {"AttributeName": spec.sort_key, "KeyType": "RANGE"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": index.name,
+                    "KeySchema": [
+                        {"AttributeName": index.partition_key, "KeyType": "HASH"},
+                        {"AttributeName": index.sort_key, "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+                for index in spec.indexes
+            ],
+        )
+    except ClientError as error:
+        if not _exists(error, "ResourceInUseException"):
+            raise
+    ddb.get_waiter("table_exists").wait(TableName=spec.name, WaiterConfig={"Delay": 1})
+    ttl = ddb.describe_time_to_live(TableName=spec.name)["TimeToLiveDescription"]
+    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        ddb.update_time_to_live(
+            TableName=spec.name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
+        )
+
+
+def _queue_arn(url: str) -> str:
+    attributes = client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return str(attributes["Attributes"]["QueueArn"])
+
+
+def _queue(spec: QueueSpec) -> str:
+    sqs = client("sqs")
+    dlq_url = sqs.create_queue(
+        QueueName=spec.dead_letter_name,
+        Attributes={"MessageRetentionPeriod": str(spec.dead_letter_retention_seconds)},
+    )["QueueUrl"]
+    dlq_arn = _queue_arn(dlq_url)
+    attributes = {
+        "VisibilityTimeout": str(spec.visibility_timeout_seconds),
+        "MessageRetentionPeriod": str(spec.retention_seconds),
+        "RedrivePolicy": json.dumps(
+            {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(spec.max_receive_count)}
+        ),
+    }
+    url = sqs.create_queue(QueueName=spec.name, Attributes=attributes)["QueueUrl"]
+    # create_queue does not change an existing queue's attributes: make them true anyway.
+    sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+    return _queue_arn(url)
+
+
+def _topic(name: str, queue_arn: str) -> str:
+    sns = client("sns")
+    topic_arn = str(sns.create_topic(Name=name)["TopicArn"])
+    subscriptions = sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
+    if not any(s["Endpoint"] == queue_arn for s in subscriptions):
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    return topic_arn
+
+
+def _event_bus(resources: HeraldResources, queue_arns: dict[QueueRole, str]) -> None:
+    events = client("events")
+    try:
+        events.create_event_bus(Name=resources.event_bus)
+    except ClientError as error:
+        if not _exists(error, "ResourceAlreadyExistsException"):
+            raise
+    for rule in resources.rules:
+        events.put_rule(
+            Name=rule.name,
+            EventBusName=resources.event_bus,
+            EventPattern=json.dumps(rule.event_pattern),
+            State="ENABLED",
+        )
+        events.put_targets(
+            Rule=rule.name,
+            EventBusName=resources.event_bus,
+            Targets=[{"Id": rule.delivers_to, "Arn": queue_arns[rule.delivers_to]}],
+        )
+
+
+def _schedule_group(resources: HeraldResources) -> None:
+    scheduler = client("scheduler")
+    try:
+        scheduler.create_schedule_group(Name=resources.schedule_group)
+    except ClientError as error:
+        if not _exists(error, "ConflictException"):
+            raise
+
+
+def _configuration_set(resources: HeraldResources, topic_arn: str) -> None:
+    spec = resources.configuration_set
+    # moto's SES v2 has no event destinations; its SES v1 has, and both share one backend.
+    ses = client("ses")
+    try:
+        ses.create_configuration_set(ConfigurationSet={"Name": spec.name})
+    except ClientError as error:
+        if not _exists(error, "ConfigurationSetAlreadyExists", "AlreadyExists"):
+            raise
+    destination: dict[str, Any] = {
+        "Name": spec.event_destination,
+        "Enabled": True,
+        "MatchingEventTypes": [_v1_event_type(t) for t in spec.event_types],
+        "SNSDestination": {"TopicARN": topic_arn},
+    }
+    try:
+        ses.create_configuration_set_event_destination(
+            ConfigurationSetName=spec.name, EventDestination=destination
+        )
+    except ClientError as error:
+        if not _exists(error, "EventDestinationAlreadyExists", "AlreadyExists"):
+            raise
+
+
+def _v1_event_type(v2_name: str) -> str:
+    """SES v1 spells event types in camelCase (``renderingFailure``) where v2 shouts."""
+    head, *rest = v2_name.lower().split("_")
+    return head + "".join(word.capitalize() for word in rest)

@@ -1,0 +1,96 @@
+"""From an SQS batch to the function that handles each message, with partial failures.
+
+Every message Herald puts on a queue is JSON with a ``kind`` (what to do) and usually a
+``tenant_id``. Each queue's Lambda handler hands its batch to ``handle_batch``, which runs
+the registered function for each record through Powertools' BatchProcessor and returns
+``{"batchItemFailures": [...]}``: only the records that failed come back, and (with
+``ReportBatchItemFailures`` on the event source mapping, set in infra/) only they are
+retried and, after ``maxReceiveCount`` receives, dead-lettered. Chalice cannot set that
+flag itself (aws/chalice#2029); the local poller honours the same response.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from chalicelib.observability import logger, metrics
+from chalicelib.settings import QueueRole
+
+MessageHandler = Callable[[dict[str, Any]], None]
+_HANDLERS: dict[tuple[QueueRole, str], MessageHandler] = {}
+
+
+class UnknownMessage(Exception):
+    """A message no handler is registered for: it fails, and ends in the dead-letter queue."""
+
+
+def handles(role: QueueRole, kind: str) -> Callable[[MessageHandler], MessageHandler]:
+    """Register ``fn`` as the handler of messages of ``kind`` arriving on queue ``role``."""
+
+    def register(fn: MessageHandler) -> MessageHandler:
+        key = (role, kind)
+        if key in _HANDLERS and _HANDLERS[key] is not fn:
+            raise ValueError(f"two handlers for {kind!r} on the {role} queue")
+        _HANDLERS[key] = fn
+        return fn
+
+    return register
+
+
+def decode(role: QueueRole, body: str) -> tuple[MessageHandler, dict[str, Any]]:
+    """The handler for a message body and the message itself."""
+    try:
+        message = json.loads(body)
+    except ValueError as error:
+        raise UnknownMessage(f"{role} message is not JSON") from error
+    if not isinstance(message, dict):
+        raise UnknownMessage(f"{role} message is not a JSON object")
+    handler = _HANDLERS.get((role, str(message.get("kind"))))
+    if handler is None:
+        raise UnknownMessage(f"no handler for kind {message.get('kind')!r} on {role}")
+    return handler, message
+
+
+def handle_batch(role: QueueRole, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Process one Lambda SQS event; returns the records to retry as ``batchItemFailures``."""
+    processor = BatchProcessor(event_type=EventType.SQS)
+
+    def record_handler(record: SQSRecord) -> None:
+        handler, message = decode(role, record.body)
+        if message.get("tenant_id"):
+            logger.append_keys(tenant_id=message["tenant_id"])
+        if message.get("campaign_id"):
+            logger.append_keys(campaign_id=message["campaign_id"])
+        try:
+            handler(message)
+        finally:
+            logger.remove_keys(["tenant_id", "campaign_id"])
+
+    try:
+        response = process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    except BatchProcessingError:
+        # Every record failed: report them all rather than failing the invocation, so the
+        # same retry and dead-letter accounting applies as for a partial failure.
+        response = {
+            "batchItemFailures": [
+                {"itemIdentifier": r["messageId"]} for r in event.get("Records", [])
+            ]
+        }
+    failures = len(response.get("batchItemFailures", []))
+    metrics.add_metric(name=f"{role}_messages", unit="Count", value=len(event.get("Records", [])))
+    if failures:
+        metrics.add_metric(name=f"{role}_failures", unit="Count", value=failures)
+        logger.warning("batch had failures", extra={"queue": role, "failures": failures})
+    return dict(response)

@@ -1,0 +1,160 @@
+"""The one definition of Herald's AWS resources.
+
+``infra/`` renders this into CloudFormation and ``chalicelib.local.provision`` creates the
+same things in moto, so names and settings cannot drift between a laptop and AWS. It is
+plain data: nothing here calls AWS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.settings import QUEUE_ROLES, QueueRole, Settings
+
+VISIBILITY_PER_TIMEOUT = 6
+MAX_RECEIVE_COUNT = 5
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A work queue, its dead-letter queue and the Lambda handler that consumes it."""
+
+    role: QueueRole
+    name: str
+    dead_letter_name: str
+    handler: str  # function name in app.py
+    consumer_timeout_seconds: int
+    batch_size: int
+    max_batching_window_seconds: int = 0
+    max_receive_count: int = MAX_RECEIVE_COUNT
+    retention_seconds: int = 4 * 24 * 3600
+    dead_letter_retention_seconds: int = 14 * 24 * 3600
+
+    @property
+    def visibility_timeout_seconds(self) -> int:
+        return self.consumer_timeout_seconds * VISIBILITY_PER_TIMEOUT
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    name: str
+    partition_key: str
+    sort_key: str
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    partition_key: str = "pk"
+    sort_key: str = "sk"
+    ttl_attribute: str = "expires_at"
+    indexes: tuple[IndexSpec, ...] = (
+        IndexSpec("gsi1", "gsi1pk", "gsi1sk"),
+        IndexSpec("gsi2", "gsi2pk", "gsi2sk"),
+    )
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """An SNS topic whose notifications are delivered to one of our queues."""
+
+    name: str
+    delivers_to: QueueRole
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """An EventBridge rule on Herald's bus that forwards matching events to a queue."""
+
+    name: str
+    event_pattern: dict[str, Any]
+    delivers_to: QueueRole
+
+
+@dataclass(frozen=True)
+class ConfigurationSetSpec:
+    """The SES configuration set every email is sent with, publishing events to SNS."""
+
+    name: str
+    event_destination: str
+    topic_name: str
+    event_types: tuple[str, ...] = (
+        "SEND",
+        "REJECT",
+        "BOUNCE",
+        "COMPLAINT",
+        "DELIVERY",
+        "OPEN",
+        "CLICK",
+        "RENDERING_FAILURE",
+        "DELIVERY_DELAY",
+        "SUBSCRIPTION",
+    )
+
+
+@dataclass(frozen=True)
+class HeraldResources:
+    table: TableSpec
+    queues: tuple[QueueSpec, ...]
+    topics: tuple[TopicSpec, ...]
+    event_bus: str
+    rules: tuple[RuleSpec, ...]
+    schedule_group: str
+    scheduler_role: str
+    configuration_set: ConfigurationSetSpec
+    tick_handler: str = "tick"
+    api_handler: str = "api_handler"
+
+    def queue(self, role: QueueRole) -> QueueSpec:
+        return next(q for q in self.queues if q.role == role)
+
+
+# Per queue: (handler in app.py, Lambda timeout in seconds, batch size, batching window).
+_CONSUMERS: dict[QueueRole, tuple[str, int, int, int]] = {
+    "control": ("control_worker", 60, 1, 0),
+    "send": ("send_worker", 120, 1, 0),
+    "feedback": ("feedback_worker", 60, 10, 1),
+    "triggers": ("trigger_worker", 60, 10, 1),
+    "callbacks": ("callback_worker", 60, 10, 0),
+}
+
+
+def herald_resources(settings: Settings) -> HeraldResources:
+    """Everything Herald needs in an AWS account, named for ``settings.stage``."""
+    queues = tuple(
+        QueueSpec(
+            role=role,
+            name=settings.queue_name(role),
+            dead_letter_name=settings.dead_letter_queue_name(role),
+            handler=_CONSUMERS[role][0],
+            consumer_timeout_seconds=_CONSUMERS[role][1],
+            batch_size=_CONSUMERS[role][2],
+            max_batching_window_seconds=_CONSUMERS[role][3],
+        )
+        for role in QUEUE_ROLES
+    )
+    return HeraldResources(
+        table=TableSpec(name=settings.table_name),
+        queues=queues,
+        topics=(
+            TopicSpec(settings.ses_events_topic_name, delivers_to="feedback"),
+            TopicSpec(settings.sms_events_topic_name, delivers_to="feedback"),
+        ),
+        event_bus=settings.event_bus_name,
+        rules=(
+            RuleSpec(
+                name=f"{settings.prefix}-tenant-events",
+                # Any event that names its tenant; detail-type is the event name.
+                event_pattern={"detail": {"tenant_id": [{"exists": True}]}},
+                delivers_to="triggers",
+            ),
+        ),
+        schedule_group=settings.schedule_group_name,
+        scheduler_role=settings.scheduler_role_name,
+        configuration_set=ConfigurationSetSpec(
+            name=settings.ses_configuration_set,
+            event_destination=f"{settings.prefix}-events-to-sns",
+            topic_name=settings.ses_events_topic_name,
+        ),
+    )

@@ -1,0 +1,100 @@
+"""Herald's one settings object.
+
+Every name of an AWS resource, every rate and limit, and the AWS endpoint come from
+here and nowhere else. In AWS the values arrive as ``HERALD_*`` environment variables set
+by the stack in ``infra/``; on a laptop the local runner sets the endpoint to moto's URL.
+Resource names are derived from ``stage`` so that infra, the local provisioner and the
+handlers agree without a second list of names.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+QueueRole = Literal["control", "send", "feedback", "triggers", "callbacks"]
+QUEUE_ROLES: tuple[QueueRole, ...] = ("control", "send", "feedback", "triggers", "callbacks")
+
+
+class Settings(BaseSettings):
+    """Configuration read once per process from ``HERALD_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="HERALD_", frozen=True, extra="ignore")
+
+    stage: str = Field(default="dev", pattern=r"^[a-z][a-z0-9-]{0,15}$")
+    region: str = "us-east-1"
+    aws_endpoint_url: str | None = Field(
+        default=None, description="Unset in AWS; moto's URL on a laptop and in tests."
+    )
+    account_id: str = Field(
+        default="123456789012",
+        description="Used only to build ARNs locally; in AWS the stack passes the real one.",
+    )
+
+    # Sending limits.
+    ses_max_send_rate: float = Field(default=14.0, gt=0, description="SES account sends/second.")
+    send_batch_size: int = Field(default=50, ge=1, le=100)
+    send_concurrency: int = Field(default=8, ge=1, le=64)
+
+    # Feedback and callbacks.
+    callback_window_seconds: int = Field(default=60, ge=1, le=240)
+    allow_loopback_callbacks: bool = Field(
+        default=False, description="Only the embedded stack turns this on."
+    )
+
+    # Public base URL of the API, used to build unsubscribe links.
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    @property
+    def prefix(self) -> str:
+        return f"herald-{self.stage}"
+
+    @property
+    def table_name(self) -> str:
+        return f"{self.prefix}-table"
+
+    def queue_name(self, role: QueueRole) -> str:
+        return f"{self.prefix}-{role}"
+
+    def dead_letter_queue_name(self, role: QueueRole) -> str:
+        return f"{self.prefix}-{role}-dlq"
+
+    @property
+    def ses_events_topic_name(self) -> str:
+        return f"{self.prefix}-ses-events"
+
+    @property
+    def sms_events_topic_name(self) -> str:
+        return f"{self.prefix}-sms-events"
+
+    @property
+    def event_bus_name(self) -> str:
+        return f"{self.prefix}-bus"
+
+    @property
+    def schedule_group_name(self) -> str:
+        return f"{self.prefix}-schedules"
+
+    @property
+    def scheduler_role_name(self) -> str:
+        return f"{self.prefix}-scheduler"
+
+    @property
+    def scheduler_role_arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:role/{self.scheduler_role_name}"
+
+    @property
+    def ses_configuration_set(self) -> str:
+        return f"{self.prefix}-mail"
+
+    def queue_arn(self, role: QueueRole) -> str:
+        return f"arn:aws:sqs:{self.region}:{self.account_id}:{self.queue_name(role)}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
+    return Settings()
