@@ -26,6 +26,7 @@ from chalicelib.domain.tenants import is_tenant_id
 from chalicelib.settings import get_settings
 
 BATCH_WRITE_LIMIT = 25  # AWS's limit; moto accepts more, so we enforce it here.
+BATCH_GET_LIMIT = 100
 _KEY_ATTRIBUTES = frozenset({"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"})
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -304,6 +305,32 @@ class ScopedTable:
         """Write items 25 at a time, retrying what DynamoDB leaves unprocessed."""
         requests = ({"PutRequest": {"Item": self._item(p, s, a, None)}} for p, s, a in items)
         return self._batch_write(requests)
+
+    def batch_get(
+        self, keys: Iterable[tuple[str, str]], *, consistent: bool = False
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """Items by (partition, sort), 100 per BatchGetItem; missing keys are left out."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            pending: dict[str, Any] = {
+                self.name: {
+                    "Keys": [self._key(p, s) for p, s in unique[start : start + BATCH_GET_LIMIT]],
+                    "ConsistentRead": consistent,
+                }
+            }
+            for attempt in range(8):
+                response = self._db.batch_get_item(RequestItems=pending)
+                for item in response.get("Responses", {}).get(self.name, []):
+                    partition = item["pk"]["S"].removeprefix(self.scope).removeprefix("#")
+                    found[(partition, item["sk"]["S"])] = from_dynamo(item)
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 2.0))
+            else:
+                raise RuntimeError("DynamoDB left keys unprocessed in BatchGetItem")
+        return found
 
     def batch_delete(self, keys: Iterable[tuple[str, str]]) -> int:
         requests = ({"DeleteRequest": {"Key": self._key(p, s)}} for p, s in keys)
