@@ -1,0 +1,65 @@
+"""The admin CLI against moto: the same store functions the admin routes use."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chalicelib import cli
+from chalicelib.domain.tenants import ADMIN_SCOPE, parse_key
+from chalicelib.local.poller import drain
+from chalicelib.pipeline.queues import enqueue
+from chalicelib.store import tenants
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
+    assert cli.main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_cli_manages_tenants_and_keys(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
+    created = _run(capsys, "create-tenant", "Initech")
+    assert isinstance(created, dict)
+    tenant_id = created["tenant"]["id"]
+    first_key = created["api_key"]["key"]
+    assert tenants.authenticate(parse_key(first_key)) == tenant_id
+
+    second = _run(capsys, "create-api-key", tenant_id, "--name", "ci")
+    listed = _run(capsys, "list-api-keys", tenant_id)
+    assert isinstance(second, dict) and isinstance(listed, list)
+    assert {k["name"] for k in listed} == {created["api_key"]["name"], "ci"}
+    assert all("key" not in k for k in listed)
+
+    _run(capsys, "revoke-api-key", tenant_id, second["id"])
+    assert tenants.authenticate(parse_key(second["key"])) is None
+    assert [t["id"] for t in _run(capsys, "list-tenants")] == [tenant_id]  # type: ignore[union-attr]
+
+
+def test_cli_admin_key_authenticates_as_admin(
+    aws: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    admin = _run(capsys, "create-admin-key", "--name", "ops")
+    assert isinstance(admin, dict)
+    assert tenants.authenticate(parse_key(admin["admin_key"])) == ADMIN_SCOPE
+
+
+def test_cli_reports_dead_letter_depths(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(capsys, "dlq-depths") == {
+        "control": 0,
+        "send": 0,
+        "feedback": 0,
+        "triggers": 0,
+        "callbacks": 0,
+    }
+    enqueue("control", [{"kind": "no.such.kind"}])
+    drain(["control"])  # fails five times, then SQS moves it to the dead-letter queue
+    capsys.readouterr()  # the handler's log lines
+    assert _run(capsys, "dlq-depths")["control"] == 1  # type: ignore[index]
+
+
+def test_cli_refuses_a_malformed_tenant_id(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["list-api-keys", "not-a-tenant"])
+    assert exited.value.code == 2
+    assert "not a tenant id" in capsys.readouterr().err
