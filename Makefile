@@ -19,7 +19,7 @@ run: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy chalicelib app.py
+	$(BIN)/mypy chalicelib infra app.py
 	$(BIN)/lint-imports
 
 format: venv

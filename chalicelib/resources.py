@@ -61,6 +61,7 @@ class TopicSpec:
 
     name: str
     delivers_to: QueueRole
+    published_by: str  # the AWS service principal the topic policy lets publish
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,16 @@ class ConfigurationSetSpec:
         "DELIVERY_DELAY",
         "SUBSCRIPTION",
     )
+
+    @property
+    def camel_case_event_types(self) -> tuple[str, ...]:
+        """The event types as SES v1 and CloudFormation spell them (``renderingFailure``)."""
+        return tuple(_camel_case(t) for t in self.event_types)
+
+
+def _camel_case(shouted: str) -> str:
+    head, *rest = shouted.lower().split("_")
+    return head + "".join(word.capitalize() for word in rest)
 
 
 @dataclass(frozen=True)
@@ -138,8 +149,17 @@ def herald_resources(settings: Settings) -> HeraldResources:
         table=TableSpec(name=settings.table_name),
         queues=queues,
         topics=(
-            TopicSpec(settings.ses_events_topic_name, delivers_to="feedback"),
-            TopicSpec(settings.sms_events_topic_name, delivers_to="feedback"),
+            TopicSpec(
+                settings.ses_events_topic_name,
+                delivers_to="feedback",
+                published_by="ses.amazonaws.com",
+            ),
+            TopicSpec(
+                settings.sms_events_topic_name,
+                delivers_to="feedback",
+                # AWS End User Messaging SMS, which sends SNS's SMS, publishes delivery events.
+                published_by="sms-voice.amazonaws.com",
+            ),
         ),
         event_bus=settings.event_bus_name,
         rules=(

@@ -151,7 +151,7 @@ def _configuration_set(resources: HeraldResources, topic_arn: str) -> None:
     destination: dict[str, Any] = {
         "Name": spec.event_destination,
         "Enabled": True,
-        "MatchingEventTypes": [_v1_event_type(t) for t in spec.event_types],
+        "MatchingEventTypes": list(spec.camel_case_event_types),
         "SNSDestination": {"TopicARN": topic_arn},
     }
     try:
@@ -162,8 +162,3 @@ def _configuration_set(resources: HeraldResources, topic_arn: str) -> None:
         if not _exists(error, "EventDestinationAlreadyExists", "AlreadyExists"):
             raise
 
-
-def _v1_event_type(v2_name: str) -> str:
-    """SES v1 spells event types in camelCase (``renderingFailure``) where v2 shouts."""
-    head, *rest = v2_name.lower().split("_")
-    return head + "".join(word.capitalize() for word in rest)

@@ -1,0 +1,64 @@
+"""What infra adds to the functions chalice generates: names, settings, timeouts, batch failures.
+
+These are deep-merged onto chalice's ``AWS::Serverless::Function`` resources, so every key here
+is added to (or overrides) chalice's and nothing chalice generated is lost: in particular each
+SQS event keeps chalice's queue reference and gains ``ReportBatchItemFailures``, which chalice
+cannot set itself (aws/chalice#2029) and without which one failed record would retry its whole
+batch.
+"""
+
+from __future__ import annotations
+
+from chalicelib.observability import SERVICE, metrics
+from infra.naming import FUNCTION_POLICY, SES_MAX_SEND_RATE, Json, Stack, ref, setting_variable
+from infra.policy import consume_policy_id
+
+LOG_RETENTION_DAYS = 30
+
+
+def function_overrides(stack: Stack) -> Json:
+    """Per function: the merge onto chalice's resource, plus its log group."""
+    consumers = {spec.handler: spec for spec in stack.resources.queues}
+    rendered: Json = {}
+    for handler in stack.handlers:
+        function_id = stack.function_id(handler)
+        log_group_id = f"{function_id}LogGroup"
+        # Permissions and the log group exist before the function (and so before its event
+        # source mapping, which Lambda validates against the role when it is created).
+        depends_on = [FUNCTION_POLICY, log_group_id]
+        properties: Json = {
+            "FunctionName": stack.function_name(handler),
+            "Tracing": "Active",
+            "Environment": {"Variables": environment(stack)},
+        }
+        spec = consumers.get(handler)
+        if spec is not None:
+            depends_on.append(consume_policy_id(stack, spec))
+            properties["Timeout"] = spec.consumer_timeout_seconds
+            properties["Events"] = {
+                stack.sqs_event_id(spec): {
+                    "Properties": {"FunctionResponseTypes": ["ReportBatchItemFailures"]}
+                }
+            }
+        rendered[function_id] = {"DependsOn": depends_on, "Properties": properties}
+        rendered[log_group_id] = {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {
+                "LogGroupName": f"/aws/lambda/{stack.function_name(handler)}",
+                "RetentionInDays": LOG_RETENTION_DAYS,
+            },
+        }
+    return rendered
+
+
+def environment(stack: Stack) -> Json:
+    """The variables ``chalicelib.settings`` and Powertools read, the same for every function."""
+    return {
+        setting_variable("stage"): stack.settings.stage,
+        setting_variable("account_id"): ref("AWS::AccountId"),
+        setting_variable("region"): ref("AWS::Region"),
+        setting_variable("public_base_url"): stack.public_base_url(),
+        setting_variable("ses_max_send_rate"): ref(SES_MAX_SEND_RATE),
+        "POWERTOOLS_SERVICE_NAME": SERVICE,
+        "POWERTOOLS_METRICS_NAMESPACE": metrics.namespace,
+    }

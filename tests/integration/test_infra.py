@@ -1,0 +1,399 @@
+"""The AWS stack as rendered by ``python -m infra.render``: valid, wired, and least-privilege.
+
+The template is rendered once for the module (``chalice package`` builds the deployment zip,
+~15 s) and every test reads the final ``sam.json``, finding things by what they are (a queue by
+its ``QueueName``, a function by its ``Handler``) rather than by the ids infra chose, so the
+tests check the stack, not the renderer's bookkeeping.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import pytest
+
+from chalicelib.resources import HeraldResources, QueueSpec, herald_resources
+from chalicelib.settings import Settings
+from infra.render import lint, render
+
+Json = dict[str, Any]
+STAGE = "dev"
+SETTINGS = Settings(stage=STAGE)
+RESOURCES: HeraldResources = herald_resources(SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def template_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render(STAGE, tmp_path_factory.mktemp("infra"), region="us-east-1")
+
+
+@pytest.fixture(scope="module")
+def template(template_path: Path) -> Json:
+    return json.loads(template_path.read_text())
+
+
+def of_type(template: Json, kind: str) -> dict[str, Json]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def queue_id(template: Json, name: str) -> str:
+    [found] = [
+        k
+        for k, v in of_type(template, "AWS::SQS::Queue").items()
+        if v["Properties"]["QueueName"] == name
+    ]
+    return found
+
+
+def function_of(template: Json, handler: str) -> tuple[str, Json]:
+    """The function running ``handler`` from app.py (the REST API runs the app itself)."""
+    entry_point = "app.app" if handler == RESOURCES.api_handler else f"app.{handler}"
+    [found] = [
+        (k, v)
+        for k, v in of_type(template, "AWS::Serverless::Function").items()
+        if v["Properties"]["Handler"] == entry_point
+    ]
+    return found
+
+
+def references(value: Any) -> set[str]:
+    """Logical ids ``value`` refers to through Ref, GetAtt and Sub."""
+    if isinstance(value, list):
+        return set().union(*(references(v) for v in value))
+    if not isinstance(value, dict):
+        return set()
+    if set(value) == {"Ref"}:
+        return {value["Ref"]}
+    if set(value) == {"Fn::GetAtt"}:
+        target = value["Fn::GetAtt"]
+        return {target[0] if isinstance(target, list) else target.split(".")[0]}
+    if set(value) == {"Fn::Sub"}:
+        text, variables = (
+            (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
+        )
+        names = {m.split(".")[0] for m in re.findall(r"\$\{([^!}][^}]*)\}", text)}
+        return (names - set(variables)) | references(variables)
+    return set().union(*(references(v) for v in value.values()))
+
+
+def dependency_graph(template: Json) -> nx.DiGraph:
+    resources = template["Resources"]
+    graph = nx.DiGraph()
+    for name, resource in resources.items():
+        depends_on = resource.get("DependsOn", [])
+        targets = references(resource.get("Properties", {})) | set(
+            [depends_on] if isinstance(depends_on, str) else depends_on
+        )
+        graph.add_node(name)
+        graph.add_edges_from((name, t) for t in targets if t in resources)
+    return graph
+
+
+def statements_for_role(template: Json, role_id: str) -> list[Json]:
+    role = template["Resources"][role_id]["Properties"]
+    statements = [s for p in role.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+    for policy in of_type(template, "AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
+            statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def grants(statements: list[Json], action: str, resource: Any) -> bool:
+    return any(
+        s["Effect"] == "Allow"
+        and action in as_list(s["Action"])
+        and resource in as_list(s["Resource"])
+        for s in statements
+    )
+
+
+def test_cfn_lint_finds_no_errors_or_warnings(template_path: Path) -> None:
+    findings = lint(template_path, "us-east-1")
+    serious = [str(f) for f in findings if f.rule.id[0] in "EW"]
+    assert serious == []
+
+
+def test_template_has_no_dependency_cycle(template: Json) -> None:
+    # cfn-lint does not follow references inside SAM resources; CloudFormation refuses cycles.
+    graph = dependency_graph(template)
+    assert nx.is_directed_acyclic_graph(graph), nx.find_cycle(graph)
+
+
+@pytest.mark.parametrize("spec", RESOURCES.queues, ids=lambda s: s.role)
+def test_queue_has_a_dead_letter_queue_and_outlasts_its_consumer(
+    template: Json, spec: QueueSpec
+) -> None:
+    queue = template["Resources"][queue_id(template, spec.name)]["Properties"]
+    dead_letter_id = queue_id(template, spec.dead_letter_name)
+    _, consumer = function_of(template, spec.handler)
+    timeout = consumer["Properties"]["Timeout"]
+    assert timeout == spec.consumer_timeout_seconds
+    assert queue["VisibilityTimeout"] >= 6 * timeout
+    assert queue["MessageRetentionPeriod"] == spec.retention_seconds
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [dead_letter_id, "Arn"]}
+    assert queue["RedrivePolicy"]["maxReceiveCount"] >= 5
+
+
+@pytest.mark.parametrize("spec", RESOURCES.queues, ids=lambda s: s.role)
+def test_consumer_reports_batch_item_failures_from_its_own_queue(
+    template: Json, spec: QueueSpec
+) -> None:
+    function_id, function = function_of(template, spec.handler)
+    [event] = [e for e in function["Properties"]["Events"].values() if e["Type"] == "SQS"]
+    properties = event["Properties"]
+    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # chalice's reference, by name, to the queue this template creates with that name.
+    assert properties["Queue"] == {
+        "Fn::Sub": f"arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:{spec.name}"
+    }
+    assert properties["BatchSize"] == spec.batch_size
+    # ... and the function (so its event source mapping) is created after the queue exists.
+    assert nx.has_path(dependency_graph(template), function_id, queue_id(template, spec.name))
+
+
+def test_only_the_queue_consumers_have_sqs_event_sources(template: Json) -> None:
+    functions = of_type(template, "AWS::Serverless::Function").values()
+    sqs_events = [
+        e
+        for f in functions
+        for e in f["Properties"].get("Events", {}).values()
+        if e["Type"] == "SQS"
+    ]
+    assert len(sqs_events) == len(RESOURCES.queues)
+
+
+def test_table_has_ttl_indexes_backups_and_encryption(template: Json) -> None:
+    [table] = of_type(template, "AWS::DynamoDB::Table").values()
+    properties = table["Properties"]
+    spec = RESOURCES.table
+    assert properties["TableName"] == spec.name
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert [i["IndexName"] for i in properties["GlobalSecondaryIndexes"]] == [
+        i.name for i in spec.indexes
+    ]
+    assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert properties["SSESpecification"]["SSEEnabled"] is True
+    assert table["DeletionPolicy"] == "Retain"
+
+
+def test_no_wildcard_resource_for_table_queue_or_topic_actions(template: Json) -> None:
+    roles = of_type(template, "AWS::IAM::Role")
+    statements = [s for role_id in roles for s in statements_for_role(template, role_id)]
+    wildcard_actions = {
+        action
+        for s in statements
+        if s["Effect"] == "Allow" and "*" in as_list(s["Resource"])
+        for action in as_list(s["Action"])
+    }
+    # X-Ray and PutMetricData have no resources; an SMS to a phone number has no ARN.
+    assert wildcard_actions == {
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "cloudwatch:PutMetricData",
+        "sns:Publish",
+    }
+    assert not [a for s in statements for a in as_list(s["Action"]) if a.endswith("*")]
+
+
+@pytest.mark.parametrize("spec", RESOURCES.queues, ids=lambda s: s.role)
+def test_consumer_may_receive_only_from_its_own_queue(template: Json, spec: QueueSpec) -> None:
+    _, function = function_of(template, spec.handler)
+    statements = statements_for_role(template, function["Properties"]["Role"]["Fn::GetAtt"][0])
+    for other in RESOURCES.queues:
+        arn = {"Fn::GetAtt": [queue_id(template, other.name), "Arn"]}
+        assert grants(statements, "sqs:ReceiveMessage", arn) == (other == spec)
+        assert grants(statements, "sqs:SendMessage", arn)
+
+
+@pytest.mark.parametrize(
+    "handler", [RESOURCES.api_handler, RESOURCES.tick_handler, RESOURCES.queue("send").handler]
+)
+def test_every_function_may_use_the_table_the_bus_and_schedules(
+    template: Json, handler: str
+) -> None:
+    _, function = function_of(template, handler)
+    statements = statements_for_role(template, function["Properties"]["Role"]["Fn::GetAtt"][0])
+    [table_id] = of_type(template, "AWS::DynamoDB::Table")
+    [bus_id] = of_type(template, "AWS::Events::EventBus")
+    [scheduler_role_id] = [
+        k
+        for k, v in of_type(template, "AWS::IAM::Role").items()
+        if v["Properties"].get("RoleName") == SETTINGS.scheduler_role_name
+    ]
+    assert grants(statements, "dynamodb:PutItem", {"Fn::GetAtt": [table_id, "Arn"]})
+    assert grants(statements, "dynamodb:Query", {"Fn::Sub": f"${{{table_id}.Arn}}/index/*"})
+    assert grants(statements, "events:PutEvents", {"Fn::GetAtt": [bus_id, "Arn"]})
+    assert grants(statements, "iam:PassRole", {"Fn::GetAtt": [scheduler_role_id, "Arn"]})
+    assert grants(
+        statements,
+        "scheduler:CreateSchedule",
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:"
+            f"schedule/{RESOURCES.schedule_group}/*"
+        },
+    )
+    assert grants(
+        statements,
+        "ses:SendRawEmail",
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:"
+            f"configuration-set/{RESOURCES.configuration_set.name}"
+        },
+    )
+
+
+def test_scheduler_role_may_only_put_work_on_the_control_queue(template: Json) -> None:
+    [role] = [
+        v
+        for v in of_type(template, "AWS::IAM::Role").values()
+        if v["Properties"].get("RoleName") == SETTINGS.scheduler_role_name
+    ]
+    [trust] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    [statement] = [
+        s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]
+    ]
+    control = RESOURCES.queue("control")
+    assert statement["Action"] == ["sqs:SendMessage"]
+    assert statement["Resource"] == [
+        {"Fn::GetAtt": [queue_id(template, name), "Arn"]}
+        for name in (control.name, control.dead_letter_name)
+    ]
+
+
+def test_every_function_gets_its_settings_from_the_stack(template: Json) -> None:
+    for function in of_type(template, "AWS::Serverless::Function").values():
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert variables["HERALD_STAGE"] == STAGE
+        assert variables["HERALD_ACCOUNT_ID"] == {"Ref": "AWS::AccountId"}
+        assert variables["HERALD_REGION"] == {"Ref": "AWS::Region"}
+        [_, custom, api_url] = variables["HERALD_PUBLIC_BASE_URL"]["Fn::If"]
+        assert custom == {"Ref": "PublicBaseUrl"}
+        assert api_url == {
+            "Fn::Sub": "https://${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/api"
+        }
+        assert variables["HERALD_SES_MAX_SEND_RATE"] == {"Ref": "SesMaxSendRate"}
+        assert variables["POWERTOOLS_SERVICE_NAME"] == "herald"
+        assert function["Properties"]["Tracing"] == "Active"
+
+
+def test_topics_deliver_sns_envelopes_to_the_feedback_queue(template: Json) -> None:
+    feedback_id = queue_id(template, RESOURCES.queue("feedback").name)
+    topics = {
+        v["Properties"]["TopicName"]: k
+        for k, v in of_type(template, "AWS::SNS::Topic").items()
+        if "TopicName" in v["Properties"]
+    }
+    [queue_policy] = [
+        v["Properties"]
+        for v in of_type(template, "AWS::SQS::QueuePolicy").values()
+        if v["Properties"]["Queues"] == [{"Ref": feedback_id}]
+    ]
+    for spec in RESOURCES.topics:
+        topic_id = topics[spec.name]
+        [subscription] = [
+            v["Properties"]
+            for v in of_type(template, "AWS::SNS::Subscription").values()
+            if v["Properties"]["TopicArn"] == {"Ref": topic_id}
+        ]
+        assert subscription["Endpoint"] == {"Fn::GetAtt": [feedback_id, "Arn"]}
+        assert subscription["RawMessageDelivery"] is False
+        assert {"ArnEquals": {"aws:SourceArn": {"Ref": topic_id}}} in [
+            s["Condition"] for s in queue_policy["PolicyDocument"]["Statement"]
+        ]
+        [topic_policy] = [
+            v["Properties"]
+            for v in of_type(template, "AWS::SNS::TopicPolicy").values()
+            if v["Properties"]["Topics"] == [{"Ref": topic_id}]
+        ]
+        [publisher] = topic_policy["PolicyDocument"]["Statement"]
+        assert publisher["Principal"] == {"Service": spec.published_by}
+
+
+def test_ses_publishes_every_event_type_herald_handles_to_its_topic(template: Json) -> None:
+    spec = RESOURCES.configuration_set
+    [configuration_set] = of_type(template, "AWS::SES::ConfigurationSet").values()
+    assert configuration_set["Properties"]["Name"] == spec.name
+    [destination] = of_type(template, "AWS::SES::ConfigurationSetEventDestination").values()
+    event_destination = destination["Properties"]["EventDestination"]
+    assert set(event_destination["MatchingEventTypes"]) == {
+        "send",
+        "reject",
+        "bounce",
+        "complaint",
+        "delivery",
+        "open",
+        "click",
+        "renderingFailure",
+        "deliveryDelay",
+        "subscription",
+    }
+    topic = template["Resources"][event_destination["SnsDestination"]["TopicARN"]["Ref"]]
+    assert topic["Properties"]["TopicName"] == spec.topic_name
+
+
+def test_bus_rules_deliver_to_their_queue_which_lets_them(template: Json) -> None:
+    [bus_id] = of_type(template, "AWS::Events::EventBus")
+    rules = of_type(template, "AWS::Events::Rule")
+    for spec in RESOURCES.rules:
+        [(rule_id, rule)] = [
+            (k, v) for k, v in rules.items() if v["Properties"]["Name"] == spec.name
+        ]
+        assert rule["Properties"]["EventBusName"] == {"Ref": bus_id}
+        assert rule["Properties"]["EventPattern"] == spec.event_pattern
+        [target] = rule["Properties"]["Targets"]
+        target_id = queue_id(template, RESOURCES.queue(spec.delivers_to).name)
+        assert target["Arn"] == {"Fn::GetAtt": [target_id, "Arn"]}
+        [policy] = [
+            v["Properties"]["PolicyDocument"]
+            for v in of_type(template, "AWS::SQS::QueuePolicy").values()
+            if v["Properties"]["Queues"] == [{"Ref": target_id}]
+        ]
+        assert {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]}}} in [
+            s["Condition"] for s in policy["Statement"]
+        ]
+
+
+def test_api_gateway_errors_have_heralds_error_shape(template: Json) -> None:
+    definition = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    responses = definition["x-amazon-apigateway-gateway-responses"]
+    assert {"DEFAULT_4XX", "DEFAULT_5XX", "UNAUTHORIZED", "MISSING_AUTHENTICATION_TOKEN"} <= set(
+        responses
+    )
+    for response in responses.values():
+        body = response["responseTemplates"]["application/json"]
+        rendered = json.loads(body.replace("$context.error.messageString", '"API Gateway says"'))
+        assert set(rendered) == {"error"}
+        assert set(rendered["error"]) == {"code", "message"}
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["statusCode"] == "404"
+
+
+def test_alarms_watch_dead_letters_function_errors_and_ses_reputation(template: Json) -> None:
+    alarms = [a["Properties"] for a in of_type(template, "AWS::CloudWatch::Alarm").values()]
+    # (metric, what it is about, fires above) for every alarm
+    watched = {
+        (a["MetricName"], json.dumps([d["Value"] for d in a.get("Dimensions", [])]), a["Threshold"])
+        for a in alarms
+        if a["ComparisonOperator"] == "GreaterThanThreshold"
+    }
+    for spec in RESOURCES.queues:
+        dead_letters = [{"Fn::GetAtt": [queue_id(template, spec.dead_letter_name), "QueueName"]}]
+        assert ("ApproximateNumberOfMessagesVisible", json.dumps(dead_letters), 0) in watched
+    for function_id in of_type(template, "AWS::Serverless::Function"):
+        assert ("Errors", json.dumps([{"Ref": function_id}]), 0) in watched
+    reputation = {a["MetricName"]: a["Threshold"] for a in alarms if a["Namespace"] == "AWS/SES"}
+    assert reputation == {"Reputation.BounceRate": 0.05, "Reputation.ComplaintRate": 0.001}
+    assert all(a["AlarmActions"] for a in alarms)
+
+
+def test_outputs_name_the_api_table_and_bus(template: Json) -> None:
+    assert {"ApiUrl", "TableName", "EventBusName", "EndpointURL"} <= set(template["Outputs"])
