@@ -2,11 +2,14 @@
 
 Clients are created lazily (so that moto, imported by tests, intercepts them) and cached
 per service for the life of the process, honouring ``Settings.aws_endpoint_url``. botocore
-clients are thread-safe, so the sender's pool shares them.
+clients are thread-safe, so the sender's pool shares them. They come from one shared
+session (made under the lock, since sessions are not thread-safe): a session per client
+reloads botocore's data files each time, which doubled the local stack's start-up.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
@@ -28,13 +31,18 @@ def client(service: str) -> Any:
     with _lock:
         if service not in _clients:
             settings = get_settings()
-            _clients[service] = boto3.session.Session().client(
+            _clients[service] = _shared_session().client(
                 service,  # type: ignore[call-overload]
                 region_name=settings.region,
                 endpoint_url=settings.aws_endpoint_url,
                 config=_RETRIES,
             )
         return _clients[service]
+
+
+@functools.cache
+def _shared_session() -> boto3.session.Session:
+    return boto3.session.Session()
 
 
 def reset_clients() -> None:

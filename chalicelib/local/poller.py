@@ -12,6 +12,7 @@ dead-letter queue. The local runner polls in a thread per queue; tests and bench
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -61,13 +62,25 @@ def sqs_event(role: QueueRole, messages: Iterable[dict[str, Any]]) -> dict[str, 
     }
 
 
-def invoke(role: QueueRole, event: dict[str, Any]) -> dict[str, Any]:
-    """Call app.py's consumer for ``role`` exactly as Lambda would; returns its response."""
+# Lambda runs each concurrent invocation in its own execution environment; here every
+# handler shares one process, and module state (Powertools' logger keys and metric set)
+# would leak between threads. The local runner therefore runs one invocation at a time.
+invocation_lock = threading.RLock()
+
+
+def invoke_handler(name: str, event: dict[str, Any], timeout_seconds: int) -> Any:
+    """Call app.py's function ``name`` with ``event`` exactly as Lambda would."""
     import app as herald  # the real handlers; imported late so settings are final first
 
+    handler = getattr(herald, name)
+    with invocation_lock:
+        return handler(event, LambdaContext(name, timeout_seconds))
+
+
+def invoke(role: QueueRole, event: dict[str, Any]) -> dict[str, Any]:
+    """Call app.py's consumer for ``role`` exactly as Lambda would; returns its response."""
     spec = herald_resources(get_settings()).queue(role)
-    handler = getattr(herald, spec.handler)
-    response = handler(event, LambdaContext(spec.handler, spec.consumer_timeout_seconds))
+    response = invoke_handler(spec.handler, event, spec.consumer_timeout_seconds)
     return response if isinstance(response, dict) else {}
 
 

@@ -161,4 +161,3 @@ def _configuration_set(resources: HeraldResources, topic_arn: str) -> None:
     except ClientError as error:
         if not _exists(error, "EventDestinationAlreadyExists", "AlreadyExists"):
             raise
-
