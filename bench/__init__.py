@@ -1,0 +1,1 @@
+"""Benchmarks that print figures (times, peak memory), each against in-process moto."""
