@@ -1,0 +1,28 @@
+"""Clearing a deleted list from its members, a page per control-queue message.
+
+Deleting a list answers at once; this job then removes the list's id from each member's
+``lists`` and deletes the member items, ``MEMBER_PAGE`` members per message, and queues
+itself again until none are left, so a list of millions never holds a Lambda past its
+timeout. Every step is idempotent: a redelivered message redoes at most one page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.pipeline.dispatch import handles
+from chalicelib.pipeline.queues import enqueue
+from chalicelib.store.lists import purge_members
+
+LIST_PURGE = "list.purge"
+
+
+def schedule_purge(tenant_id: str, list_id: str) -> None:
+    enqueue("control", [{"kind": LIST_PURGE, "tenant_id": tenant_id, "list_id": list_id}])
+
+
+@handles("control", LIST_PURGE)
+def purge_list(message: dict[str, Any]) -> None:
+    tenant_id, list_id = message["tenant_id"], message["list_id"]
+    if not purge_members(tenant_id, list_id):
+        schedule_purge(tenant_id, list_id)

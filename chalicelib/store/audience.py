@@ -1,0 +1,160 @@
+"""A tenant's audience (lists or segments, minus exclusions), streamed a page at a time.
+
+Nothing here holds a whole audience: every function reads one page of contacts, decides
+each with a predicate compiled once (chalicelib.domain.audience), and forgets the page.
+
+Two ways to walk, chosen by the spec:
+- **With any segment**: one pass over ALL the tenant's contacts (``scan_contacts``), each
+  tested against the OR of the lists and segments. A segment can only be decided by
+  looking at every contact, so this costs one read per contact in the tenant however
+  small the audience; and it de-duplicates for free, since each contact is read once.
+- **Lists only**: the lists' member items are walked list after list and only those
+  contacts are read (BatchGetItem), costing one read per membership instead of one per
+  contact in the tenant. A contact in two lists is kept only under the FIRST list of the
+  spec that holds it (its own ``lists`` says so), so again no set of ids seen is kept.
+
+The contact's ``lists`` is the truth for membership in both walks, so they agree.
+``audience_page`` is the resumable form for the campaign planner: at most ``limit``
+contacts are examined per call, so a page may come back short or even empty while a
+cursor is still returned; the walk is over when the cursor is None. Relative dates in
+segments (``-7d``) are fixed by ``now``: a planner passes the same ``now`` for every page
+of one plan.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from chalicelib.domain import clock
+from chalicelib.domain.audience import AudienceSpec, audience_predicate, excluded
+from chalicelib.domain.contacts import Contact
+from chalicelib.domain.errors import NotFound, ValidationFailed
+from chalicelib.domain.segments import SegmentGroup, compile_tree
+from chalicelib.store.contacts import get_contacts, scan_contacts
+from chalicelib.store.lists import get_lists, list_member_ids
+from chalicelib.store.segments import get_segments
+
+PAGE_SIZE = 500
+
+
+def preview_segment(
+    tenant_id: str, tree: SegmentGroup, sample_size: int = 10, now: datetime | None = None
+) -> tuple[int, list[Contact]]:
+    """How many contacts match ``tree``, and the first ``sample_size`` of them."""
+    test = compile_tree(tree, now or clock.now())
+    count = 0
+    sample: list[Contact] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = scan_contacts(tenant_id, cursor, PAGE_SIZE)
+        for contact in page:
+            if test(contact):
+                count += 1
+                if len(sample) < sample_size:
+                    sample.append(contact)
+        if cursor is None:
+            return count, sample
+
+
+def load_segment_trees(tenant_id: str, spec: AudienceSpec) -> dict[str, SegmentGroup]:
+    """The trees of every segment the spec names; NotFound naming the first missing list
+    or segment (a deleted list or segment must not silently shrink an audience)."""
+    segments = get_segments(tenant_id, spec.all_segment_ids)
+    for segment_id in spec.all_segment_ids:
+        if segment_id not in segments:
+            raise NotFound(f"segment '{segment_id}' not found", field="segment_ids")
+    lists = get_lists(tenant_id, spec.all_list_ids)
+    for list_id in spec.all_list_ids:
+        if list_id not in lists:
+            raise NotFound(f"list '{list_id}' not found", field="list_ids")
+    return {segment_id: segment.tree for segment_id, segment in segments.items()}
+
+
+def audience_page(
+    tenant_id: str,
+    spec: AudienceSpec,
+    cursor: str | None = None,
+    limit: int = PAGE_SIZE,
+    now: datetime | None = None,
+) -> tuple[list[Contact], str | None]:
+    """The audience members among the next ``limit`` contacts examined, and the cursor."""
+    trees = load_segment_trees(tenant_id, spec)
+    at = now or clock.now()
+    if spec.segment_ids:
+        inner = _decode(cursor, "scan")[1]
+        page, after = scan_contacts(tenant_id, inner, limit)
+        member = audience_predicate(spec, trees, at)
+        return [c for c in page if member(c)], _encode("scan", 0, after) if after else None
+    index, inner = _decode(cursor, "lists")
+    if index >= len(spec.list_ids):
+        raise ValidationFailed("cursor does not belong to this audience", field="cursor")
+    list_id = spec.list_ids[index]
+    ids, after = list_member_ids(tenant_id, list_id, limit, inner)
+    found = get_contacts(tenant_id, ids)
+    earlier = frozenset(spec.list_ids[:index])
+    exclude = excluded(spec, trees, at)
+    members = [
+        contact
+        for contact_id in ids
+        if (contact := found.get(contact_id)) is not None
+        and list_id in contact.lists
+        and earlier.isdisjoint(contact.lists)
+        and (exclude is None or not exclude(contact))
+    ]
+    if after is not None:
+        return members, _encode("lists", index, after)
+    if index + 1 < len(spec.list_ids):
+        return members, _encode("lists", index + 1, None)
+    return members, None
+
+
+def iter_audience(
+    tenant_id: str,
+    segment_ids: Sequence[str] = (),
+    list_ids: Sequence[str] = (),
+    *,
+    exclude_segment_ids: Sequence[str] = (),
+    exclude_list_ids: Sequence[str] = (),
+    now: datetime | None = None,
+    page_size: int = PAGE_SIZE,
+) -> Iterator[list[Contact]]:
+    """Every audience member, in non-empty pages, each contact exactly once."""
+    spec = AudienceSpec(
+        segment_ids=list(segment_ids),
+        list_ids=list(list_ids),
+        exclude_segment_ids=list(exclude_segment_ids),
+        exclude_list_ids=list(exclude_list_ids),
+    )
+    at = now or clock.now()
+    cursor: str | None = None
+    while True:
+        members, cursor = audience_page(tenant_id, spec, cursor, page_size, at)
+        if members:
+            yield members
+        if cursor is None:
+            return
+
+
+def _encode(mode: str, index: int, inner: str | None) -> str:
+    plain = json.dumps({"mode": mode, "index": index, "after": inner}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(plain.encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str | None, mode: str) -> tuple[int, str | None]:
+    if not cursor:
+        return 0, None
+    try:
+        plain: Any = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        index, inner = plain["index"], plain["after"]
+        if plain["mode"] != mode or not isinstance(index, int) or index < 0:
+            raise ValueError("cursor of another walk")
+        if inner is not None and not isinstance(inner, str):
+            raise ValueError("bad position")
+    except (ValueError, KeyError, TypeError, binascii.Error) as error:
+        raise ValidationFailed("cursor does not belong to this audience", field="cursor") from error
+    return index, inner
