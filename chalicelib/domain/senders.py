@@ -1,0 +1,135 @@
+"""Senders: the identities a tenant's messages go out as, and when one may be used.
+
+An email sender is a From address (and name, and Reply-To addresses); SES sends only
+from a verified identity, which is either the address itself or its whole domain. An
+SMS sender is an origination number (E.164) and/or an alphanumeric sender id. Every
+field that ends up in a header refuses CR, LF and NUL (``HeaderText``/``PersonName``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from email.utils import formataddr
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+from chalicelib.domain.contacts import EmailAddress, PersonName, PhoneNumber
+from chalicelib.domain.errors import ValidationFailed
+from chalicelib.domain.headers import HEADER_SAFE
+
+SenderChannel = Literal["email", "sms"]
+IdentityKind = Literal["address", "domain"]
+REPLY_TO_MAX = 5
+_SENDER_ID = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9]{1,11}$")
+
+
+def _sender_id(value: str) -> str:
+    if not _SENDER_ID.match(value):
+        raise ValueError("a sender id is 1-11 letters and digits, at least one a letter")
+    return value
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+HeaderEmail = Annotated[EmailAddress, HEADER_SAFE]
+SenderId = Annotated[str, AfterValidator(_sender_id)]
+
+
+class IdentityStatus(BaseModel):
+    """What SES says about the identity an address sends through."""
+
+    model_config = ConfigDict(frozen=True)
+
+    identity: str = Field(description="The address, or its domain, that SES knows.")
+    kind: IdentityKind
+    verified: bool
+    status: str = Field(
+        description="SES's VerificationStatus (SUCCESS, PENDING, FAILED, TEMPORARY_FAILURE, "
+        "NOT_STARTED), or NOT_FOUND when SES knows neither the address nor its domain."
+    )
+    checked_at: datetime
+
+
+class Sender(BaseModel):
+    """A stored sender. ``verification`` is the last status seen (live on a single GET)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    number: int = Field(description="Small per-tenant integer id (seed 003's domain ids).")
+    channel: SenderChannel
+    name: str = ""
+    from_email: str | None = None
+    from_name: str | None = None
+    reply_to: list[str] = Field(default_factory=list)
+    origination_number: str | None = None
+    sender_id: str | None = None
+    verification: IdentityStatus | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def from_header(self) -> str:
+        """The From header value, quoted and encoded as RFC 5322 needs."""
+        assert self.from_email is not None
+        return formataddr((self.from_name or "", self.from_email))
+
+    @property
+    def domain(self) -> str | None:
+        return self.from_email.rsplit("@", 1)[1] if self.from_email else None
+
+
+class SenderFields(BaseModel):
+    """What a caller sets on a sender (create body, or the fields present in a patch)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: PersonName | None = None
+    from_email: HeaderEmail | None = None
+    from_name: PersonName | None = None
+    reply_to: Annotated[list[HeaderEmail], BeforeValidator(_as_list)] | None = Field(
+        default=None, max_length=REPLY_TO_MAX, description="One address or a list of them."
+    )
+    origination_number: PhoneNumber | None = None
+    sender_id: SenderId | None = None
+
+
+_EMAIL_ONLY = ("from_email", "from_name", "reply_to")
+_SMS_ONLY = ("origination_number", "sender_id")
+
+
+def check_sender(channel: SenderChannel, values: dict[str, object]) -> None:
+    """ValidationFailed (naming the field) unless ``values`` make a complete ``channel`` sender."""
+    foreign = _SMS_ONLY if channel == "email" else _EMAIL_ONLY
+    for name in foreign:
+        if values.get(name):
+            raise ValidationFailed(f"{name} is not a field of an {channel} sender", field=name)
+    if channel == "email" and not values.get("from_email"):
+        raise ValidationFailed("an email sender needs from_email", field="from_email")
+    if channel == "sms" and not (values.get("origination_number") or values.get("sender_id")):
+        raise ValidationFailed(
+            "an SMS sender needs an origination_number or a sender_id", field="origination_number"
+        )
+
+
+class Usability(BaseModel):
+    usable: bool
+    reason: str | None = None
+
+
+def usability(sender: Sender, status: IdentityStatus | None) -> Usability:
+    """Whether messages may go out as ``sender`` given its identity's status, and why not."""
+    if sender.channel == "sms":
+        return Usability(usable=True)
+    if status is None:
+        return Usability(usable=False, reason="the SES identity has not been checked yet")
+    if not status.verified:
+        return Usability(
+            usable=False,
+            reason=f"SES identity '{status.identity}' is not verified (status {status.status})",
+        )
+    return Usability(usable=True)

@@ -1,0 +1,414 @@
+"""Message templates: what a tenant writes, and what one recipient receives.
+
+Templates are Jinja2, run in Herald's guarded sandbox (``chalicelib.domain.sandbox``).
+The HTML part is autoescaped (contact data cannot inject markup); subject, text and SMS
+bodies are not (they are not HTML). A template sees four variables:
+
+- ``contact``: the contact's fields, its ``attributes`` under ``contact.attributes`` and,
+  where no field has the same name, also directly (``contact.plan``);
+- ``campaign``: ``id`` and ``name`` (empty outside a campaign);
+- ``unsubscribe_url``: this recipient's one-click unsubscribe link;
+- ``now``: the send time, an aware UTC datetime.
+
+Missing values: a contact field or attribute that is absent, null or the empty string is
+*undefined*. By default undefined renders as the empty string, and chains
+(``contact.address.city`` of a contact without ``address`` is empty too), so
+``{{ contact.first_name | default("there") }}`` and ``{% if contact.plan %}`` do what they
+say. With ``strict: true`` any other use of an undefined value is a render error for
+that recipient, who is then skipped rather than sent "Hi ,". Unknown *top-level* names
+(``{{ contcat.first_name }}``) are refused when the template is saved, in both modes: a
+typo is the author's problem, not the recipient's.
+
+A render error is per recipient (``RenderError`` names the field and a reason); the
+rendered subject is flattened onto one line, because contact data must not be able to add
+a header.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from html.parser import HTMLParser
+from typing import Annotated, Any, Literal
+
+from jinja2 import TemplateSyntaxError, UndefinedError, meta, nodes
+from jinja2.exceptions import SecurityError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from chalicelib.domain.contacts import Contact, first_error
+from chalicelib.domain.errors import ValidationFailed
+from chalicelib.domain.headers import HeaderText, single_line
+from chalicelib.domain.sandbox import LimitExceeded, compile_template, environment, run
+
+Channel = Literal["email", "sms"]
+RenderReason = Literal["syntax", "undefined", "forbidden", "too_large", "too_complex", "error"]
+
+VARIABLES = frozenset({"contact", "campaign", "unsubscribe_url", "now"})
+
+# Source limits: a stored template must fit one DynamoDB item (400 KB) with room to spare.
+SUBJECT_SOURCE_MAX = 2_000
+BODY_SOURCE_MAX = 350_000
+SMS_SOURCE_MAX = 5_000
+STORED_BYTES_MAX = 360_000
+# Rendered limits, per recipient.
+SUBJECT_MAX = 998  # RFC 5322's line limit
+HTML_MAX = 1_000_000
+TEXT_MAX = 1_000_000
+SMS_MAX = 1_600  # SNS splits longer SMS and refuses beyond this
+
+_UNSUPPORTED_TAGS: tuple[tuple[type[nodes.Node], str], ...] = (
+    (nodes.Extends, "extends"),
+    (nodes.Include, "include"),
+    (nodes.Import, "import"),
+    (nodes.FromImport, "from ... import"),
+)
+
+
+# -- content ----------------------------------------------------------------------------
+class EmailTemplate(BaseModel):
+    """An email's subject, HTML and (optional) text part, as Jinja sources."""
+
+    model_config = ConfigDict(frozen=True)
+
+    channel: Literal["email"] = "email"
+    subject: HeaderText = Field(min_length=1, max_length=SUBJECT_SOURCE_MAX)
+    html: str = Field(min_length=1, max_length=BODY_SOURCE_MAX)
+    text: str | None = Field(
+        default=None,
+        max_length=BODY_SOURCE_MAX,
+        description="Plain-text part; generated from the rendered HTML when absent.",
+    )
+    strict: bool = Field(
+        default=False,
+        description="Undefined values are render errors (the recipient is skipped), not ''.",
+    )
+
+    @field_validator("text")
+    @classmethod
+    def _blank_text_is_absent(cls, value: str | None) -> str | None:
+        """An empty text part means "make one from the HTML", never an empty part."""
+        return value if value is not None and value.strip() else None
+
+
+class SmsTemplate(BaseModel):
+    """An SMS body, as a Jinja source."""
+
+    model_config = ConfigDict(frozen=True)
+
+    channel: Literal["sms"] = "sms"
+    body: str = Field(min_length=1, max_length=SMS_SOURCE_MAX)
+    strict: bool = False
+
+
+TemplateContent = Annotated[EmailTemplate | SmsTemplate, Field(discriminator="channel")]
+
+
+class Template(BaseModel):
+    """A stored template: a name and the content of one channel."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    content: TemplateContent
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def channel(self) -> Channel:
+        return self.content.channel
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class RenderedSms:
+    body: str
+
+
+class RenderError(ValidationFailed):
+    """One field of a template could not be rendered for one recipient."""
+
+    code = "render_error"
+
+    def __init__(self, field: str, reason: RenderReason, message: str) -> None:
+        super().__init__(f"{field}: {message}", field=field)
+        self.reason = reason
+        self.detail = message
+
+
+class RenderProblem(BaseModel):
+    field: str
+    reason: RenderReason
+    message: str
+
+    @classmethod
+    def of(cls, error: RenderError) -> RenderProblem:
+        return cls(field=error.field or "", reason=error.reason, message=error.detail)
+
+
+class Preview(BaseModel):
+    """What a preview shows: every part that rendered, and an error for each that did not."""
+
+    channel: Channel
+    subject: str | None = None
+    html: str | None = None
+    text: str | None = None
+    body: str | None = None
+    errors: list[RenderProblem] = Field(default_factory=list)
+
+
+# -- the render context -----------------------------------------------------------------
+@dataclass(frozen=True)
+class RenderContext:
+    """Everything one recipient's message is rendered against."""
+
+    contact: Mapping[str, Any]
+    now: datetime
+    campaign: Mapping[str, Any] = field(default_factory=dict)
+    unsubscribe_url: str = ""
+
+    def variables(self) -> dict[str, Any]:
+        return {
+            "contact": self.contact,
+            "campaign": dict(self.campaign),
+            "unsubscribe_url": self.unsubscribe_url,
+            "now": self.now,
+        }
+
+
+def contact_variables(contact: Contact | Mapping[str, Any]) -> dict[str, Any]:
+    """A contact as templates see it (see the module docstring for the missing-value rule).
+
+    Absent, null and empty values are left out so that ``default(...)`` applies to them;
+    a template printing ``None`` for a contact without a name helps nobody.
+    """
+    fields = contact.model_dump() if isinstance(contact, Contact) else dict(contact)
+    attributes = fields.get("attributes") or {}
+    visible = {k: v for k, v in fields.items() if _present(v)}
+    visible["attributes"] = {k: v for k, v in attributes.items() if _present(v)}
+    for name, value in visible["attributes"].items():
+        visible.setdefault(name, value)
+    return visible
+
+
+def _present(value: Any) -> bool:
+    return value is not None and value != ""
+
+
+def template_content(channel: Channel, fields: Mapping[str, Any]) -> EmailTemplate | SmsTemplate:
+    """The content of a ``channel`` template from loose fields (an API body, a patch merged
+    onto stored content); ValidationFailed naming the field for anything wrong."""
+    model: type[EmailTemplate | SmsTemplate] = EmailTemplate if channel == "email" else SmsTemplate
+    own = set(model.model_fields) - {"channel"}
+    for name, value in fields.items():
+        if name not in own and value is not None:
+            raise ValidationFailed(f"{name} is not a field of an {channel} template", field=name)
+    try:
+        return model.model_validate({k: v for k, v in fields.items() if k in own})
+    except ValidationError as error:
+        field, message = first_error(error)
+        raise ValidationFailed(f"{field}: {message}", field=field) from None
+
+
+# -- save-time checks -------------------------------------------------------------------
+def check_template(content: EmailTemplate | SmsTemplate) -> None:
+    """ValidationFailed (422, naming the field) for a template that could never render."""
+    if isinstance(content, EmailTemplate):
+        _check_source(content.subject, "subject", autoescape=False)
+        _check_source(content.html, "html", autoescape=True)
+        if content.text is not None:
+            _check_source(content.text, "text", autoescape=False)
+        stored = sum(len(p.encode()) for p in (content.subject, content.html, content.text or ""))
+    else:
+        _check_source(content.body, "body", autoescape=False)
+        stored = len(content.body.encode())
+    if stored > STORED_BYTES_MAX:
+        raise ValidationFailed(
+            f"the template is {stored} bytes; at most {STORED_BYTES_MAX} can be stored",
+            field="html" if isinstance(content, EmailTemplate) else "body",
+        )
+
+
+def _check_source(source: str, field: str, *, autoescape: bool) -> None:
+    try:
+        tree = environment(autoescape=autoescape, strict=False).parse(source)
+        compile_template(source, autoescape=autoescape, strict=False)
+    except TemplateSyntaxError as error:
+        message = f"{field}: line {error.lineno}: {error.message}"
+        raise ValidationFailed(message, field=field) from None
+    for node_type, tag in _UNSUPPORTED_TAGS:
+        if tree.find(node_type) is not None:
+            raise ValidationFailed(
+                f"{field}: {{% {tag} %}} is not supported; a template stands alone", field=field
+            )
+    unknown = meta.find_undeclared_variables(tree) - VARIABLES
+    if unknown:
+        raise ValidationFailed(
+            f"{field}: unknown variable(s) {', '.join(sorted(unknown))}; a template can use "
+            f"{', '.join(sorted(VARIABLES))}",
+            field=field,
+        )
+
+
+# -- rendering --------------------------------------------------------------------------
+def render_email(template: EmailTemplate, context: RenderContext) -> RenderedEmail:
+    """One recipient's email; RenderError (naming the field) if any part fails."""
+    variables = context.variables()
+    subject = _render_subject(template, variables)
+    html = _render(template.html, "html", variables, template.strict, autoescape=True)
+    if template.text is None:
+        text = text_from_html(html)
+    else:
+        text = _render(template.text, "text", variables, template.strict, autoescape=False)
+    return RenderedEmail(subject=subject, html=html, text=text)
+
+
+def render_sms(template: SmsTemplate, context: RenderContext) -> RenderedSms:
+    """One recipient's SMS; RenderError (field ``body``) if it fails or comes out empty."""
+    body = _render(template.body, "body", context.variables(), template.strict, autoescape=False)
+    body = body.replace("\x00", "").strip()
+    if not body:
+        raise RenderError("body", "error", "the message rendered empty")
+    return RenderedSms(body=body)
+
+
+def preview(template: EmailTemplate | SmsTemplate, context: RenderContext) -> Preview:
+    """Render every part independently, collecting errors instead of stopping at the first."""
+    if isinstance(template, SmsTemplate):
+        try:
+            return Preview(channel="sms", body=render_sms(template, context).body)
+        except RenderError as error:
+            return Preview(channel="sms", errors=[RenderProblem.of(error)])
+    variables = context.variables()
+    errors: list[RenderProblem] = []
+
+    def attempt(render: Callable[[], str]) -> str | None:
+        try:
+            return render()
+        except RenderError as error:
+            errors.append(RenderProblem.of(error))
+            return None
+
+    def part(source: str, field: str, autoescape: bool) -> Callable[[], str]:
+        return lambda: _render(source, field, variables, template.strict, autoescape=autoescape)
+
+    subject = attempt(lambda: _render_subject(template, variables))
+    html = attempt(part(template.html, "html", True))
+    if template.text is not None:
+        text = attempt(part(template.text, "text", False))
+    else:
+        text = text_from_html(html) if html is not None else None
+    return Preview(channel="email", subject=subject, html=html, text=text, errors=errors)
+
+
+def _render_subject(template: EmailTemplate, variables: dict[str, Any]) -> str:
+    rendered = _render(template.subject, "subject", variables, template.strict, autoescape=False)
+    subject = single_line(rendered)
+    if not subject:
+        raise RenderError("subject", "error", "the subject rendered empty")
+    return subject
+
+
+_MAX_LENGTH = {"subject": SUBJECT_MAX, "html": HTML_MAX, "text": TEXT_MAX, "body": SMS_MAX}
+
+
+def _render(
+    source: str, field: str, variables: dict[str, Any], strict: bool, *, autoescape: bool
+) -> str:
+    """Render one part; every way a template can fail becomes a RenderError for ``field``."""
+    try:
+        template = compile_template(source, autoescape=autoescape, strict=strict)
+        return run(template, variables, max_length=_MAX_LENGTH[field])
+    except LimitExceeded as error:
+        raise RenderError(field, error.reason, error.message) from None
+    except SecurityError as error:
+        raise RenderError(field, "forbidden", str(error)) from None
+    except UndefinedError as error:
+        raise RenderError(field, "undefined", str(error)) from None
+    except TemplateSyntaxError as error:
+        raise RenderError(field, "syntax", f"line {error.lineno}: {error.message}") from None
+    except RecursionError:
+        raise RenderError(field, "too_complex", "the template recurses too deeply") from None
+    except MemoryError:
+        raise RenderError(field, "too_large", "the template needs too much memory") from None
+    except Exception as error:  # any runtime error in tenant code is that recipient's error
+        raise RenderError(field, "error", f"{type(error).__name__}: {error}") from None
+
+
+# -- text from HTML ---------------------------------------------------------------------
+_SKIPPED = frozenset({"head", "script", "style", "template", "title", "noscript"})
+_PARAGRAPHS = frozenset(
+    {"p", "div", "table", "ul", "ol", "blockquote", "pre", "section", "article", "header"}
+    | {"footer", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "form"}
+)
+_LINES = frozenset({"br", "tr", "li", "dt", "dd"})
+_SPACES = re.compile(r"[ \t\r\n\f\v]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+_RUNS_OF_SPACES = re.compile(r" {2,}")
+
+
+class _TextExtractor(HTMLParser):
+    """Visible text with block structure as line breaks and links as ``label (url)``."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skipping = 0
+        self._links: list[tuple[str, int]] = []  # (href, index of the first part of its label)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIPPED:
+            self._skipping += 1
+            return
+        self._break(tag)
+        attributes = dict(attrs)
+        if tag == "li":
+            self.parts.append("- ")
+        elif tag == "a":
+            self._links.append(((attributes.get("href") or "").strip(), len(self.parts)))
+        elif tag == "img" and attributes.get("alt"):
+            self.parts.append(f" {attributes['alt']} ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIPPED:
+            self._skipping = max(self._skipping - 1, 0)
+            return
+        if tag == "a" and self._links:
+            href, start = self._links.pop()
+            label = _SPACES.sub(" ", "".join(self.parts[start:])).strip()
+            if _shows_target(href) and href not in label:
+                self.parts.append(f" ({href})" if label else href)
+        if tag in _PARAGRAPHS:
+            self.parts.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self.parts.append(_SPACES.sub(" ", data))
+
+    def _break(self, tag: str) -> None:
+        if tag in _PARAGRAPHS:
+            self.parts.append("\n\n")
+        elif tag in _LINES:
+            self.parts.append("\n")
+
+
+def _shows_target(href: str) -> bool:
+    return bool(href) and not href.startswith(("#", "javascript:"))
+
+
+def text_from_html(html: str) -> str:
+    """A readable plain-text part for ``html``: no tags, link targets kept, tidy whitespace."""
+    extractor = _TextExtractor()
+    extractor.feed(html)
+    extractor.close()
+    text = _RUNS_OF_SPACES.sub(" ", "".join(extractor.parts))
+    lines = (line.strip() for line in text.split("\n"))
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
