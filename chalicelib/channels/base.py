@@ -1,0 +1,120 @@
+"""The one interface every delivery channel implements, and the registry that finds it.
+
+A channel knows two things: which of a contact's addresses it delivers to
+(``address_of``) and how to hand one rendered message to its provider (``send``). The
+sender pipeline knows nothing else about email or SMS, so push (SNS mobile endpoints),
+on-site (a per-contact inbox) and Telegram fit in by implementing these two methods and
+registering under their name.
+
+``send`` either returns the provider's message id or raises one of two errors, because the
+pipeline needs exactly one decision from a failure: retry it (``TransientSendError``:
+throttling, timeouts, provider faults) or give up on this recipient
+(``PermanentSendError``: rejected, unverified sender, opted out). A permanent error may
+carry a ``skip`` reason when the recipient, not the message, is the problem (an SMS
+opt-out): the pipeline counts it as skipped and suppresses the address instead of
+counting a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from chalicelib.domain.contacts import Contact
+from chalicelib.domain.delivery import SkipReason
+
+ChannelName = Literal["email", "sms"]
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One rendered message for one recipient, as a provider needs it.
+
+    ``text`` is the SMS body or the email's plain-text part; ``subject`` and ``html`` are
+    email-only. ``sender`` is the email From address or the SMS sender id / origination
+    number. ``headers`` are extra email headers (List-Unsubscribe); ``tags`` travel with
+    the message to the provider and come back on its events (tenant, campaign, message).
+    """
+
+    tenant_id: str
+    message_id: str
+    to: str
+    text: str
+    sender: str
+    subject: str = ""
+    html: str | None = None
+    sender_name: str | None = None
+    reply_to: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    track_opens: bool = True
+    track_clicks: bool = True
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The provider accepted the message under this id (SES MessageId, SNS MessageId)."""
+
+    provider_message_id: str
+
+
+class SendError(Exception):
+    """A provider did not accept a message."""
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TransientSendError(SendError):
+    """Worth retrying later: throttling, timeouts, provider-side faults."""
+
+
+class PermanentSendError(SendError):
+    """Retrying will not help; ``skip`` is set when the recipient refuses (not a failure)."""
+
+    def __init__(self, message: str, *, code: str = "", skip: SkipReason | None = None) -> None:
+        super().__init__(message, code=code)
+        self.skip = skip
+
+
+class Channel(Protocol):
+    """What the sender pipeline needs from a channel."""
+
+    name: ChannelName
+
+    def address_of(self, contact: Contact) -> str | None:
+        """The contact's address on this channel, or None if it has none."""
+        ...
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        """Hand ``message`` to the provider; raises TransientSendError or PermanentSendError."""
+        ...
+
+
+_CHANNELS: dict[str, Channel] = {}
+
+
+def register_channel(channel: Channel) -> Channel:
+    """Make ``channel`` the implementation of its name (each channel module calls this once)."""
+    existing = _CHANNELS.get(channel.name)
+    if existing is not None and type(existing) is not type(channel):
+        raise ValueError(f"two implementations of channel {channel.name!r}")
+    _CHANNELS[channel.name] = channel
+    return channel
+
+
+def channel_for(name: str) -> Channel:
+    """The registered channel called ``name``; KeyError for a channel Herald lacks."""
+    _load_builtin_channels()
+    try:
+        return _CHANNELS[name]
+    except KeyError:
+        raise KeyError(f"no channel {name!r}") from None
+
+
+def _load_builtin_channels() -> None:
+    """Import the built-in channel modules, each of which registers itself on first import."""
+    import chalicelib.channels.email
+    import chalicelib.channels.sms  # noqa: F401  (imported for their registration)

@@ -1,0 +1,275 @@
+"""The planner: turns a started campaign's audience into send batches, one page per message.
+
+``campaign.start`` (from the Scheduler schedule, ``/send`` or the overdue sweep) moves the
+campaign scheduled → calculating with a conditional write, so it starts once however many
+start messages arrive, and plans page 0. Each ``campaign.plan`` message plans one page
+of the audience and queues the next page as a new message: no invocation ever walks a
+whole audience, and memory holds one page whatever the audience size.
+
+Planning one page:
+1. take the page's lease (``PLAN#<campaign>`` / page number): a duplicate delivery of the
+   same page message is dropped (``done``) or retried after the lease (``busy``);
+2. on the first attempt, read the page, drop what is known ineligible now (contact status,
+   no address on the channel, suppressed: ONE ``suppressed_among`` per page), cut the rest
+   into batches of ``settings.send_batch_size`` and store them on the page item. A retried
+   page re-uses what was stored instead of reading the audience again, which may have
+   changed meanwhile: batches are a snapshot, the same on every attempt;
+3. queue the batches (SendMessageBatch, ten a call) and the next page's message;
+4. add its plan-time skips to the counters, then mark the page done (keeping them on it).
+The last page moves the campaign calculating → sending with ``total_recipients`` and
+``planned_batches`` fixed; the sender completes the campaign when that many batches (plus
+the ones quiet hours split off) are done.
+
+Duplicates: a contact is one ledger key per campaign step, so it is sent once however often
+it appears. Addresses are unique per tenant (contacts claim their email and phone with
+identity items), so contact-level uniqueness is address-level uniqueness too; the
+audience module yields each contact once (docs/engine.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chalicelib.channels.base import channel_for
+from chalicelib.domain import clock
+from chalicelib.domain.campaigns import Campaign
+from chalicelib.domain.contacts import Contact
+from chalicelib.domain.delivery import SkipReason, contact_skip
+from chalicelib.domain.errors import HeraldError, InvalidTransition, NotFound
+from chalicelib.observability import logger, metrics
+from chalicelib.pipeline.dispatch import handles
+from chalicelib.pipeline.queues import enqueue
+from chalicelib.pipeline.sender import SEND_BATCH, check_completion
+from chalicelib.resources import herald_resources
+from chalicelib.settings import get_settings
+from chalicelib.store.audience import audience_page
+from chalicelib.store.campaigns import apply_action, get_campaign
+from chalicelib.store.contacts import scan_contacts
+from chalicelib.store.counters import add_counts
+from chalicelib.store.ledger import LeaseResult, WorkUnit, finish, remember, take_lease
+from chalicelib.store.suppression import suppressed_among
+
+START = "campaign.start"
+PLAN = "campaign.plan"
+PAGE_SIZE = 500  # contacts examined per planner message
+MAX_DELAY_SECONDS = 900  # SQS's longest DelaySeconds
+
+
+class PlanMessage(BaseModel):
+    """A ``campaign.plan`` message: which page to plan, where it starts, totals so far."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tenant_id: str
+    campaign_id: str
+    page: int = Field(ge=0)
+    cursor: str | None = None
+    recipients: int = Field(default=0, ge=0, description="Audience members on earlier pages.")
+    batches: int = Field(default=0, ge=0, description="Batches planned on earlier pages.")
+
+    def as_message(self) -> dict[str, Any]:
+        return {"kind": PLAN, **self.model_dump()}
+
+
+class PlannedPage(BaseModel):
+    """What one page yielded, stored on its PLAN item so that a retry re-uses it."""
+
+    batches: list[list[str]]
+    members: int
+    skipped: dict[str, int]
+    next_cursor: str | None
+
+
+@handles("control", START)
+def start_campaign(message: dict[str, Any]) -> None:
+    """Start a due campaign (once) and plan its first page."""
+    tenant_id, campaign_id = str(message["tenant_id"]), str(message["campaign_id"])
+    try:
+        apply_action(tenant_id, campaign_id, "start", clock.now())
+    except NotFound:
+        logger.info("start of a campaign that no longer exists")
+        return
+    except InvalidTransition as refused:
+        # A second start message, or a stale one. If the campaign is calculating, an
+        # earlier start may have died before planning page 0: planning it again is safe.
+        if refused.current != "calculating":
+            logger.info("start refused", extra={"current": refused.current})
+            return
+    plan_page(PlanMessage(tenant_id=tenant_id, campaign_id=campaign_id, page=0))
+
+
+@handles("control", PLAN)
+def continue_plan(message: dict[str, Any]) -> None:
+    plan_page(PlanMessage.model_validate(message))
+
+
+def plan_page(plan: PlanMessage) -> None:
+    """Plan one page of the audience (see the module docstring for the steps)."""
+    now = clock.now()
+    unit = WorkUnit(plan.tenant_id, plan.campaign_id, "PLAN", f"{plan.page:06d}")
+    lease = take_lease(unit, now, _lease_seconds())
+    if lease.status == "done":
+        return
+    if lease.status == "busy":
+        _retry_later(plan, lease, now)
+        return
+    try:
+        campaign = get_campaign(plan.tenant_id, plan.campaign_id)
+    except NotFound:
+        finish(unit, now, {})
+        return
+    if campaign.status != "calculating":
+        logger.info("planning stopped", extra={"status": campaign.status, "page": plan.page})
+        finish(unit, now, {})
+        return
+    try:
+        page = _stored_page(lease) or _read_page(unit, campaign, plan.cursor)
+    except HeraldError as error:  # a list or segment deleted since scheduling; a bad cursor
+        _fail(campaign, plan, error)
+        finish(unit, now, {})
+        return
+    _enqueue_batches(plan.tenant_id, campaign, plan.page, page.batches)
+    recipients, batches = plan.recipients + page.members, plan.batches + len(page.batches)
+    if page.next_cursor is not None:
+        following = PlanMessage(
+            tenant_id=plan.tenant_id,
+            campaign_id=plan.campaign_id,
+            page=plan.page + 1,
+            cursor=page.next_cursor,
+            recipients=recipients,
+            batches=batches,
+        )
+        enqueue("control", [following.as_message()])
+    else:
+        _planned(plan.tenant_id, campaign, recipients, batches, now)
+    skipped = {f"skipped.{reason}": n for reason, n in page.skipped.items()}
+    add_counts(plan.tenant_id, plan.campaign_id, skipped, shard_key=f"PLAN#{plan.page}")
+    finish(unit, now, skipped)
+    metrics.add_metric(name="planned_recipients", unit="Count", value=page.members)
+    if page.next_cursor is None:
+        check_completion(plan.tenant_id, plan.campaign_id)
+
+
+def _lease_seconds() -> int:
+    return herald_resources(get_settings()).queue("control").consumer_timeout_seconds
+
+
+def _retry_later(plan: PlanMessage, lease: LeaseResult, now: datetime) -> None:
+    """Another worker holds this page: look again when its lease runs out."""
+    assert lease.until is not None
+    wait = int((lease.until - now).total_seconds()) + 1
+    message = plan.as_message()
+    enqueue("control", [message], delay_seconds=max(1, min(MAX_DELAY_SECONDS, wait)))
+
+
+def _stored_page(lease: LeaseResult) -> PlannedPage | None:
+    stored = lease.state.get("planned")
+    return PlannedPage.model_validate(stored) if stored else None
+
+
+def _read_page(unit: WorkUnit, campaign: Campaign, cursor: str | None) -> PlannedPage:
+    """Read one audience page, filter it, cut it into batches, and store the result."""
+    contacts, next_cursor = _audience(unit.tenant_id, campaign, cursor)
+    eligible, skipped = eligible_recipients(unit.tenant_id, campaign.channel, contacts)
+    size = get_settings().send_batch_size
+    page = PlannedPage(
+        batches=[eligible[i : i + size] for i in range(0, len(eligible), size)],
+        members=len(contacts),
+        skipped=skipped,
+        next_cursor=next_cursor,
+    )
+    remember(unit, {"planned": page.model_dump()})
+    return page
+
+
+def _audience(
+    tenant_id: str, campaign: Campaign, cursor: str | None
+) -> tuple[list[Contact], str | None]:
+    spec = campaign.audience.spec()
+    if spec is None:
+        return scan_contacts(tenant_id, cursor, PAGE_SIZE)
+    # Relative dates in segments ("-7d") are read at the start, the same for every page.
+    return audience_page(tenant_id, spec, cursor, PAGE_SIZE, now=campaign.started_at)
+
+
+def eligible_recipients(
+    tenant_id: str, channel: str, contacts: Iterable[Contact]
+) -> tuple[list[str], dict[str, int]]:
+    """The ids of the contacts that may get a message now, and the others counted by reason.
+
+    One ``suppressed_among`` call for the whole page.
+    """
+    deliver = channel_for(channel)
+    pending: list[tuple[Contact, str]] = []
+    skipped: dict[str, int] = {}
+    for contact in contacts:
+        address = deliver.address_of(contact)
+        reason = contact_skip(contact.status, address, suppressed=False)
+        if reason is not None or address is None:
+            _count(skipped, reason or SkipReason.NO_ADDRESS)
+            continue
+        pending.append((contact, address))
+    suppressed = suppressed_among(tenant_id, [address for _, address in pending])
+    eligible: list[str] = []
+    for contact, address in pending:
+        if address in suppressed:
+            _count(skipped, SkipReason.SUPPRESSED)
+        else:
+            eligible.append(contact.id)
+    return eligible, skipped
+
+
+def _count(counts: dict[str, int], reason: SkipReason) -> None:
+    counts[reason.value] = counts.get(reason.value, 0) + 1
+
+
+def _enqueue_batches(
+    tenant_id: str, campaign: Campaign, page: int, batches: list[list[str]]
+) -> None:
+    """Queue a page's batches; their ids depend only on the page, so a retry re-queues the
+    same ids and the sender's batch lease drops the copies."""
+    step = campaign.main_step.id
+    enqueue(
+        "send",
+        (
+            {
+                "kind": SEND_BATCH,
+                "tenant_id": tenant_id,
+                "campaign_id": campaign.id,
+                "step": step,
+                "batch_id": f"{page:06d}-{index:03d}",
+                "recipients": recipients,
+            }
+            for index, recipients in enumerate(batches)
+        ),
+    )
+
+
+def _planned(
+    tenant_id: str, campaign: Campaign, recipients: int, batches: int, now: datetime
+) -> None:
+    """The last page is planned: fix the totals and let the campaign be ``sending``."""
+    try:
+        apply_action(
+            tenant_id,
+            campaign.id,
+            "planned",
+            now,
+            total_recipients=recipients,
+            planned_batches=batches,
+            planning_done=True,
+        )
+    except InvalidTransition as refused:
+        # Planned by an earlier attempt of this page (or cancelled meanwhile).
+        logger.info("planned transition refused", extra={"current": refused.current})
+
+
+def _fail(campaign: Campaign, plan: PlanMessage, error: HeraldError) -> None:
+    logger.warning("planning failed", extra={"error": error.message, "page": plan.page})
+    with contextlib.suppress(InvalidTransition):  # cancelled meanwhile: nothing to fail
+        apply_action(plan.tenant_id, campaign.id, "fail", clock.now(), error_message=error.message)

@@ -1,0 +1,810 @@
+"""The sender: delivers one batch of a campaign's recipients, exactly once each.
+
+A ``send.batch`` message names up to ``send_batch_size`` contact ids. Handling it:
+1. a batch due later (quiet hours) goes back on the queue with a delay; a paused
+   campaign's batch too (growing delays); other statuses that cannot send drop it;
+2. take the batch's lease (one conditional write): a duplicate delivery is dropped or
+   retried after the lease; an attempt after a crash takes the lease over;
+3. read the contacts and their ledger records (two BatchGetItems) and the suppression
+   list (one call); recipients recorded by an earlier attempt count as they were recorded,
+   and are never sent again;
+4. recipients inside their quiet hours go into child batches, stored on the batch item
+   (and counted in ``batches_spawned``) before they are queued with a delay;
+5. the rest are sent concurrently (``send_concurrency`` threads) at the paced rate: for
+   each, frequency cap, render, provider call, then one conditional ledger put;
+6. the batch's counts are added (one write), its outcome is kept on its item as it is
+   marked done, and the completion check may move the campaign to ``sent``.
+The only duplicate window is a crash between a provider call and its ledger put: at most
+one message per crash (docs/engine.md). Pause and cancel are re-checked every few seconds
+while a batch runs, so both take effect mid-batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chalicelib.channels.base import (
+    Channel,
+    OutboundMessage,
+    PermanentSendError,
+    SendResult,
+    TransientSendError,
+    channel_for,
+)
+from chalicelib.channels.identities import sender_usability
+from chalicelib.domain import clock
+from chalicelib.domain.campaigns import Campaign
+from chalicelib.domain.contacts import Contact
+from chalicelib.domain.delivery import (
+    SkipReason,
+    backoff_seconds,
+    cap_reached,
+    contact_skip,
+    message_id,
+    next_allowed,
+    pick_for,
+    zone_for,
+)
+from chalicelib.domain.errors import InvalidTransition, NotFound
+from chalicelib.domain.feedback import TAG_CAMPAIGN, TAG_MESSAGE, TAG_TENANT
+from chalicelib.domain.senders import Sender
+from chalicelib.domain.templates import (
+    EmailTemplate,
+    RenderContext,
+    RenderError,
+    SmsTemplate,
+    Template,
+    contact_variables,
+    render_email,
+    render_sms,
+)
+from chalicelib.domain.unsubscribe import UnsubscribeClaim, unsubscribe_headers, unsubscribe_url
+from chalicelib.observability import logger, metrics
+from chalicelib.pipeline.dispatch import handles
+from chalicelib.pipeline.feedback import on_messages_sent
+from chalicelib.pipeline.queues import enqueue
+from chalicelib.resources import herald_resources
+from chalicelib.settings import get_settings
+from chalicelib.store.campaigns import apply_action, get_campaign
+from chalicelib.store.contacts import find_by_email, find_by_phone, get_contacts
+from chalicelib.store.counters import add_counts, correct_counts, read_counts
+from chalicelib.store.ledger import (
+    LeaseResult,
+    MessageRecord,
+    WorkUnit,
+    finish,
+    mark_once,
+    messages_among,
+    recent_send_times,
+    record_message,
+    release_lease,
+    take_lease,
+    unit_outcomes,
+)
+from chalicelib.store.provider_messages import MessageRef, remember_provider_messages
+from chalicelib.store.secrets import unsubscribe_token
+from chalicelib.store.senders import get_sender
+from chalicelib.store.suppression import suppress, suppressed_among
+from chalicelib.store.templates import get_template
+
+SEND_BATCH = "send.batch"
+MAX_DELAY_SECONDS = 900  # SQS's longest DelaySeconds
+PAUSE_DELAYS = (30, 60, 120, 300, 600, 900)  # a paused batch looks again after these
+STATUS_RECHECK_SECONDS = 5.0  # how stale the campaign status may get while a batch runs
+DEADLINE_MARGIN_SECONDS = 20  # stop starting sends this long before the Lambda timeout
+CONTENT_CACHE_SECONDS = 60.0  # templates and senders are re-read at most this often
+TEST_SEND_SECONDS = 25  # a test send answers within an API request's time
+SENDING_STATUSES = frozenset({"calculating", "sending"})
+
+T = TypeVar("T")
+
+
+class BatchMessage(BaseModel):
+    """A ``send.batch`` message."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tenant_id: str
+    campaign_id: str
+    step: str = "main"
+    batch_id: str = Field(min_length=1, max_length=200)
+    recipients: list[str] = Field(max_length=100)
+    not_before: datetime | None = Field(
+        default=None, description="Quiet hours: not to be sent before this instant."
+    )
+    pause_hops: int = Field(default=0, ge=0, description="How often it found the campaign paused.")
+
+    def as_message(self) -> dict[str, Any]:
+        return {"kind": SEND_BATCH, **self.model_dump(mode="json", exclude_none=True)}
+
+
+# -- the handler --------------------------------------------------------------------------
+@handles("send", SEND_BATCH)
+def send_batch(message: dict[str, Any]) -> None:
+    batch = BatchMessage.model_validate(message)
+    now = clock.now()
+    if batch.not_before is not None and batch.not_before > now:
+        _requeue(batch, batch.not_before - now)
+        return
+    try:
+        campaign = get_campaign(batch.tenant_id, batch.campaign_id)
+    except NotFound:
+        logger.info("batch of a deleted campaign dropped", extra={"batch_id": batch.batch_id})
+        return
+    if campaign.status == "paused":
+        _requeue_paused(batch)
+        return
+    if campaign.status not in SENDING_STATUSES and campaign.status != "cancelled":
+        logger.info("batch dropped", extra={"status": campaign.status, "batch_id": batch.batch_id})
+        return
+    unit = WorkUnit(batch.tenant_id, batch.campaign_id, "BATCH", batch.batch_id)
+    lease = take_lease(unit, now, _lease_seconds())
+    if lease.status == "done":
+        return
+    if lease.status == "busy":
+        assert lease.until is not None
+        _requeue(batch, lease.until - now + timedelta(seconds=1))
+        return
+    BatchRun(batch, campaign, unit, lease, now).run()
+
+
+def _lease_seconds() -> int:
+    """A lease lasts as long as the send worker may run; SQS redelivers only after 6 times
+    that (the queue's visibility timeout), so a crashed holder's lease is always over."""
+    return herald_resources(get_settings()).queue("send").consumer_timeout_seconds
+
+
+def _requeue(batch: BatchMessage, wait: timedelta) -> None:
+    seconds = int(wait.total_seconds() + 0.999)
+    enqueue("send", [batch.as_message()], delay_seconds=max(0, min(MAX_DELAY_SECONDS, seconds)))
+
+
+def _requeue_paused(batch: BatchMessage) -> None:
+    """Park a paused campaign's batch: it looks again later, ever less often (≤ 15 min)."""
+    delay = PAUSE_DELAYS[min(batch.pause_hops, len(PAUSE_DELAYS) - 1)]
+    hopped = batch.model_copy(update={"pause_hops": batch.pause_hops + 1})
+    enqueue("send", [hopped.as_message()], delay_seconds=delay)
+
+
+# -- outcomes -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one recipient in this attempt."""
+
+    kind: Literal["sent", "failed", "skipped", "unsent"]
+    reason: SkipReason | None = None
+    record: MessageRecord | None = None
+
+
+UNSENT = Outcome("unsent")  # stopped (pause, cancel, out of time) before its turn
+
+
+def skipped(reason: SkipReason) -> Outcome:
+    return Outcome("skipped", reason)
+
+
+def tally(outcomes: Iterable[Outcome]) -> dict[str, int]:
+    """Counter deltas for outcomes: ``sent``, ``failed``, ``skipped.<reason>``."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        name = f"skipped.{outcome.reason}" if outcome.kind == "skipped" else outcome.kind
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+# -- pacing and stopping ------------------------------------------------------------------
+class Pacer:
+    """Spaces provider calls ``1 / rate`` seconds apart across all threads of a worker.
+
+    Each worker paces to the account rate divided by the number of workers
+    (``send_workers``, the send Lambda's reserved concurrency), so all workers together
+    stay under the account's rate (docs/engine.md).
+    """
+
+    def __init__(self, rate_per_second: float) -> None:
+        self._interval = 1.0 / rate_per_second
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = clock.now().timestamp()
+            slot = max(now, self._next)
+            self._next = slot + self._interval
+        clock.sleep(slot - now)
+
+
+def worker_rate(channel: str) -> float:
+    settings = get_settings()
+    account = settings.ses_max_send_rate if channel == "email" else settings.sms_max_send_rate
+    return account / settings.send_workers
+
+
+class StopWatch:
+    """Tells the sending threads to stop: out of time, or the campaign paused or cancelled.
+
+    The campaign's status is read again at most every ``STATUS_RECHECK_SECONDS`` (one
+    GetItem), so a cancel takes effect within seconds even in a long batch.
+    """
+
+    def __init__(self, tenant_id: str, campaign: Campaign, deadline: datetime) -> None:
+        self._tenant_id = tenant_id
+        self._campaign_id = campaign.id
+        self._deadline = deadline
+        self._checked_at = clock.now()
+        self._lock = threading.Lock()
+        self.reason: str | None = "cancelled" if campaign.status == "cancelled" else None
+
+    def stop_reason(self) -> str | None:
+        with self._lock:
+            if self.reason is not None:
+                return self.reason
+            now = clock.now()
+            if now >= self._deadline:
+                self.reason = "deadline"
+            elif (now - self._checked_at).total_seconds() >= STATUS_RECHECK_SECONDS:
+                self._checked_at = now
+                status = get_campaign(self._tenant_id, self._campaign_id).status
+                if status not in SENDING_STATUSES:
+                    self.reason = status
+            return self.reason
+
+    def time_left(self) -> float:
+        return (self._deadline - clock.now()).total_seconds()
+
+
+# -- content ------------------------------------------------------------------------------
+class _TimedCache:
+    """Per-process cache of templates and senders for ``CONTENT_CACHE_SECONDS``: a batch
+    reads its pools without a DynamoDB call each time, and an edit shows within a minute."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str, str], tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str], load: Callable[[], T]) -> T:
+        with self._lock:
+            hit = self._entries.get(key)
+        if hit is not None and time.monotonic() - hit[0] < CONTENT_CACHE_SECONDS:
+            return hit[1]  # type: ignore[no-any-return]
+        value = load()
+        with self._lock:
+            self._entries[key] = (time.monotonic(), value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_content_cache = _TimedCache()
+
+
+def forget_cached_content() -> None:
+    """Drop cached templates and senders (tests that edit them between sends)."""
+    _content_cache.clear()
+
+
+@dataclass(frozen=True)
+class Content:
+    """The usable templates and senders of a campaign step, loaded once per batch."""
+
+    templates: list[Template]
+    senders: list[Sender]
+
+
+def load_content(tenant_id: str, template_ids: Sequence[str], sender_ids: Sequence[str]) -> Content:
+    """The step's templates and usable senders; missing ones are left out of the rotation."""
+    templates = [
+        t
+        for t in (_cached(tenant_id, "template", i, get_template) for i in template_ids)
+        if t is not None
+    ]
+    senders = [
+        s
+        for s in (_cached(tenant_id, "sender", i, get_sender) for i in sender_ids)
+        if s is not None and sender_usability(s)[0].usable
+    ]
+    return Content(templates, senders)
+
+
+def _cached(tenant_id: str, kind: str, item_id: str, read: Callable[[str, str], T]) -> T | None:
+    def load() -> T | None:
+        try:
+            return read(tenant_id, item_id)
+        except NotFound:
+            return None
+
+    return _content_cache.get((tenant_id, kind, item_id), load)
+
+
+def compose(
+    tenant_id: str,
+    campaign: Campaign,
+    contact: Contact | None,
+    address: str,
+    *,
+    template: Template,
+    sender: Sender,
+    tags: Mapping[str, str],
+) -> OutboundMessage:
+    """Render ``template`` for one recipient; RenderError when it cannot be rendered.
+
+    A contact gets an unsubscribe link and the one-click headers; an address with no
+    contact (a test send to a colleague) gets neither.
+    """
+    settings = get_settings()
+    step = campaign.main_step.id
+    token = None
+    if contact is not None:
+        claim = UnsubscribeClaim(tenant_id, contact.id, campaign.channel, campaign.id, step)
+        token = unsubscribe_token(claim)
+    context = RenderContext(
+        contact=contact_variables(contact) if contact is not None else {"email": address},
+        now=clock.now(),
+        campaign={"id": campaign.id, "name": campaign.name, "number": campaign.number},
+        unsubscribe_url=unsubscribe_url(token, settings) if token else "",
+    )
+    content = template.content
+    if isinstance(content, SmsTemplate):
+        sms = render_sms(content, context)
+        return OutboundMessage(
+            tenant_id=tenant_id,
+            message_id=tags.get(TAG_MESSAGE, ""),
+            to=address,
+            text=sms.body,
+            sender=sender.origination_number or sender.sender_id or "",
+            tags=tags,
+        )
+    assert isinstance(content, EmailTemplate)
+    email = render_email(content, context)
+    reply_to = campaign.reply_to or ", ".join(sender.reply_to) or None
+    return OutboundMessage(
+        tenant_id=tenant_id,
+        message_id=tags.get(TAG_MESSAGE, ""),
+        to=address,
+        text=email.text,
+        subject=email.subject,
+        html=email.html,
+        sender=sender.from_email or "",
+        sender_name=campaign.from_name or sender.from_name,
+        reply_to=reply_to,
+        headers=unsubscribe_headers(token, settings) if token else {},
+        tags=tags,
+        track_opens=campaign.track_opens,
+        track_clicks=campaign.track_clicks,
+    )
+
+
+def send_with_retries(
+    channel: Channel, message: OutboundMessage, pacer: Pacer, time_left: Callable[[], float]
+) -> SendResult | None:
+    """Send, retrying transient errors with backoff while there is time; None when time ran
+    out (a batch's recipient then stays unsent and is retried with the batch)."""
+    attempt = 0
+    while True:
+        attempt += 1
+        pacer.wait()
+        try:
+            return channel.send(message)
+        except TransientSendError as error:
+            delay = backoff_seconds(attempt)
+            metrics.add_metric(name="send_throttled", unit="Count", value=1)
+            if time_left() <= delay:
+                logger.warning("out of time retrying a send", extra={"code": error.code})
+                return None
+            clock.sleep(delay)
+
+
+# -- one batch ----------------------------------------------------------------------------
+@dataclass
+class BatchRun:
+    """One attempt at one batch, holding its lease."""
+
+    batch: BatchMessage
+    campaign: Campaign
+    unit: WorkUnit
+    lease: LeaseResult
+    started: datetime
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def channel(self) -> Channel:
+        return channel_for(self.campaign.channel)
+
+    def run(self) -> None:
+        tenant_id, batch = self.batch.tenant_id, self.batch
+        deadline = self.started + timedelta(seconds=_lease_seconds() - DEADLINE_MARGIN_SECONDS)
+        watch = StopWatch(tenant_id, self.campaign, deadline)
+        deferred_earlier = _child_recipients(self.lease.state)
+        recipients = [r for r in dict.fromkeys(batch.recipients) if r not in deferred_earlier]
+        records = messages_among(
+            tenant_id, self.campaign.id, batch.step, self.campaign.channel, recipients
+        )
+        unrecorded = [r for r in recipients if r not in records]
+        contacts = {} if watch.reason == "cancelled" else get_contacts(tenant_id, unrecorded)
+        todo: list[tuple[Contact, str]] = []
+        for contact_id in recipients:
+            outcome, address = self._screen(contact_id, records, contacts, watch)
+            if outcome is not None:
+                self.outcomes.append(outcome)
+            elif address is not None:
+                todo.append((contacts[contact_id], address))
+        todo = self._drop_suppressed(todo)
+        todo = self._defer_quiet_hours(todo)
+        self.outcomes.extend(self._deliver_all(todo, watch))
+        self._conclude(watch)
+
+    def _screen(
+        self,
+        contact_id: str,
+        records: Mapping[str, MessageRecord],
+        contacts: Mapping[str, Contact],
+        watch: StopWatch,
+    ) -> tuple[Outcome | None, str | None]:
+        """An outcome decided before sending, or the address to send to."""
+        record = records.get(contact_id)
+        if record is not None:
+            if record.batch_id != self.batch.batch_id:
+                return skipped(SkipReason.DUPLICATE), None
+            # Sent records have sent_at; a refusal recorded by the sender has none (feedback
+            # may have moved either record's status since).
+            return Outcome("sent" if record.sent_at else "failed", record=record), None
+        if watch.reason == "cancelled":
+            return skipped(SkipReason.CANCELLED), None
+        contact = contacts.get(contact_id)
+        if contact is None:
+            return skipped(SkipReason.NOT_FOUND), None
+        address = self.channel.address_of(contact)
+        reason = contact_skip(contact.status, address, suppressed=False)
+        if reason is not None:
+            return skipped(reason), None
+        return None, address
+
+    def _drop_suppressed(self, todo: list[tuple[Contact, str]]) -> list[tuple[Contact, str]]:
+        if not todo:
+            return todo
+        suppressed = suppressed_among(self.batch.tenant_id, [address for _, address in todo])
+        kept = []
+        for contact, address in todo:
+            if address in suppressed:
+                self.outcomes.append(skipped(SkipReason.SUPPRESSED))
+            else:
+                kept.append((contact, address))
+        return kept
+
+    def _defer_quiet_hours(self, todo: list[tuple[Contact, str]]) -> list[tuple[Contact, str]]:
+        """Move recipients inside their quiet hours into child batches, grouped by the
+        minute their window opens; record the children once, then queue them."""
+        window = self.campaign.quiet_hours
+        if window is None or not todo:
+            return todo
+        now = clock.now()
+        groups: dict[datetime, list[str]] = {}
+        kept = []
+        for contact, address in todo:
+            opens = next_allowed(now, zone_for(contact.timezone, self.campaign.timezone), window)
+            if opens is None:
+                kept.append((contact, address))
+            else:
+                groups.setdefault(opens.replace(second=0, microsecond=0), []).append(contact.id)
+        if groups:
+            self._spawn(groups)
+        return kept
+
+    def _spawn(self, groups: Mapping[datetime, list[str]]) -> None:
+        attempt = self.lease.attempt
+        children = [
+            self.batch.model_copy(
+                update={
+                    "batch_id": f"{self.batch.batch_id}.{attempt}-{index}",
+                    "recipients": recipients,
+                    "not_before": opens,
+                    "pause_hops": 0,
+                }
+            )
+            for index, (opens, recipients) in enumerate(sorted(groups.items()))
+        ]
+        stored = [child.model_dump(mode="json", exclude_none=True) for child in children]
+        # Recorded before they are queued: the completion check counts them from here, so
+        # the campaign cannot be called sent while a child is still on its way.
+        if mark_once(self.unit, f"children_{attempt}", stored):
+            add_counts(
+                self.batch.tenant_id,
+                self.campaign.id,
+                {"batches_spawned": len(children)},
+                shard_key=self.batch.batch_id,
+            )
+        now = clock.now()
+        for child in children:
+            assert child.not_before is not None
+            _requeue(child, child.not_before - now)
+        metrics.add_metric(
+            name="deferred_recipients", unit="Count", value=sum(len(c.recipients) for c in children)
+        )
+
+    def _deliver_all(self, todo: list[tuple[Contact, str]], watch: StopWatch) -> list[Outcome]:
+        if not todo:
+            return []
+        settings = get_settings()
+        step = self.campaign.main_step
+        content = load_content(self.batch.tenant_id, step.template_ids, step.sender_ids)
+        pacer = Pacer(worker_rate(self.campaign.channel))
+        workers = min(settings.send_concurrency, len(todo))
+
+        def deliver(recipient: tuple[Contact, str]) -> Outcome:
+            return self._deliver(recipient[0], recipient[1], content, pacer, watch)
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="send") as pool:
+            return list(pool.map(deliver, todo))
+
+    def _deliver(
+        self, contact: Contact, address: str, content: Content, pacer: Pacer, watch: StopWatch
+    ) -> Outcome:
+        """Everything for one recipient: cap, render, send, record."""
+        if watch.stop_reason() is not None:
+            return UNSENT
+        cap = self.campaign.frequency_cap
+        if cap is not None:
+            recent = recent_send_times(self.batch.tenant_id, contact.id, cap.max_messages)
+            if cap_reached(recent, clock.now(), cap):
+                return skipped(SkipReason.FREQUENCY_CAP)
+        if not content.senders:
+            return skipped(SkipReason.SENDER_UNUSABLE)
+        if not content.templates:
+            return skipped(SkipReason.RENDER_ERROR)
+        salt = f"{self.campaign.id}:{self.batch.step}"
+        template = pick_for(content.templates, contact.id, salt)
+        sender = pick_for(content.senders, contact.id, salt)
+        record = MessageRecord(
+            campaign_id=self.campaign.id,
+            step=self.batch.step,
+            contact_id=contact.id,
+            channel=self.campaign.channel,
+            message_id=message_id(self.batch.step, contact.id, self.campaign.channel),
+            status="sent",
+            address=address,
+            batch_id=self.batch.batch_id,
+            template_id=template.id,
+            sender_id=sender.id,
+        )
+        tags = {
+            TAG_TENANT: self.batch.tenant_id,
+            TAG_CAMPAIGN: self.campaign.id,
+            TAG_MESSAGE: record.message_id,
+        }
+        tenant_id = self.batch.tenant_id
+        try:
+            message = compose(
+                tenant_id,
+                self.campaign,
+                contact,
+                address,
+                template=template,
+                sender=sender,
+                tags=tags,
+            )
+        except RenderError:
+            return skipped(SkipReason.RENDER_ERROR)
+        try:
+            result = send_with_retries(self.channel, message, pacer, watch.time_left)
+        except PermanentSendError as error:
+            return self._refused(record, error)
+        if result is None:
+            return UNSENT
+        sent = record.model_copy(
+            update={"sent_at": clock.now(), "provider_message_id": result.provider_message_id}
+        )
+        if not record_message(tenant_id, sent):
+            # Another attempt recorded this recipient while we sent: a duplicate went out.
+            metrics.add_metric(name="duplicate_sends", unit="Count", value=1)
+            return skipped(SkipReason.DUPLICATE)
+        return Outcome("sent", record=sent)
+
+    def _refused(self, record: MessageRecord, error: PermanentSendError) -> Outcome:
+        """A provider said no for good: a recipient's refusal is a skip, the rest a failure."""
+        if error.skip is not None:
+            if error.skip is SkipReason.OPTED_OUT:
+                suppress(self.batch.tenant_id, record.address, "unsubscribed", clock.now())
+            return skipped(error.skip)
+        failed = record.model_copy(
+            update={"status": "failed", "error": f"{error.code}: {error}"[:300]}
+        )
+        record_message(self.batch.tenant_id, failed)
+        return Outcome("failed", record=failed)
+
+    def _conclude(self, watch: StopWatch) -> None:
+        """Finish the batch (counts + done, once), or hand the unsent rest back."""
+        self._remember_sms_ids(self.outcomes)
+        unsent = sum(1 for o in self.outcomes if o.kind == "unsent")
+        if unsent and watch.reason != "cancelled":
+            # Paused, failed or out of time: give the batch back; the next attempt skips
+            # everyone recorded in the ledger and sends the rest.
+            release_lease(self.unit)
+            if watch.reason == "paused":
+                _requeue_paused(self.batch)
+            elif watch.reason == "deadline":
+                _requeue(self.batch, timedelta(0))
+            logger.info("batch handed back", extra={"reason": watch.reason, "unsent": unsent})
+            return
+        outcomes = [
+            skipped(SkipReason.CANCELLED) if o.kind == "unsent" else o for o in self.outcomes
+        ]
+        counts = {**tally(outcomes), "batches_done": 1}
+        # Counted before the done marker: a crash in between counts this batch again on
+        # the retry (reconciled at completion), where the reverse order could lose it.
+        tenant_id = self.batch.tenant_id
+        add_counts(tenant_id, self.campaign.id, counts, shard_key=self.batch.batch_id)
+        if finish(self.unit, clock.now(), counts):
+            metrics.add_metric(name="sent", unit="Count", value=counts.get("sent", 0))
+            sent = [o.record for o in outcomes if o.kind == "sent" and o.record is not None]
+            on_messages_sent(tenant_id, self.campaign, sent)
+            check_completion(tenant_id, self.campaign.id)
+
+    def _remember_sms_ids(self, outcomes: Iterable[Outcome]) -> None:
+        """SNS's SMS status events carry no tags: leave a pointer per SMS of this batch (again
+        for those an earlier attempt sent: it may have died before writing them)."""
+        if self.campaign.channel != "sms":
+            return
+        refs = [
+            (
+                o.record.provider_message_id,
+                MessageRef(self.batch.tenant_id, self.campaign.id, o.record.message_id),
+            )
+            for o in outcomes
+            if o.kind == "sent" and o.record is not None and o.record.provider_message_id
+        ]
+        if refs:
+            remember_provider_messages(refs, clock.now())
+
+
+def _child_recipients(state: Mapping[str, Any]) -> set[str]:
+    """Recipients an earlier attempt already moved into child batches."""
+    return {
+        recipient
+        for name, children in state.items()
+        if name.startswith("children_")
+        for child in children
+        for recipient in child.get("recipients", [])
+    }
+
+
+# -- completion ---------------------------------------------------------------------------
+SEND_COUNTERS = frozenset({"sent", "failed", "batches_done", "batches_spawned"})
+
+
+def is_send_counter(name: str) -> bool:
+    """The counters the pipeline owns (feedback adds delivered, opened… beside them)."""
+    return name in SEND_COUNTERS or name.startswith("skipped.")
+
+
+def check_completion(tenant_id: str, campaign_id: str) -> bool:
+    """Move the campaign to ``sent`` once planning is over and every batch is done.
+
+    Called after every batch and after the last planner page; each reads after its own
+    write, so whichever finishes last sees the other's. The counters say when it may be
+    over (``batches_done`` reached the planned batches plus the children quiet hours split
+    off); the batches' own outcomes, read once, confirm it and correct the counters if a
+    crash made them count a unit twice. The transition is conditional: one caller wins.
+    """
+    campaign = get_campaign(tenant_id, campaign_id)
+    if campaign.status not in ("sending", "paused") or not campaign.planning_done:
+        return False
+    counts = read_counts(tenant_id, campaign_id)
+    planned = campaign.planned_batches or 0
+    if counts.get("batches_done", 0) < planned + counts.get("batches_spawned", 0):
+        return False
+    truth = tally_units(tenant_id, campaign_id)
+    if truth.get("batches_done", 0) < planned + truth.get("batches_spawned", 0):
+        return False  # a batch was counted twice: the last one is still running
+    names = set(truth) | {name for name in counts if is_send_counter(name)}
+    correct_counts(tenant_id, campaign_id, {n: truth.get(n, 0) - counts.get(n, 0) for n in names})
+    try:
+        apply_action(tenant_id, campaign_id, "complete", clock.now())
+    except InvalidTransition:
+        return False
+    logger.info("campaign sent", extra={"sent": truth.get("sent", 0)})
+    return True
+
+
+def tally_units(tenant_id: str, campaign_id: str) -> dict[str, int]:
+    """The send counters as the planner pages and batches recorded them (the truth)."""
+    totals: dict[str, int] = {}
+    for kind in ("PLAN", "BATCH"):
+        for unit in unit_outcomes(tenant_id, campaign_id, kind):
+            found = dict(unit.get("outcome") or {}) if unit.get("done_at") else {}
+            found["batches_spawned"] = sum(
+                len(children) for name, children in unit.items() if name.startswith("children_")
+            )
+            for name, value in found.items():
+                totals[name] = totals.get(name, 0) + int(value)
+    return totals
+
+
+# -- test sends ---------------------------------------------------------------------------
+class TestSendResult(BaseModel):
+    """What happened to one address of a test send."""
+
+    address: str
+    status: Literal["sent", "failed", "skipped"]
+    provider_message_id: str | None = None
+    reason: str | None = None
+
+
+def send_test(tenant_id: str, campaign: Campaign, addresses: Sequence[str]) -> list[TestSendResult]:
+    """Send the campaign's first template to ``addresses`` only: no ledger, no counters.
+
+    Rendered with the contact's data when an address belongs to a contact (then with its
+    unsubscribe link), else with the address alone. Suppressed addresses are skipped. The
+    messages carry only the tenant tag, so their provider events correlate to no campaign.
+    """
+    step = campaign.main_step
+    content = load_content(tenant_id, step.template_ids, step.sender_ids)
+    suppressed = suppressed_among(tenant_id, addresses)
+    pacer = Pacer(worker_rate(campaign.channel))
+    deadline = clock.now() + timedelta(seconds=TEST_SEND_SECONDS)
+    results = []
+    for address in dict.fromkeys(addresses):
+        if address in suppressed:
+            results.append(TestSendResult(address=address, status="skipped", reason="suppressed"))
+        elif not content.templates or not content.senders:
+            lacking = (
+                SkipReason.RENDER_ERROR if not content.templates else SkipReason.SENDER_UNUSABLE
+            )
+            results.append(TestSendResult(address=address, status="skipped", reason=lacking.value))
+        else:
+            results.append(
+                _send_one_test(
+                    tenant_id, campaign, address, content=content, pacer=pacer, deadline=deadline
+                )
+            )
+    return results
+
+
+def _send_one_test(
+    tenant_id: str,
+    campaign: Campaign,
+    address: str,
+    *,
+    content: Content,
+    pacer: Pacer,
+    deadline: datetime,
+) -> TestSendResult:
+    contact = (
+        find_by_email(tenant_id, address) if "@" in address else find_by_phone(tenant_id, address)
+    )
+    template, sender = content.templates[0], content.senders[0]
+    tags = {TAG_TENANT: tenant_id}
+
+    def time_left() -> float:
+        return (deadline - clock.now()).total_seconds()
+
+    try:
+        message = compose(
+            tenant_id, campaign, contact, address, template=template, sender=sender, tags=tags
+        )
+        result = send_with_retries(
+            channel_for(campaign.channel),
+            message,
+            pacer,
+            time_left,
+        )
+    except RenderError as error:
+        return TestSendResult(address=address, status="skipped", reason=f"render_error: {error}")
+    except PermanentSendError as error:
+        return TestSendResult(address=address, status="failed", reason=f"{error.code}: {error}")
+    if result is None:
+        return TestSendResult(
+            address=address, status="failed", reason="the provider kept throttling"
+        )
+    return TestSendResult(
+        address=address, status="sent", provider_message_id=result.provider_message_id
+    )

@@ -1,0 +1,155 @@
+"""A 1,000-contact broadcast on the embedded stack, over HTTP, as a user would run it.
+
+Contacts arrive through a CSV import, two overlapping lists make the audience, a few
+contacts are unsubscribed or suppressed, and the campaign is scheduled a few seconds
+ahead: the Scheduler emulator fires it, the pollers run the planner and the sender, and
+moto's own record of sent mail (``/moto-api/data.json``) shows who got what.
+"""
+
+from __future__ import annotations
+
+import email
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+from chalicelib.local.runner import EmbeddedStack
+from chalicelib.settings import get_settings
+
+pytestmark = pytest.mark.e2e
+
+FROM = "broadcast@acme.example.com"
+CONTACTS = 1000
+UNSUBSCRIBED = range(0, 20)  # contact numbers whose row says status=unsubscribed
+SUPPRESSED = range(20, 35)  # contact numbers put on the suppression list
+
+
+def eventually(check: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.5)
+
+
+def address(n: int) -> str:
+    return f"reader{n}@example.com"
+
+
+class Api:
+    def __init__(self, stack: EmbeddedStack) -> None:
+        self.base = stack.api_url
+        self.headers = {"Authorization": f"Bearer {stack.api_key}"}
+
+    def ok(self, method: str, path: str, body: Any = None) -> Any:
+        response = requests.request(
+            method, f"{self.base}{path}", json=body, headers=self.headers, timeout=30
+        )
+        assert response.status_code < 300, response.text
+        return response.json() if response.content else None
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[EmbeddedStack]:
+    with pytest.MonkeyPatch.context() as env:
+        # One local send worker; pacing to the default 14/s would make this test take
+        # minutes (the pacing itself is covered by the integration tests).
+        env.setenv("HERALD_SES_MAX_SEND_RATE", "1000")
+        env.setenv("HERALD_SEND_WORKERS", "1")
+        running = EmbeddedStack(port=0).start()
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+def sent_to(stack: EmbeddedStack) -> Counter[str]:
+    """How many messages from FROM each address got, as moto's SES recorded them."""
+    data = requests.get(f"{stack.aws_endpoint}/moto-api/data.json", timeout=60).json()
+    raw_messages = data.get("ses", {}).get("RawMessage", [])
+    return Counter(
+        str(email.message_from_string(m["raw_data"])["To"])
+        for m in raw_messages
+        if FROM in str(m.get("source", ""))
+    )
+
+
+def test_scheduled_broadcast_reaches_each_eligible_contact_once(stack: EmbeddedStack) -> None:
+    api = Api(stack)
+    boto3.client(
+        "ses",
+        endpoint_url=stack.aws_endpoint,
+        region_name=get_settings().region,
+        aws_access_key_id="outside",
+        aws_secret_access_key="outside",
+    ).verify_email_identity(EmailAddress=FROM)
+
+    rows = ["email,first_name,status"]
+    rows += [
+        f"{address(n)},Reader {n},{'unsubscribed' if n in UNSUBSCRIBED else 'subscribed'}"
+        for n in range(CONTACTS)
+    ]
+    job = api.ok("POST", "/v1/imports", {"format": "csv", "data": "\n".join(rows)})
+    imported = eventually(
+        lambda: (j := api.ok("GET", f"/v1/imports/{job['id']}"))["status"] == "completed" and j,
+        timeout=120,
+    )
+    assert imported and imported["created"] == CONTACTS, imported
+    for n in SUPPRESSED:
+        api.ok("POST", "/v1/suppressions", {"address": address(n), "reason": "complained"})
+    first = api.ok("POST", "/v1/lists", {"name": "Customers"})["id"]
+    second = api.ok("POST", "/v1/lists", {"name": "Newsletter"})["id"]
+    api.ok("POST", f"/v1/lists/{first}/members", {"emails": [address(n) for n in range(600)]})
+    api.ok(
+        "POST",
+        f"/v1/lists/{second}/members",
+        {"emails": [address(n) for n in range(400, CONTACTS)]},  # 200 in both
+    )
+    sender = api.ok("POST", "/v1/senders", {"channel": "email", "from_email": FROM})
+    assert sender["usable"], sender
+    template = api.ok(
+        "POST",
+        "/v1/templates",
+        {
+            "name": "Launch",
+            "channel": "email",
+            "subject": "Hello {{ contact.first_name }}",
+            "html": '<p>News. <a href="{{ unsubscribe_url }}">Unsubscribe</a></p>',
+        },
+    )
+    campaign = api.ok(
+        "POST",
+        "/v1/campaigns",
+        {
+            "name": "Launch",
+            "channel": "email",
+            "audience": {"list_ids": [first, second]},
+            "template_ids": [template["id"]],
+            "sender_ids": [sender["id"]],
+        },
+    )
+    at = (datetime.now(UTC) + timedelta(seconds=5)).replace(microsecond=0)
+    api.ok("POST", f"/v1/campaigns/{campaign['id']}/schedule", {"scheduled_at": at.isoformat()})
+
+    detail = eventually(
+        lambda: (d := api.ok("GET", f"/v1/campaigns/{campaign['id']}"))["status"] == "sent" and d,
+        timeout=300,
+    )
+
+    assert detail, api.ok("GET", f"/v1/campaigns/{campaign['id']}")
+    excluded = {address(n) for n in (*UNSUBSCRIBED, *SUPPRESSED)}
+    eligible = {address(n) for n in range(CONTACTS)} - excluded
+    delivered = sent_to(stack)
+    assert set(delivered) == eligible
+    assert set(delivered.values()) == {1}
+    assert detail["total_recipients"] == CONTACTS
+    assert detail["sent"] == len(eligible) == 965
+    assert detail["skipped"] == {"unsubscribed": 20, "suppressed": 15}
+    assert datetime.fromisoformat(detail["started_at"]) >= at
