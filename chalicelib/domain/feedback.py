@@ -1,0 +1,610 @@
+"""What a provider says happened to a message, in one model, and how it moves the message.
+
+SES publishes one record per event (Send, Delivery, Bounce, Complaint, Reject, Open, Click,
+DeliveryDelay, Rendering Failure, Subscription) from the configuration set; identity
+notifications carry the same sections under ``notificationType`` and no tags. The record
+reaches the feedback queue wrapped in an SNS notification (``Message`` is the record as a
+string), raw (SNS raw delivery), or as an EventBridge event (``detail``). SNS logs the
+delivery status of each SMS (``{"notification", "delivery", "status"}``) and the infra
+forwards those records to the SMS events topic. ``parse_notification`` turns any of these
+into a ``DeliveryEvent``: a native event kind, the provider message id, Herald's ids from
+the message tags, and the event's own time.
+
+The status of a message only moves forward along ``STATUS_ORDER``: late, duplicated and
+out-of-order events can then be applied in any order and leave the same result, because
+the ledger update is conditional on the status being lower (see docs/feedback.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+# -- message status ----------------------------------------------------------------------
+MessageStatus = Literal[
+    "sent",
+    "delayed",
+    "soft_bounced",
+    "delivered",
+    "opened",
+    "clicked",
+    "unsubscribed",
+    "failed",
+    "bounced",
+    "complained",
+]
+# Lowest first. A message is ``sent`` once the provider accepted it (the sender's ledger
+# write). Engagement follows delivery; the adverse outcomes rank above engagement because
+# they arrive after it when they arrive at all (a bounce after an MTA accepted, a
+# complaint after the reader opened), and they are what the tenant must see.
+STATUS_ORDER: tuple[MessageStatus, ...] = (
+    "sent",
+    "delayed",
+    "soft_bounced",
+    "delivered",
+    "opened",
+    "clicked",
+    "unsubscribed",
+    "failed",
+    "bounced",
+    "complained",
+)
+_RANK: dict[str, int] = {status: rank for rank, status in enumerate(STATUS_ORDER)}
+
+
+def statuses_below(status: MessageStatus) -> tuple[MessageStatus, ...]:
+    """The statuses a message may move to ``status`` from (the condition of the update)."""
+    return STATUS_ORDER[: _RANK[status]]
+
+
+# -- events -------------------------------------------------------------------------------
+EventKind = Literal[
+    "accepted",  # SES Send: SES took the message; Herald's own send already recorded it
+    "delayed",
+    "soft_bounced",
+    "delivered",
+    "opened",
+    "clicked",
+    "unsubscribed",
+    "failed",  # SES Reject or Rendering Failure
+    "bounced",
+    "complained",
+]
+Channel = Literal["email", "sms"]
+CallbackEvent = Literal["submitted", "delivered", "bounced", "opened", "clicked"]
+
+# The status each kind moves a message to; ``accepted`` moves nothing (already ``sent``).
+KIND_STATUS: dict[EventKind, MessageStatus | None] = {
+    "accepted": None,
+    "delayed": "delayed",
+    "soft_bounced": "soft_bounced",
+    "delivered": "delivered",
+    "opened": "opened",
+    "clicked": "clicked",
+    "unsubscribed": "unsubscribed",
+    "failed": "failed",
+    "bounced": "bounced",
+    "complained": "complained",
+}
+# The campaign counter each kind adds one to, the first time it happens to a message.
+# ``failed`` events are SES-side refusals after the API accepted the send: counted as
+# ``rejected`` so that the sender's ``failed`` (refused at the API) stays its own.
+KIND_COUNTER: dict[EventKind, str | None] = {
+    "accepted": None,
+    "delayed": "delayed",
+    "soft_bounced": "soft_bounced",
+    "delivered": "delivered",
+    "opened": "opened",
+    "clicked": "clicked",
+    "unsubscribed": "unsubscribed",
+    "failed": "rejected",
+    "bounced": "bounced",
+    "complained": "complained",
+}
+# The events of the seed's aggregated callbacks (seed 003); SMS has only the first two.
+KIND_CALLBACK: dict[EventKind, CallbackEvent] = {
+    "delivered": "delivered",
+    "bounced": "bounced",
+    "opened": "opened",
+    "clicked": "clicked",
+}
+SMS_CALLBACK_EVENTS: frozenset[CallbackEvent] = frozenset({"delivered", "bounced"})
+
+
+def calls_back(event: CallbackEvent, channel: Channel) -> bool:
+    """Whether the seed's callbacks carry ``event`` for ``channel`` (SMS: delivered, bounced)."""
+    return channel != "sms" or event in SMS_CALLBACK_EVENTS
+
+
+def callback_event(kind: EventKind, channel: Channel) -> CallbackEvent | None:
+    """The seed callback ``event`` for a kind on a channel, or None when it has none."""
+    event = KIND_CALLBACK.get(kind)
+    return event if event is not None and calls_back(event, channel) else None
+
+
+def timestamp_attribute(kind: EventKind) -> str:
+    """The ledger attribute holding when ``kind`` first happened to a message."""
+    return f"{kind}_at"
+
+
+# The message tags Herald's sender sets on every email (SES EmailTags).
+TAG_TENANT = "herald-tenant"
+TAG_CAMPAIGN = "herald-campaign"
+TAG_MESSAGE = "herald-message"
+
+_DETAIL_MAX = 300
+
+
+class DeliveryEvent(BaseModel):
+    """One thing that happened to one sent message, whatever shape it arrived in."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: EventKind
+    channel: Channel
+    provider: Literal["ses", "sns", "herald"]
+    provider_event: str = Field(description="The provider's own name: 'Bounce', 'SUCCESS', …")
+    provider_message_id: str | None = None
+    occurred_at: datetime
+    sent_at: datetime | None = Field(
+        default=None, description="When the provider accepted the message, if it says."
+    )
+    recipients: tuple[str, ...] = ()
+    tenant_id: str | None = None
+    campaign_id: str | None = None
+    message_id: str | None = None
+    bounce_type: str | None = None
+    bounce_subtype: str | None = None
+    link: str | None = None
+    detail: str | None = Field(default=None, description="Diagnostic, reason or response.")
+    suppress: bool = Field(
+        default=False, description="The recipient must not be mailed again by this tenant."
+    )
+
+    @property
+    def correlated(self) -> bool:
+        """Whether the tags name the tenant, campaign and message (no lookup needed)."""
+        return bool(self.tenant_id and self.campaign_id and self.message_id)
+
+    @property
+    def status(self) -> MessageStatus | None:
+        return KIND_STATUS[self.kind]
+
+
+class UnrecognizedNotification(ValueError):
+    """A feedback message in no shape Herald knows: it fails and ends in the DLQ."""
+
+
+# -- SES records --------------------------------------------------------------------------
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class _Mail(_Loose):
+    message_id: str = Field(alias="messageId")
+    timestamp: datetime
+    destination: list[str] = Field(default_factory=list)
+    tags: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class _Recipient(_Loose):
+    email_address: str = Field(alias="emailAddress")
+    status: str | None = None
+    diagnostic_code: str | None = Field(default=None, alias="diagnosticCode")
+
+
+class _Bounce(_Loose):
+    bounce_type: str = Field(alias="bounceType")
+    bounce_sub_type: str | None = Field(default=None, alias="bounceSubType")
+    bounced_recipients: list[_Recipient] = Field(alias="bouncedRecipients")
+    timestamp: datetime
+
+
+class _Complaint(_Loose):
+    complained_recipients: list[_Recipient] = Field(alias="complainedRecipients")
+    timestamp: datetime
+    complaint_feedback_type: str | None = Field(default=None, alias="complaintFeedbackType")
+
+
+class _Delivery(_Loose):
+    timestamp: datetime
+    recipients: list[str] = Field(default_factory=list)
+    smtp_response: str | None = Field(default=None, alias="smtpResponse")
+
+
+class _Delay(_Loose):
+    timestamp: datetime
+    delay_type: str | None = Field(default=None, alias="delayType")
+    delayed_recipients: list[_Recipient] = Field(default_factory=list, alias="delayedRecipients")
+
+
+class _Engagement(_Loose):
+    timestamp: datetime
+    link: str | None = None
+
+
+class _TopicStatus(_Loose):
+    subscription_status: str = Field(alias="subscriptionStatus")
+
+
+class _Preferences(_Loose):
+    unsubscribe_all: bool = Field(default=False, alias="unsubscribeAll")
+    topic_subscription_status: list[_TopicStatus] = Field(
+        default_factory=list, alias="topicSubscriptionStatus"
+    )
+
+
+class _Subscription(_Loose):
+    timestamp: datetime
+    source: str | None = None
+    new_topic_preferences: _Preferences = Field(
+        default_factory=_Preferences, alias="newTopicPreferences"
+    )
+
+
+class _Reject(_Loose):
+    reason: str | None = None
+
+
+class _Failure(_Loose):
+    error_message: str | None = Field(default=None, alias="errorMessage")
+
+
+class _SesRecord(_Loose):
+    event_type: str | None = Field(default=None, alias="eventType")
+    notification_type: str | None = Field(default=None, alias="notificationType")
+    mail: _Mail
+    bounce: _Bounce | None = None
+    complaint: _Complaint | None = None
+    delivery: _Delivery | None = None
+    delivery_delay: _Delay | None = Field(default=None, alias="deliveryDelay")
+    open: _Engagement | None = None
+    click: _Engagement | None = None
+    subscription: _Subscription | None = None
+    reject: _Reject | None = None
+    failure: _Failure | None = None
+
+
+# Event publishing names (and identity-notification names) → how to read each.
+_SES_TYPES = {
+    "Send": "send",
+    "Delivery": "delivery",
+    "Bounce": "bounce",
+    "Complaint": "complaint",
+    "Reject": "reject",
+    "Open": "open",
+    "Click": "click",
+    "DeliveryDelay": "delivery_delay",
+    "Rendering Failure": "rendering_failure",
+    "RenderingFailure": "rendering_failure",
+    "Subscription": "subscription",
+}
+# Identity notifications SES sends when a topic is attached: nothing happened to a message.
+_SES_IGNORED = frozenset({"AmazonSnsSubscriptionSucceeded"})
+
+
+def _first_tag(tags: Mapping[str, Sequence[str]], name: str) -> str | None:
+    values = tags.get(name) or ()
+    return values[0] if values else None
+
+
+def _short(text: str | None) -> str | None:
+    return text[:_DETAIL_MAX] if text else None
+
+
+def _ses_event(record: _SesRecord, provider_event: str) -> DeliveryEvent | None:
+    mail = record.mail
+    common: dict[str, Any] = {
+        "channel": "email",
+        "provider": "ses",
+        "provider_event": provider_event,
+        "provider_message_id": mail.message_id,
+        "tenant_id": _first_tag(mail.tags, TAG_TENANT),
+        "campaign_id": _first_tag(mail.tags, TAG_CAMPAIGN),
+        "message_id": _first_tag(mail.tags, TAG_MESSAGE),
+        "recipients": tuple(mail.destination),
+        "occurred_at": mail.timestamp,
+        "sent_at": mail.timestamp,
+    }
+    match _SES_TYPES.get(provider_event):
+        case "send":
+            return DeliveryEvent(kind="accepted", **common)
+        case "delivery" if record.delivery is not None:
+            return DeliveryEvent(
+                kind="delivered",
+                **{
+                    **common,
+                    "occurred_at": record.delivery.timestamp,
+                    "recipients": tuple(record.delivery.recipients) or common["recipients"],
+                    "detail": _short(record.delivery.smtp_response),
+                },
+            )
+        case "bounce" if record.bounce is not None:
+            return _bounce_event(record.bounce, common)
+        case "complaint" if record.complaint is not None:
+            complaint = record.complaint
+            if complaint.complaint_feedback_type == "not-spam":
+                return None  # the reader says it is NOT spam: nothing to act on
+            return DeliveryEvent(
+                kind="complained",
+                suppress=True,
+                detail=complaint.complaint_feedback_type,
+                **{
+                    **common,
+                    "occurred_at": complaint.timestamp,
+                    "recipients": tuple(r.email_address for r in complaint.complained_recipients)
+                    or common["recipients"],
+                },
+            )
+        case "reject":
+            reason = record.reject.reason if record.reject else None
+            return DeliveryEvent(kind="failed", detail=_short(reason), **common)
+        case "rendering_failure":
+            message = record.failure.error_message if record.failure else None
+            return DeliveryEvent(kind="failed", detail=_short(message), **common)
+        case "open" if record.open is not None:
+            return DeliveryEvent(kind="opened", **{**common, "occurred_at": record.open.timestamp})
+        case "click" if record.click is not None:
+            return DeliveryEvent(
+                kind="clicked",
+                link=record.click.link,
+                **{**common, "occurred_at": record.click.timestamp},
+            )
+        case "delivery_delay" if record.delivery_delay is not None:
+            delay = record.delivery_delay
+            return DeliveryEvent(
+                kind="delayed",
+                detail=delay.delay_type,
+                **{
+                    **common,
+                    "occurred_at": delay.timestamp,
+                    "recipients": tuple(r.email_address for r in delay.delayed_recipients)
+                    or common["recipients"],
+                },
+            )
+        case "subscription" if record.subscription is not None:
+            return _subscription_event(record.subscription, common)
+    raise UnrecognizedNotification(f"SES event {provider_event!r} without its section")
+
+
+def _bounce_event(bounce: _Bounce, common: dict[str, Any]) -> DeliveryEvent:
+    """Permanent bounces (including OnAccountSuppressionList) suppress; others do not.
+
+    SES's ``Undetermined`` type is read as soft: suppressing on a guess would silence a
+    good address for good.
+    """
+    permanent = bounce.bounce_type == "Permanent"
+    first = bounce.bounced_recipients[0] if bounce.bounced_recipients else None
+    return DeliveryEvent(
+        kind="bounced" if permanent else "soft_bounced",
+        suppress=permanent,
+        bounce_type=bounce.bounce_type,
+        bounce_subtype=bounce.bounce_sub_type,
+        detail=_short(first.diagnostic_code if first else None),
+        **{
+            **common,
+            "occurred_at": bounce.timestamp,
+            "recipients": tuple(r.email_address for r in bounce.bounced_recipients)
+            or common["recipients"],
+        },
+    )
+
+
+def _subscription_event(
+    subscription: _Subscription, common: dict[str, Any]
+) -> DeliveryEvent | None:
+    """An opt-out through SES subscription management; an opt-in changes nothing here."""
+    preferences = subscription.new_topic_preferences
+    opted_out = preferences.unsubscribe_all or any(
+        t.subscription_status == "OptOut" for t in preferences.topic_subscription_status
+    )
+    if not opted_out:
+        return None
+    return DeliveryEvent(
+        kind="unsubscribed",
+        suppress=True,
+        detail=subscription.source,
+        **{**common, "occurred_at": subscription.timestamp},
+    )
+
+
+def parse_ses_record(record: Mapping[str, Any]) -> DeliveryEvent | None:
+    """A SES event-publishing record or identity notification; None if it needs no action."""
+    name = record.get("eventType") or record.get("notificationType")
+    if name in _SES_IGNORED:
+        return None
+    if name not in _SES_TYPES:
+        raise UnrecognizedNotification(f"unknown SES event type {name!r}")
+    try:
+        parsed = _SesRecord.model_validate(record)
+    except ValidationError as error:
+        raise UnrecognizedNotification(f"malformed SES {name} record: {error}") from error
+    return _ses_event(parsed, str(name))
+
+
+# -- SNS SMS delivery status --------------------------------------------------------------
+# Provider responses that say the number itself is unusable: those bounces suppress. Any
+# other failure (unreachable phone, carrier trouble, unknown) is counted as a bounce, as
+# the seed asks, but leaves the number mailable: it may well work tomorrow.
+PERMANENT_SMS_FAILURES = (
+    "invalid phone number",
+    "phone number is opted out",
+    "phone has blocked sms",
+    "destination phone number is invalid",
+    "not a valid phone number",
+)
+
+
+class _SmsNotification(_Loose):
+    message_id: str = Field(alias="messageId")
+    timestamp: str
+
+
+class _SmsDelivery(_Loose):
+    destination: str
+    provider_response: str | None = Field(default=None, alias="providerResponse")
+    dwell_time_ms: int = Field(default=0, alias="dwellTimeMs")
+
+
+class _SmsStatus(_Loose):
+    notification: _SmsNotification
+    delivery: _SmsDelivery
+    status: Literal["SUCCESS", "FAILURE"]
+
+
+def _sns_log_time(value: str) -> datetime:
+    """SNS writes ``2016-06-28 00:40:34.558`` (UTC, no zone); ISO forms are accepted too."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def is_sms_status(record: Mapping[str, Any]) -> bool:
+    return {"notification", "delivery", "status"} <= record.keys()
+
+
+def parse_sms_status(record: Mapping[str, Any]) -> DeliveryEvent:
+    """One SNS SMS delivery-status log record: SUCCESS → delivered, FAILURE → bounced.
+
+    The record's timestamp is when SNS accepted the message; the event happened
+    ``dwellTimeMs`` later (when SNS handed it to the carrier).
+    """
+    try:
+        parsed = _SmsStatus.model_validate(record)
+        published_at = _sns_log_time(parsed.notification.timestamp)
+    except (ValidationError, ValueError) as error:
+        raise UnrecognizedNotification(f"malformed SMS delivery status: {error}") from error
+    response = parsed.delivery.provider_response
+    delivered = parsed.status == "SUCCESS"
+    permanent = not delivered and any(
+        phrase in (response or "").lower() for phrase in PERMANENT_SMS_FAILURES
+    )
+    return DeliveryEvent(
+        kind="delivered" if delivered else "bounced",
+        channel="sms",
+        provider="sns",
+        provider_event=parsed.status,
+        provider_message_id=parsed.notification.message_id,
+        occurred_at=published_at + timedelta(milliseconds=parsed.delivery.dwell_time_ms),
+        sent_at=published_at,
+        recipients=(parsed.delivery.destination,),
+        detail=_short(response),
+        suppress=permanent,
+    )
+
+
+# -- envelopes ----------------------------------------------------------------------------
+def _record_of(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The provider record inside an SNS notification, an EventBridge event, or as is."""
+    if body.get("Type") == "Notification" and "Message" in body:
+        try:
+            inner = json.loads(body["Message"])
+        except (TypeError, ValueError) as error:
+            raise UnrecognizedNotification("SNS Message is not JSON") from error
+        if not isinstance(inner, dict):
+            raise UnrecognizedNotification("SNS Message is not a JSON object")
+        return inner
+    if body.get("source") == "aws.ses" and isinstance(body.get("detail"), dict):
+        detail: Mapping[str, Any] = body["detail"]
+        return detail
+    return body
+
+
+def parse_notification(body: Mapping[str, Any]) -> DeliveryEvent | None:
+    """The event in one feedback-queue message (any supported envelope); None to ignore.
+
+    Raises ``UnrecognizedNotification`` for anything else, so a misrouted or corrupted
+    message is not silently dropped but ends in the dead-letter queue.
+    """
+    record = _record_of(body)
+    if is_sms_status(record):
+        return parse_sms_status(record)
+    if "mail" in record:
+        return parse_ses_record(record)
+    if record.get("notificationType") in _SES_IGNORED:
+        return None
+    raise UnrecognizedNotification("not an SES event nor an SMS delivery status")
+
+
+# -- campaign stats -----------------------------------------------------------------------
+class CampaignStats(BaseModel):
+    """A campaign's outcome so far. Rates are fractions (0.0 to 1.0, four decimals).
+
+    Denominators: delivery and bounce rates are over ``sent`` (what the provider
+    accepted); open, click, unsubscribe and complaint rates are over ``delivered`` (only a
+    delivered message can be opened). A rate whose denominator is 0 is 0.0. Counts of
+    engagement are unique per message: a message opened five times counts once.
+    """
+
+    total_recipients: int
+    sent: int
+    failed: int
+    delivered: int
+    opened: int
+    clicked: int
+    bounced: int
+    complained: int
+    unsubscribed: int
+    soft_bounced: int
+    rejected: int
+    delivery_rate: float
+    open_rate: float
+    click_rate: float
+    unsubscribe_rate: float
+    bounce_rate: float
+    complaint_rate: float
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole > 0 else 0.0
+
+
+def campaign_stats(total_recipients: int, counts: Mapping[str, int]) -> CampaignStats:
+    """The stats view of a campaign's counters (``store.counters.read_counts``)."""
+
+    def count(name: str) -> int:
+        return int(counts.get(name, 0))
+
+    sent, delivered = count("sent"), count("delivered")
+    return CampaignStats(
+        total_recipients=total_recipients,
+        sent=sent,
+        failed=count("failed"),
+        delivered=delivered,
+        opened=count("opened"),
+        clicked=count("clicked"),
+        bounced=count("bounced"),
+        complained=count("complained"),
+        unsubscribed=count("unsubscribed"),
+        soft_bounced=count("soft_bounced"),
+        rejected=count("rejected"),
+        delivery_rate=_rate(delivered, sent),
+        open_rate=_rate(count("opened"), delivered),
+        click_rate=_rate(count("clicked"), delivered),
+        unsubscribe_rate=_rate(count("unsubscribed"), delivered),
+        bounce_rate=_rate(count("bounced"), sent),
+        complaint_rate=_rate(count("complained"), delivered),
+    )
+
+
+class TimelineEntry(BaseModel):
+    """One step in a message's life."""
+
+    event: str
+    at: datetime
+
+
+def message_timeline(sent_at: datetime | None, record: Mapping[str, Any]) -> list[TimelineEntry]:
+    """A message's events in time order, from ``sent_at`` and its ``<kind>_at`` attributes.
+
+    Each kind appears once, at the first time it happened (what the ledger keeps).
+    """
+    entries = [TimelineEntry(event="sent", at=sent_at)] if sent_at else []
+    for kind in KIND_STATUS:
+        value = record.get(timestamp_attribute(kind))
+        if value:
+            entries.append(TimelineEntry(event=kind, at=datetime.fromisoformat(str(value))))
+    return sorted(entries, key=lambda entry: entry.at)

@@ -1,0 +1,346 @@
+"""The SES mailbox simulator and SNS SMS delivery status, for the embedded stack.
+
+moto accepts mail and SMS but never reports what became of them. This service watches
+this process's own SES v2 ``SendEmail`` and SNS ``Publish`` calls (botocore hooks on the
+clients ``chalicelib.aws`` hands out, so Herald's code is unchanged) and, after
+``simulator_delay_seconds``, publishes what AWS would publish to the same SNS topics the
+configuration set and the SMS status forwarder use, in the same format: the events then
+travel the real path (topic → feedback queue → feedback worker).
+
+Recipients follow SES's mailbox simulator (a ``+label`` is allowed, as in SES):
+
+==================================================  =====================================
+success@simulator.amazonses.com                     Send, Delivery
+bounce@simulator.amazonses.com                      Send, Bounce (Permanent, General)
+complaint@simulator.amazonses.com                   Send, Delivery, Complaint
+ooto@simulator.amazonses.com                        Delivery
+suppressionlist@simulator.amazonses.com             Bounce (Permanent, OnAccountSuppressionList)
+anyone else                                         Send, Delivery, and Open / Click for a
+                                                    share of messages (``simulator_open_rate``,
+                                                    ``simulator_click_rate``; 0 by default)
+==================================================  =====================================
+
+An SMS is delivered (status SUCCESS) unless its number is one of
+``simulator_failing_numbers`` (FAILURE). Which messages open or click is decided by a hash
+of the message id, so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from chalicelib.aws import client
+from chalicelib.domain import clock
+from chalicelib.local.services import Worker
+from chalicelib.settings import get_settings
+
+SIMULATOR_DOMAIN = "simulator.amazonses.com"
+PUBLISH_INTERVAL_SECONDS = 0.2
+_LINK = re.compile(rb"""href=["'](https?://[^"']+)["']""", re.IGNORECASE)
+_USER_AGENT = "Mozilla/5.0 (Herald SES simulator)"
+_SUPPRESSION_DIAGNOSTIC = (
+    "Amazon SES did not send the message to this address because it is on the suppression "
+    "list for your account. For more information about removing addresses from the "
+    "suppression list, see the Amazon SES Developer Guide at "
+    "https://docs.aws.amazon.com/ses/latest/DeveloperGuide/sending-email-suppression-list.html"
+)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    due: float  # time.monotonic()
+    topic: str
+    message: str
+
+
+def scenario(recipient: str, ses_message_id: str) -> list[str]:
+    """The SES events (in order) the simulator publishes for a message to ``recipient``."""
+    local, _, domain = recipient.lower().partition("@")
+    if domain == SIMULATOR_DOMAIN:
+        mailbox = local.split("+", 1)[0]
+        fixed = {
+            "success": ["Send", "Delivery"],
+            "bounce": ["Send", "Bounce"],
+            "complaint": ["Send", "Delivery", "Complaint"],
+            "ooto": ["Delivery"],
+            "suppressionlist": ["Bounce"],
+        }
+        if mailbox in fixed:
+            return fixed[mailbox]
+    settings = get_settings()
+    roll = int(hashlib.sha256(ses_message_id.encode()).hexdigest()[:8], 16) / 0x1_0000_0000
+    events = ["Send", "Delivery"]
+    if roll < settings.simulator_open_rate:
+        events.append("Open")
+    if roll < min(settings.simulator_click_rate, settings.simulator_open_rate):
+        events.append("Click")
+    return events
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _recipients(params: Mapping[str, Any], raw: bytes | None) -> list[str]:
+    listed = list(params.get("Destination", {}).get("ToAddresses", []))
+    if listed or raw is None:
+        return listed
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    return [address.addr_spec for address in getattr(parsed["To"], "addresses", ())]
+
+
+def ses_events(
+    params: Mapping[str, Any], ses_message_id: str, now: datetime
+) -> list[dict[str, Any]]:
+    """The records SES would publish for one ``SendEmail`` call (one per event, per
+    recipient), in the shape of SES's event-publishing examples."""
+    raw = params.get("Content", {}).get("Raw", {}).get("Data")
+    raw_bytes = raw if isinstance(raw, bytes) else (raw.encode() if raw else None)
+    source = str(params.get("FromEmailAddress", ""))
+    settings = get_settings()
+    tags = {tag["Name"]: [tag["Value"]] for tag in params.get("EmailTags", [])}
+    tags.update(
+        {
+            "ses:configuration-set": [params.get("ConfigurationSetName", "")],
+            "ses:from-domain": [source.rpartition("@")[2]],
+            "ses:caller-identity": ["herald"],
+            "ses:source-ip": ["192.0.2.0"],
+        }
+    )
+    link = _first_link(raw_bytes)
+    records = []
+    for recipient in _recipients(params, raw_bytes):
+        mail = {
+            "timestamp": _iso(now),
+            "source": source,
+            "sourceArn": f"arn:aws:ses:{settings.region}:{settings.account_id}:identity/{source}",
+            "sendingAccountId": settings.account_id,
+            "messageId": ses_message_id,
+            "destination": [recipient],
+            "headersTruncated": False,
+            "tags": tags,
+        }
+        for offset, event_type in enumerate(scenario(recipient, ses_message_id), start=1):
+            at = now + timedelta(seconds=offset)
+            records.append(_ses_record(event_type, mail, recipient, at, link))
+    return records
+
+
+def _first_link(raw: bytes | None) -> str:
+    for match in _LINK.finditer(raw or b""):
+        url = match.group(1).decode(errors="replace")
+        if "/u/" not in url:  # not the unsubscribe link
+            return url
+    return "https://example.com/"
+
+
+def _ses_record(
+    event_type: str, mail: dict[str, Any], recipient: str, at: datetime, link: str
+) -> dict[str, Any]:
+    stamp = _iso(at)
+    feedback_id = f"{uuid.uuid4().hex}-000000"
+    sections: dict[str, tuple[str, dict[str, Any]]] = {
+        "Send": ("send", {}),
+        "Delivery": (
+            "delivery",
+            {
+                "timestamp": stamp,
+                "processingTimeMillis": 1000,
+                "recipients": [recipient],
+                "smtpResponse": "250 2.6.0 Message received",
+                "reportingMTA": "a8-30.smtp-out.amazonses.com",
+            },
+        ),
+        "Complaint": (
+            "complaint",
+            {
+                "complainedRecipients": [{"emailAddress": recipient}],
+                "timestamp": stamp,
+                "feedbackId": feedback_id,
+                "userAgent": "Amazon SES Mailbox Simulator",
+                "complaintFeedbackType": "abuse",
+                "arrivalDate": stamp,
+            },
+        ),
+        "Open": ("open", {"ipAddress": "192.0.2.1", "timestamp": stamp, "userAgent": _USER_AGENT}),
+        "Click": (
+            "click",
+            {
+                "ipAddress": "192.0.2.1",
+                "link": link,
+                "linkTags": {},
+                "timestamp": stamp,
+                "userAgent": _USER_AGENT,
+            },
+        ),
+    }
+    if event_type == "Bounce":
+        sections["Bounce"] = ("bounce", _bounce(recipient, stamp, feedback_id))
+    key, section = sections[event_type]
+    return {"eventType": event_type, "mail": mail, key: section}
+
+
+def _bounce(recipient: str, stamp: str, feedback_id: str) -> dict[str, Any]:
+    mailbox = recipient.lower().partition("@")[0].split("+", 1)[0]
+    if mailbox == "suppressionlist":
+        return {
+            "bounceType": "Permanent",
+            "bounceSubType": "OnAccountSuppressionList",
+            "bouncedRecipients": [
+                {
+                    "emailAddress": recipient,
+                    "action": "failed",
+                    "status": "5.1.1",
+                    "diagnosticCode": _SUPPRESSION_DIAGNOSTIC,
+                }
+            ],
+            "timestamp": stamp,
+            "feedbackId": feedback_id,
+        }
+    return {
+        "bounceType": "Permanent",
+        "bounceSubType": "General",
+        "bouncedRecipients": [
+            {
+                "emailAddress": recipient,
+                "action": "failed",
+                "status": "5.1.1",
+                "diagnosticCode": "smtp; 550 5.1.1 user unknown",
+            }
+        ],
+        "timestamp": stamp,
+        "feedbackId": feedback_id,
+        "reportingMTA": "dsn; a8-30.smtp-out.amazonses.com",
+    }
+
+
+def sms_status(phone: str, sns_message_id: str, now: datetime) -> dict[str, Any]:
+    """SNS's delivery-status log record for one SMS (the CloudWatch Logs format)."""
+    failing = phone in get_settings().simulator_failing_numbers
+    return {
+        "notification": {
+            "messageId": sns_message_id,
+            "timestamp": now.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+        },
+        "delivery": {
+            "mnc": 0 if failing else 270,
+            "destination": phone,
+            "priceInUSD": 0.00645,
+            "smsType": "Promotional",
+            "mcc": 0 if failing else 310,
+            "providerResponse": (
+                "Unknown error attempting to reach phone"
+                if failing
+                else "Message has been accepted by phone carrier"
+            ),
+            "dwellTimeMs": 599,
+            "dwellTimeMsUntilDeviceAck": 1344,
+        },
+        "status": "FAILURE" if failing else "SUCCESS",
+    }
+
+
+class FeedbackSimulator:
+    """A local-stack service: hooks the SES and SNS clients, publishes their feedback."""
+
+    name = "ses feedback simulator"
+    _CAPTURED = "herald_simulator_params"
+
+    def __init__(self) -> None:
+        self._pending: list[_Pending] = []
+        self._lock = threading.Lock()
+        self._topics: dict[str, str] = {}
+        self._worker = Worker(self.name, self.publish_due, PUBLISH_INTERVAL_SECONDS)
+        self._hooks: list[tuple[Any, str, Any]] = []
+
+    # -- hooks --------------------------------------------------------------------------
+    def install(self) -> FeedbackSimulator:
+        """Start watching sends (tests call this without starting the publishing thread)."""
+        for service, operation, react in (
+            ("sesv2", "SendEmail", self._after_send_email),
+            ("sns", "Publish", self._after_publish),
+        ):
+            events = client(service).meta.events
+            for event, handler in (
+                (f"provide-client-params.{service}.{operation}", self._capture),
+                (f"after-call.{service}.{operation}", react),
+            ):
+                events.register(event, handler)
+                self._hooks.append((events, event, handler))
+        return self
+
+    def uninstall(self) -> None:
+        for events, event, handler in self._hooks:
+            events.unregister(event, handler)
+        self._hooks = []
+
+    def _capture(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context[self._CAPTURED] = dict(params)
+
+    def _after_send_email(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        params = context.get(self._CAPTURED)
+        message_id = parsed.get("MessageId")
+        if params is None or not message_id:
+            return  # the call failed: SES publishes nothing either
+        topic = get_settings().ses_events_topic_name
+        for record in ses_events(params, str(message_id), clock.now()):
+            self._schedule(topic, record)
+
+    def _after_publish(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        params = context.get(self._CAPTURED) or {}
+        phone, message_id = params.get("PhoneNumber"), parsed.get("MessageId")
+        if phone and message_id:  # an SMS, not a topic publish (like the simulator's own)
+            record = sms_status(str(phone), str(message_id), clock.now())
+            self._schedule(get_settings().sms_events_topic_name, record)
+
+    def _schedule(self, topic: str, record: dict[str, Any]) -> None:
+        due = time.monotonic() + get_settings().simulator_delay_seconds
+        with self._lock:
+            self._pending.append(_Pending(due, topic, json.dumps(record)))
+
+    # -- publishing ---------------------------------------------------------------------
+    def publish_due(self, *, everything: bool = False) -> int:
+        """Publish the events whose delay is over (all of them with ``everything``)."""
+        now = time.monotonic()
+        due: list[_Pending] = []
+        waiting: list[_Pending] = []
+        with self._lock:
+            for pending in self._pending:
+                (due if everything or pending.due <= now else waiting).append(pending)
+            self._pending = waiting
+        sns = client("sns")
+        for pending in due:
+            sns.publish(TopicArn=self._topic_arn(pending.topic), Message=pending.message)
+        return len(due)
+
+    def flush(self) -> int:
+        """Publish everything now (tests)."""
+        return self.publish_due(everything=True)
+
+    def _topic_arn(self, name: str) -> str:
+        if name not in self._topics:
+            self._topics[name] = str(client("sns").create_topic(Name=name)["TopicArn"])
+        return self._topics[name]
+
+    # -- service ------------------------------------------------------------------------
+    def start(self) -> None:
+        self.install()
+        self._worker.start()
+
+    def stop(self) -> None:
+        self.uninstall()
+        self._worker.stop()
+
+    def join(self, timeout: float) -> bool:
+        return self._worker.join(timeout)

@@ -1,0 +1,176 @@
+"""AWS's published sample events (tests/data/aws-events, copied from the AWS docs) and the
+envelopes they travel in, for tests that need real-format feedback.
+
+Nothing here invents a format: each builder starts from a sample file and changes only
+the values a test needs (tags, ids, times, recipients).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).resolve().parent / "data" / "aws-events"
+SES_SAMPLES = {
+    "Send": "ses_event_send.json",
+    "Delivery": "ses_event_delivery.json",
+    "Bounce": "ses_event_bounce.json",
+    "Complaint": "ses_event_complaint.json",
+    "Reject": "ses_event_reject.json",
+    "Open": "ses_event_open.json",
+    "Click": "ses_event_click.json",
+    "DeliveryDelay": "ses_event_delivery_delay.json",
+    "Rendering Failure": "ses_event_rendering_failure.json",
+    "Subscription": "ses_event_subscription.json",
+}
+# The section of each record that carries the event's own timestamp.
+SECTIONS = {
+    "Delivery": "delivery",
+    "Bounce": "bounce",
+    "Complaint": "complaint",
+    "Open": "open",
+    "Click": "click",
+    "DeliveryDelay": "deliveryDelay",
+    "Subscription": "subscription",
+}
+# SNS's SMS delivery-status log records (AWS re:Post knowledge center examples).
+SMS_SUCCESS = {
+    "notification": {
+        "messageId": "34d9b400-c6dd-5444-820d-fbeb0f1f54cf",
+        "timestamp": "2016-06-28 00:40:34.558",
+    },
+    "delivery": {
+        "phoneCarrier": "My Phone Carrier",
+        "mnc": 270,
+        "destination": "+1XXX5550100",
+        "priceInUSD": 0.00645,
+        "smsType": "Transactional",
+        "mcc": 310,
+        "providerResponse": "Message has been accepted by phone carrier",
+        "dwellTimeMs": 599,
+        "dwellTimeMsUntilDeviceAck": 1344,
+    },
+    "status": "SUCCESS",
+}
+SMS_FAILURE = {
+    "notification": {
+        "messageId": "1077257a-92f3-5ca3-bc97-6a915b310625",
+        "timestamp": "2016-06-28 00:40:34.559",
+    },
+    "delivery": {
+        "mnc": 0,
+        "destination": "+1XXX5550100",
+        "priceInUSD": 0.00645,
+        "smsType": "Transactional",
+        "mcc": 0,
+        "providerResponse": "Unknown error attempting to reach phone",
+        "dwellTimeMs": 1420,
+        "dwellTimeMsUntilDeviceAck": 1692,
+    },
+    "status": "FAILURE",
+}
+EVENTBRIDGE_DETAIL_TYPES = {
+    "Send": "Email Sent",
+    "Delivery": "Email Delivered",
+    "Bounce": "Email Bounced",
+    "Complaint": "Email Complaint Received",
+    "Reject": "Email Rejected",
+    "Open": "Email Opened",
+    "Click": "Email Clicked",
+    "DeliveryDelay": "Email Delivery Delayed",
+    "Rendering Failure": "Email Rendering Failed",
+    "Subscription": "Email Subscribed",
+}
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((DATA / name).read_text())
+
+
+def ses_sample(event_type: str) -> dict[str, Any]:
+    return load(SES_SAMPLES[event_type])
+
+
+def ses_record(
+    event_type: str,
+    *,
+    tags: dict[str, str] | None = None,
+    ses_message_id: str | None = None,
+    recipient: str | None = None,
+    at: datetime | None = None,
+    **section: Any,
+) -> dict[str, Any]:
+    """The AWS sample of ``event_type`` with Herald's tags, ids, recipient and time set."""
+    record = copy.deepcopy(ses_sample(event_type))
+    mail = record["mail"]
+    if ses_message_id:
+        mail["messageId"] = ses_message_id
+    if tags:
+        mail["tags"].update({name: [value] for name, value in tags.items()})
+    if recipient:
+        mail["destination"] = [recipient]
+        _set_recipient(record, recipient)
+    key = SECTIONS.get(event_type)
+    if key:
+        record[key].update(section)
+        if at is not None:
+            record[key]["timestamp"] = at.isoformat().replace("+00:00", "Z")
+    elif at is not None:
+        mail["timestamp"] = at.isoformat().replace("+00:00", "Z")
+    return record
+
+
+def _set_recipient(record: dict[str, Any], recipient: str) -> None:
+    for key, field in (
+        ("bounce", "bouncedRecipients"),
+        ("complaint", "complainedRecipients"),
+        ("deliveryDelay", "delayedRecipients"),
+    ):
+        if key in record:
+            for entry in record[key][field]:
+                entry["emailAddress"] = recipient
+    if "delivery" in record:
+        record["delivery"]["recipients"] = [recipient]
+
+
+def sns_envelope(
+    record: dict[str, Any], topic_arn: str = "arn:aws:sns:us-east-1:123456789012:t"
+) -> dict[str, Any]:
+    """The SQS body SNS delivers (no raw delivery): the Lambda SNS sample's notification
+    with ``Message`` = the record as a string."""
+    notification = copy.deepcopy(load("lambda_sns_event.json")["Records"][0]["Sns"])
+    notification.update(MessageId=str(uuid.uuid4()), Message=json.dumps(record), TopicArn=topic_arn)
+    notification.pop("MessageAttributes", None)
+    return notification
+
+
+def eventbridge_envelope(record: dict[str, Any]) -> dict[str, Any]:
+    """SES's EventBridge event: the record under ``detail``."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": EVENTBRIDGE_DETAIL_TYPES[record["eventType"]],
+        "source": "aws.ses",
+        "account": "123456789012",
+        "time": record["mail"]["timestamp"],
+        "region": "us-east-1",
+        "resources": [],
+        "detail": record,
+    }
+
+
+def sms_status(
+    *, success: bool, sns_message_id: str, phone: str, at: datetime, response: str | None = None
+) -> dict[str, Any]:
+    """An SNS SMS delivery-status record (the knowledge-center samples) for one message."""
+    record = copy.deepcopy(SMS_SUCCESS if success else SMS_FAILURE)
+    record["notification"]["messageId"] = sns_message_id
+    record["notification"]["timestamp"] = at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    record["delivery"]["destination"] = phone
+    if response is not None:
+        record["delivery"]["providerResponse"] = response
+    return record
