@@ -66,6 +66,9 @@ class Call:
 
 
 Handler = Callable[[Call], Any]
+# Rewrites an error response (status >= 400, Herald's shape) for an API dialect whose
+# clients expect another envelope; see chalicelib/api/dialects.
+ErrorEnvelope = Callable[[Response], Response]
 
 
 def endpoint(
@@ -82,12 +85,19 @@ def endpoint(
     status: int = 200,
     content_types: tuple[str, ...] = (JSON,),
     documented: bool = True,
+    error_envelope: ErrorEnvelope | None = None,
 ) -> Callable[[Handler], Handler]:
     """Register ``handler`` for ``method path`` behind the gate (see module docstring)."""
     path_params = tuple(re.findall(r"{(\w+)}", path))
 
     def decorator(handler: Handler) -> Handler:
         def view(**params: str) -> Response:
+            response = answer(**params)
+            if error_envelope is not None and response.status_code >= 400:
+                return error_envelope(response)
+            return response
+
+        def answer(**params: str) -> Response:
             request = app.current_request
             assert request is not None  # Chalice sets it before calling a view
             try:

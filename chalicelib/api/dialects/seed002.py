@@ -1,0 +1,616 @@
+"""Seed 002: a Django REST framework style campaign API at ``/campaigns/``, over Herald.
+
+The seed's campaign is a Herald campaign seen through other names: ``organization_id`` is
+the tenant, ``edition_id`` the campaign's edition scope, ``segment_id`` its one segment,
+``email_message_id`` its email template, ``sms_body`` an SMS template Herald stores for it,
+``paused`` (which the seed lacks) shows as ``sending``. Every operation calls what the
+native routes call (``chalicelib.api.campaigns``' checked edits and actions, the store,
+``pipeline.scheduling``); nothing here decides what a campaign may do.
+
+Envelopes follow DRF: lists are ``{count, next, previous, results}`` with absolute links,
+validation errors are 400 ``{"<field>": ["message"]}``, other errors ``{"detail": ...}``,
+and every error also keeps Herald's ``error`` object. DRF routers serve a trailing slash;
+API Gateway (and Chalice's local gateway) match ``/campaigns/`` to ``/campaigns``, so one
+route serves both. The decisions are written up in docs/api-seed-002.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from chalice import Blueprint, Response
+from chalice.app import Request
+from pydantic import BaseModel, Field, field_validator
+
+from chalicelib.api.campaigns import create_checked, edit_checked, schedule_checked, send_checked
+from chalicelib.api.dialects.common import every_item, fields_renamed, native
+from chalicelib.api.errors import json_body
+from chalicelib.api.models import Input
+from chalicelib.api.routing import FORM, JSON, Call, Handler, endpoint
+from chalicelib.domain import clock
+from chalicelib.domain.campaigns import (
+    EDITABLE_STATUSES,
+    Audience,
+    Campaign,
+    CampaignFields,
+    CampaignFilter,
+    CampaignName,
+    CampaignStatus,
+    Channel,
+    EditionId,
+    NewCampaign,
+    ResourceId,
+    ScheduledTime,
+    edit,
+)
+from chalicelib.domain.errors import NotFound, ValidationFailed
+from chalicelib.domain.feedback import campaign_stats
+from chalicelib.domain.senders import Sender, usability
+from chalicelib.domain.templates import SMS_SOURCE_MAX, SmsTemplate
+from chalicelib.pipeline import scheduling
+from chalicelib.settings import get_settings
+from chalicelib.store import campaigns as store
+from chalicelib.store.counters import read_counts
+from chalicelib.store.segments import get_segment
+from chalicelib.store.senders import get_sender, list_senders
+from chalicelib.store.templates import create_template, get_template
+
+blueprint = Blueprint(__name__)
+TAG = "seed 002: /campaigns/"
+_COLLECTION = "/campaigns"
+_ITEM = "/campaigns/{id}"
+_BODIES = (JSON, FORM)  # DRF's default parsers take both
+PAGE_SIZE_DEFAULT = 100
+PAGE_SIZE_MAX = 1000
+_VIEW_THREADS = 8  # counters of a page's campaigns are read concurrently
+_PAGE_NUMBER = re.compile(r"^[0-9]{1,9}$")
+
+Status = Literal["draft", "scheduled", "calculating", "sending", "sent", "failed", "cancelled"]
+STATUS_OF: dict[CampaignStatus, Status] = {
+    "draft": "draft",
+    "scheduled": "scheduled",
+    "calculating": "calculating",
+    "sending": "sending",
+    "paused": "sending",  # the seed has no pause: to its clients the campaign is sending
+    "sent": "sent",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+Ordering = Literal[
+    "created",
+    "-created",
+    "modified",
+    "-modified",
+    "name",
+    "-name",
+    "scheduled_at",
+    "-scheduled_at",
+    "total_recipients",
+    "-total_recipients",
+]
+# The native field an error names → the seed field a client sent (None: not a field).
+_SEED_FIELDS = {
+    "audience": "segment_id",
+    "sender_ids": "sender_id",
+    "body": "sms_body",  # the SMS template made of it
+    "status": None,
+}
+
+
+# -- shapes ----------------------------------------------------------------------------
+class Seed002Campaign(BaseModel):
+    """A campaign with exactly the seed's fields."""
+
+    id: str
+    name: str = Field(description="Human-readable campaign name")
+    organization_id: str
+    edition_id: str | None
+    channel: Channel = Field(description="Delivery channel")
+    created: datetime
+    modified: datetime
+    email_message_id: str | None
+    sms_body: str | None
+    status: Status = Field(description="Current campaign status")
+    scheduled_at: datetime | None = Field(
+        description="When to send (stored UTC, displayed in the campaign's timezone)"
+    )
+    total_recipients: int = Field(description="Total number of recipients to send to")
+    sent_count: int = Field(description="Number of messages successfully sent")
+    failed_count: int = Field(description="Number of messages that failed to send")
+    user_count: int | None = Field(description="Snapshot count of users at send time")
+    error_message: str | None = Field(description="Error details if campaign failed")
+    started_at: datetime | None = Field(description="When sending started")
+    completed_at: datetime | None = Field(description="When sending finished")
+
+
+class Seed002CampaignPage(BaseModel):
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[Seed002Campaign]
+
+
+class Seed002Stats(BaseModel):
+    """The seed's stats; rates are fractions (0.0 to 1.0) as Herald's stats define them."""
+
+    total_recipients: int
+    sent: int
+    failed: int
+    delivered: int
+    opened: int
+    clicked: int
+    bounced: int
+    unsubscribed: int
+    delivery_rate: float
+    open_rate: float
+    click_rate: float
+    unsubscribe_rate: float
+
+
+class Seed002ListQuery(Input):
+    channel: Channel | None = Field(default=None, description="Delivery channel")
+    edition_id: str | None = Field(default=None, max_length=64)
+    ordering: Ordering = Field(default="-created", description="Ordering ('-': descending)")
+    organization_id: str | None = Field(default=None, max_length=64)
+    page: str = Field(
+        default="1", description="A page number within the paginated result set (or 'last')."
+    )
+    page_size: int = Field(
+        default=PAGE_SIZE_DEFAULT,
+        ge=1,
+        le=PAGE_SIZE_MAX,
+        description="Number of results to return per page (default: 100).",
+    )
+    search: str | None = Field(default=None, max_length=200, description="Search by campaign name")
+    status: Status | None = Field(default=None, description="Current campaign status")
+
+
+_READ_ONLY = "Read-only: accepted and ignored, as Django REST framework does."
+
+
+class Seed002CampaignPatch(Input):
+    """A campaign's writable fields; those absent stay as they are.
+
+    The representation's read-only fields are accepted and ignored (as DRF does), so a
+    client may send back what it read. ``edition_id`` is set at creation only.
+    """
+
+    name: CampaignName | None = None
+    channel: Channel | None = None
+    organization_id: str | None = Field(
+        default=None, max_length=64, description="Your tenant id (optional); another is 404."
+    )
+    edition_id: EditionId | None = Field(default=None, description="Set at creation only.")
+    segment_id: ResourceId | None = Field(default=None, description="A Herald segment id.")
+    email_message_id: ResourceId | None = Field(
+        default=None, description="A Herald email template id (email campaigns)."
+    )
+    sms_body: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=SMS_SOURCE_MAX,
+        description="The SMS text, a template like any other (SMS campaigns).",
+    )
+    sender_id: ResourceId | None = Field(
+        default=None,
+        description="Herald extension: the sender to send as (default: the tenant's first "
+        "sender of the channel, verified ones first).",
+    )
+    id: Any = Field(default=None, description=_READ_ONLY)
+    created: Any = Field(default=None, description=_READ_ONLY)
+    modified: Any = Field(default=None, description=_READ_ONLY)
+    status: Any = Field(default=None, description=_READ_ONLY)
+    scheduled_at: Any = Field(default=None, description=_READ_ONLY + " Use /schedule/.")
+    total_recipients: Any = Field(default=None, description=_READ_ONLY)
+    sent_count: Any = Field(default=None, description=_READ_ONLY)
+    failed_count: Any = Field(default=None, description=_READ_ONLY)
+    user_count: Any = Field(default=None, description=_READ_ONLY)
+    error_message: Any = Field(default=None, description=_READ_ONLY)
+    started_at: Any = Field(default=None, description=_READ_ONLY)
+    completed_at: Any = Field(default=None, description=_READ_ONLY)
+
+    @field_validator("name", "channel")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("This field may not be null.")
+        return value
+
+
+class Seed002CampaignBody(Seed002CampaignPatch):
+    """Create and PUT: ``name`` and ``channel`` are required."""
+
+    name: CampaignName
+    channel: Channel
+
+
+class Seed002Schedule(Input):
+    scheduled_at: ScheduledTime
+
+
+# -- errors ----------------------------------------------------------------------------
+def drf_errors(response: Response) -> Response:
+    """Herald's error as DRF shapes it, Herald's ``error`` object kept beside.
+
+    Validation (422 in Herald) is DRF's 400 ``{"field": ["message", ...]}`` (a problem
+    without a field goes under ``non_field_errors``); anything else is ``{"detail": ...}``
+    with Herald's status (a body that is not JSON: 400, as DRF's parse error).
+    """
+    error = json.loads(response.body)["error"]
+    validation = response.status_code == 422
+    shaped: dict[str, Any]
+    if validation:
+        shaped = {}
+        for problem in error.get("details") or [error]:
+            name = (problem.get("field") or "non_field_errors").removeprefix("query.")
+            shaped.setdefault(name, []).append(problem["message"])
+    else:
+        shaped = {"detail": error["message"]}
+    return Response(
+        body=json_body({**shaped, "error": error}),
+        status_code=400 if validation else response.status_code,
+        headers=dict(response.headers or {}),
+    )
+
+
+def _seed_terms(channel: str) -> AbstractContextManager[None]:
+    """Name a refused field as the seed does (``template_ids`` → ``email_message_id``…)."""
+
+    def rename(native_field: str) -> str | None:
+        head = native_field.split(".", 1)[0]
+        if head == "template_ids":
+            return "email_message_id" if channel == "email" else "sms_body"
+        return _SEED_FIELDS.get(head, head)
+
+    return fields_renamed(rename)
+
+
+# -- translation -------------------------------------------------------------------------
+def _check_organization(tenant_id: str, organization_id: str | None) -> None:
+    if organization_id is not None and organization_id != tenant_id:
+        raise NotFound("organization not found", field="organization_id")
+
+
+def _segment_audience(tenant_id: str, segment_id: str | None) -> Audience:
+    if segment_id is None:
+        return Audience()
+    try:
+        get_segment(tenant_id, segment_id)
+    except NotFound:
+        raise ValidationFailed(
+            f'Invalid pk "{segment_id}" - object does not exist.', field="segment_id"
+        ) from None
+    return Audience(segment_ids=[segment_id])
+
+
+def _email_template(tenant_id: str, template_id: str) -> str:
+    try:
+        template = get_template(tenant_id, template_id)
+    except NotFound:
+        raise ValidationFailed(
+            f'Invalid pk "{template_id}" - object does not exist.', field="email_message_id"
+        ) from None
+    if template.channel != "email":
+        raise ValidationFailed(
+            f"template '{template_id}' is an SMS template", field="email_message_id"
+        )
+    return template.id
+
+
+def _sender(tenant_id: str, sender_id: str, channel: str) -> str:
+    try:
+        sender = get_sender(tenant_id, sender_id)
+    except NotFound:
+        raise ValidationFailed(
+            f'Invalid pk "{sender_id}" - object does not exist.', field="sender_id"
+        ) from None
+    if sender.channel != channel:
+        raise ValidationFailed(
+            f"sender '{sender_id}' is for {sender.channel}; this campaign sends {channel}",
+            field="sender_id",
+        )
+    return sender.id
+
+
+def _refuse_foreign_content(body: Seed002CampaignPatch, channel: str) -> None:
+    if body.email_message_id is not None and channel != "email":
+        raise ValidationFailed(
+            "an sms campaign has sms_body, not email_message_id", field="email_message_id"
+        )
+    if body.sms_body is not None and channel != "sms":
+        raise ValidationFailed(
+            "an email campaign has email_message_id, not sms_body", field="sms_body"
+        )
+
+
+def _fields(tenant_id: str, body: Seed002CampaignPatch, current: Campaign | None) -> dict[str, Any]:
+    """The native fields for what ``body`` sets, each checked against the stores.
+
+    Everything is checked before the one write this makes (an ``sms_body`` becomes an
+    SMS template, last), so a refused request leaves nothing behind. A channel change
+    without new content clears the template and sender of the other channel.
+    """
+    given = body.model_fields_set
+    _check_organization(tenant_id, body.organization_id)
+    channel = body.channel or (current.channel if current else "email")
+    _refuse_foreign_content(body, channel)
+    switched = current is not None and channel != current.channel
+    values: dict[str, Any] = {
+        name: getattr(body, name) for name in ("name", "channel") if name in given
+    }
+    if current is None and "edition_id" in given:
+        values["edition_id"] = body.edition_id
+    if "segment_id" in given:
+        values["audience"] = _segment_audience(tenant_id, body.segment_id)
+    if "sender_id" in given:
+        values["sender_ids"] = (
+            [_sender(tenant_id, body.sender_id, channel)] if body.sender_id else []
+        )
+    elif switched:
+        values["sender_ids"] = []
+    if channel == "email" and "email_message_id" in given:
+        template_id = body.email_message_id
+        values["template_ids"] = [_email_template(tenant_id, template_id)] if template_id else []
+    elif channel == "sms" and "sms_body" in given:
+        name = body.name or (current.name if current else "")
+        values["template_ids"] = (
+            [create_template(tenant_id, f"sms_body of {name}", SmsTemplate(body=body.sms_body)).id]
+            if body.sms_body
+            else []
+        )
+    elif switched:
+        values["template_ids"] = []
+    return values
+
+
+def default_sender(tenant_id: str, channel: str) -> Sender | None:
+    """The tenant's first sender of ``channel`` (lowest number), verified ones first:
+    the sender of a seed-002 campaign that names none, since the seed has no senders."""
+    senders = every_item(lambda cursor, limit: list_senders(tenant_id, cursor=cursor, limit=limit))
+    candidates = [s for s in senders if s.channel == channel]
+    return min(
+        candidates,
+        key=lambda s: (not usability(s, s.verification).usable, s.number),
+        default=None,
+    )
+
+
+def _with_sender(tenant_id: str, campaign_id: str) -> None:
+    """Give a campaign without a sender the default one, before it is scheduled or sent."""
+    campaign = store.get_campaign(tenant_id, campaign_id)
+    if campaign.sender_ids or campaign.status not in EDITABLE_STATUSES:
+        return
+    sender = default_sender(tenant_id, campaign.channel)
+    if sender is not None:
+        edit_checked(tenant_id, campaign_id, CampaignFields(sender_ids=[sender.id]), clock.now())
+
+
+# -- views -------------------------------------------------------------------------------
+def _sms_body(tenant_id: str, campaign: Campaign) -> str | None:
+    if campaign.channel != "sms" or not campaign.template_ids:
+        return None
+    try:
+        content = get_template(tenant_id, campaign.template_ids[0]).content
+    except NotFound:
+        return None
+    return content.body if isinstance(content, SmsTemplate) else None
+
+
+def shown(tenant_id: str, campaign: Campaign) -> Seed002Campaign:
+    """The seed's view of ``campaign``: its counters once it started, its SMS text."""
+    counts = read_counts(tenant_id, campaign.id) if campaign.started_at else {}
+    email = campaign.channel == "email"
+    scheduled_at = campaign.scheduled_at
+    return Seed002Campaign(
+        id=campaign.id,
+        name=campaign.name,
+        organization_id=tenant_id,
+        edition_id=campaign.edition_id,
+        channel=campaign.channel,
+        created=campaign.created_at,
+        modified=campaign.updated_at,
+        email_message_id=campaign.template_ids[0] if email and campaign.template_ids else None,
+        sms_body=_sms_body(tenant_id, campaign),
+        status=STATUS_OF[campaign.status],
+        scheduled_at=scheduled_at.astimezone(ZoneInfo(campaign.timezone)) if scheduled_at else None,
+        total_recipients=campaign.total_recipients or 0,
+        sent_count=counts.get("sent", 0),
+        failed_count=counts.get("failed", 0),
+        user_count=campaign.total_recipients,
+        error_message=campaign.error_message,
+        started_at=campaign.started_at,
+        completed_at=campaign.completed_at,
+    )
+
+
+def _shown_all(tenant_id: str, campaigns: list[Campaign]) -> list[Seed002Campaign]:
+    with ThreadPoolExecutor(max_workers=_VIEW_THREADS) as pool:
+        return list(pool.map(lambda campaign: shown(tenant_id, campaign), campaigns))
+
+
+# -- pagination --------------------------------------------------------------------------
+def _page_number(raw: str, pages: int) -> int:
+    """DRF's page parameter: 1..pages or 'last'; anything else is 404 "Invalid page."."""
+    if raw == "last":
+        return pages
+    if not _PAGE_NUMBER.match(raw) or not 1 <= int(raw) <= pages:
+        raise NotFound("Invalid page.", field="page")
+    return int(raw)
+
+
+def _base_url(request: Request) -> str:
+    """This request's absolute URL without its query: Host and path as the client used them
+    (API Gateway's path includes the stage), https when a proxy says so."""
+    path = str((request.context or {}).get("path") or "/campaigns/")
+    host = request.headers.get("host")
+    if not host:
+        return get_settings().public_base_url.rstrip("/") + path
+    scheme = request.headers.get("x-forwarded-proto", "http").split(",")[0].strip()
+    return f"{scheme}://{host}{path}"
+
+
+def _page_link(request: Request, page: int) -> str:
+    """The URL of ``page`` of this listing: the same query, ``page`` replaced (dropped for
+    the first page), parameters sorted, as DRF's ``replace_query_param`` builds it."""
+    query = request.query_params
+    params = [
+        (name, value)
+        for name in sorted(query or {})
+        if name != "page"
+        for value in (query.getlist(name) if query else [])
+    ]
+    if page > 1:
+        params = sorted([*params, ("page", str(page))])
+    base = _base_url(request)
+    return f"{base}?{urlencode(params)}" if params else base
+
+
+# -- routes ------------------------------------------------------------------------------
+def _route(path: str, method: str, summary: str, **options: Any) -> Callable[[Handler], Handler]:
+    return endpoint(
+        blueprint,
+        path,
+        method,
+        auth="tenant",
+        tag=TAG,
+        summary=summary,
+        error_envelope=drf_errors,
+        **options,
+    )
+
+
+@_route(_COLLECTION, "GET", "List campaigns", query=Seed002ListQuery, response=Seed002CampaignPage)
+def list_campaigns(call: Call) -> Seed002CampaignPage:
+    params: Seed002ListQuery = call.query
+    _check_organization(call.tenant_id, params.organization_id)
+    statuses = frozenset(n for n, s in STATUS_OF.items() if s == params.status)
+    filters = CampaignFilter(
+        search=params.search or None,
+        statuses=statuses,
+        channel=params.channel,
+        edition_id=params.edition_id,
+    )
+    matching = store.matching_campaigns(call.tenant_id, filters, params.ordering)
+    size = params.page_size
+    pages = max(1, -(-len(matching) // size))
+    page = _page_number(params.page, pages)
+    return Seed002CampaignPage(
+        count=len(matching),
+        next=_page_link(call.request, page + 1) if page < pages else None,
+        previous=_page_link(call.request, page - 1) if page > 1 else None,
+        results=_shown_all(call.tenant_id, matching[(page - 1) * size : page * size]),
+    )
+
+
+@_route(
+    _COLLECTION,
+    "POST",
+    "Create campaign",
+    status=201,
+    body=Seed002CampaignBody,
+    response=Seed002Campaign,
+    content_types=_BODIES,
+)
+def create_campaign(call: Call) -> Seed002Campaign:
+    body: Seed002CampaignBody = call.body
+    with _seed_terms(body.channel):
+        fields = native(NewCampaign, _fields(call.tenant_id, body, None))
+        campaign = create_checked(call.tenant_id, fields, clock.now())
+    return shown(call.tenant_id, campaign)
+
+
+@_route(_ITEM, "GET", "Retrieve campaign", response=Seed002Campaign)
+def retrieve_campaign(call: Call) -> Seed002Campaign:
+    return shown(call.tenant_id, store.get_campaign(call.tenant_id, call.params["id"]))
+
+
+def _update(call: Call) -> Seed002Campaign:
+    body: Seed002CampaignPatch = call.body
+    current = store.get_campaign(call.tenant_id, call.params["id"])
+    edit(current, CampaignFields(), clock.now())  # a campaign past editing: 409, nothing made
+    with _seed_terms(body.channel or current.channel):
+        fields = native(CampaignFields, _fields(call.tenant_id, body, current))
+        campaign = edit_checked(call.tenant_id, current.id, fields, clock.now())
+    return shown(call.tenant_id, campaign)
+
+
+@_route(
+    _ITEM,
+    "PUT",
+    "Update campaign (name and channel required)",
+    body=Seed002CampaignBody,
+    response=Seed002Campaign,
+    content_types=_BODIES,
+)
+def replace_campaign(call: Call) -> Seed002Campaign:
+    return _update(call)
+
+
+@_route(
+    _ITEM,
+    "PATCH",
+    "Partially update campaign",
+    body=Seed002CampaignPatch,
+    response=Seed002Campaign,
+    content_types=_BODIES,
+)
+def patch_campaign(call: Call) -> Seed002Campaign:
+    return _update(call)
+
+
+@_route(
+    f"{_ITEM}/cancel", "POST", "Cancel campaign", response=Seed002Campaign, content_types=_BODIES
+)
+def cancel_campaign(call: Call) -> Seed002Campaign:
+    campaign = scheduling.cancel(call.tenant_id, call.params["id"], clock.now())
+    return shown(call.tenant_id, campaign)
+
+
+@_route(
+    f"{_ITEM}/schedule",
+    "POST",
+    "Schedule campaign (body: scheduled_at, ISO 8601 or Unix seconds)",
+    body=Seed002Schedule,
+    response=Seed002Campaign,
+    content_types=_BODIES,
+)
+def schedule_campaign(call: Call) -> Seed002Campaign:
+    campaign_id, body = call.params["id"], call.body
+    current = store.get_campaign(call.tenant_id, campaign_id)
+    with _seed_terms(current.channel):
+        _with_sender(call.tenant_id, campaign_id)
+        campaign = schedule_checked(
+            call.tenant_id, campaign_id, body.scheduled_at, None, clock.now()
+        )
+    return shown(call.tenant_id, campaign)
+
+
+@_route(
+    f"{_ITEM}/send_now",
+    "POST",
+    "Send campaign now",
+    response=Seed002Campaign,
+    content_types=_BODIES,
+)
+def send_campaign_now(call: Call) -> Seed002Campaign:
+    campaign_id = call.params["id"]
+    current = store.get_campaign(call.tenant_id, campaign_id)
+    with _seed_terms(current.channel):
+        _with_sender(call.tenant_id, campaign_id)
+        campaign = send_checked(call.tenant_id, campaign_id, clock.now())
+    return shown(call.tenant_id, campaign)
+
+
+@_route(f"{_ITEM}/stats", "GET", "Get campaign stats", response=Seed002Stats)
+def campaign_stats_view(call: Call) -> Seed002Stats:
+    campaign = store.get_campaign(call.tenant_id, call.params["id"])
+    stats = campaign_stats(campaign.total_recipients or 0, read_counts(call.tenant_id, campaign.id))
+    return Seed002Stats.model_validate(stats.model_dump())
