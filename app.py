@@ -8,8 +8,27 @@ from typing import Any
 from chalice import Chalice, Rate
 
 from chalicelib import observability
-from chalicelib.api import docs, tenants
-from chalicelib.pipeline import dispatch
+from chalicelib.api import (
+    campaigns,
+    contacts,
+    docs,
+    events,
+    imports,
+    lists,
+    segments,
+    senders,
+    stats,
+    suppressions,
+    templates,
+    tenants,
+    unsubscribe,
+    webhooks,
+)
+from chalicelib.api.dialects import seed002, seed003
+from chalicelib.pipeline import callbacks as notifications  # noqa: F401  (registers handlers)
+from chalicelib.pipeline import dispatch, planner, sender  # noqa: F401  (register their handlers)
+from chalicelib.pipeline import events as contact_events  # noqa: F401  (registers its handler)
+from chalicelib.pipeline import feedback as provider_feedback  # noqa: F401  (registers handlers)
 from chalicelib.pipeline import tick as ticking
 from chalicelib.resources import herald_resources
 from chalicelib.settings import QueueRole, get_settings
@@ -19,6 +38,20 @@ resources = herald_resources(settings)
 app = Chalice(app_name="herald")
 app.register_blueprint(docs.blueprint)
 app.register_blueprint(tenants.blueprint)
+app.register_blueprint(contacts.blueprint)
+app.register_blueprint(imports.blueprint)
+app.register_blueprint(lists.blueprint)
+app.register_blueprint(segments.blueprint)
+app.register_blueprint(events.blueprint)
+app.register_blueprint(campaigns.blueprint)
+app.register_blueprint(templates.blueprint)
+app.register_blueprint(senders.blueprint)
+app.register_blueprint(suppressions.blueprint)
+app.register_blueprint(stats.blueprint)
+app.register_blueprint(webhooks.blueprint)
+app.register_blueprint(unsubscribe.blueprint)
+app.register_blueprint(seed002.blueprint)
+app.register_blueprint(seed003.blueprint)
 
 
 @app.middleware("all")

@@ -38,6 +38,16 @@ class Settings(BaseSettings):
     ses_max_send_rate: float = Field(default=14.0, gt=0, description="SES account sends/second.")
     send_batch_size: int = Field(default=50, ge=1, le=100)
     send_concurrency: int = Field(default=8, ge=1, le=64)
+    send_workers: int = Field(
+        default=4,
+        ge=1,
+        le=1000,
+        description=(
+            "Reserved concurrency of the send worker Lambda. Each worker paces itself to "
+            "ses_max_send_rate / send_workers, so together they never exceed the account rate."
+        ),
+    )
+    sms_max_send_rate: float = Field(default=20.0, gt=0, description="SNS SMS sends/second.")
 
     # Feedback and callbacks.
     callback_window_seconds: int = Field(default=60, ge=1, le=240)
@@ -45,8 +55,26 @@ class Settings(BaseSettings):
         default=False, description="Only the embedded stack turns this on."
     )
 
+    # The embedded stack's SES/SNS feedback simulator (chalicelib.local.ses_simulator).
+    simulator_open_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Share of ordinary addresses that 'open'."
+    )
+    simulator_click_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Share that 'click' (within those that open)."
+    )
+    simulator_failing_numbers: list[str] = Field(
+        default=["+61491570159"],  # an Australian number reserved for fiction
+        description="Phone numbers whose SMS 'fail' (bounced).",
+    )
+    simulator_delay_seconds: float = Field(
+        default=1.0, ge=0, le=60, description="How long after a send its events are published."
+    )
+
     # Public base URL of the API, used to build unsubscribe links.
     public_base_url: str = "http://127.0.0.1:8000"
+
+    # Contact timelines: raw events expire (DynamoDB TTL); per-name summaries on the contact stay.
+    event_timeline_retention_days: int = Field(default=365, ge=1, le=3650)
 
     @property
     def prefix(self) -> str:

@@ -35,6 +35,10 @@ def function_overrides(stack: Stack) -> Json:
         if spec is not None:
             depends_on.append(consume_policy_id(stack, spec))
             properties["Timeout"] = spec.consumer_timeout_seconds
+            if spec.role == "send":
+                # Each send worker paces itself to ses_max_send_rate / send_workers, so the
+                # account rate holds only if no more than send_workers run at once.
+                properties["ReservedConcurrentExecutions"] = stack.settings.send_workers
             properties["Events"] = {
                 stack.sqs_event_id(spec): {
                     "Properties": {"FunctionResponseTypes": ["ReportBatchItemFailures"]}

@@ -102,13 +102,24 @@ def _function_statements(stack: Stack) -> list[Json]:
             [get_att(TABLE, "Arn"), sub(f"${{{TABLE}.Arn}}/index/*")],
         ),
         _allow("EnqueueWork", ENQUEUE_ACTIONS, [stack.queue_arn(q.role) for q in resources.queues]),
+        # A webhook out of retries is moved to the callbacks DLQ by hand: letting SQS redrive
+        # it would POST it again on every receive.
+        _allow(
+            "DeadLetterExhaustedCallbacks",
+            ENQUEUE_ACTIONS,
+            [stack.dead_letter_queue_arn("callbacks")],
+        ),
         # SES authorizes a send against the sending identity and the configuration set.
         _allow(
             "SendEmail",
             ("ses:SendEmail", "ses:SendRawEmail"),
             [any_identity, configuration_set],
         ),
-        _allow("ReadSendingIdentities", ("ses:GetEmailIdentity",), [any_identity]),
+        _allow(
+            "ReadAndVerifySendingIdentities",
+            ("ses:GetEmailIdentity", "ses:CreateEmailIdentity"),
+            [any_identity],
+        ),
         _allow("PublishEvents", ("events:PutEvents",), [get_att(EVENT_BUS, "Arn")]),
         _allow(
             "ManageSchedules",

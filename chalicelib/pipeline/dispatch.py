@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from contextlib import AbstractContextManager, ExitStack
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -27,7 +28,12 @@ from chalicelib.observability import logger, metrics
 from chalicelib.settings import QueueRole
 
 MessageHandler = Callable[[dict[str, Any]], None]
+BatchScope = Callable[[], AbstractContextManager[object]]
+EVENTBRIDGE = "eventbridge"  # the kind of bus events, which carry no ``kind`` of their own
+SNS = "sns"  # the kind of SNS notifications (SNS → SQS, not raw): provider feedback
 _HANDLERS: dict[tuple[QueueRole, str], MessageHandler] = {}
+_SCOPES: dict[QueueRole, list[BatchScope]] = {}
+_Scope = TypeVar("_Scope", bound=BatchScope)
 
 
 class UnknownMessage(Exception):
@@ -47,6 +53,22 @@ def handles(role: QueueRole, kind: str) -> Callable[[MessageHandler], MessageHan
     return register
 
 
+def batch_scope(role: QueueRole) -> Callable[[_Scope], _Scope]:
+    """Register a context manager entered around every batch of ``role``'s queue.
+
+    For handlers that gather what their records did and write it once per batch instead
+    of once per record (the feedback worker's counters and callback buffer). If the
+    scope's exit raises, every record of the batch is reported failed and retried.
+    """
+
+    def register(scope: _Scope) -> _Scope:
+        if scope not in _SCOPES.setdefault(role, []):
+            _SCOPES[role].append(scope)
+        return scope
+
+    return register
+
+
 def decode(role: QueueRole, body: str) -> tuple[MessageHandler, dict[str, Any]]:
     """The handler for a message body and the message itself."""
     try:
@@ -55,9 +77,14 @@ def decode(role: QueueRole, body: str) -> tuple[MessageHandler, dict[str, Any]]:
         raise UnknownMessage(f"{role} message is not JSON") from error
     if not isinstance(message, dict):
         raise UnknownMessage(f"{role} message is not a JSON object")
-    handler = _HANDLERS.get((role, str(message.get("kind"))))
+    kind = message.get("kind")
+    if kind is None and "detail-type" in message and "detail" in message:
+        kind = EVENTBRIDGE  # an EventBridge envelope, delivered by a bus rule as is
+    if kind is None and message.get("Type") == "Notification" and "TopicArn" in message:
+        kind = SNS
+    handler = _HANDLERS.get((role, str(kind)))
     if handler is None:
-        raise UnknownMessage(f"no handler for kind {message.get('kind')!r} on {role}")
+        raise UnknownMessage(f"no handler for kind {kind!r} on {role}")
     return handler, message
 
 
@@ -76,18 +103,30 @@ def handle_batch(role: QueueRole, event: dict[str, Any], context: Any = None) ->
         finally:
             logger.remove_keys(["tenant_id", "campaign_id"])
 
+    every_record: dict[str, Any] = {
+        "batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event.get("Records", [])]
+    }
+    response: dict[str, Any]
     try:
-        response = process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
-        )
-    except BatchProcessingError:
-        # Every record failed: report them all rather than failing the invocation, so the
-        # same retry and dead-letter accounting applies as for a partial failure.
-        response = {
-            "batchItemFailures": [
-                {"itemIdentifier": r["messageId"]} for r in event.get("Records", [])
-            ]
-        }
+        with ExitStack() as scopes:
+            for scope in _SCOPES.get(role, ()):
+                scopes.enter_context(scope())
+            try:
+                response = dict(
+                    process_partial_response(
+                        event=event,
+                        record_handler=record_handler,
+                        processor=processor,
+                        context=context,
+                    )
+                )
+            except BatchProcessingError:
+                # Every record failed: report them all rather than failing the invocation, so
+                # the same retry and dead-letter accounting applies as for a partial failure.
+                response = every_record
+    except Exception:  # a batch scope could not record the batch's effects: retry it all
+        logger.exception("batch scope failed", extra={"queue": role})
+        response = every_record
     failures = len(response.get("batchItemFailures", []))
     metrics.add_metric(name=f"{role}_messages", unit="Count", value=len(event.get("Records", [])))
     if failures:

@@ -159,6 +159,17 @@ def test_consumer_reports_batch_item_failures_from_its_own_queue(
     assert nx.has_path(dependency_graph(template), function_id, queue_id(template, spec.name))
 
 
+def test_send_workers_are_capped_so_their_paced_rates_sum_to_the_ses_rate(
+    template: Json,
+) -> None:
+    _, sender = function_of(template, RESOURCES.queue("send").handler)
+    assert sender["Properties"]["ReservedConcurrentExecutions"] == SETTINGS.send_workers
+    for spec in RESOURCES.queues:
+        if spec.role != "send":
+            _, other = function_of(template, spec.handler)
+            assert "ReservedConcurrentExecutions" not in other["Properties"]
+
+
 def test_only_the_queue_consumers_have_sqs_event_sources(template: Json) -> None:
     functions = of_type(template, "AWS::Serverless::Function").values()
     sqs_events = [
