@@ -97,7 +97,9 @@ from chalicelib.store.templates import get_template
 
 SEND_BATCH = "send.batch"
 MAX_DELAY_SECONDS = 900  # SQS's longest DelaySeconds
-PAUSE_DELAYS = (30, 60, 120, 300, 600, 900)  # a paused batch looks again after these
+# A paused batch looks again after these: resume takes effect within a minute, and a
+# parked batch costs one SQS message and one GetItem a minute while the pause lasts.
+PAUSE_DELAYS = (15, 30, 60)
 STATUS_RECHECK_SECONDS = 5.0  # how stale the campaign status may get while a batch runs
 DEADLINE_MARGIN_SECONDS = 20  # stop starting sends this long before the Lambda timeout
 CONTENT_CACHE_SECONDS = 60.0  # templates and senders are re-read at most this often
@@ -168,7 +170,7 @@ def _requeue(batch: BatchMessage, wait: timedelta) -> None:
 
 
 def _requeue_paused(batch: BatchMessage) -> None:
-    """Park a paused campaign's batch: it looks again later, ever less often (≤ 15 min)."""
+    """Park a paused campaign's batch: it looks again later, ever less often (≤ 1 min)."""
     delay = PAUSE_DELAYS[min(batch.pause_hops, len(PAUSE_DELAYS) - 1)]
     hopped = batch.model_copy(update={"pause_hops": batch.pause_hops + 1})
     enqueue("send", [hopped.as_message()], delay_seconds=delay)
