@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,9 @@ from chalice.test import Client  # noqa: E402
 
 import app as herald  # noqa: E402
 from chalicelib.local.provision import provision  # noqa: E402
+from chalicelib.local.ses_simulator import FeedbackSimulator  # noqa: E402
+from chalicelib.pipeline.sender import forget_cached_content  # noqa: E402
+from chalicelib.settings import get_settings  # noqa: E402
 from chalicelib.store import tenants  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,3 +113,30 @@ def tenant(client: Client, admin_key: str) -> Tenant:
 @pytest.fixture
 def other_tenant(client: Client, admin_key: str) -> Tenant:
     return make_tenant(client, admin_key, "Globex")
+
+
+@pytest.fixture
+def herald_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Set ``HERALD_*`` settings for one test: ``herald_env(ses_max_send_rate="1000")``.
+
+    Settings and the sender's cached templates and senders are re-read after each call and
+    again when the test ends (after which monkeypatch restores the environment).
+    """
+
+    def apply(**settings: str) -> None:
+        for name, value in settings.items():
+            monkeypatch.setenv(f"HERALD_{name.upper()}", value)
+        get_settings.cache_clear()
+        forget_cached_content()
+
+    yield apply
+    get_settings.cache_clear()
+    forget_cached_content()
+
+
+@pytest.fixture
+def simulator(aws: None) -> Iterator[FeedbackSimulator]:
+    """The embedded stack's SES/SMS feedback simulator, answering this test's sends."""
+    watching = FeedbackSimulator().install()
+    yield watching
+    watching.uninstall()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import email
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,7 +24,6 @@ from chalicelib.domain.delivery import message_id
 from chalicelib.domain.feedback import TAG_CAMPAIGN, TAG_MESSAGE, TAG_TENANT
 from chalicelib.local.poller import drain
 from chalicelib.local.ses_simulator import FeedbackSimulator
-from chalicelib.pipeline.sender import forget_cached_content
 from chalicelib.settings import get_settings
 from chalicelib.store.counters import read_counts
 from chalicelib.store.suppression import is_suppressed
@@ -44,14 +43,8 @@ SIM = "simulator.amazonses.com"
 
 
 @pytest.fixture(autouse=True)
-def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("HERALD_SES_MAX_SEND_RATE", "1000000")
-    monkeypatch.setenv("HERALD_SIMULATOR_DELAY_SECONDS", "0")
-    get_settings.cache_clear()
-    forget_cached_content()
-    yield
-    get_settings.cache_clear()
-    forget_cached_content()
+def fresh_settings(herald_env: Callable[..., None]) -> None:
+    herald_env(ses_max_send_rate="1000000", simulator_delay_seconds="0")
 
 
 @pytest.fixture
@@ -63,13 +56,6 @@ def frozen() -> Iterator[clock.FrozenClock]:
 @pytest.fixture
 def shop(tenant: Tenant) -> Shop:
     return Shop(tenant)
-
-
-@pytest.fixture
-def simulator(aws: None) -> Iterator[FeedbackSimulator]:
-    watching = FeedbackSimulator().install()
-    yield watching
-    watching.uninstall()
 
 
 def feedback(simulator: FeedbackSimulator) -> None:

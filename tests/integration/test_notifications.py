@@ -10,7 +10,7 @@ import hmac
 import itertools
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
@@ -22,7 +22,6 @@ from chalicelib.domain.webhooks import MAX_ATTEMPTS, RETRY_SCHEDULE_SECONDS
 from chalicelib.local.poller import drain
 from chalicelib.local.ses_simulator import FeedbackSimulator
 from chalicelib.pipeline.feedback import on_messages_sent
-from chalicelib.pipeline.sender import forget_cached_content
 from chalicelib.pipeline.tick import run_tick
 from chalicelib.settings import get_settings
 from chalicelib.store.campaigns import get_campaign
@@ -41,14 +40,8 @@ FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture(autouse=True)
-def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("HERALD_SES_MAX_SEND_RATE", "1000000")
-    monkeypatch.setenv("HERALD_SIMULATOR_DELAY_SECONDS", "0")
-    get_settings.cache_clear()
-    forget_cached_content()
-    yield
-    get_settings.cache_clear()
-    forget_cached_content()
+def fresh_settings(herald_env: Callable[..., None]) -> None:
+    herald_env(ses_max_send_rate="1000000", simulator_delay_seconds="0")
 
 
 @pytest.fixture
@@ -67,13 +60,6 @@ def frozen() -> Iterator[clock.FrozenClock]:
 @pytest.fixture
 def shop(tenant: Tenant) -> Shop:
     return Shop(tenant)
-
-
-@pytest.fixture
-def simulator(aws: None) -> Iterator[FeedbackSimulator]:
-    watching = FeedbackSimulator().install()
-    yield watching
-    watching.uninstall()
 
 
 def form(request: Received) -> list[tuple[str, str]]:

@@ -4,7 +4,7 @@ and page links, DRF's envelopes, and every refused action and bad parameter."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
@@ -16,8 +16,6 @@ from chalicelib.api.openapi import openapi_document
 from chalicelib.domain import clock
 from chalicelib.local.poller import drain
 from chalicelib.local.ses_simulator import FeedbackSimulator
-from chalicelib.pipeline.sender import forget_cached_content
-from chalicelib.settings import get_settings
 from chalicelib.store import campaigns as store
 from tests.conftest import Tenant, body_of
 from tests.feedback_kit import Shop
@@ -49,16 +47,13 @@ FIELDS = {
 
 
 @pytest.fixture(autouse=True)
-def fast_sends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("HERALD_SES_MAX_SEND_RATE", "1000000")
-    monkeypatch.setenv("HERALD_SIMULATOR_DELAY_SECONDS", "0")
-    monkeypatch.setenv("HERALD_SIMULATOR_OPEN_RATE", "1")
-    monkeypatch.setenv("HERALD_SIMULATOR_CLICK_RATE", "1")
-    get_settings.cache_clear()
-    forget_cached_content()
-    yield
-    get_settings.cache_clear()
-    forget_cached_content()
+def fast_sends(herald_env: Callable[..., None]) -> None:
+    herald_env(
+        ses_max_send_rate="1000000",
+        simulator_delay_seconds="0",
+        simulator_open_rate="1",
+        simulator_click_rate="1",
+    )
 
 
 @pytest.fixture
@@ -70,13 +65,6 @@ def frozen() -> Iterator[clock.FrozenClock]:
 @pytest.fixture
 def shop(tenant: Tenant) -> Shop:
     return Shop(tenant)
-
-
-@pytest.fixture
-def simulator(aws: None) -> Iterator[FeedbackSimulator]:
-    watching = FeedbackSimulator().install()
-    yield watching
-    watching.uninstall()
 
 
 def segment(tenant: Tenant, name: str = "Everyone with an email") -> str:

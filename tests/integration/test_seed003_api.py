@@ -6,7 +6,7 @@ and the numbered lists, segments and domains the campaigns refer to."""
 from __future__ import annotations
 
 import email
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -19,7 +19,6 @@ from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.local.poller import drain
 from chalicelib.local.ses_simulator import FeedbackSimulator
-from chalicelib.pipeline.sender import forget_cached_content
 from chalicelib.settings import get_settings
 from chalicelib.store import campaigns as store
 from tests.conftest import Tenant, body_of
@@ -33,15 +32,10 @@ ALLOWED = {("DRAFT", "SCHEDULED"), ("SCHEDULED", "DRAFT"), ("SCHEDULED", "READY"
 
 
 @pytest.fixture(autouse=True)
-def fast_sends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("HERALD_SES_MAX_SEND_RATE", "1000000")
-    monkeypatch.setenv("HERALD_SIMULATOR_DELAY_SECONDS", "0")
-    monkeypatch.setenv("HERALD_ALLOW_LOOPBACK_CALLBACKS", "true")
-    get_settings.cache_clear()
-    forget_cached_content()
-    yield
-    get_settings.cache_clear()
-    forget_cached_content()
+def fast_sends(herald_env: Callable[..., None]) -> None:
+    herald_env(
+        ses_max_send_rate="1000000", simulator_delay_seconds="0", allow_loopback_callbacks="true"
+    )
 
 
 @pytest.fixture
@@ -54,13 +48,6 @@ def frozen() -> Iterator[clock.FrozenClock]:
 def shop(tenant: Tenant) -> Shop:
     """Domain 1 is the verified email sender, domain 2 the SMS sender."""
     return Shop(tenant)
-
-
-@pytest.fixture
-def simulator(aws: None) -> Iterator[FeedbackSimulator]:
-    watching = FeedbackSimulator().install()
-    yield watching
-    watching.uninstall()
 
 
 @pytest.fixture
