@@ -20,11 +20,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 # -- message status ----------------------------------------------------------------------
+# Lowest first: the order is the rank. A message is ``sent`` once the provider accepted it
+# (the sender's ledger write). Engagement follows delivery; the adverse outcomes rank above
+# engagement because they arrive after it when they arrive at all (a bounce after an MTA
+# accepted, a complaint after the reader opened), and they are what the tenant must see.
 MessageStatus = Literal[
     "sent",
     "delayed",
@@ -37,22 +41,7 @@ MessageStatus = Literal[
     "bounced",
     "complained",
 ]
-# Lowest first. A message is ``sent`` once the provider accepted it (the sender's ledger
-# write). Engagement follows delivery; the adverse outcomes rank above engagement because
-# they arrive after it when they arrive at all (a bounce after an MTA accepted, a
-# complaint after the reader opened), and they are what the tenant must see.
-STATUS_ORDER: tuple[MessageStatus, ...] = (
-    "sent",
-    "delayed",
-    "soft_bounced",
-    "delivered",
-    "opened",
-    "clicked",
-    "unsubscribed",
-    "failed",
-    "bounced",
-    "complained",
-)
+STATUS_ORDER: tuple[MessageStatus, ...] = get_args(MessageStatus)
 _RANK: dict[str, int] = {status: rank for rank, status in enumerate(STATUS_ORDER)}
 
 
