@@ -21,7 +21,7 @@ import hmac
 import secrets
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
@@ -46,18 +46,7 @@ WebhookEventType = Literal[
     "message.clicked",
     "message.unsubscribed",
 ]
-WEBHOOK_EVENT_TYPES: tuple[WebhookEventType, ...] = (
-    "message.submitted",
-    "message.delivered",
-    "message.delayed",
-    "message.soft_bounced",
-    "message.bounced",
-    "message.complained",
-    "message.failed",
-    "message.opened",
-    "message.clicked",
-    "message.unsubscribed",
-)
+WEBHOOK_EVENT_TYPES: tuple[WebhookEventType, ...] = get_args(WebhookEventType)
 ALL_EVENTS = "*"
 
 
