@@ -1,0 +1,171 @@
+"""From measured broadcasts to the figures in bench/README.md (each defined there).
+
+Per recipient always means per message sent (the campaign's ``sent`` count): contacts
+skipped at planning (unsubscribed, suppressed) are in the audience but get no message.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from bench import prices
+from bench.harness import BroadcastRun, Invocations
+from bench.meter import Tally
+
+# Assumed in-region latency of one call, for the billed-duration estimate (moto answers
+# in-process, so its times say nothing about the network). Conservative round numbers:
+# DynamoDB "single-digit milliseconds", SQS and SNS tens, an SES send tens of ms.
+LATENCY_SECONDS = {
+    "dynamodb": 0.006,
+    "sqs": 0.010,
+    "sns": 0.020,
+    "sesv2": 0.040,
+    "ses": 0.040,
+    "events": 0.020,
+    "scheduler": 0.030,
+}
+TARGETS = {
+    "aws_calls_per_recipient": ("<=", 3),
+    "overhead_usd_per_million": ("<=", 3.00),
+    "max_item_writes_per_10k": ("<=", 250),
+    "recipients_per_second": (">=", 250),
+    "herald_ms_per_recipient": ("<=", 0.5),
+    "scaling_ratio": ("<=", 1.25),
+    "planner_peak_rss_mb": ("<=", 200),
+    "cold_import_ms": ("<=", 300),
+    "package_mb": ("<=", 10),
+}
+
+
+def met(key: str, value: float | None) -> bool | None:
+    if value is None:
+        return None
+    comparison, target = TARGETS[key]
+    return value <= target if comparison == "<=" else value >= target
+
+
+def calls_per_recipient(tally: Tally, sent: int) -> dict[str, float]:
+    return {name: round(n / sent, 4) for name, n in sorted(tally.calls.items())}
+
+
+def lambda_seconds(run: BroadcastRun, memory_mb: int, concurrency: int) -> dict[str, float]:
+    """Billed Lambda duration, estimated for AWS: Herald's CPU time plus ``LATENCY_SECONDS``
+    per call (the sender's per-recipient calls run ``concurrency`` at a time). The wall
+    time measured here is reported beside it, but says little: in-process moto answers
+    without a network, on a machine other work shares."""
+    measured = sum(i.wall_seconds for i in run.invocations.values())
+    waiting = 0.0
+    for name, count in run.herald.calls.items():
+        service = name.split(".")[0]
+        pooled = run.herald.pooled_calls.get(name, 0)
+        latency = LATENCY_SECONDS.get(service, 0.02)
+        waiting += (count - pooled) * latency + pooled * latency / concurrency
+    estimated = sum(i.herald_cpu_seconds for i in run.invocations.values()) + waiting
+    gigabytes = memory_mb / 1024
+    return {
+        "measured_seconds": round(measured, 1),
+        "estimated_aws_seconds": round(estimated, 1),
+        "gb_seconds": round(estimated * gigabytes, 1),
+    }
+
+
+def cost(run: BroadcastRun, memory_mb: int, concurrency: int) -> dict[str, Any]:
+    """Every billed item of the broadcast, priced; SES's own price left out."""
+    herald, ses_side = run.herald, run.provider
+    sent = run.sent
+    billed = Counter(herald.billed_requests)
+    sqs_requests = sum(n for name, n in billed.items() if name.startswith("sqs."))
+    sns_publishes = billed.get("sns.Publish", 0) + ses_side.billed_requests.get("sns.Publish", 0)
+    invocations = sum(i.count for i in run.invocations.values())
+    duration = lambda_seconds(run, memory_mb, concurrency)
+    items = {
+        "dynamodb_writes": prices.usd(
+            "dynamodb_write_unit", herald.write_units + herald.index_write_units
+        ),
+        "dynamodb_reads": prices.usd("dynamodb_read_unit", herald.read_units),
+        "sqs": prices.usd("sqs_request", sqs_requests),
+        "sns": prices.usd("sns_publish", sns_publishes),
+        "eventbridge": prices.usd("eventbridge_event", billed.get("events.PutEvents", 0)),
+        "scheduler": prices.usd(
+            "scheduler_invocation", herald.calls.get("scheduler.CreateSchedule", 0)
+        ),
+        "lambda_requests": prices.usd("lambda_request", invocations),
+        "lambda_duration": prices.usd("lambda_gb_second", duration["gb_seconds"]),
+    }
+    per_million = {name: round(usd / sent * 1e6, 3) for name, usd in items.items()}
+    return {
+        "usd_per_million": per_million,
+        "total_usd_per_million": round(sum(per_million.values()), 2),
+        "units_per_recipient": {
+            "write_units": round(herald.write_units / sent, 3),
+            "index_write_units": round(herald.index_write_units / sent, 3),
+            "read_units": round(herald.read_units / sent, 3),
+            "sqs_requests": round(sqs_requests / sent, 3),
+            "sns_publishes": round(sns_publishes / sent, 3),
+            "lambda_invocations": round(invocations / sent, 4),
+        },
+        "lambda": duration,
+    }
+
+
+def hottest_item(tally: Tally, sent: int) -> dict[str, Any]:
+    (_, key), writes = max(tally.item_writes.items(), key=lambda kv: kv[1])
+    scope_end = key.find("#")
+    return {
+        "key": key[scope_end + 1 :] if key.startswith("T#") else key,
+        "writes": writes,
+        "per_10k": round(writes * 10_000 / sent, 1),
+    }
+
+
+def timing(run: BroadcastRun) -> dict[str, Any]:
+    sent = run.sent
+    herald_cpu = sum(i.herald_cpu_seconds for i in run.invocations.values())
+    process_cpu = sum(i.cpu_seconds for i in run.invocations.values())
+    return {
+        "pipeline_seconds": round(run.pipeline_seconds, 1),
+        "recipients_per_second": round(sent / run.pipeline_seconds, 1),
+        "pipeline_cpu_seconds": round(run.pipeline_cpu_seconds, 1),
+        "recipients_per_cpu_second": round(sent / run.pipeline_cpu_seconds, 1),
+        "herald_ms_per_recipient": round(herald_cpu / sent * 1000, 3),
+        "aws_ms_per_recipient": round((process_cpu - herald_cpu) / sent * 1000, 3),
+        "cpu_ms_per_recipient": round(run.pipeline_cpu_seconds / sent * 1000, 3),
+        "by_queue": {
+            role: _queue_timing(i, sent) for role, i in run.invocations.items() if i.count
+        },
+    }
+
+
+def _queue_timing(invocations: Invocations, sent: int) -> dict[str, Any]:
+    return {
+        "invocations": invocations.count,
+        "messages": invocations.messages,
+        "wall_seconds": round(invocations.wall_seconds, 1),
+        "herald_ms_per_recipient": round(invocations.herald_cpu_seconds / sent * 1000, 3),
+        "aws_ms_per_recipient": round(invocations.aws_cpu_seconds / sent * 1000, 3),
+        "peak_traced_mb": round(invocations.max_traced_mb, 1) or None,
+    }
+
+
+def sanity(run: BroadcastRun) -> dict[str, Any]:
+    """The pipeline did what it must: one message per eligible contact, none twice, the
+    campaign ``sent`` with counters that add up, every delivery counted once."""
+    counts = run.counts
+    skipped = sum(v for k, v in counts.items() if k.startswith("skipped."))
+    checks = {
+        "ses_messages_equal_eligible": run.ses_messages == run.eligible,
+        "no_duplicate_messages": run.duplicate_messages == 0,
+        "no_dead_letters": run.dead_letters == 0,
+        "campaign_sent": run.campaign.get("status") == "sent",
+        "sent_counter_equals_eligible": counts.get("sent", 0) == run.eligible,
+        "skipped_counters_cover_the_rest": skipped == run.audience - run.eligible,
+        "delivered_counter_equals_sent": counts.get("delivered", 0) == run.eligible,
+        "no_failures": counts.get("failed", 0) == 0,
+    }
+    return {"ok": all(checks.values()), **checks}
+
+
+def per_recipient_ms(run: BroadcastRun) -> float:
+    """CPU milliseconds per recipient for the whole pipeline (the scaling ratio's unit)."""
+    return run.pipeline_cpu_seconds / run.sent * 1000
