@@ -8,8 +8,9 @@ CapacityUnitCalculations.html and .../read-write-operations.html):
   and after it (a delete: the item deleted; a failed condition: the item as it is);
   inside TransactWriteItems, twice that;
 - each global secondary index the item is in (before or after) costs one more write per
-  started KB of its projection (Herald's indexes project ALL), two when the write moves
-  the item's index key (a delete plus a put in the index);
+  started KB of its projection, two when the write moves the item's index key (a delete
+  plus a put in the index); a KEYS_ONLY index costs nothing for a write that leaves its
+  keys as they were;
 - a read costs one read request unit per started 4 KB (BatchGetItem: per item; Query:
   the items read together), half of it when eventually consistent, twice in a
   transaction; a key that is not found still costs the minimum.
@@ -27,9 +28,11 @@ from typing import Any
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 
+from chalicelib.resources import TableSpec
+
 _WRITE_UNIT = 1024
 _READ_UNIT = 4096
-_INDEX_KEYS = (("gsi1pk", "gsi1sk"), ("gsi2pk", "gsi2sk"))
+_INDEXES = TableSpec(name="").indexes
 _WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 
 Wire = dict[str, Any]  # an item in DynamoDB's JSON: {"name": {"S": "value"}, ...}
@@ -139,10 +142,14 @@ def _blocks(size: float, unit: int) -> int:
 
 def _index_writes(before: Snapshot | None, after: Snapshot | None) -> int:
     writes = 0
-    for position in range(len(_INDEX_KEYS)):
+    for position, index in enumerate(_INDEXES):
         old = before.index_keys[position] if before else None
         new = after.index_keys[position] if after else None
         if old is None and new is None:
+            continue
+        if index.projection == "KEYS_ONLY":
+            # the entry is the keys alone (< 1 KB); a write that keeps them skips the index
+            writes += 0 if old == new else (2 if old and new else 1)
             continue
         size = max(before.size if before and old else 0, after.size if after and new else 0)
         moved = old is not None and new is not None and old != new
@@ -177,8 +184,10 @@ def _stored(region: str, table: str, key: Wire) -> Snapshot | None:
         return None
     attrs = item.attrs
     index_keys = tuple(
-        (attrs[p].value, attrs[s].value) if p in attrs and s in attrs else None
-        for p, s in _INDEX_KEYS
+        (attrs[i.partition_key].value, attrs[i.sort_key].value)
+        if i.partition_key in attrs and i.sort_key in attrs
+        else None
+        for i in _INDEXES
     )
     return Snapshot(item.size(), index_keys)
 

@@ -11,8 +11,8 @@ the figures and writes ``bench/out/feedback_events.json``.
 
 A "write" is one PutItem/UpdateItem/DeleteItem or one item of a BatchWriteItem; failed
 conditional writes count too (DynamoDB bills them). ``ledger_writes`` are the updates of
-message records; a successful one also writes the record's gsi1 entry (the index projects
-ALL attributes), which DynamoDB bills as a second write.
+message records (their contact-sends index projects keys only, so an update writes no
+index entry).
 """
 
 from __future__ import annotations

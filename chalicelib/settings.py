@@ -36,7 +36,15 @@ class Settings(BaseSettings):
 
     # Sending limits.
     ses_max_send_rate: float = Field(default=14.0, gt=0, description="SES account sends/second.")
-    send_batch_size: int = Field(default=50, ge=1, le=100)
+    send_batch_size: int = Field(
+        default=100,
+        ge=1,
+        le=100,
+        description=(
+            "Recipients per send batch (one queue message, one lease, one ledger "
+            "BatchGetItem: at most 100 keys). Larger batches share those calls more widely."
+        ),
+    )
     send_concurrency: int = Field(default=8, ge=1, le=64)
     send_workers: int = Field(
         default=4,

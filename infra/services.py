@@ -67,7 +67,7 @@ def _table(spec: TableSpec) -> Json:
                 {
                     "IndexName": index.name,
                     "KeySchema": _key_schema(index.partition_key, index.sort_key),
-                    "Projection": {"ProjectionType": "ALL"},
+                    "Projection": {"ProjectionType": index.projection},
                 }
                 for index in spec.indexes
             ],

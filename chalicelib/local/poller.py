@@ -21,6 +21,8 @@ from chalicelib.pipeline.queues import queue_url
 from chalicelib.resources import herald_resources
 from chalicelib.settings import QUEUE_ROLES, QueueRole, get_settings
 
+SQS_RECEIVE_LIMIT = 10  # messages per ReceiveMessage and per DeleteMessageBatch
+
 
 class LambdaContext:
     """The parts of Lambda's context object that Powertools and Chalice read."""
@@ -85,27 +87,39 @@ def invoke(role: QueueRole, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def poll_once(role: QueueRole, *, wait_seconds: int = 0, redeliver_failures: bool = False) -> int:
-    """Receive one batch from ``role``'s queue and run it; returns how many messages came."""
+    """Receive one batch from ``role``'s queue and run it; returns how many messages came.
+
+    As Lambda's event source mapping does, a batch larger than SQS's 10 messages per
+    ReceiveMessage is gathered with several receives (until the batch is full or the queue
+    has nothing more to give: the batching window, locally, is "what is there now"), and
+    the handled messages are deleted 10 per DeleteMessageBatch.
+    """
     spec = herald_resources(get_settings()).queue(role)
     sqs = client("sqs")
     url = queue_url(role)
-    received = sqs.receive_message(
-        QueueUrl=url,
-        MaxNumberOfMessages=spec.batch_size,
-        WaitTimeSeconds=wait_seconds,
-        AttributeNames=["All"],
-        MessageAttributeNames=["All"],
-    ).get("Messages", [])
+    received: list[dict[str, Any]] = []
+    while len(received) < spec.batch_size:
+        more = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=min(spec.batch_size - len(received), SQS_RECEIVE_LIMIT),
+            WaitTimeSeconds=0 if received else wait_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        received.extend(more)
+        if len(more) < SQS_RECEIVE_LIMIT:
+            break
     if not received:
         return 0
     response = invoke(role, sqs_event(role, received))
     failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
     done = [m for m in received if m["MessageId"] not in failed]
-    if done:
+    for start in range(0, len(done), SQS_RECEIVE_LIMIT):
         sqs.delete_message_batch(
             QueueUrl=url,
             Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                for i, m in enumerate(done[start : start + SQS_RECEIVE_LIMIT])
             ],
         )
     if redeliver_failures:

@@ -7,7 +7,9 @@ clients ``chalicelib.aws`` hands out, so Herald's code is unchanged) and, after
 configuration set and the SMS status forwarder use, in the same format: the events then
 travel the real path (topic → feedback queue → feedback worker).
 
-Recipients follow SES's mailbox simulator (a ``+label`` is allowed, as in SES):
+Recipients follow SES's mailbox simulator (a ``+label`` is allowed, as in SES); of the
+events below, only the types the configuration set publishes are sent (Herald's set leaves
+out ``Send``: see chalicelib/resources.py):
 
 ==================================================  =====================================
 success@simulator.amazonses.com                     Send, Delivery
@@ -43,7 +45,8 @@ from typing import Any
 from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.local.services import Worker
-from chalicelib.settings import get_settings
+from chalicelib.resources import herald_resources
+from chalicelib.settings import Settings, get_settings
 
 SIMULATOR_DOMAIN = "simulator.amazonses.com"
 PUBLISH_INTERVAL_SECONDS = 0.2
@@ -104,7 +107,8 @@ def ses_events(
     params: Mapping[str, Any], ses_message_id: str, now: datetime
 ) -> list[dict[str, Any]]:
     """The records SES would publish for one ``SendEmail`` call (one per event, per
-    recipient), in the shape of SES's event-publishing examples."""
+    recipient, of the types the configuration set publishes), in the shape of SES's
+    event-publishing examples."""
     raw = params.get("Content", {}).get("Raw", {}).get("Data")
     raw_bytes = raw if isinstance(raw, bytes) else (raw.encode() if raw else None)
     source = str(params.get("FromEmailAddress", ""))
@@ -119,6 +123,7 @@ def ses_events(
         }
     )
     link = _first_link(raw_bytes)
+    published = _published_event_types(settings)
     records = []
     for recipient in _recipients(params, raw_bytes):
         mail = {
@@ -132,9 +137,17 @@ def ses_events(
             "tags": tags,
         }
         for offset, event_type in enumerate(scenario(recipient, ses_message_id), start=1):
-            at = now + timedelta(seconds=offset)
-            records.append(_ses_record(event_type, mail, recipient, at, link))
+            if event_type.lower() in published:
+                at = now + timedelta(seconds=offset)
+                records.append(_ses_record(event_type, mail, recipient, at, link))
     return records
+
+
+def _published_event_types(settings: Settings) -> frozenset[str]:
+    """The event types the configuration set publishes, as lower-case SES event names
+    (``DELIVERY_DELAY`` → ``deliverydelay``): SES drops the others, and so do we."""
+    spec = herald_resources(settings).configuration_set
+    return frozenset(t.replace("_", "").lower() for t in spec.event_types)
 
 
 def _first_link(raw: bytes | None) -> str:

@@ -26,8 +26,9 @@ Layout (ScopedTable adds the tenant scope ``T#<tenant>#`` to every partition):
 - ``LEDGER#<campaign>#<step>#<shard 00..15>`` / ``<contact>#<channel>``: the message record
   (status, message_id, provider_message_id, address, batch_id, template_id, sender_id,
   sent_at, error, expires_at; then whatever feedback adds); sent records also carry
-  ``gsi1`` = ``CONTACT_SENDS#<contact>`` / ``<sent_at>#<campaign>``, the index frequency
-  caps read.
+  ``gsi3`` = ``CONTACT_SENDS#<contact>`` / ``<sent_at>#<campaign>``, the keys-only index
+  frequency caps read (the send time is in its sort key, so feedback's updates of the
+  record never rewrite the index).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from chalicelib.store.table import Condition, ConditionFailed, tenant_table
 WorkKind = Literal["PLAN", "BATCH"]
 LEDGER_SHARDS = 16
 RETENTION = timedelta(days=180)  # message records expire (TTL) after this
-_CONTACT_SENDS_INDEX = "gsi1"
+_CONTACT_SENDS_INDEX = "gsi3"  # keys only: see chalicelib/resources.py
 _LIST_READS_PER_CALL = 2 * LEDGER_SHARDS  # DynamoDB pages one listing call reads at most
 
 
@@ -390,7 +391,7 @@ def recent_send_times(tenant_id: str, contact_id: str, limit: int) -> list[datet
     One Query on the contact-sends index (eventually consistent: a send a second ago in
     another campaign may be missed, see docs/engine.md).
     """
-    page = tenant_table(tenant_id).query(
+    sort_keys = tenant_table(tenant_id).index_sort_keys(
         f"CONTACT_SENDS#{contact_id}", index=_CONTACT_SENDS_INDEX, limit=limit, newest_first=True
     )
-    return [datetime.fromisoformat(item["sent_at"]) for item in page.items if item.get("sent_at")]
+    return [datetime.fromisoformat(key.split("#", 1)[0]) for key in sort_keys]

@@ -27,7 +27,9 @@ from chalicelib.settings import get_settings
 
 BATCH_WRITE_LIMIT = 25  # AWS's limit; moto accepts more, so we enforce it here.
 BATCH_GET_LIMIT = 100
-_KEY_ATTRIBUTES = frozenset({"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"})
+_KEY_ATTRIBUTES = frozenset(
+    {"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk"}
+)
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -265,6 +267,49 @@ class ScopedTable:
         consistent: bool = False,
     ) -> Page:
         """One page of a partition (or an index partition), in sort-key order."""
+        request = self._query_request(
+            partition,
+            sort_prefix=sort_prefix,
+            index=index,
+            limit=limit,
+            cursor=cursor,
+            newest_first=newest_first,
+            consistent=consistent,
+        )
+        response = self._db.query(**request)
+        last = response.get("LastEvaluatedKey")
+        return Page(
+            items=[from_dynamo(i) for i in response.get("Items", [])],
+            cursor=self._encode_cursor(last) if last else None,
+        )
+
+    def index_sort_keys(
+        self, partition: str, *, index: str, limit: int, newest_first: bool = False
+    ) -> list[str]:
+        """The first ``limit`` sort keys of an index partition: all a keys-only index holds
+        besides the table's own keys (``query`` hides key attributes from its items)."""
+        request = self._query_request(
+            partition,
+            sort_prefix=None,
+            index=index,
+            limit=limit,
+            cursor=None,
+            newest_first=newest_first,
+            consistent=False,
+        )
+        return [item[f"{index}sk"]["S"] for item in self._db.query(**request).get("Items", [])]
+
+    def _query_request(
+        self,
+        partition: str,
+        *,
+        sort_prefix: str | None,
+        index: str | None,
+        limit: int,
+        cursor: str | None,
+        newest_first: bool,
+        consistent: bool,
+    ) -> dict[str, Any]:
         pk_name, sk_name = (f"{index}pk", f"{index}sk") if index else ("pk", "sk")
         request: dict[str, Any] = {
             "TableName": self.name,
@@ -284,12 +329,7 @@ class ScopedTable:
             request["ConsistentRead"] = True
         if cursor:
             request["ExclusiveStartKey"] = self._decode_cursor(cursor, pk_name, partition)
-        response = self._db.query(**request)
-        last = response.get("LastEvaluatedKey")
-        return Page(
-            items=[from_dynamo(i) for i in response.get("Items", [])],
-            cursor=self._encode_cursor(last) if last else None,
-        )
+        return request
 
     def query_all(self, partition: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every item of a partition, fetched page by page (never all held at once)."""

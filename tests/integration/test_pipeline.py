@@ -21,7 +21,7 @@ from chalicelib.aws import client
 from chalicelib.local.poller import drain, invoke, poll_once, sqs_event
 from chalicelib.pipeline.dispatch import handles
 from chalicelib.pipeline.queues import enqueue, queue_url
-from chalicelib.resources import MAX_RECEIVE_COUNT
+from chalicelib.resources import MAX_RECEIVE_COUNT, herald_resources
 from chalicelib.settings import get_settings
 
 OK, FAIL = "test.ok", "test.fail"
@@ -109,6 +109,21 @@ def test_successes_are_deleted_and_failures_retried_until_the_dead_letter_queue(
     assert numbers(failed_attempts[: len(FAILING)]) == FAILING
     assert depth("feedback") == 0
     assert numbers([json.loads(b) for b in dead_letter_bodies("feedback")]) == FAILING
+
+
+def test_a_batch_larger_than_one_receive_is_gathered_and_deleted_ten_at_a_time():
+    """Lambda fills a batch of up to ``batch_size`` (100 for feedback) with several
+    receives; the local poller must too, or the benchmark and the embedded stack would run
+    a batch shape AWS never produces."""
+    batch_size = herald_resources(get_settings()).queue("feedback").batch_size
+    assert batch_size > 10
+    enqueue("feedback", [{"kind": OK, "n": n} for n in range(batch_size + 5)])
+
+    assert poll_once("feedback") == batch_size  # one invocation, one batch
+    assert len(handled) == batch_size
+    assert depth("feedback") == 5  # every handled message deleted, the rest still queued
+    assert poll_once("feedback") == 5
+    assert numbers(handled) == list(range(batch_size + 5))
 
 
 def test_messages_nobody_handles_go_to_the_dead_letter_queue():

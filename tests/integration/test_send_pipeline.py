@@ -26,7 +26,7 @@ from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.domain.contacts import ContactFields, new_contact
 from chalicelib.domain.imports import ChunkPlan
-from chalicelib.local.poller import drain, invoke, sqs_event
+from chalicelib.local.poller import SQS_RECEIVE_LIMIT, drain, invoke, sqs_event
 from chalicelib.pipeline.queues import queue_url
 from chalicelib.pipeline.sender import Pacer, forget_cached_content, send_test, worker_rate
 from chalicelib.resources import herald_resources
@@ -108,7 +108,7 @@ def drain_delivering_twice() -> int:
             url = queue_url(role)
             received = sqs.receive_message(
                 QueueUrl=url,
-                MaxNumberOfMessages=resources.queue(role).batch_size,
+                MaxNumberOfMessages=min(resources.queue(role).batch_size, SQS_RECEIVE_LIMIT),
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
             for message in received:
