@@ -9,20 +9,30 @@ handlers agree without a second list of names.
 
 from __future__ import annotations
 
+import json
+import os
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal, get_origin
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 QueueRole = Literal["control", "send", "feedback", "triggers", "callbacks"]
 QUEUE_ROLES: tuple[QueueRole, ...] = ("control", "send", "feedback", "triggers", "callbacks")
+ENV_PREFIX = "HERALD_"
 
 
-class Settings(BaseSettings):
-    """Configuration read once per process from ``HERALD_*`` environment variables."""
+class Settings(BaseModel):
+    """Configuration read once per process from ``HERALD_<FIELD>`` environment variables.
 
-    model_config = SettingsConfigDict(env_prefix="HERALD_", frozen=True, extra="ignore")
+    ``Settings(stage="prod")`` reads the environment too; keyword arguments win over it.
+    (A plain model rather than pydantic-settings, whose import alone cost every cold start
+    more than reading a dozen variables does.)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**{**_environment(), **values})
 
     stage: str = Field(default="dev", pattern=r"^[a-z][a-z0-9-]{0,15}$")
     region: str = "us-east-1"
@@ -128,6 +138,16 @@ class Settings(BaseSettings):
 
     def queue_arn(self, role: QueueRole) -> str:
         return f"arn:aws:sqs:{self.region}:{self.account_id}:{self.queue_name(role)}"
+
+
+def _environment() -> dict[str, Any]:
+    """The fields whose variable is set, as strings for pydantic to convert; a list is JSON."""
+    values: dict[str, Any] = {}
+    for name, field in Settings.model_fields.items():
+        raw = os.environ.get(f"{ENV_PREFIX}{name.upper()}")
+        if raw is not None:
+            values[name] = json.loads(raw) if get_origin(field.annotation) is list else raw
+    return values
 
 
 @lru_cache(maxsize=1)

@@ -15,7 +15,7 @@ from typing import Any
 from chalice.utils import to_cfn_resource_name
 
 from chalicelib.resources import HeraldResources, QueueSpec
-from chalicelib.settings import QueueRole, Settings
+from chalicelib.settings import ENV_PREFIX, QueueRole, Settings
 
 Json = dict[str, Any]
 
@@ -32,7 +32,7 @@ FUNCTION_POLICY = "FunctionAccessPolicy"
 ALARM_TOPIC = "AlarmTopic"
 DASHBOARD = "Dashboard"
 
-SETTINGS_ENV_PREFIX = str(Settings.model_config.get("env_prefix", ""))
+SETTINGS_ENV_PREFIX = ENV_PREFIX
 
 # Stack parameters and the conditions derived from them.
 PUBLIC_BASE_URL = "PublicBaseUrl"

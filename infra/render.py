@@ -5,6 +5,7 @@
 Steps: build the merge template from ``herald_resources(Settings(stage=...))``; run
 ``chalice package --merge-template``, which zips the app code (``deployment.zip``) and the
 pip-installed requirements.txt as a layer (``layer-deployment.zip``), and writes ``sam.json``;
+add to both zips the bytecode of every module a cold start imports (``infra.bytecode``);
 then break the one dependency cycle chalice's output has once functions know the API's URL
 (see ``infra.gateway``). ``sam.json`` and the zips beside it are what ``aws cloudformation
 package`` and ``deploy`` take (docs/deploy.md). Needs no AWS credentials; needs PyPI (or a
@@ -27,6 +28,7 @@ from chalice.constants import MISSING_DEPENDENCIES_TEMPLATE
 
 from chalicelib.resources import herald_resources
 from chalicelib.settings import Settings
+from infra.bytecode import PackagedAppError, add_cold_start_bytecode
 from infra.gateway import detach_api_integrations
 from infra.naming import SETTINGS_ENV_PREFIX, Stack, setting_variable
 from infra.template import merge_template
@@ -54,10 +56,12 @@ def stack_for(stage: str) -> Stack:
 def render(stage: str = "dev", out: Path = DEFAULT_OUT, region: str | None = None) -> Path:
     """Write the deployable template and its code package to ``out``; returns the template."""
     stack = stack_for(stage)
+    region = region or stack.settings.region
     out.mkdir(parents=True, exist_ok=True)
     merge_path = out / MERGE_FILE
     merge_path.write_text(json.dumps(merge_template(stack), indent=2) + "\n")
-    _chalice_package(stack, merge_path, out, region or stack.settings.region)
+    _chalice_package(stack, merge_path, out, region)
+    add_cold_start_bytecode(out, stack.settings.stage, region)
     template_path = out / TEMPLATE_FILE
     template = json.loads(template_path.read_text())
     detach_api_integrations(template, stack)
@@ -101,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     region = args.region or Settings(stage=args.stage).region
     try:
         template = render(args.stage, args.out, region)
-    except RenderError as error:
+    except (RenderError, PackagedAppError) as error:
         sys.stderr.write(f"{error}\n")
         return 1
     packages = ", ".join(sorted(p.name for p in template.parent.glob("*.zip")))

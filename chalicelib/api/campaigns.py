@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from chalice import Blueprint
-from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter, computed_field
+from pydantic import BeforeValidator, Field, TypeAdapter, computed_field
 from pydantic import ValidationError as PydanticValidationError
 
-from chalicelib.api.models import Input, ListPage, ListQuery
+from chalicelib.api.models import ApiModel, Input, ListPage, ListQuery
 from chalicelib.api.routing import Call, endpoint
 from chalicelib.channels.http import check_url
 from chalicelib.domain import clock
@@ -110,11 +110,11 @@ class TestSend(Input):
     )
 
 
-class TestSendResults(BaseModel):
+class TestSendResults(ApiModel):
     results: list[TestSendResult]
 
 
-class CampaignView(Campaign):
+class CampaignView(Campaign, ApiModel):
     """A campaign as the API shows it: the broadcast's pools at the top level."""
 
     steps: list[Step] = Field(exclude=True)

@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 from chalice import Response
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
+from chalicelib.api.models import ApiModel
 from chalicelib.domain import errors
 
 STATUS_BY_ERROR: dict[type[errors.HeraldError], int] = {
@@ -22,7 +23,7 @@ STATUS_BY_ERROR: dict[type[errors.HeraldError], int] = {
 }
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str
@@ -31,7 +32,7 @@ class ErrorDetail(BaseModel):
     details: list[dict[str, Any]] | None = None
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(ApiModel):
     """What every failed request returns."""
 
     error: ErrorDetail

@@ -14,9 +14,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from chalice import Blueprint
-from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
-from chalicelib.api.models import Input, ListPage, ListQuery
+from chalicelib.api.models import ApiModel, Input, ListPage, ListQuery
 from chalicelib.api.routing import Call, endpoint
 from chalicelib.domain import clock
 from chalicelib.domain.contacts import EmailAddress, PhoneNumber
@@ -67,17 +67,17 @@ class PostEvents(Input):
     events: list[PostedEvent] = Field(min_length=1, max_length=EVENTS_PER_CALL)
 
 
-class AcceptedEvent(BaseModel):
+class AcceptedEvent(ApiModel):
     index: int = Field(description="Position in the request's events.")
     id: str = Field(description="The event's id, as its timeline entry will show it.")
 
 
-class UnknownContact(BaseModel):
+class UnknownContact(ApiModel):
     index: int
     contact: EventContact
 
 
-class EventsAccepted(BaseModel):
+class EventsAccepted(ApiModel):
     accepted: list[AcceptedEvent]
     unknown_contacts: list[UnknownContact] = Field(
         description="Events not accepted: no such contact in this tenant."

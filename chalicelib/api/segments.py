@@ -8,10 +8,10 @@ condition, rules}``, so a bad rule is reported at its path in the body
 from __future__ import annotations
 
 from chalice import Blueprint
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from chalicelib.api.errors import field_path
-from chalicelib.api.models import Input, ListPage, ListQuery
+from chalicelib.api.models import ApiModel, Input, ListPage, ListQuery
 from chalicelib.api.routing import Call, endpoint
 from chalicelib.domain.contacts import Contact
 from chalicelib.domain.errors import ValidationFailed
@@ -50,7 +50,7 @@ class PreviewRules(SegmentRulesInput, PreviewOptions):
     """A rule tree to preview without saving it, and the sample size."""
 
 
-class SegmentPreview(BaseModel):
+class SegmentPreview(ApiModel):
     count: int = Field(description="How many of the tenant's contacts the segment matches now.")
     sample: list[Contact]
 

@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Literal
 
 from chalice import Blueprint
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from chalicelib.api.models import Input, ListPage, ListQuery
+from chalicelib.api.models import ApiModel, Input, ListPage, ListQuery
 from chalicelib.api.routing import Call, endpoint
 from chalicelib.channels import identities
 from chalicelib.domain.errors import ValidationFailed
@@ -47,7 +47,7 @@ class VerifyRequest(Input):
     )
 
 
-class SenderView(BaseModel):
+class SenderView(ApiModel):
     id: str
     number: int
     channel: SenderChannel

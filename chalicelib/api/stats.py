@@ -12,9 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from chalice import Blueprint
-from pydantic import BaseModel
 
-from chalicelib.api.models import ListPage, ListQuery
+from chalicelib.api.models import ApiModel, ListPage, ListQuery
 from chalicelib.api.routing import Call, endpoint
 from chalicelib.domain.feedback import (
     CampaignStats,
@@ -32,7 +31,7 @@ blueprint = Blueprint(__name__)
 _PATH = "/v1/campaigns/{campaign_id}"
 
 
-class MessageView(BaseModel):
+class MessageView(ApiModel):
     """One message of a campaign and, when read alone, its timeline."""
 
     message_id: str

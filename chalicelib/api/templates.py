@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from chalice import Blueprint
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from chalicelib.api.models import Input, ListPage, ListQuery
+from chalicelib.api.models import ApiModel, Input, ListPage, ListQuery
 from chalicelib.api.routing import Call, endpoint
 from chalicelib.domain import clock
 from chalicelib.domain.contacts import Contact, ContactFields
@@ -63,7 +63,7 @@ class CreateTemplate(TemplateFields):
     channel: Channel
 
 
-class TemplateView(BaseModel):
+class TemplateView(ApiModel):
     id: str
     name: str
     channel: Channel
@@ -86,7 +86,7 @@ class TemplateView(BaseModel):
         )
 
 
-class TemplateSummary(BaseModel):
+class TemplateSummary(ApiModel):
     """A listing entry: no bodies (a page of 300 KB templates would not fit a response)."""
 
     id: str

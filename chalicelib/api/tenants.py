@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from chalice import Blueprint
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from chalicelib.api.models import Input, ListPage, ListQuery
+from chalicelib.api.models import ApiModel, Input, ListPage, ListQuery
 from chalicelib.api.routing import Call, endpoint
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.tenants import ApiKey, Tenant, is_tenant_id
@@ -24,7 +24,7 @@ class CreateApiKey(Input):
     name: str = Field(default="", max_length=200)
 
 
-class ApiKeyView(BaseModel):
+class ApiKeyView(ApiModel):
     id: str
     name: str
     prefix: str
@@ -40,12 +40,12 @@ class IssuedApiKey(ApiKeyView):
     key: str = Field(description="The API key itself. Shown only in this response.")
 
 
-class TenantCreated(BaseModel):
+class TenantCreated(ApiModel):
     tenant: Tenant
     api_key: IssuedApiKey
 
 
-class ApiKeyList(BaseModel):
+class ApiKeyList(ApiModel):
     items: list[ApiKeyView]
 
 

@@ -8,9 +8,9 @@ at a private, loopback, link-local or metadata address) and again at every deliv
 from __future__ import annotations
 
 from chalice import Blueprint
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
-from chalicelib.api.models import Input, ListPage, ListQuery
+from chalicelib.api.models import ApiModel, Input, ListPage, ListQuery
 from chalicelib.api.routing import Call, endpoint
 from chalicelib.channels.http import check_url
 from chalicelib.domain import clock
@@ -57,11 +57,11 @@ class UpdateWebhook(Input):
         return None if values is None else _event_types(values)
 
 
-class WebhookCreated(WebhookEndpoint):
+class WebhookCreated(WebhookEndpoint, ApiModel):
     secret: str = Field(description="The signing secret (whsec_…). Shown only in this response.")
 
 
-class WebhookList(BaseModel):
+class WebhookList(ApiModel):
     items: list[WebhookEndpoint]
 
 

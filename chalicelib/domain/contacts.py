@@ -23,8 +23,6 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-import phonenumbers
-from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -110,6 +108,10 @@ def normalize_phone(value: str, default_region: str | None = None) -> str:
 def _email(value: str) -> str:
     if not isinstance(value, str):
         raise ValueError("email must be a string")
+    # Imported on first use: email_validator compiles its RFC grammar at import, and most
+    # functions never validate an address.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         checked = validate_email(value.strip(), check_deliverability=False)
     except EmailNotValidError as error:
@@ -120,6 +122,8 @@ def _email(value: str) -> str:
 def _phone(value: str, default_region: str | None = None) -> str:
     if not isinstance(value, str):
         raise ValueError("phone must be a string")
+    import phonenumbers  # on first use, like email_validator above
+
     try:
         parsed = phonenumbers.parse(value.strip(), default_region)
     except phonenumbers.NumberParseException as error:

@@ -14,18 +14,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
-from typing import Any, TypeVar
-
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalicelib.observability import logger, metrics
 from chalicelib.settings import QueueRole
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 MessageHandler = Callable[[dict[str, Any]], None]
 BatchScope = Callable[[], AbstractContextManager[object]]
@@ -90,6 +85,15 @@ def decode(role: QueueRole, body: str) -> tuple[MessageHandler, dict[str, Any]]:
 
 def handle_batch(role: QueueRole, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Process one Lambda SQS event; returns the records to retry as ``batchItemFailures``."""
+    # Imported here: Powertools' batch utility loads its parser models too, and the API
+    # function, which imports this module to register handlers, never handles a batch.
+    from aws_lambda_powertools.utilities.batch import (
+        BatchProcessor,
+        EventType,
+        process_partial_response,
+    )
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
     processor = BatchProcessor(event_type=EventType.SQS)
 
     def record_handler(record: SQSRecord) -> None:

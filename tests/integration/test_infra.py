@@ -9,7 +9,11 @@ tests check the stack, not the renderer's bookkeeping.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -408,3 +412,43 @@ def test_alarms_watch_dead_letters_function_errors_and_ses_reputation(template: 
 
 def test_outputs_name_the_api_table_and_bus(template: Json) -> None:
     assert {"ApiUrl", "TableName", "EventBusName", "EndpointURL"} <= set(template["Outputs"])
+
+
+def test_package_leaves_boto3_to_the_runtime_and_fits_the_size_budget(template_path: Path) -> None:
+    # Issue 7: the zipped package (app and layer) stays within 10 MB; botocore alone is 16 MB.
+    zips = {path.name: path for path in template_path.parent.glob("*.zip")}
+    assert set(zips) == {"deployment.zip", "layer-deployment.zip"}
+    with zipfile.ZipFile(zips["layer-deployment.zip"]) as layer:
+        top_level = {name.split("/")[4] for name in layer.namelist() if name.count("/") > 4}
+    assert "pydantic" in top_level
+    assert top_level & {"boto3", "botocore", "s3transfer", "aws_xray_sdk"} == set()
+    assert sum(path.stat().st_size for path in zips.values()) <= 10_000_000
+
+
+def test_a_cold_start_of_the_package_compiles_nothing(template_path: Path, tmp_path: Path) -> None:
+    # Lambda unpacks the package read-only: a module without bytecode is compiled on every
+    # cold start. Jinja's sandbox stands for the modules handlers import on first use.
+    package = template_path.parent
+    app_root, layer_root = tmp_path / "task", tmp_path / "opt"
+    for archive, root in (("deployment.zip", app_root), ("layer-deployment.zip", layer_root)):
+        with zipfile.ZipFile(package / archive) as unpack:
+            unpack.extractall(root)
+    [site_packages] = layer_root.glob("python/lib/python3.*/site-packages")
+    probe = (
+        f"import sys; sys.path[:0] = [{str(app_root)!r}, {str(site_packages)!r}]; "
+        "import app, chalicelib.domain.sandbox"
+    )
+    env = {**os.environ, "HERALD_STAGE": STAGE, "AWS_DEFAULT_REGION": "us-east-1"}
+    verbose = subprocess.run(
+        [sys.executable, "-I", "-B", "-v", "-c", probe],
+        cwd=app_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    loaded = re.findall(r"^# code object from '?([^'\n]+)'?$", verbose, re.MULTILINE)
+    from_package = [path for path in loaded if path.startswith(str(tmp_path))]
+    assert any("chalicelib/api/__pycache__/models." in path for path in from_package)
+    assert any("jinja2/__pycache__/sandbox." in path for path in from_package)
+    assert [path for path in from_package if not path.endswith(".pyc")] == []

@@ -28,12 +28,12 @@ from zoneinfo import ZoneInfo
 
 from chalice import Blueprint, Response
 from chalice.app import Request
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from chalicelib.api.campaigns import create_checked, edit_checked, schedule_checked, send_checked
 from chalicelib.api.dialects.common import every_item, fields_renamed, native
 from chalicelib.api.errors import json_body
-from chalicelib.api.models import Input
+from chalicelib.api.models import ApiModel, Input
 from chalicelib.api.routing import FORM, JSON, Call, Handler, endpoint
 from chalicelib.domain import clock
 from chalicelib.domain.campaigns import (
@@ -106,7 +106,7 @@ _SEED_FIELDS = {
 
 
 # -- shapes ----------------------------------------------------------------------------
-class Seed002Campaign(BaseModel):
+class Seed002Campaign(ApiModel):
     """A campaign with exactly the seed's fields."""
 
     id: str
@@ -131,14 +131,14 @@ class Seed002Campaign(BaseModel):
     completed_at: datetime | None = Field(description="When sending finished")
 
 
-class Seed002CampaignPage(BaseModel):
+class Seed002CampaignPage(ApiModel):
     count: int
     next: str | None
     previous: str | None
     results: list[Seed002Campaign]
 
 
-class Seed002Stats(BaseModel):
+class Seed002Stats(ApiModel):
     """The seed's stats; rates are fractions (0.0 to 1.0) as Herald's stats define them."""
 
     total_recipients: int

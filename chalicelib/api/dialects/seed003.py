@@ -34,7 +34,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from chalice import Blueprint
-from pydantic import AliasChoices, BaseModel, BeforeValidator, Field, PositiveInt, RootModel
+from pydantic import AliasChoices, BeforeValidator, Field, PositiveInt, RootModel
 
 from chalicelib.api.campaigns import (
     check_sendable,
@@ -44,7 +44,7 @@ from chalicelib.api.campaigns import (
     send_checked,
 )
 from chalicelib.api.dialects.common import every_item, fields_renamed, native
-from chalicelib.api.models import Input
+from chalicelib.api.models import ApiModel, Input
 from chalicelib.api.routing import FORM, JSON, Call, Handler, endpoint
 from chalicelib.channels import identities
 from chalicelib.domain import clock
@@ -242,7 +242,7 @@ class Seed003CampaignParams(Input):
     )
 
 
-class Seed003HeraldFields(BaseModel):
+class Seed003HeraldFields(ApiModel):
     """Herald's own fields of the campaign: an extension, not part of the seed."""
 
     id: str = Field(description="The native id (/v1/campaigns/{id}).")
@@ -252,7 +252,7 @@ class Seed003HeraldFields(BaseModel):
     total_recipients: int | None
 
 
-class Seed003Campaign(BaseModel):
+class Seed003Campaign(ApiModel):
     """The campaign: the seed's fields, and Herald's under ``herald``."""
 
     id: int
@@ -266,11 +266,11 @@ class Seed003Campaign(BaseModel):
     herald: Seed003HeraldFields
 
 
-class Seed003NativeRef(BaseModel):
+class Seed003NativeRef(ApiModel):
     id: str = Field(description="The native id.")
 
 
-class Seed003List(BaseModel):
+class Seed003List(ApiModel):
     id: int
     name: str
     description: str
@@ -278,14 +278,14 @@ class Seed003List(BaseModel):
     herald: Seed003NativeRef
 
 
-class Seed003Segment(BaseModel):
+class Seed003Segment(ApiModel):
     id: int
     name: str
     description: str
     herald: Seed003NativeRef
 
 
-class Seed003Domain(BaseModel):
+class Seed003Domain(ApiModel):
     """A sender as a seed-003 domain; ``enabled``: usable (email: SES verified it)."""
 
     id: int
