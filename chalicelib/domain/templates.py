@@ -26,21 +26,20 @@ a header.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from html import unescape as unescape_html
 from html.parser import HTMLParser
 from typing import Annotated, Any, Literal
 
-from jinja2 import TemplateSyntaxError, UndefinedError, meta, nodes
-from jinja2.exceptions import SecurityError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chalicelib.domain.contacts import Contact, first_error
 from chalicelib.domain.errors import ValidationFailed
 from chalicelib.domain.headers import HeaderText, single_line
-from chalicelib.domain.sandbox import LimitExceeded, compile_template, environment, run
 
 Channel = Literal["email", "sms"]
 RenderReason = Literal["syntax", "undefined", "forbidden", "too_large", "too_complex", "error"]
@@ -58,11 +57,12 @@ HTML_MAX = 1_000_000
 TEXT_MAX = 1_000_000
 SMS_MAX = 1_600  # SNS splits longer SMS and refuses beyond this
 
-_UNSUPPORTED_TAGS: tuple[tuple[type[nodes.Node], str], ...] = (
-    (nodes.Extends, "extends"),
-    (nodes.Include, "include"),
-    (nodes.Import, "import"),
-    (nodes.FromImport, "from ... import"),
+# Jinja node classes by name (``jinja2.nodes`` loads with the sandbox, on first use).
+_UNSUPPORTED_TAGS = (
+    ("Extends", "extends"),
+    ("Include", "include"),
+    ("Import", "import"),
+    ("FromImport", "from ... import"),
 )
 
 
@@ -238,6 +238,11 @@ def check_template(content: EmailTemplate | SmsTemplate) -> None:
 
 
 def _check_source(source: str, field: str, *, autoescape: bool) -> None:
+    # Imported here, not at the top: only functions that save or render templates load Jinja.
+    from jinja2 import TemplateSyntaxError, meta, nodes
+
+    from chalicelib.domain.sandbox import compile_template, environment
+
     try:
         tree = environment(autoescape=autoescape, strict=False).parse(source)
         compile_template(source, autoescape=autoescape, strict=False)
@@ -245,7 +250,7 @@ def _check_source(source: str, field: str, *, autoescape: bool) -> None:
         message = f"{field}: line {error.lineno}: {error.message}"
         raise ValidationFailed(message, field=field) from None
     for node_type, tag in _UNSUPPORTED_TAGS:
-        if tree.find(node_type) is not None:
+        if tree.find(getattr(nodes, node_type)) is not None:
             raise ValidationFailed(
                 f"{field}: {{% {tag} %}} is not supported; a template stands alone", field=field
             )
@@ -265,7 +270,7 @@ def render_email(template: EmailTemplate, context: RenderContext) -> RenderedEma
     subject = _render_subject(template, variables)
     html = _render(template.html, "html", variables, template.strict, autoescape=True)
     if template.text is None:
-        text = text_from_html(html)
+        text = derived_text(template.html, html)
     else:
         text = _render(template.text, "text", variables, template.strict, autoescape=False)
     return RenderedEmail(subject=subject, html=html, text=text)
@@ -305,7 +310,7 @@ def preview(template: EmailTemplate | SmsTemplate, context: RenderContext) -> Pr
     if template.text is not None:
         text = attempt(part(template.text, "text", False))
     else:
-        text = text_from_html(html) if html is not None else None
+        text = derived_text(template.html, html) if html is not None else None
     return Preview(channel="email", subject=subject, html=html, text=text, errors=errors)
 
 
@@ -324,6 +329,12 @@ def _render(
     source: str, field: str, variables: dict[str, Any], strict: bool, *, autoescape: bool
 ) -> str:
     """Render one part; every way a template can fail becomes a RenderError for ``field``."""
+    # Imported here, not at the top: only functions that save or render templates load Jinja.
+    from jinja2 import TemplateSyntaxError, UndefinedError
+    from jinja2.exceptions import SecurityError
+
+    from chalicelib.domain.sandbox import LimitExceeded, compile_template, run
+
     try:
         template = compile_template(source, autoescape=autoescape, strict=strict)
         return run(template, variables, max_length=_MAX_LENGTH[field])
@@ -384,8 +395,7 @@ class _TextExtractor(HTMLParser):
         if tag == "a" and self._links:
             href, start = self._links.pop()
             label = _SPACES.sub(" ", "".join(self.parts[start:])).strip()
-            if _shows_target(href) and href not in label:
-                self.parts.append(f" ({href})" if label else href)
+            self.parts.append(_link_target(href, label))
         if tag in _PARAGRAPHS:
             self.parts.append("\n\n")
 
@@ -400,8 +410,13 @@ class _TextExtractor(HTMLParser):
             self.parts.append("\n")
 
 
-def _shows_target(href: str) -> bool:
-    return bool(href) and not href.startswith(("#", "javascript:"))
+def _link_target(href: str, label: str) -> str:
+    """What the text shows of a link's target after its label: `` (url)``, or the url
+    alone for a link without a label; nothing for an anchor, a script or a label that
+    already says it."""
+    if not href or href.startswith(("#", "javascript:")) or href in label:
+        return ""
+    return f" ({href})" if label else href
 
 
 def text_from_html(html: str) -> str:
@@ -409,6 +424,183 @@ def text_from_html(html: str) -> str:
     extractor = _TextExtractor()
     extractor.feed(html)
     extractor.close()
-    text = _RUNS_OF_SPACES.sub(" ", "".join(extractor.parts))
+    return _tidy("".join(extractor.parts))
+
+
+def _tidy(text: str) -> str:
+    """The extracted text with single spaces, trimmed lines and at most one blank line."""
+    text = _RUNS_OF_SPACES.sub(" ", text)
     lines = (line.strip() for line in text.split("\n"))
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+# -- the text part without parsing each recipient's HTML --------------------------------
+# Parsing the rendered HTML again for every recipient is most of the cost of rendering an
+# email without a text part (≈ 250 µs for 2 KB of HTML, growing with its size). Where the
+# HTML template allows it, it is parsed once instead: its fixed text with a placeholder
+# for each ``{{ expression }}``. Per recipient, the values are cut out of the rendered HTML
+# between the fixed pieces and put into the plan's text, so the result is exactly what
+# ``text_from_html`` makes of the rendered HTML (tests compare the two on hostile values).
+#
+# That holds because every value is HTML-escaped: it holds no ``<``, ``>`` or quote, so it
+# cannot open or close markup or an attribute, and no ``&`` that is not a whole entity.
+# A value that breaks this (``|safe``) makes that recipient's text the slow way. Templates
+# whose text depends on values in other ways have no plan and always take the slow way:
+# statements (``{% if %}``, ``{% for %}``), values in a link's label, an image's alt text,
+# an unquoted attribute, a tag name or a comment, or two values with no markup between.
+_VALUE = ("\ue000", "\ue001")  # a value's placeholder in the plan: \ue000<index>\ue001
+_LINK = ("\ue002", "\ue003")  # a link whose target holds a value: \ue002<index>\ue003
+_MARKERS = re.compile("\ue000(\\d+)\ue001|\ue002(\\d+)\ue003")
+_VALUE_MARKER = re.compile("\ue000(\\d+)\ue001")
+_MARKUP_CHARS = re.compile("[<>\"']")
+_WHOLE_ENTITIES = re.compile(r"(?:[^&]|&(?:[A-Za-z][A-Za-z0-9]*|#[0-9]+|#[xX][0-9a-fA-F]+);)*")
+_OPEN_ENTITY = re.compile(r"&[^\t\n\f <&;]*\Z")  # an entity a value could complete
+_OPEN_MARKUP = re.compile(r"<[/!?]?\Z")  # a tag a value could name
+_QUOTED_VALUES = re.compile(r"""=\s*(?:"[^"]*"|'[^']*')""")
+
+
+@dataclass(frozen=True)
+class _TextPlan:
+    """How the text part follows from the rendered HTML of one template."""
+
+    fixed: tuple[str, ...]  # the template's fixed HTML around its values (one more than them)
+    text: str  # the extracted text, with value and link markers
+    links: tuple[tuple[str, str], ...]  # (target with value markers, label) of marked links
+
+
+class _NoPlan(Exception):
+    """The template's text depends on its values in a way only parsing can follow."""
+
+
+def derived_text(source: str, html: str) -> str:
+    """The text part of an email whose template ``source`` rendered to ``html``: exactly
+    ``text_from_html(html)``, made without parsing ``html`` where the template allows."""
+    plan = _text_plan(source)
+    values = _values_in(html, plan.fixed) if plan is not None else None
+    if plan is None or values is None:
+        return text_from_html(html)
+    raw = [unescape_html(value) if "&" in value else value for value in values]
+
+    def fill(marker: re.Match[str]) -> str:
+        if marker[1] is not None:
+            return _SPACES.sub(" ", raw[int(marker[1])])
+        target, label = plan.links[int(marker[2])]
+        href = _VALUE_MARKER.sub(lambda value: raw[int(value[1])], target).strip()
+        return _link_target(href, label)
+
+    return _tidy(_MARKERS.sub(fill, plan.text))
+
+
+def _values_in(html: str, fixed: tuple[str, ...]) -> list[str] | None:
+    """The escaped values between the fixed pieces of ``html``, or None when one of them
+    is not plainly escaped text (then the cut is not certain, or the value is markup).
+
+    The cut is unique: each piece between two values holds a character no value holds.
+    """
+    first, last = fixed[0], fixed[-1]
+    if not html.startswith(first) or not html.endswith(last):
+        return None
+    values, position, end = [], len(first), len(html) - len(last)
+    for piece in fixed[1:-1]:
+        found = html.find(piece, position)
+        if found < 0:
+            return None
+        values.append(html[position:found])
+        position = found + len(piece)
+    if end < position or (len(fixed) == 1 and position != len(html)):
+        return None
+    if len(fixed) > 1:
+        values.append(html[position:end])
+    for value in values:
+        if _MARKUP_CHARS.search(value) or ("&" in value and not _WHOLE_ENTITIES.fullmatch(value)):
+            return None
+    return values
+
+
+@functools.lru_cache(maxsize=512)
+def _text_plan(source: str) -> _TextPlan | None:
+    """The plan for an HTML template, None when it cannot have one (see above)."""
+    from jinja2 import TemplateSyntaxError, nodes
+
+    from chalicelib.domain.sandbox import environment
+
+    try:
+        tree = environment(autoescape=True, strict=False).parse(source)
+    except TemplateSyntaxError:
+        return None
+    fixed, current = [], []
+    for output in tree.body:
+        if not isinstance(output, nodes.Output):
+            return None
+        for node in output.nodes:
+            if isinstance(node, nodes.TemplateData):
+                current.append(node.data)
+            else:
+                fixed.append("".join(current))
+                current = []
+    fixed.append("".join(current))
+    if not _cuts_cleanly(fixed):
+        return None
+    marked = "".join(f"{piece}{_VALUE[0]}{i}{_VALUE[1]}" for i, piece in enumerate(fixed[:-1]))
+    extractor = _PlanExtractor(values=len(fixed) - 1)
+    try:
+        extractor.feed(marked + fixed[-1])
+        extractor.close()
+    except _NoPlan:
+        return None
+    if extractor.unseen:
+        return None  # a value inside a comment, a declaration or an end tag
+    return _TextPlan(tuple(fixed), "".join(extractor.parts), tuple(extractor.links))
+
+
+def _cuts_cleanly(fixed: list[str]) -> bool:
+    """The fixed pieces let each value be cut out of the HTML, and no value can change how
+    the fixed HTML around it is read."""
+    if any(mark in piece for piece in fixed for mark in (*_VALUE, *_LINK)):
+        return False
+    if not all(_MARKUP_CHARS.search(piece) for piece in fixed[1:-1]):
+        return False
+    return not any(_OPEN_ENTITY.search(p) or _OPEN_MARKUP.search(p) for p in fixed[:-1])
+
+
+class _PlanExtractor(_TextExtractor):
+    """``_TextExtractor`` over HTML with value placeholders: it keeps each placeholder in
+    the text where the value's text goes, marks links whose target holds a value, and
+    refuses (``_NoPlan``) wherever the text would depend on a value some other way."""
+
+    def __init__(self, *, values: int) -> None:
+        super().__init__()
+        self.unseen = set(range(values))
+        self.links: list[tuple[str, str]] = []
+
+    def _see(self, text: str) -> bool:
+        found = {int(match[1]) for match in _VALUE_MARKER.finditer(text)}
+        self.unseen -= found
+        return bool(found)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        raw = self.get_starttag_text() or ""
+        if self._see(raw):
+            if _VALUE[0] in _QUOTED_VALUES.sub("", raw):
+                raise _NoPlan("a value outside a quoted attribute")
+            if tag == "img" and _VALUE[0] in (dict(attrs).get("alt") or ""):
+                raise _NoPlan("a value in an image's alt text")
+        super().handle_starttag(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._links:
+            href, start = self._links[-1]
+            label = _SPACES.sub(" ", "".join(self.parts[start:])).strip()
+            if _LINK[0] in label:
+                raise _NoPlan("a link inside the label of another")
+            if _VALUE[0] in href:
+                self._links.pop()
+                self.parts.append(f"{_LINK[0]}{len(self.links)}{_LINK[1]}")
+                self.links.append((href, label))
+                return
+        super().handle_endtag(tag)
+
+    def handle_data(self, data: str) -> None:
+        if self._see(data) and self._links and not self._skipping:
+            raise _NoPlan("a value in a link's label")
+        super().handle_data(data)

@@ -238,11 +238,21 @@ def record_message(tenant_id: str, record: MessageRecord) -> bool:
 
 
 def messages_among(
-    tenant_id: str, campaign_id: str, step: str, channel: str, contact_ids: Iterable[str]
+    tenant_id: str,
+    campaign_id: str,
+    step: str,
+    channel: str,
+    contact_ids: Iterable[str],
+    *,
+    consistent: bool = True,
 ) -> dict[str, MessageRecord]:
-    """The records that exist for these contacts, by contact id (consistent BatchGetItem)."""
+    """The records that exist for these contacts, by contact id (one BatchGetItem per 100).
+
+    ``consistent=False`` halves the read cost; right only when no record can have been
+    written in the last second (see the sender's first attempt at a batch).
+    """
     keys = [_message_key(campaign_id, step, c, channel) for c in contact_ids]
-    found = tenant_table(tenant_id).batch_get(keys, consistent=True)
+    found = tenant_table(tenant_id).batch_get(keys, consistent=consistent)
     records = (MessageRecord.model_validate(item) for item in found.values())
     return {record.contact_id: record for record in records}
 
