@@ -1,7 +1,7 @@
 """Herald's benchmark: what a broadcast costs, how fast it goes, what a cold start pays.
 
     python -m bench            # 10,000 and 100,000 recipients, cold start, package size
-    python -m bench --quick    # 10,000 recipients and the cold start only
+    python -m bench --quick    # 10,000 recipients, cold start, package size
     python -m bench --recipients 2000 --no-package --profile
 
 Prints a table of the figures against their targets (bench/README.md defines each) and
@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
 QUICK_RESULTS = ROOT / "bench" / "out" / "results-quick.json"
 PROFILE = ROOT / "bench" / "out" / "profile.txt"
+OUT_DIR = ROOT / "bench" / "out"
 FULL_SIZES = (10_000, 100_000)
 QUICK_SIZES = (10_000,)
 
@@ -37,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10,000 recipients, no package")
     parser.add_argument("--recipients", type=int, nargs="+", help="audience sizes to run")
-    parser.add_argument("--no-package", action="store_true", help="skip chalice package")
+    parser.add_argument(
+        "--no-package",
+        action="store_true",
+        help="skip chalice package and the cold start (which imports app from the package)",
+    )
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -52,12 +57,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"broadcast to {size:,} contacts…", file=sys.stderr, flush=True)
         profile = args.profile and size == max(sizes)
         runs[size] = _profiled(size) if profile else run_broadcast(size, trace_planner=True)
-    print("cold start…", file=sys.stderr, flush=True)
-    cold = footprint.cold_start()
-    package = None
-    if not (args.quick or args.no_package):
+        # Kept at once: a run killed later still leaves this one's figures behind.
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        (OUT_DIR / f"run-{size}.json").write_text(
+            json.dumps(run_details(runs[size]), indent=2) + "\n"
+        )
+    cold = package = None
+    if not args.no_package:
+        # Built fresh every time: the cold start imports app from this package.
         print("chalice package…", file=sys.stderr, flush=True)
         package = footprint.package()
+        print("cold start…", file=sys.stderr, flush=True)
+        cold = footprint.cold_start()
 
     results = _results(runs, cold, package)
     results["machine"] = _machine(load_before)
@@ -84,37 +95,15 @@ def _profiled(size: int) -> BroadcastRun:
 
 
 def _results(
-    runs: dict[int, BroadcastRun], cold: dict[str, Any], package: dict[str, Any] | None
+    runs: dict[int, BroadcastRun],
+    cold: dict[str, Any] | None,
+    package: dict[str, Any] | None,
 ) -> dict[str, Any]:
     from chalicelib.settings import get_settings
 
     settings = get_settings()
-    memory_mb = int(
-        json.loads((ROOT / ".chalice" / "config.json").read_text())["lambda_memory_size"]
-    )
     largest, smallest = runs[max(runs)], runs[min(runs)]
-    details: dict[str, dict[str, Any]] = {
-        str(size): {
-            "audience": run.audience,
-            "eligible": run.eligible,
-            "sent": run.counts.get("sent", 0),
-            "setup_seconds": run.setup_seconds,
-            "aws_calls_per_recipient": round(run.herald.total_calls / run.sent, 3),
-            "calls_per_recipient": figures.calls_per_recipient(run.herald, run.sent),
-            "ses_event_publishes_per_recipient": figures.calls_per_recipient(
-                run.provider, run.sent
-            ),
-            "idle_polls": run.herald.idle_polls,
-            "cost": figures.cost(run, memory_mb, settings.send_concurrency),
-            "hottest_item": figures.hottest_item(run.herald, run.sent),
-            "timing": figures.timing(run),
-            "planner_peak_traced_mb": round(run.invocations["control"].max_traced_mb, 1),
-            "peak_rss_mb": run.peak_rss_mb,
-            "sanity": figures.sanity(run),
-            "counts": run.counts,
-        }
-        for size, run in runs.items()
-    }
+    details = {str(size): run_details(run) for size, run in runs.items()}
     big = details[str(max(runs))]
     planner_mb = {size: d["planner_peak_traced_mb"] for size, d in details.items()}
     values: dict[str, float | None] = {
@@ -128,8 +117,10 @@ def _results(
             if len(runs) > 1
             else None
         ),
-        "planner_peak_rss_mb": round(cold["rss_after_import_mb"] + max(planner_mb.values()), 1),
-        "cold_import_ms": cold["import_ms"],
+        "planner_peak_rss_mb": (
+            round(cold["rss_after_import_mb"] + max(planner_mb.values()), 1) if cold else None
+        ),
+        "cold_import_ms": cold["import_ms"] if cold else None,
         "package_mb": package["zipped_mb"] if package else None,
     }
     return {
@@ -146,13 +137,42 @@ def _results(
         "cold_start": cold,
         "package": package,
         "settings": {
-            "lambda_memory_mb": memory_mb,
+            "lambda_memory_mb": _lambda_memory_mb(),
             "send_batch_size": settings.send_batch_size,
             "send_concurrency": settings.send_concurrency,
             "ses_max_send_rate": settings.ses_max_send_rate,
         },
         "prices_checked": prices.CHECKED,
     }
+
+
+def run_details(run: BroadcastRun) -> dict[str, Any]:
+    """Everything one broadcast measured, as results.json keeps it."""
+    from chalicelib.settings import get_settings
+
+    return {
+        "audience": run.audience,
+        "eligible": run.eligible,
+        "sent": run.counts.get("sent", 0),
+        "setup_seconds": run.setup_seconds,
+        "aws_calls_per_recipient": round(run.herald.total_calls / run.sent, 3),
+        "calls_per_recipient": figures.calls_per_recipient(run.herald, run.sent),
+        "ses_event_publishes_per_recipient": figures.calls_per_recipient(run.provider, run.sent),
+        "idle_polls": run.herald.idle_polls,
+        "cost": figures.cost(run, _lambda_memory_mb(), get_settings().send_concurrency),
+        "hottest_item": figures.hottest_item(run.herald, run.sent),
+        "timing": figures.timing(run),
+        "aws_cpu_ms_per_call": run.aws_cpu_ms,
+        "planner_peak_traced_mb": round(run.invocations["control"].max_traced_mb, 1),
+        "peak_rss_mb": run.peak_rss_mb,
+        "sanity": figures.sanity(run),
+        "counts": run.counts,
+    }
+
+
+def _lambda_memory_mb() -> int:
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    return int(config["lambda_memory_size"])
 
 
 def _machine(load_before: tuple[float, float, float]) -> dict[str, Any]:
