@@ -266,8 +266,8 @@ class StopWatch:
 class _SendingThreads:
     """The send worker's threads, started on first use and kept for the container's life.
 
-    A pool per batch started and joined ``send_concurrency`` threads for every 50
-    recipients (an eighth of the pool's CPU in the benchmark's profile). The pool is made
+    A pool per batch started and joined ``send_concurrency`` threads for every batch
+    (an eighth of the pool's CPU in the benchmark's profile). The pool is made
     again only when ``send_concurrency`` changes (tests set it per test); the old one
     finishes what it was given and its threads end.
     """
