@@ -7,18 +7,20 @@ recipients would get. Every message goes out with Herald's configuration set (wh
 destination feeds the feedback queue) and ``EmailTags`` naming tenant, campaign and
 message, which SES copies onto every event about the message.
 
-Tracking: SES turns open and click tracking on per configuration set (an OPEN/CLICK event
-destination), not per message. Per message, Herald can only opt links out of click
-tracking, which it does for ``track_clicks=False`` with SES's ``ses:no-track`` link
-attribute. ``track_opens=False`` has no per-message switch on a single configuration set:
-it would need a second set without OPEN events (see docs/engine.md); until then opens of
-such a campaign are still recorded.
+Tracking: SES tracks opens and clicks of every message whose configuration set publishes
+OPEN and CLICK events, as Herald's does. A campaign opts out per message: links carry SES's
+``ses:no-track`` attribute for ``track_clicks=False``, and ``track_opens=False`` (which has
+no mark in the message to carry it) sends with SES v2's ``ConfigurationOverrides``
+``Tracking.OpenTrackingEnabled = DISABLED``, so SES adds no tracking image. The override
+also wins over account-level engagement tracking (VDM), which a configuration set without
+OPEN events would not.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import secrets
 from email.utils import formataddr
@@ -38,6 +40,7 @@ from chalicelib.channels.base import (
 from chalicelib.domain.contacts import Contact
 from chalicelib.domain.delivery import tag_value
 from chalicelib.domain.headers import reject_header_breaks
+from chalicelib.observability import logger
 from chalicelib.settings import get_settings
 
 # SES v2 error codes worth retrying; everything else from SendEmail is final for the message.
@@ -275,6 +278,8 @@ class EmailChannel:
                 for name, value in message.tags.items()
             ],
         }
+        if not message.track_opens and _tracking_overrides_supported():
+            request["ConfigurationOverrides"] = {"Tracking": {"OpenTrackingEnabled": "DISABLED"}}
         try:
             response = client("sesv2").send_email(**request)
         except ClientError as error:
@@ -282,6 +287,21 @@ class EmailChannel:
         except BotoCoreError as error:  # connection reset, read timeout: the call may retry
             raise TransientSendError(f"SES unreachable: {error}", code="Connection") from error
         return SendResult(provider_message_id=str(response["MessageId"]))
+
+
+@functools.cache
+def _tracking_overrides_supported() -> bool:
+    """Whether this botocore knows ``SendEmail``'s ``ConfigurationOverrides``.
+
+    The layer does not ship botocore: Lambda's runtime provides it, possibly older than the
+    one we test with. Sending a parameter it does not know would fail every untracked
+    message; without it such a message is sent, and its opens tracked, as before.
+    """
+    model = client("sesv2").meta.service_model.operation_model("SendEmail")
+    if "ConfigurationOverrides" in model.input_shape.members:
+        return True
+    logger.warning("this botocore cannot turn open tracking off per message; opens are tracked")
+    return False
 
 
 def _classified(error: ClientError) -> TransientSendError | PermanentSendError:

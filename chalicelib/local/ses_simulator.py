@@ -9,7 +9,9 @@ travel the real path (topic → feedback queue → feedback worker).
 
 Recipients follow SES's mailbox simulator (a ``+label`` is allowed, as in SES); of the
 events below, only the types the configuration set publishes are sent (Herald's set leaves
-out ``Send``: see chalicelib/resources.py):
+out ``Send``: see chalicelib/resources.py), and no Open for a message sent with open
+tracking turned off (``ConfigurationOverrides``; a Click may still come, as from a reader
+whose mail client blocks images):
 
 ==================================================  =====================================
 success@simulator.amazonses.com                     Send, Delivery
@@ -107,8 +109,8 @@ def ses_events(
     params: Mapping[str, Any], ses_message_id: str, now: datetime
 ) -> list[dict[str, Any]]:
     """The records SES would publish for one ``SendEmail`` call (one per event, per
-    recipient, of the types the configuration set publishes), in the shape of SES's
-    event-publishing examples."""
+    recipient, of the types the configuration set publishes and the call's tracking
+    overrides leave on), in the shape of SES's event-publishing examples."""
     raw = params.get("Content", {}).get("Raw", {}).get("Data")
     raw_bytes = raw if isinstance(raw, bytes) else (raw.encode() if raw else None)
     source = str(params.get("FromEmailAddress", ""))
@@ -123,7 +125,7 @@ def ses_events(
         }
     )
     link = _first_link(raw_bytes)
-    published = _published_event_types(settings)
+    published = _published_event_types(settings) - _untracked_event_types(params)
     records = []
     for recipient in _recipients(params, raw_bytes):
         mail = {
@@ -148,6 +150,13 @@ def _published_event_types(settings: Settings) -> frozenset[str]:
     (``DELIVERY_DELAY`` → ``deliverydelay``): SES drops the others, and so do we."""
     spec = herald_resources(settings).configuration_set
     return frozenset(t.replace("_", "").lower() for t in spec.event_types)
+
+
+def _untracked_event_types(params: Mapping[str, Any]) -> frozenset[str]:
+    """The events a send's tracking overrides turn off: SES adds no tracking image to a
+    message with ``OpenTrackingEnabled = DISABLED``, so nothing can report its opening."""
+    tracking = params.get("ConfigurationOverrides", {}).get("Tracking", {})
+    return frozenset({"open"} if tracking.get("OpenTrackingEnabled") == "DISABLED" else ())
 
 
 def _first_link(raw: bytes | None) -> str:

@@ -147,6 +147,28 @@ def test_open_and_click_rates_make_demo_numbers(
     )
 
 
+def test_a_campaign_that_does_not_track_opens_records_no_opens(
+    shop: Shop, simulator: FeedbackSimulator, herald_env: Callable[..., None]
+) -> None:
+    herald_env(simulator_open_rate="1")  # every reader whose mail can be tracked opens
+    shop.contacts(["a@example.com", "b@example.com"])
+    tracked, untracked = shop.campaign(), shop.campaign(track_opens=False)
+    for campaign_id in (tracked, untracked):
+        shop.send(campaign_id)
+    feedback(simulator)
+
+    counts = {
+        campaign_id: {k: shop.stats(campaign_id)[k] for k in ("delivered", "opened")}
+        for campaign_id in (tracked, untracked)
+    }
+    assert counts == {
+        tracked: {"delivered": 2, "opened": 2},
+        untracked: {"delivered": 2, "opened": 0},
+    }
+    assert {r.status for r in shop.messages(tracked).values()} == {"opened"}
+    assert {r.status for r in shop.messages(untracked).values()} == {"delivered"}
+
+
 # -- duplicates, late and out-of-order events ---------------------------------------------
 def _events_for(shop: Shop, campaign_id: str) -> list[dict[str, Any]]:
     """A realistic mess: a message clicked before its open and delivery arrive, one opened

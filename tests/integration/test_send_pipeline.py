@@ -25,6 +25,7 @@ from moto.sqs.models import sqs_backends
 from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.domain.contacts import ContactFields, new_contact
+from chalicelib.domain.feedback import TAG_CAMPAIGN
 from chalicelib.domain.imports import ChunkPlan
 from chalicelib.local.poller import SQS_RECEIVE_LIMIT, drain, invoke, sqs_event
 from chalicelib.pipeline.queues import queue_url
@@ -162,6 +163,20 @@ def ses_hooks() -> Iterator[Callable[[str, Callable[[int], None]], SesHook]]:
     yield install
     for hook in installed:
         events.unregister(hook.event, hook)
+
+
+@pytest.fixture
+def send_requests() -> Iterator[list[dict[str, Any]]]:
+    """The parameters of every SES SendEmail call Herald makes, as botocore receives them."""
+    events = client("sesv2").meta.events
+    requests: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        requests.append(dict(params))
+
+    events.register("provide-client-params.sesv2.SendEmail", record)
+    yield requests
+    events.unregister("provide-client-params.sesv2.SendEmail", record)
 
 
 def crash(_: int) -> None:
@@ -314,6 +329,28 @@ def test_message_carries_unsubscribe_headers_tags_and_is_findable(shop: Shop) ->
     assert record.template_id == shop.template_id
     found = get_message(shop.tenant.id, campaign_id, record.message_id)
     assert found.address == "person0@example.com"
+
+
+def test_a_campaign_that_does_not_track_opens_turns_ses_open_tracking_off_per_message(
+    shop: Shop, send_requests: list[dict[str, Any]]
+) -> None:
+    shop.contacts(2)
+    tracked, untracked = shop.campaign(), shop.campaign(track_opens=False)
+    for campaign_id in (tracked, untracked):
+        shop.send(campaign_id)
+    drain()
+
+    assert len(sent_mail()) == len(send_requests) == 4
+    by_campaign: dict[str, list[dict[str, Any]]] = {tracked: [], untracked: []}
+    for request in send_requests:
+        tags = {tag["Name"]: tag["Value"] for tag in request["EmailTags"]}
+        by_campaign[tags[TAG_CAMPAIGN]].append(request)
+        # One configuration set either way: its event destination feeds Herald's feedback.
+        assert request["ConfigurationSetName"] == get_settings().ses_configuration_set
+    assert [r.get("ConfigurationOverrides") for r in by_campaign[tracked]] == [None, None]
+    assert [r.get("ConfigurationOverrides") for r in by_campaign[untracked]] == [
+        {"Tracking": {"OpenTrackingEnabled": "DISABLED"}}
+    ] * 2
 
 
 def test_an_empty_audience_is_sent_at_once(shop: Shop) -> None:
