@@ -11,7 +11,8 @@ Recipients follow SES's mailbox simulator (a ``+label`` is allowed, as in SES); 
 events below, only the types the configuration set publishes are sent (Herald's set leaves
 out ``Send``: see chalicelib/resources.py), and no Open for a message sent with open
 tracking turned off (``ConfigurationOverrides``; a Click may still come, as from a reader
-whose mail client blocks images):
+whose mail client blocks images), and no Click for a message without a link SES would track
+(every link marked ``ses:no-track``, as ``track_clicks: false`` marks them):
 
 ==================================================  =====================================
 success@simulator.amazonses.com                     Send, Delivery
@@ -52,7 +53,7 @@ from chalicelib.settings import Settings, get_settings
 
 SIMULATOR_DOMAIN = "simulator.amazonses.com"
 PUBLISH_INTERVAL_SECONDS = 0.2
-_LINK = re.compile(rb"""href=["'](https?://[^"']+)["']""", re.IGNORECASE)
+_ANCHOR = re.compile(r"""<a\s([^>]*?)href=["'](https?://[^"']+)["']""", re.IGNORECASE)
 _USER_AGENT = "Mozilla/5.0 (Herald SES simulator)"
 _SUPPRESSION_DIAGNOSTIC = (
     "Amazon SES did not send the message to this address because it is on the suppression "
@@ -124,10 +125,21 @@ def ses_events(
             "ses:source-ip": ["192.0.2.0"],
         }
     )
-    link = _first_link(raw_bytes)
     published = _published_event_types(settings) - _untracked_event_types(params)
+    # (seconds after the send, event): the offsets of SES's whole scenario, kept when the
+    # configuration set leaves some of its events out
+    scenarios = {
+        recipient: [
+            (offset, event)
+            for offset, event in enumerate(scenario(recipient, ses_message_id), start=1)
+            if event.lower() in published
+        ]
+        for recipient in _recipients(params, raw_bytes)
+    }
+    clicked = any(event == "Click" for events in scenarios.values() for _, event in events)
+    link = _tracked_link(raw_bytes) if clicked else None
     records = []
-    for recipient in _recipients(params, raw_bytes):
+    for recipient, events in scenarios.items():
         mail = {
             "timestamp": _iso(now),
             "source": source,
@@ -138,10 +150,11 @@ def ses_events(
             "headersTruncated": False,
             "tags": tags,
         }
-        for offset, event_type in enumerate(scenario(recipient, ses_message_id), start=1):
-            if event_type.lower() in published:
-                at = now + timedelta(seconds=offset)
-                records.append(_ses_record(event_type, mail, recipient, at, link))
+        for offset, event_type in events:
+            if event_type == "Click" and link is None:
+                continue  # no link SES would track: nothing to click
+            at = now + timedelta(seconds=offset)
+            records.append(_ses_record(event_type, mail, recipient, at, link or ""))
     return records
 
 
@@ -159,12 +172,18 @@ def _untracked_event_types(params: Mapping[str, Any]) -> frozenset[str]:
     return frozenset({"open"} if tracking.get("OpenTrackingEnabled") == "DISABLED" else ())
 
 
-def _first_link(raw: bytes | None) -> str:
-    for match in _LINK.finditer(raw or b""):
-        url = match.group(1).decode(errors="replace")
-        if "/u/" not in url:  # not the unsubscribe link
-            return url
-    return "https://example.com/"
+def _tracked_link(raw: bytes | None) -> str | None:
+    """The first link SES would track in the message's HTML part: not the unsubscribe link,
+    not one marked ``ses:no-track`` (``track_clicks: false``). None: SES reports no click."""
+    if raw is None:
+        return None
+    html_part = email.message_from_bytes(raw, policy=email.policy.default).get_body(("html",))
+    html = html_part.get_content() if html_part is not None else ""
+    for match in _ANCHOR.finditer(html):
+        attributes, url = match.groups()
+        if "ses:no-track" not in attributes.lower() and "/u/" not in url:
+            return str(url)
+    return None
 
 
 def _ses_record(

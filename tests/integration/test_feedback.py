@@ -169,6 +169,22 @@ def test_a_campaign_that_does_not_track_opens_records_no_opens(
     assert {r.status for r in shop.messages(untracked).values()} == {"delivered"}
 
 
+def test_a_campaign_that_does_not_track_clicks_records_no_clicks(
+    shop: Shop, simulator: FeedbackSimulator, herald_env: Callable[..., None]
+) -> None:
+    """Its links go out marked ``ses:no-track``, which SES leaves alone: the simulator too."""
+    herald_env(simulator_open_rate="1", simulator_click_rate="1")
+    shop.contacts(["a@example.com", "b@example.com"])
+    tracked, untracked = shop.campaign(), shop.campaign(track_clicks=False)
+    for campaign_id in (tracked, untracked):
+        shop.send(campaign_id)
+    feedback(simulator)
+
+    clicks = {c: shop.stats(c)["clicked"] for c in (tracked, untracked)}
+    assert clicks == {tracked: 2, untracked: 0}
+    assert {r.status for r in shop.messages(untracked).values()} == {"opened"}
+
+
 # -- duplicates, late and out-of-order events ---------------------------------------------
 def _events_for(shop: Shop, campaign_id: str) -> list[dict[str, Any]]:
     """A realistic mess: a message clicked before its open and delivery arrive, one opened
