@@ -27,6 +27,7 @@ class QueueSpec:
     consumer_timeout_seconds: int
     batch_size: int
     max_batching_window_seconds: int = 0
+    memory_mb: int | None = None  # None: the app's lambda_memory_size (.chalice/config.json)
     max_receive_count: int = MAX_RECEIVE_COUNT
     retention_seconds: int = 4 * 24 * 3600
     dead_letter_retention_seconds: int = 14 * 24 * 3600
@@ -142,6 +143,13 @@ _CONSUMERS: dict[QueueRole, tuple[str, int, int, int]] = {
 }
 
 
+# The planner is one chain of pages, each CPU-bound (parsing 500 contacts, filtering,
+# cutting batches): at 512 MB Lambda gives it ~0.29 vCPU and it plans ~1,000 recipients a
+# second; at 1,769 MB (one full vCPU) ~1,850. It runs once per 500 recipients, so the
+# larger size costs ~$0.02 per million emails (bench/README.md, "10 million an hour").
+_CONSUMER_MEMORY_MB: dict[QueueRole, int] = {"control": 1769}
+
+
 def herald_resources(settings: Settings) -> HeraldResources:
     """Everything Herald needs in an AWS account, named for ``settings.stage``."""
     queues = tuple(
@@ -153,6 +161,7 @@ def herald_resources(settings: Settings) -> HeraldResources:
             consumer_timeout_seconds=_CONSUMERS[role][1],
             batch_size=_CONSUMERS[role][2],
             max_batching_window_seconds=_CONSUMERS[role][3],
+            memory_mb=_CONSUMER_MEMORY_MB.get(role),
         )
         for role in QUEUE_ROLES
     )

@@ -36,6 +36,8 @@ def function_overrides(stack: Stack) -> Json:
         if spec is not None:
             depends_on.append(consume_policy_id(stack, spec))
             properties["Timeout"] = spec.consumer_timeout_seconds
+            if spec.memory_mb is not None:
+                properties["MemorySize"] = spec.memory_mb
             if spec.role == "send":
                 # Each send worker paces itself to ses_max_send_rate / send_workers, so the
                 # account rate holds only if no more than send_workers run at once.

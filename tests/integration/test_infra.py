@@ -25,6 +25,7 @@ from chalicelib.settings import Settings
 from infra.render import lint, render
 
 Json = dict[str, Any]
+ROOT = Path(__file__).resolve().parent.parent.parent
 STAGE = "dev"
 SETTINGS = Settings(stage=STAGE)
 RESOURCES: HeraldResources = herald_resources(SETTINGS)
@@ -144,6 +145,17 @@ def test_queue_has_a_dead_letter_queue_and_outlasts_its_consumer(
     assert queue["MessageRetentionPeriod"] == spec.retention_seconds
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [dead_letter_id, "Arn"]}
     assert queue["RedrivePolicy"]["maxReceiveCount"] >= 5
+
+
+def test_the_planner_gets_a_full_vcpu_and_the_other_functions_the_app_default(
+    template: Json,
+) -> None:
+    """The planner is one CPU-bound chain of pages: its memory sets the planning rate."""
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    for spec in RESOURCES.queues:
+        _, function = function_of(template, spec.handler)
+        expected = 1769 if spec.role == "control" else config["lambda_memory_size"]
+        assert function["Properties"]["MemorySize"] == expected, spec.role
 
 
 @pytest.mark.parametrize("spec", RESOURCES.queues, ids=lambda s: s.role)
