@@ -9,11 +9,9 @@ moto's own record of sent mail (``/moto-api/data.json``) shows who got what.
 from __future__ import annotations
 
 import email
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import boto3
 import pytest
@@ -21,6 +19,7 @@ import requests
 
 from chalicelib.local.runner import EmbeddedStack
 from chalicelib.settings import get_settings
+from tests.e2e.kit import Api, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -30,30 +29,8 @@ UNSUBSCRIBED = range(0, 20)  # contact numbers whose row says status=unsubscribe
 SUPPRESSED = range(20, 35)  # contact numbers put on the suppression list
 
 
-def eventually(check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.5)
-
-
 def address(n: int) -> str:
     return f"reader{n}@example.com"
-
-
-class Api:
-    def __init__(self, stack: EmbeddedStack) -> None:
-        self.base = stack.api_url
-        self.headers = {"Authorization": f"Bearer {stack.api_key}"}
-
-    def ok(self, method: str, path: str, body: Any = None) -> Any:
-        response = requests.request(
-            method, f"{self.base}{path}", json=body, headers=self.headers, timeout=30
-        )
-        assert response.status_code < 300, response.text
-        return response.json() if response.content else None
 
 
 @pytest.fixture(scope="module")

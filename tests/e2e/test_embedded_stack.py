@@ -14,9 +14,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import requests
 from chalicelib.local.runner import EmbeddedStack
 from chalicelib.pipeline.dispatch import handles
 from chalicelib.settings import get_settings
+from tests.e2e.kit import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -45,16 +45,6 @@ def _consumed(message: dict[str, Any]) -> None:
 @handles("control", SCHEDULED)
 def _scheduled(message: dict[str, Any]) -> None:
     seen[SCHEDULED].append(message)
-
-
-def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    """The first truthy result of ``check``, polled until ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.1)
 
 
 def port_of(url: str) -> int:

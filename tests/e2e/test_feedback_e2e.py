@@ -8,18 +8,17 @@ import base64
 import hashlib
 import hmac
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl
 
 import boto3
 import pytest
-import requests
 
 from chalicelib.local.runner import EmbeddedStack
 from chalicelib.settings import get_settings
 from tests.aws_events import ses_record
+from tests.e2e.kit import Api, eventually
 from tests.feedback_kit import Received, Receiver, receiver
 
 pytestmark = pytest.mark.e2e
@@ -36,31 +35,6 @@ ADDRESSES = [
     f"suppressionlist@{SIM}",
     "reader@example.com",
 ]
-
-
-def eventually(check: Callable[[], Any], timeout: float = 40.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.2)
-
-
-class Api:
-    def __init__(self, stack: EmbeddedStack) -> None:
-        self.base = stack.api_url
-        self.headers = {"Authorization": f"Bearer {stack.api_key}"}
-
-    def call(self, method: str, path: str, body: Any = None) -> requests.Response:
-        return requests.request(
-            method, f"{self.base}{path}", json=body, headers=self.headers, timeout=10
-        )
-
-    def ok(self, method: str, path: str, body: Any = None) -> Any:
-        response = self.call(method, path, body)
-        assert response.status_code < 300, response.text
-        return response.json()
 
 
 @pytest.fixture(scope="module")

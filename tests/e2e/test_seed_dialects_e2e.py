@@ -6,7 +6,7 @@ receiver with the aggregated form POST."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -15,6 +15,7 @@ import requests
 
 from chalicelib.aws import client
 from chalicelib.local.runner import EmbeddedStack
+from tests.e2e.kit import Api, eventually
 from tests.feedback_kit import Receiver, receiver
 
 pytestmark = pytest.mark.e2e
@@ -28,30 +29,6 @@ FAST = {
     "HERALD_SIMULATOR_OPEN_RATE": "1",
     "HERALD_SIMULATOR_CLICK_RATE": "1",
 }
-
-
-def eventually(check: Callable[[], Any], timeout: float = 40.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.25)
-
-
-class Api:
-    """The demo tenant's API key over HTTP."""
-
-    def __init__(self, stack: EmbeddedStack) -> None:
-        self.base = stack.api_url
-        self.headers = {"Authorization": f"Bearer {stack.api_key}"}
-
-    def __call__(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
-        response = requests.request(
-            method, f"{self.base}{path}", headers=self.headers, timeout=10, **kwargs
-        )
-        assert response.status_code == expect, response.text
-        return response.json()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,51 @@
+"""What the end-to-end tests share: polling for an outcome and the demo tenant's API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from chalicelib.local.runner import EmbeddedStack
+
+
+def eventually(check: Callable[[], Any], timeout: float = 40.0, interval: float = 0.2) -> Any:
+    """The first truthy result of ``check``, polled until ``timeout`` seconds have passed
+    (then its last result, so the assertion shows what was seen)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
+class Api:
+    """The embedded stack's demo tenant over HTTP."""
+
+    def __init__(self, stack: EmbeddedStack, timeout: float = 30.0) -> None:
+        self.base = stack.api_url
+        self.headers = {"Authorization": f"Bearer {stack.api_key}"}
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
+        """The raw response (``body`` is sent as JSON)."""
+        if body is not None:
+            kwargs["json"] = body
+        return requests.request(
+            method, f"{self.base}{path}", headers=self.headers, timeout=self.timeout, **kwargs
+        )
+
+    def ok(self, method: str, path: str, body: Any = None) -> Any:
+        """The JSON of a successful response (None when it has no body)."""
+        response = self.call(method, path, body)
+        assert response.status_code < 300, response.text
+        return response.json() if response.content else None
+
+    def __call__(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
+        """The JSON of a response that has exactly the ``expect`` status."""
+        response = self.call(method, path, **kwargs)
+        assert response.status_code == expect, response.text
+        return response.json()
