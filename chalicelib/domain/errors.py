@@ -57,3 +57,19 @@ class InvalidTransition(Conflict):
 
 class PayloadTooLarge(HeraldError):
     code = "payload_too_large"
+
+
+class ValidationFailures(ValidationFailed):
+    """Several problems found in one input at once (a workflow graph is checked whole).
+
+    ``field`` and ``message`` are the first problem's, so a caller that reads one error
+    still gets a useful one; ``details`` lists every ``{field, message}``.
+    """
+
+    def __init__(self, details: list[dict[str, str]]) -> None:
+        if not details:
+            raise ValueError("ValidationFailures needs at least one problem")
+        first = details[0]
+        more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+        super().__init__(first["message"] + more, field=first["field"])
+        self.details = details
