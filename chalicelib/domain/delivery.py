@@ -42,6 +42,9 @@ class SkipReason(StrEnum):
     SENDER_UNUSABLE = "sender_unusable"  # no usable sender identity for the message
     OPTED_OUT = "opted_out"  # SNS says the phone number opted out of SMS
     CANCELLED = "cancelled"  # the campaign was cancelled before this recipient's turn
+    CAMPAIGN_FREQUENCY_CAP = "campaign_frequency_cap"  # a flow's own cap (the tenant's passed)
+    MAX_LATENESS = "max_lateness"  # it could only go out later than the flow's max_lateness
+    BEFORE_START = "before_start"  # a flow entered before its starts_at
 
 
 _STATUS_SKIPS: dict[str, SkipReason] = {

@@ -35,6 +35,7 @@ from chalicelib.domain.flows.nodes import (
     NodeKind,
     branch_labels,
 )
+from chalicelib.domain.flows.policy import CampaignCap
 from chalicelib.domain.flows.timing import Duration
 
 MAX_NODES = 200
@@ -137,6 +138,14 @@ class FlowSettings(BaseModel):
         default_factory=list,
         max_length=MAX_EXIT_ON,
         description="Goal events: one of them exits the contact with reason goal (a conversion).",
+    )
+    max_lateness: Duration | None = Field(
+        default=None,
+        description="A message that could only go out later than this after it was due is "
+        "skipped (reason max_lateness) rather than sent late; none: it waits for quiet hours.",
+    )
+    frequency_cap: CampaignCap | None = Field(
+        default=None, description="This flow's own cap; the tenant's cap applies as well."
     )
 
 
