@@ -64,7 +64,7 @@ def flow(*nodes: tuple[str, str, dict[str, Any]], edges: list[tuple[str, ...]]) 
     )
 
 
-START = ("start", "trigger.manual", {})
+START: tuple[str, str, dict[str, Any]] = ("start", "trigger.manual", {})
 
 
 def standing_on(node_id: str, **changes: Any) -> Enrolment:
