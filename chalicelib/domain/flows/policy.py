@@ -22,7 +22,7 @@ message of one day through the next day at 09:00, and never allows two in 23 hou
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -122,8 +122,8 @@ def window_buckets(now: datetime, hours: int) -> tuple[str, ...]:
     return tuple(hour_bucket(now - timedelta(hours=back)) for back in range(hours))
 
 
-def stale_buckets(counts: Mapping[str, int], now: datetime) -> list[str]:
+def stale_buckets(buckets: Iterable[str], now: datetime) -> list[str]:
     """Buckets no cap can look at any more (older than MAX_CAP_HOURS): the store prunes
     them in the same write that adds a message, so a contact's item stays small."""
     oldest = hour_bucket(now - timedelta(hours=MAX_CAP_HOURS - 1))
-    return sorted(bucket for bucket in counts if bucket < oldest)
+    return sorted(bucket for bucket in buckets if bucket < oldest)

@@ -104,6 +104,10 @@ def enrolment_key(campaign_id: str, contact_id: str) -> tuple[str, str]:
     return f"ENROL#{campaign_id}", contact_id
 
 
+def due_partition(due: FileDue) -> str:
+    return f"FLOWDUE#{due.minute}#{due.shard:02d}"
+
+
 def due_key(
     due: FileDue, tenant_id: str, campaign_id: str, contact_id: str, *, visit: int
 ) -> tuple[str, str]:
@@ -113,10 +117,7 @@ def due_key(
     enrolment moved on meanwhile) harmless: its step's claim fails and it is dropped;
     entries are never deleted one by one but expire DUE_RETENTION after their minute.
     """
-    return (
-        f"FLOWDUE#{due.minute}#{due.shard:02d}",
-        f"{tenant_id}#{campaign_id}#{contact_id}#{visit:010d}",
-    )
+    return due_partition(due), f"{tenant_id}#{campaign_id}#{contact_id}#{visit:010d}"
 
 
 def step_key(campaign_id: str, contact_id: str, node_id: str, visit: int) -> str:

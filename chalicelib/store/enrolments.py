@@ -1,0 +1,250 @@
+"""Flow enrolments in DynamoDB: the enrolment, its trace, the due index, cap counters.
+
+The step executor (``chalicelib.domain.flows.step``) decides; this module makes each
+decision durable exactly once. ``commit_step`` is the step's claim: ONE transaction that
+writes the enrolment as it is after the step, on condition that it still stands on the
+claim's (node, visit), together with the step's trace entries. A redelivered step finds
+the condition false and changes nothing (docs/flows.md, "Exactly once per step").
+
+Layout (key strings from ``chalicelib.domain.flows.timers``; ScopedTable adds the scope):
+- ``ENROL#<campaign>`` / ``<contact>``: the enrolment (tenant scope)
+- ``TRACE#<campaign>#<contact>`` / ``<visit:010d>#<n>``: trace entries, in step order,
+  expiring (TTL) after TRACE_RETENTION
+- ``FLOWDUE#<minute>#<shard>`` / ``<tenant>#<campaign>#<contact>#<visit>`` (system scope):
+  the due index the one-minute sweep reads; entries expire, they are never deleted
+- ``CAPS#<contact>`` / ``-``: the contact's message counts per hour bucket (``t#<hour>``
+  tenant-wide, ``c#<campaign>#<hour>`` per flow) and a version ``v`` that makes
+  ``count_send`` an atomic check-and-add
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from chalicelib.domain.flows.policy import stale_buckets
+from chalicelib.domain.flows.step import Enrolment, ExitReason, Step, TraceEntry
+from chalicelib.domain.flows.timers import (
+    DUE_RETENTION,
+    FileDue,
+    due_key,
+    due_partition,
+    enrolment_key,
+    minute_start,
+)
+from chalicelib.resources import TableSpec
+from chalicelib.store.table import (
+    Condition,
+    ConditionFailed,
+    system_table,
+    tenant_table,
+    transact_write,
+)
+
+TRACE_RETENTION = timedelta(days=90)
+
+
+@dataclass(frozen=True)
+class DueEntry:
+    """One waiting enrolment the sweep found under a minute."""
+
+    tenant_id: str
+    campaign_id: str
+    contact_id: str
+    visit: int
+    wake_at: datetime
+
+
+@dataclass(frozen=True)
+class CapCounts:
+    """A contact's counts per hour bucket, as read, with the version a write must match."""
+
+    version: int
+    tenant: Mapping[str, int]
+    campaign: Mapping[str, int]
+    all_buckets: Mapping[str, int]  # attribute name → count, for pruning
+
+
+# -- enrolments -----------------------------------------------------------------------
+def start(tenant_id: str, enrolment: Enrolment, previous: Enrolment | None) -> bool:
+    """Write a new enrolment; False when another one got there first (the caller answers
+    ``already_enrolled``). ``previous`` is the exited enrolment it replaces, if any."""
+    partition, sort = enrolment_key(enrolment.campaign_id, enrolment.contact_id)
+    condition = Condition.absent() if previous is None else _standing_on(previous)
+    try:
+        tenant_table(tenant_id).put(partition, sort, _stored(enrolment), condition=condition)
+    except ConditionFailed:
+        return False
+    return True
+
+
+def read(tenant_id: str, campaign_id: str, contact_id: str) -> Enrolment | None:
+    item = tenant_table(tenant_id).get(*enrolment_key(campaign_id, contact_id))
+    return _enrolment(campaign_id, contact_id, item) if item else None
+
+
+def commit_step(tenant_id: str, step: Step, now: datetime) -> bool:
+    """Claim ``step`` and record it: the enrolment after it and its trace, all or nothing.
+
+    False when the claim was taken already (a duplicate delivery, a racing worker, an
+    event that moved the enrolment meanwhile): the caller drops the message.
+    """
+    table = tenant_table(tenant_id)
+    after = step.enrolment
+    _, node_id, visit = step.claim
+    partition, sort = enrolment_key(after.campaign_id, after.contact_id)
+    claim = Condition(
+        "#node = :node AND #visit = :visit",
+        {"#node": "node_id", "#visit": "visit"},
+        {":node": node_id, ":visit": visit},
+    )
+    requests = [table.put_request(partition, sort, _stored(after), condition=claim)]
+    expires = int((now + TRACE_RETENTION).timestamp())
+    trace_partition = _trace_partition(after.campaign_id, after.contact_id)
+    for n, entry in enumerate(step.trace):
+        stored = {**_plain(asdict(entry)), TableSpec.ttl_attribute: expires}
+        requests.append(table.put_request(trace_partition, f"{entry.visit:010d}#{n}", stored))
+    try:
+        transact_write(requests)
+    except ConditionFailed:
+        return False
+    return True
+
+
+def read_trace(tenant_id: str, campaign_id: str, contact_id: str) -> list[TraceEntry]:
+    """Every step of the contact's enrolment still kept, oldest first."""
+    items = tenant_table(tenant_id).query_all(_trace_partition(campaign_id, contact_id))
+    return [_trace_entry(item) for item in items]
+
+
+def _standing_on(enrolment: Enrolment) -> Condition:
+    return Condition.equals("visit", enrolment.visit)
+
+
+def _trace_partition(campaign_id: str, contact_id: str) -> str:
+    return f"TRACE#{campaign_id}#{contact_id}"
+
+
+# -- the due index --------------------------------------------------------------------
+def file_due(tenant_id: str, enrolment: Enrolment, due: FileDue) -> None:
+    """File a waiting enrolment under its minute and shard (idempotent: same key, same item)."""
+    if enrolment.wake_at is None:
+        raise ValueError("only a waiting enrolment has a wake time to file")
+    partition, sort = due_key(
+        due, tenant_id, enrolment.campaign_id, enrolment.contact_id, visit=enrolment.visit
+    )
+    entry = DueEntry(
+        tenant_id, enrolment.campaign_id, enrolment.contact_id, enrolment.visit, enrolment.wake_at
+    )
+    expires = int((minute_start(due.minute) + DUE_RETENTION).timestamp())
+    system_table().put(partition, sort, {**_plain(asdict(entry)), TableSpec.ttl_attribute: expires})
+
+
+def due_entries(due: FileDue) -> Iterator[DueEntry]:
+    """The entries filed under one minute and shard, page by page."""
+    for item in system_table().query_all(due_partition(due), consistent=True):
+        yield DueEntry(
+            tenant_id=item["tenant_id"],
+            campaign_id=item["campaign_id"],
+            contact_id=item["contact_id"],
+            visit=int(item["visit"]),
+            wake_at=datetime.fromisoformat(item["wake_at"]),
+        )
+
+
+# -- cap counters ---------------------------------------------------------------------
+def cap_counts(tenant_id: str, contact_id: str, campaign_id: str) -> CapCounts:
+    item = tenant_table(tenant_id).get(_caps_partition(contact_id), "-") or {}
+    counts = {k: int(v) for k, v in item.items() if k.startswith(("t#", "c#"))}
+    campaign_prefix = f"c#{campaign_id}#"
+    return CapCounts(
+        version=int(item.get("v", 0)),
+        tenant={k[2:]: n for k, n in counts.items() if k.startswith("t#")},
+        campaign={
+            k[len(campaign_prefix) :]: n for k, n in counts.items() if k.startswith(campaign_prefix)
+        },
+        all_buckets=counts,
+    )
+
+
+def count_send(
+    tenant_id: str,
+    contact_id: str,
+    campaign_id: str,
+    *,
+    read_as: CapCounts,
+    bucket: str,
+    now: datetime,
+) -> bool:
+    """Add one message in ``bucket`` to both scopes, if nothing changed since ``read_as``.
+
+    False when another sender counted a message meanwhile: read again and decide again.
+    Buckets no cap can read any more are removed in the same write.
+    """
+    condition = (
+        Condition.absent() if read_as.version == 0 else Condition.equals("v", read_as.version)
+    )
+    hour_of = {name: name.rsplit("#", 1)[1] for name in read_as.all_buckets}
+    stale = set(stale_buckets(hour_of.values(), now))
+    try:
+        tenant_table(tenant_id).update(
+            _caps_partition(contact_id),
+            "-",
+            add_values={f"t#{bucket}": 1, f"c#{campaign_id}#{bucket}": 1, "v": 1},
+            remove=[name for name, hour in hour_of.items() if hour in stale],
+            condition=condition,
+        )
+    except ConditionFailed:
+        return False
+    return True
+
+
+def _caps_partition(contact_id: str) -> str:
+    return f"CAPS#{contact_id}"
+
+
+# -- serialising ----------------------------------------------------------------------
+def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
+
+
+def _stored(enrolment: Enrolment) -> dict[str, Any]:
+    return _plain(asdict(enrolment))
+
+
+def _enrolment(campaign_id: str, contact_id: str, item: Mapping[str, Any]) -> Enrolment:
+    def when(name: str) -> datetime | None:
+        value = item.get(name)
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+    entered, arrived = when("entered_at"), when("arrived_at")
+    if entered is None or arrived is None:
+        raise ValueError(f"enrolment {campaign_id}/{contact_id} is missing its times")
+    reason = item.get("exit_reason")
+    return Enrolment(
+        campaign_id=campaign_id,
+        contact_id=contact_id,
+        node_id=item["node_id"],
+        visit=int(item["visit"]),
+        entered_at=entered,
+        arrived_at=arrived,
+        wake_at=when("wake_at"),
+        waiting_for=item.get("waiting_for"),
+        variant=item.get("variant"),
+        exit_reason=ExitReason(reason) if reason else None,
+    )
+
+
+def _trace_entry(item: Mapping[str, Any]) -> TraceEntry:
+    until = item.get("until")
+    return TraceEntry(
+        node_id=item["node_id"],
+        visit=int(item["visit"]),
+        at=datetime.fromisoformat(item["at"]),
+        outcome=item["outcome"],
+        reason=item.get("reason"),
+        branch=item.get("branch"),
+        until=datetime.fromisoformat(until) if until else None,
+    )
