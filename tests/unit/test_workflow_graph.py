@@ -495,3 +495,40 @@ def test_a_workflow_round_trips_through_its_own_json() -> None:
     again = load_workflow(workflow.model_dump(mode="json", exclude_none=True))
     assert again == workflow
     assert isinstance(again, Workflow)
+
+
+def test_a_workflow_holds_at_most_400_edges() -> None:
+    many = [edge("start", "start")] * 401
+
+    assert fields({"nodes": [TRIGGER], "edges": many}) == ["workflow.edges"]
+
+
+_LINEAR_KINDS = [
+    "send",
+    "set_field",
+    "add_tag",
+    "remove_tag",
+    "update_score",
+    "webhook",
+    "notify_inbox",
+    "delay",
+    "wait_until",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(_LINEAR_KINDS), min_size=1, max_size=30), st.booleans())
+def test_any_chain_from_a_trigger_is_sound_and_closing_it_needs_a_wait(
+    kinds: list[str], closed: bool
+) -> None:
+    nodes = [TRIGGER] + [node(f"n{i}", kind) for i, kind in enumerate(kinds)]
+    edges = [edge("start", "n0")] + [edge(f"n{i}", f"n{i + 1}") for i in range(len(kinds) - 1)]
+    if closed:
+        edges.append(edge(f"n{len(kinds) - 1}", "n0"))
+    has_wait = any(kind in ("delay", "wait_until") for kind in kinds)
+
+    if closed and not has_wait:
+        assert fields({"nodes": nodes, "edges": edges}) == ["workflow.nodes.1"]
+    else:
+        workflow = load_workflow({"nodes": nodes, "edges": edges})
+        assert workflow.next_node("start") == "n0"
