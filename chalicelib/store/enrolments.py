@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.domain.flows.policy import stale_buckets
-from chalicelib.domain.flows.step import Enrolment, ExitReason, Step, TraceEntry
+from chalicelib.domain.flows.step import Enrolment, ExitReason, Step, TraceEntry, TriggerEvent
 from chalicelib.domain.flows.timers import (
     DUE_RETENTION,
     FileDue,
@@ -211,7 +211,10 @@ def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _stored(enrolment: Enrolment) -> dict[str, Any]:
-    return _plain(asdict(enrolment))
+    stored = _plain(asdict(enrolment))
+    if enrolment.trigger_event is not None:
+        stored["trigger_event"] = _plain(asdict(enrolment.trigger_event))
+    return stored
 
 
 def _enrolment(campaign_id: str, contact_id: str, item: Mapping[str, Any]) -> Enrolment:
@@ -222,7 +225,7 @@ def _enrolment(campaign_id: str, contact_id: str, item: Mapping[str, Any]) -> En
     entered, arrived = when("entered_at"), when("arrived_at")
     if entered is None or arrived is None:
         raise ValueError(f"enrolment {campaign_id}/{contact_id} is missing its times")
-    reason = item.get("exit_reason")
+    reason, event = item.get("exit_reason"), item.get("trigger_event")
     return Enrolment(
         campaign_id=campaign_id,
         contact_id=contact_id,
@@ -234,6 +237,16 @@ def _enrolment(campaign_id: str, contact_id: str, item: Mapping[str, Any]) -> En
         waiting_for=item.get("waiting_for"),
         variant=item.get("variant"),
         exit_reason=ExitReason(reason) if reason else None,
+        trigger_event=_trigger_event(event) if isinstance(event, dict) else None,
+    )
+
+
+def _trigger_event(item: Mapping[str, Any]) -> TriggerEvent:
+    return TriggerEvent(
+        id=item["id"],
+        name=item["name"],
+        occurred_at=datetime.fromisoformat(item["occurred_at"]),
+        properties=item.get("properties") or {},
     )
 
 

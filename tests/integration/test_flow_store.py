@@ -11,7 +11,14 @@ from chalicelib.domain.delivery import SkipReason, zone_for
 from chalicelib.domain.flows.entry import enrol
 from chalicelib.domain.flows.graph import FlowSettings, Workflow, load_workflow
 from chalicelib.domain.flows.policy import Allow, SendPolicy, Skip, decide_send, hour_bucket
-from chalicelib.domain.flows.step import Enrolment, ExitReason, Step, StepContext, take_step
+from chalicelib.domain.flows.step import (
+    Enrolment,
+    ExitReason,
+    Step,
+    StepContext,
+    TriggerEvent,
+    take_step,
+)
 from chalicelib.domain.flows.timers import FileDue, due_shard, minute_bucket, route
 from chalicelib.domain.tenants import new_tenant_id
 from chalicelib.store import enrolments
@@ -47,6 +54,16 @@ def test_an_enrolment_is_written_once_per_contact_and_flow(aws: None) -> None:
     assert not enrolments.start(tenant, first, previous=None)
     assert enrolments.read(tenant, "cmp_1", "c_1") == first
     assert enrolments.read(new_tenant_id(), "cmp_1", "c_1") is None
+
+
+def test_an_enrolment_keeps_the_event_that_enrolled_it(aws: None) -> None:
+    tenant = new_tenant_id()
+    event = TriggerEvent("evt_1", "order.placed", NOW, {"order_id": "A-17", "items": [1, 2.5]})
+    enrolment = enrol("cmp_1", "c_1", FLOW.by_id["start"], NOW, event)
+
+    enrolments.start(tenant, enrolment, previous=None)
+
+    assert enrolments.read(tenant, "cmp_1", "c_1") == enrolment
 
 
 def test_an_exited_enrolment_is_replaced_only_by_the_writer_that_read_it(aws: None) -> None:

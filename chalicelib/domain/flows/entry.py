@@ -16,7 +16,7 @@ from typing import Literal
 from chalicelib.domain.contacts import Contact
 from chalicelib.domain.flows.graph import FlowSettings, Node
 from chalicelib.domain.flows.nodes import EventTrigger, where_tree
-from chalicelib.domain.flows.step import Enrolment, EventLike
+from chalicelib.domain.flows.step import Enrolment, EventLike, TriggerEvent
 from chalicelib.domain.segments import matches
 
 Refusal = Literal["before_start", "ended", "already_enrolled", "reentry_once", "reentry_interval"]
@@ -82,8 +82,15 @@ def refusal(
     return None
 
 
-def enrol(campaign_id: str, contact_id: str, trigger: Node, now: datetime) -> Enrolment:
-    """A new enrolment standing on ``trigger``; its first step moves it on."""
+def enrol(
+    campaign_id: str,
+    contact_id: str,
+    trigger: Node,
+    now: datetime,
+    event: TriggerEvent | None = None,
+) -> Enrolment:
+    """A new enrolment standing on ``trigger``, carrying the ``event`` that fired it; its
+    first step moves it on."""
     return Enrolment(
         campaign_id=campaign_id,
         contact_id=contact_id,
@@ -91,4 +98,5 @@ def enrol(campaign_id: str, contact_id: str, trigger: Node, now: datetime) -> En
         visit=0,
         entered_at=now.astimezone(UTC),
         arrived_at=now.astimezone(UTC),
+        trigger_event=event,
     )

@@ -73,6 +73,17 @@ class EventLike(Protocol):
 
 
 @dataclass(frozen=True)
+class TriggerEvent:
+    """The event that enrolled the contact, kept on the enrolment: every later send of the
+    flow renders with it (``{{ event.properties.order_id }}``)."""
+
+    id: str
+    name: str
+    occurred_at: datetime
+    properties: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Enrolment:
     """One contact in one flow: where it stands and, while waiting, until when."""
 
@@ -86,6 +97,7 @@ class Enrolment:
     waiting_for: str | None = None  # the event type a wait_for_event waits on
     variant: str | None = None  # the last A/B variant it took, for per-variant stats
     exit_reason: ExitReason | None = None
+    trigger_event: TriggerEvent | None = None  # None for manual, segment and scheduled entry
 
     @property
     def exited(self) -> bool:
