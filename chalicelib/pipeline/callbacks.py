@@ -53,6 +53,7 @@ from chalicelib.domain.webhooks import (
 )
 from chalicelib.observability import logger, metrics
 from chalicelib.pipeline.dispatch import handles
+from chalicelib.pipeline.messages import CallbackFlush, HttpDelivery
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.pipeline.tick import every_minute
 from chalicelib.settings import get_settings
@@ -60,11 +61,8 @@ from chalicelib.store import callbacks as buffer
 from chalicelib.store import webhooks as endpoints
 from chalicelib.store.webhooks import DeliveryAttempt
 
-FLUSH = "callback.flush"
-DELIVER = "http.deliver"
 SQS_MAX_DELAY_SECONDS = 900
 FLUSH_GRACE_SECONDS = 2  # lets a batch that read the clock just before the end land first
-Target = Literal["callback", "webhook"]
 
 
 # -- aggregated callbacks -----------------------------------------------------------------
@@ -146,14 +144,13 @@ def _chunk_key(url: str, group: Sequence[CallbackHit]) -> str:
 
 
 def _flush_message(window: buffer.Window) -> dict[str, Any]:
-    return {
-        "kind": FLUSH,
-        "tenant_id": window.tenant_id,
-        "campaign_id": window.campaign_id,
-        "event": window.event,
-        "start": window.start,
-        "due": window.due,
-    }
+    return CallbackFlush(
+        tenant_id=window.tenant_id,
+        campaign_id=window.campaign_id,
+        event=window.event,
+        start=window.start,
+        due=window.due,
+    ).as_message()
 
 
 def _sqs_delay(seconds: float) -> int:
@@ -170,16 +167,11 @@ def queue_due_flushes(now: datetime) -> None:
         metrics.add_metric(name="callback_windows_swept", unit="Count", value=len(due))
 
 
-@handles("callbacks", FLUSH)
+@handles("callbacks", CallbackFlush.KIND)
 def flush_window(message: dict[str, Any]) -> None:
     """Turn one window into queued POSTs, once (a claim keeps a second flush out)."""
-    window = buffer.Window(
-        tenant_id=message["tenant_id"],
-        campaign_id=message["campaign_id"],
-        event=message["event"],
-        start=int(message["start"]),
-        due=int(message["due"]),
-    )
+    flush = CallbackFlush.model_validate(message)
+    window = buffer.Window(flush.tenant_id, flush.campaign_id, flush.event, flush.start, flush.due)
     now = clock.now()
     if not buffer.claim_window(window, now):
         return
@@ -201,7 +193,7 @@ def flush_window(message: dict[str, Any]) -> None:
         for (url, channel), (addresses, when) in posts.items()
         for part in in_posts(list(dict.fromkeys(addresses)))
     ]
-    enqueue("callbacks", deliveries)
+    enqueue("callbacks", [d.as_message() for d in deliveries])
     buffer.clear_window(window, [key for key, _ in chunks])
 
 
@@ -221,7 +213,7 @@ def notify_webhooks(notices: Iterable[WebhookNotice]) -> int:
     by_tenant: dict[str, list[WebhookNotice]] = {}
     for notice in notices:
         by_tenant.setdefault(notice.tenant_id, []).append(notice)
-    deliveries: list[dict[str, Any]] = []
+    deliveries: list[HttpDelivery] = []
     for tenant_id, tenant_notices in by_tenant.items():
         registered = [e for e, _ in endpoints.signing_endpoints(tenant_id) if e.enabled]
         for notice in tenant_notices:
@@ -243,7 +235,7 @@ def notify_webhooks(notices: Iterable[WebhookNotice]) -> int:
                 if wants(endpoint.event_types, notice.event_type)
             )
     if deliveries:
-        enqueue("callbacks", deliveries)
+        enqueue("callbacks", [d.as_message() for d in deliveries])
     return len(deliveries)
 
 
@@ -251,43 +243,39 @@ def notify_webhooks(notices: Iterable[WebhookNotice]) -> int:
 def _delivery(
     *,
     tenant_id: str,
-    target: Target,
+    target: Literal["callback", "webhook"],
     target_id: str,
     event_type: str,
     url: str | None,
     body: str,
-) -> dict[str, Any]:
-    message: dict[str, Any] = {
-        "kind": DELIVER,
-        "tenant_id": tenant_id,
-        "target": target,
-        "target_id": target_id,
-        "event_type": event_type,
-        "delivery_id": new_delivery_id(),
-        "body": body,
-        "attempt": 1,
-        "not_before": 0,
-    }
-    if url is not None:
-        message["url"] = url
-    return message
+) -> HttpDelivery:
+    return HttpDelivery(
+        tenant_id=tenant_id,
+        target=target,
+        target_id=target_id,
+        event_type=event_type,
+        delivery_id=new_delivery_id(),
+        body=body,
+        url=url,
+    )
 
 
-@handles("callbacks", DELIVER)
-def deliver(message: dict[str, Any]) -> None:
+@handles("callbacks", HttpDelivery.KIND)
+def deliver(body: dict[str, Any]) -> None:
     """One attempt of one delivery; schedules the next attempt or ends the delivery."""
+    message = HttpDelivery.model_validate(body)
     now = clock.now()
-    wait = int(message.get("not_before", 0)) - int(now.timestamp())
+    wait = message.not_before - int(now.timestamp())
     if wait > 0:  # a hop of a long retry delay: not yet
-        enqueue("callbacks", [message], delay_seconds=_sqs_delay(wait))
+        enqueue("callbacks", [message.as_message()], delay_seconds=_sqs_delay(wait))
         return
     request = _request(message, now)
     if request is None:
         return
     url, headers = request
-    attempt = int(message["attempt"])
+    attempt = message.attempt
     try:
-        outcome = post(url, message["body"].encode(), headers)
+        outcome = post(url, message.body.encode(), headers)
     except RefusedTarget as refused:
         _end(message, now, "refused", HttpOutcome(status=None, error=str(refused)))
         _dead_letter(message, str(refused))
@@ -298,49 +286,46 @@ def deliver(message: dict[str, Any]) -> None:
             _end(message, now, "delivered", outcome)
     elif decision == "gone":
         _end(message, now, "gone", outcome)
-        if message["target"] == "webhook":
+        if message.target == "webhook":
             endpoints.disable_endpoint(
-                message["tenant_id"], message["target_id"], "the endpoint answered 410 Gone", now
+                message.tenant_id, message.target_id, "the endpoint answered 410 Gone", now
             )
     elif decision == "retry":
         _end(message, now, "retrying", outcome)
         delay = retry_delay(attempt)
-        following = {
-            **message,
-            "attempt": attempt + 1,
-            "not_before": int(now.timestamp()) + delay,
-        }
-        enqueue("callbacks", [following], delay_seconds=_sqs_delay(delay))
+        following = message.model_copy(
+            update={"attempt": attempt + 1, "not_before": int(now.timestamp()) + delay}
+        )
+        enqueue("callbacks", [following.as_message()], delay_seconds=_sqs_delay(delay))
     else:
         _end(message, now, "dead_lettered", outcome)
         _dead_letter(message, outcome.error or f"HTTP {outcome.status}")
 
 
-def _request(message: dict[str, Any], now: datetime) -> tuple[str, dict[str, str]] | None:
+def _request(message: HttpDelivery, now: datetime) -> tuple[str, dict[str, str]] | None:
     """The URL and headers of this attempt; None when the webhook endpoint is gone or off."""
-    if message["target"] == "callback":
-        return message["url"], {"Content-Type": FORM_CONTENT_TYPE}
+    if message.target == "callback":
+        assert message.url is not None  # a callback delivery is queued with its URL
+        return message.url, {"Content-Type": FORM_CONTENT_TYPE}
     try:
-        endpoint, secret = endpoints.get_signing_endpoint(
-            message["tenant_id"], message["target_id"]
-        )
+        endpoint, secret = endpoints.get_signing_endpoint(message.tenant_id, message.target_id)
     except NotFound:
         return None
     if not endpoint.enabled:
         return None
-    body = message["body"].encode()
-    return endpoint.url, signed_headers(secret, message["delivery_id"], int(now.timestamp()), body)
+    body = message.body.encode()
+    return endpoint.url, signed_headers(secret, message.delivery_id, int(now.timestamp()), body)
 
 
-def _end(message: dict[str, Any], now: datetime, outcome: str, result: HttpOutcome) -> None:
+def _end(message: HttpDelivery, now: datetime, outcome: str, result: HttpOutcome) -> None:
     """Log an attempt that did not simply succeed (the API shows these)."""
     endpoints.log_attempt(
-        message["tenant_id"],
-        message["target_id"],
+        message.tenant_id,
+        message.target_id,
         DeliveryAttempt(
-            delivery_id=message["delivery_id"],
-            event_type=message["event_type"],
-            attempt=int(message["attempt"]),
+            delivery_id=message.delivery_id,
+            event_type=message.event_type,
+            attempt=message.attempt,
             at=now,
             outcome=outcome,
             status=result.status,
@@ -348,10 +333,10 @@ def _end(message: dict[str, Any], now: datetime, outcome: str, result: HttpOutco
         ),
     )
     if outcome != "delivered":
-        metrics.add_metric(name=f"{message['target']}_delivery_{outcome}", unit="Count", value=1)
+        metrics.add_metric(name=f"{message.target}_delivery_{outcome}", unit="Count", value=1)
 
 
-def _dead_letter(message: dict[str, Any], reason: str) -> None:
+def _dead_letter(message: HttpDelivery, reason: str) -> None:
     """Move a delivery that will never succeed to the callbacks DLQ, where it is kept.
 
     The DLQ's URL is looked up each time: this is the rare path, and no cache can then
@@ -360,9 +345,9 @@ def _dead_letter(message: dict[str, Any], reason: str) -> None:
     url = sqs.get_queue_url(QueueName=get_settings().dead_letter_queue_name("callbacks"))
     sqs.send_message(
         QueueUrl=url["QueueUrl"],
-        MessageBody=json.dumps({**message, "failure": reason}, separators=(",", ":")),
+        MessageBody=json.dumps({**message.as_message(), "failure": reason}, separators=(",", ":")),
     )
     logger.warning(
         "delivery dead-lettered",
-        extra={"target": message["target"], "target_id": message["target_id"], "reason": reason},
+        extra={"target": message.target, "target_id": message.target_id, "reason": reason},
     )

@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager, ExitStack
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalicelib.observability import logger, metrics
+from chalicelib.pipeline.messages import EVENTBRIDGE, SNS
 from chalicelib.settings import QueueRole
 
 if TYPE_CHECKING:
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
 
 MessageHandler = Callable[[dict[str, Any]], None]
 BatchScope = Callable[[], AbstractContextManager[object]]
-EVENTBRIDGE = "eventbridge"  # the kind of bus events, which carry no ``kind`` of their own
-SNS = "sns"  # the kind of SNS notifications (SNS → SQS, not raw): provider feedback
 _HANDLERS: dict[tuple[QueueRole, str], MessageHandler] = {}
 _SCOPES: dict[QueueRole, list[BatchScope]] = {}
 _Scope = TypeVar("_Scope", bound=BatchScope)

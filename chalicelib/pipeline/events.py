@@ -45,7 +45,8 @@ from chalicelib.domain.events import (
 )
 from chalicelib.domain.tenants import is_tenant_id
 from chalicelib.observability import logger, metrics
-from chalicelib.pipeline.dispatch import EVENTBRIDGE, handles
+from chalicelib.pipeline.dispatch import handles
+from chalicelib.pipeline.messages import EVENTBRIDGE
 from chalicelib.store import contacts
 from chalicelib.store.timeline import record_on_timeline
 

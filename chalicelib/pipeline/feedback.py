@@ -56,7 +56,8 @@ from chalicelib.pipeline.callbacks import (
     buffer_callbacks,
     notify_webhooks,
 )
-from chalicelib.pipeline.dispatch import EVENTBRIDGE, SNS, batch_scope, handles
+from chalicelib.pipeline.dispatch import batch_scope, handles
+from chalicelib.pipeline.messages import EVENTBRIDGE, SNS
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.store import ledger
 from chalicelib.store.campaigns import get_campaign

@@ -29,12 +29,11 @@ from chalicelib.domain.imports import (
 )
 from chalicelib.observability import logger
 from chalicelib.pipeline.dispatch import handles
+from chalicelib.pipeline.messages import ImportChunk
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.store import contacts as contact_store
 from chalicelib.store import imports as store
 from chalicelib.store.events_out import publish_events
-
-IMPORT_CHUNK = "import.chunk"
 
 
 def submit_import(
@@ -48,14 +47,15 @@ def submit_import(
 
 
 def _queue_chunk(tenant_id: str, import_id: str, index: int) -> None:
-    message = {"kind": IMPORT_CHUNK, "tenant_id": tenant_id, "import_id": import_id, "chunk": index}
-    enqueue("control", [message])
+    message = ImportChunk(tenant_id=tenant_id, import_id=import_id, chunk=index)
+    enqueue("control", [message.as_message()])
 
 
-@handles("control", IMPORT_CHUNK)
+@handles("control", ImportChunk.KIND)
 def process_chunk(message: dict[str, Any]) -> None:
     """Run one chunk; a redelivered or concurrent copy changes no count (see record_chunk)."""
-    tenant_id, import_id, index = message["tenant_id"], message["import_id"], int(message["chunk"])
+    chunk = ImportChunk.model_validate(message)
+    tenant_id, import_id, index = chunk.tenant_id, chunk.import_id, chunk.chunk
     state = store.import_state(tenant_id, import_id)
     if index in state.done_chunks:
         _carry_on(tenant_id, state, index)

@@ -11,18 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.pipeline.dispatch import handles
+from chalicelib.pipeline.messages import ListPurge
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.store.lists import purge_members
 
-LIST_PURGE = "list.purge"
-
 
 def schedule_purge(tenant_id: str, list_id: str) -> None:
-    enqueue("control", [{"kind": LIST_PURGE, "tenant_id": tenant_id, "list_id": list_id}])
+    enqueue("control", [ListPurge(tenant_id=tenant_id, list_id=list_id).as_message()])
 
 
-@handles("control", LIST_PURGE)
+@handles("control", ListPurge.KIND)
 def purge_list(message: dict[str, Any]) -> None:
-    tenant_id, list_id = message["tenant_id"], message["list_id"]
-    if not purge_members(tenant_id, list_id):
-        schedule_purge(tenant_id, list_id)
+    purge = ListPurge.model_validate(message)
+    if not purge_members(purge.tenant_id, purge.list_id):
+        schedule_purge(purge.tenant_id, purge.list_id)

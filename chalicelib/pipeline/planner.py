@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from chalicelib.channels.base import channel_for
 from chalicelib.domain import clock
@@ -43,8 +43,9 @@ from chalicelib.domain.delivery import SkipReason, contact_skip
 from chalicelib.domain.errors import HeraldError, InvalidTransition, NotFound
 from chalicelib.observability import logger, metrics
 from chalicelib.pipeline.dispatch import handles
+from chalicelib.pipeline.messages import BatchMessage, PlanMessage, StartCampaign
 from chalicelib.pipeline.queues import enqueue
-from chalicelib.pipeline.sender import SEND_BATCH, check_completion
+from chalicelib.pipeline.sender import check_completion
 from chalicelib.resources import herald_resources
 from chalicelib.settings import get_settings
 from chalicelib.store.audience import audience_page
@@ -54,26 +55,8 @@ from chalicelib.store.counters import add_counts
 from chalicelib.store.ledger import LeaseResult, WorkUnit, finish, remember, take_lease
 from chalicelib.store.suppression import suppressed_among
 
-START = "campaign.start"
-PLAN = "campaign.plan"
 PAGE_SIZE = 500  # contacts examined per planner message
 MAX_DELAY_SECONDS = 900  # SQS's longest DelaySeconds
-
-
-class PlanMessage(BaseModel):
-    """A ``campaign.plan`` message: which page to plan, where it starts, totals so far."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    tenant_id: str
-    campaign_id: str
-    page: int = Field(ge=0)
-    cursor: str | None = None
-    recipients: int = Field(default=0, ge=0, description="Audience members on earlier pages.")
-    batches: int = Field(default=0, ge=0, description="Batches planned on earlier pages.")
-
-    def as_message(self) -> dict[str, Any]:
-        return {"kind": PLAN, **self.model_dump()}
 
 
 class PlannedPage(BaseModel):
@@ -85,10 +68,11 @@ class PlannedPage(BaseModel):
     next_cursor: str | None
 
 
-@handles("control", START)
+@handles("control", StartCampaign.KIND)
 def start_campaign(message: dict[str, Any]) -> None:
     """Start a due campaign (once) and plan its first page."""
-    tenant_id, campaign_id = str(message["tenant_id"]), str(message["campaign_id"])
+    start = StartCampaign.model_validate(message)
+    tenant_id, campaign_id = start.tenant_id, start.campaign_id
     try:
         apply_action(tenant_id, campaign_id, "start", clock.now())
     except NotFound:
@@ -103,7 +87,7 @@ def start_campaign(message: dict[str, Any]) -> None:
     plan_page(PlanMessage(tenant_id=tenant_id, campaign_id=campaign_id, page=0))
 
 
-@handles("control", PLAN)
+@handles("control", PlanMessage.KIND)
 def continue_plan(message: dict[str, Any]) -> None:
     plan_page(PlanMessage.model_validate(message))
 
@@ -237,14 +221,13 @@ def _enqueue_batches(
     enqueue(
         "send",
         (
-            {
-                "kind": SEND_BATCH,
-                "tenant_id": tenant_id,
-                "campaign_id": campaign.id,
-                "step": step,
-                "batch_id": f"{page:06d}-{index:03d}",
-                "recipients": recipients,
-            }
+            BatchMessage(
+                tenant_id=tenant_id,
+                campaign_id=campaign.id,
+                step=step,
+                batch_id=f"{page:06d}-{index:03d}",
+                recipients=recipients,
+            ).as_message()
             for index, recipients in enumerate(batches)
         ),
     )

@@ -29,20 +29,20 @@ from botocore.exceptions import ClientError
 from chalicelib.aws import client
 from chalicelib.domain.campaigns import Action, Campaign, resolve_scheduled_at
 from chalicelib.observability import logger, metrics
+from chalicelib.pipeline.messages import StartCampaign
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.pipeline.tick import every_minute
 from chalicelib.settings import get_settings
 from chalicelib.store import campaigns as store
 
-START = "campaign.start"
 # Scheduler fires within seconds of at(); past this a start is considered lost.
 OVERDUE_AFTER = timedelta(minutes=1)
 SWEEP_LIMIT = 500  # starts per tick; anything beyond waits one more minute
 
 
-def start_message(tenant_id: str, campaign_id: str) -> dict[str, str]:
+def start_message(tenant_id: str, campaign_id: str) -> dict[str, Any]:
     """The control-queue message that starts a campaign (handled by the planner)."""
-    return {"kind": START, "tenant_id": tenant_id, "campaign_id": campaign_id}
+    return StartCampaign(tenant_id=tenant_id, campaign_id=campaign_id).as_message()
 
 
 # -- EventBridge Scheduler ---------------------------------------------------------------

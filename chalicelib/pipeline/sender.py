@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from chalicelib.channels.base import (
     Channel,
@@ -70,6 +70,7 @@ from chalicelib.domain.unsubscribe import UnsubscribeClaim, unsubscribe_headers,
 from chalicelib.observability import logger, metrics
 from chalicelib.pipeline.dispatch import handles
 from chalicelib.pipeline.feedback import on_messages_sent
+from chalicelib.pipeline.messages import BatchMessage
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.resources import herald_resources
 from chalicelib.settings import get_settings
@@ -95,7 +96,6 @@ from chalicelib.store.senders import get_sender
 from chalicelib.store.suppression import suppress, suppressed_among
 from chalicelib.store.templates import get_template
 
-SEND_BATCH = "send.batch"
 MAX_DELAY_SECONDS = 900  # SQS's longest DelaySeconds
 # A paused batch looks again after these: resume takes effect within a minute, and a
 # parked batch costs one SQS message and one GetItem a minute while the pause lasts.
@@ -109,27 +109,8 @@ SENDING_STATUSES = frozenset({"calculating", "sending"})
 T = TypeVar("T")
 
 
-class BatchMessage(BaseModel):
-    """A ``send.batch`` message."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    tenant_id: str
-    campaign_id: str
-    step: str = "main"
-    batch_id: str = Field(min_length=1, max_length=200)
-    recipients: list[str] = Field(max_length=100)
-    not_before: datetime | None = Field(
-        default=None, description="Quiet hours: not to be sent before this instant."
-    )
-    pause_hops: int = Field(default=0, ge=0, description="How often it found the campaign paused.")
-
-    def as_message(self) -> dict[str, Any]:
-        return {"kind": SEND_BATCH, **self.model_dump(mode="json", exclude_none=True)}
-
-
 # -- the handler --------------------------------------------------------------------------
-@handles("send", SEND_BATCH)
+@handles("send", BatchMessage.KIND)
 def send_batch(message: dict[str, Any]) -> None:
     batch = BatchMessage.model_validate(message)
     now = clock.now()

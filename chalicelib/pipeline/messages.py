@@ -1,0 +1,142 @@
+"""Every message Herald puts on its queues: one pydantic model per kind, for producer and consumer.
+
+A producer builds the model and queues ``as_message()``; the consumer validates the body
+with the same model. A field added, renamed or retyped here changes both sides at once,
+so a message can never be written in one shape and read in another.
+
+Models ignore fields they do not know: during a deployment, messages written by the new
+version may be read by the old one (and the reverse) for as long as a queue holds them.
+
+Two kinds are not Herald's own: EventBridge envelopes (bus events, provider feedback)
+and SNS notifications arrive without a ``kind`` and are recognised by their shape
+(``chalicelib.pipeline.dispatch``); ``ENVELOPES`` names them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chalicelib.domain.feedback import CallbackEvent
+from chalicelib.settings import QueueRole
+
+EVENTBRIDGE = "eventbridge"  # the kind of bus events, which carry no ``kind`` of their own
+SNS = "sns"  # the kind of SNS notifications (SNS → SQS, not raw): provider feedback
+# The queues each foreign envelope reaches (by infra's subscriptions and bus rules).
+ENVELOPES: dict[str, frozenset[QueueRole]] = {
+    EVENTBRIDGE: frozenset({"feedback", "triggers"}),
+    SNS: frozenset({"feedback"}),
+}
+
+
+class QueueMessage(BaseModel):
+    """A message of one ``KIND`` that travels on one ``QUEUE``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    KIND: ClassVar[str]
+    QUEUE: ClassVar[QueueRole]
+
+    tenant_id: str = Field(min_length=1)
+
+    def as_message(self) -> dict[str, Any]:
+        """The JSON object to queue: the fields plus ``kind``."""
+        return {"kind": self.KIND, **self.model_dump(mode="json", exclude_none=True)}
+
+
+class StartCampaign(QueueMessage):
+    """Start a due campaign (from its schedule, send-now, or the overdue sweep)."""
+
+    KIND = "campaign.start"
+    QUEUE = "control"
+
+    campaign_id: str
+
+
+class PlanMessage(QueueMessage):
+    """Plan one page of a started campaign's audience: which page, where it starts, totals."""
+
+    KIND = "campaign.plan"
+    QUEUE = "control"
+
+    campaign_id: str
+    page: int = Field(ge=0)
+    cursor: str | None = None
+    recipients: int = Field(default=0, ge=0, description="Audience members on earlier pages.")
+    batches: int = Field(default=0, ge=0, description="Batches planned on earlier pages.")
+
+
+class BatchMessage(QueueMessage):
+    """Send one batch of a campaign's recipients."""
+
+    KIND = "send.batch"
+    QUEUE = "send"
+
+    campaign_id: str
+    step: str = "main"
+    batch_id: str = Field(min_length=1, max_length=200)
+    recipients: list[str] = Field(max_length=100)
+    not_before: datetime | None = Field(
+        default=None, description="Quiet hours: not to be sent before this instant."
+    )
+    pause_hops: int = Field(default=0, ge=0, description="How often it found the campaign paused.")
+
+
+class ImportChunk(QueueMessage):
+    """Work through one chunk of a bulk import."""
+
+    KIND = "import.chunk"
+    QUEUE = "control"
+
+    import_id: str
+    chunk: int = Field(ge=0)
+
+
+class ListPurge(QueueMessage):
+    """Clear one more page of a deleted list's members."""
+
+    KIND = "list.purge"
+    QUEUE = "control"
+
+    list_id: str
+
+
+class CallbackFlush(QueueMessage):
+    """Turn one closed callback window into POSTs."""
+
+    KIND = "callback.flush"
+    QUEUE = "callbacks"
+
+    campaign_id: str
+    event: CallbackEvent
+    start: int
+    due: int
+
+
+class HttpDelivery(QueueMessage):
+    """One attempt of one outgoing POST: an aggregated callback or a signed webhook."""
+
+    KIND = "http.deliver"
+    QUEUE = "callbacks"
+
+    target: Literal["callback", "webhook"]
+    target_id: str = Field(description="The campaign (callback) or the webhook endpoint.")
+    event_type: str
+    delivery_id: str
+    body: str
+    attempt: int = Field(default=1, ge=1)
+    not_before: int = Field(default=0, description="Unix seconds before which not to POST.")
+    url: str | None = Field(default=None, description="A callback's URL; webhooks look it up.")
+
+
+MESSAGE_TYPES: tuple[type[QueueMessage], ...] = (
+    StartCampaign,
+    PlanMessage,
+    BatchMessage,
+    ImportChunk,
+    ListPurge,
+    CallbackFlush,
+    HttpDelivery,
+)
