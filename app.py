@@ -1,4 +1,10 @@
-"""Herald: the Chalice app. Wiring only; everything that decides lives in chalicelib/."""
+"""Herald: the Chalice app. Wiring only; everything that decides lives in chalicelib/.
+
+Read top to bottom: the HTTP blueprints, then ``QUEUE_CONSUMERS`` (every queue, every
+message kind on it and the function that handles it) and ``TICK_JOBS`` (everything the
+one-minute tick runs). Nothing registers itself by being imported: a handler missing
+from these tables is never called.
+"""
 
 from __future__ import annotations
 
@@ -25,11 +31,15 @@ from chalicelib.api import (
     webhooks,
 )
 from chalicelib.api.dialects import seed002, seed003
-from chalicelib.pipeline import callbacks as notifications  # noqa: F401  (registers handlers)
-from chalicelib.pipeline import dispatch, planner, sender  # noqa: F401  (register their handlers)
-from chalicelib.pipeline import events as contact_events  # noqa: F401  (registers its handler)
-from chalicelib.pipeline import feedback as provider_feedback  # noqa: F401  (registers handlers)
+from chalicelib.pipeline import callbacks as notifications
+from chalicelib.pipeline import dispatch, planner, scheduling, sender
+from chalicelib.pipeline import events as contact_events
+from chalicelib.pipeline import feedback as provider_feedback
+from chalicelib.pipeline import imports as import_jobs
+from chalicelib.pipeline import lists as list_jobs
+from chalicelib.pipeline import messages as kinds
 from chalicelib.pipeline import tick as ticking
+from chalicelib.pipeline.dispatch import Consumer
 from chalicelib.resources import herald_resources
 from chalicelib.settings import QueueRole, get_settings
 
@@ -60,6 +70,37 @@ def observe(event: Any, get_response: Any) -> Any:
     return observability.observe(name, event, get_response)
 
 
+QUEUE_CONSUMERS: dict[QueueRole, Consumer] = {
+    "control": Consumer(
+        {
+            kinds.StartCampaign.KIND: planner.start_campaign,
+            kinds.PlanMessage.KIND: planner.continue_plan,
+            kinds.ImportChunk.KIND: import_jobs.process_chunk,
+            kinds.ListPurge.KIND: list_jobs.purge_list,
+        }
+    ),
+    "send": Consumer({kinds.BatchMessage.KIND: sender.send_batch}),
+    "feedback": Consumer(
+        {
+            kinds.SNS: provider_feedback.on_provider_event,
+            kinds.EVENTBRIDGE: provider_feedback.on_provider_event,
+        },
+        scopes=(provider_feedback.feedback_batch,),
+    ),
+    "triggers": Consumer({kinds.EVENTBRIDGE: contact_events.receive_bus_event}),
+    "callbacks": Consumer(
+        {
+            kinds.CallbackFlush.KIND: notifications.flush_window,
+            kinds.HttpDelivery.KIND: notifications.deliver,
+        }
+    ),
+}
+TICK_JOBS: dict[str, ticking.Job] = {
+    "campaigns.overdue": scheduling.start_overdue,
+    "callback-windows": notifications.queue_due_flushes,
+}
+
+
 def _consumes(role: QueueRole) -> Callable[[Callable[[Any], Any]], Any]:
     """Subscribe the decorated function to ``role``'s queue as chalicelib.resources says."""
     spec = resources.queue(role)
@@ -73,29 +114,37 @@ def _consumes(role: QueueRole) -> Callable[[Callable[[Any], Any]], Any]:
 
 @_consumes("control")
 def control_worker(event: Any) -> dict[str, Any]:
-    return dispatch.handle_batch("control", event.to_dict(), event.context)
+    return dispatch.handle_batch(
+        "control", QUEUE_CONSUMERS["control"], event.to_dict(), event.context
+    )
 
 
 @_consumes("send")
 def send_worker(event: Any) -> dict[str, Any]:
-    return dispatch.handle_batch("send", event.to_dict(), event.context)
+    return dispatch.handle_batch("send", QUEUE_CONSUMERS["send"], event.to_dict(), event.context)
 
 
 @_consumes("feedback")
 def feedback_worker(event: Any) -> dict[str, Any]:
-    return dispatch.handle_batch("feedback", event.to_dict(), event.context)
+    return dispatch.handle_batch(
+        "feedback", QUEUE_CONSUMERS["feedback"], event.to_dict(), event.context
+    )
 
 
 @_consumes("triggers")
 def trigger_worker(event: Any) -> dict[str, Any]:
-    return dispatch.handle_batch("triggers", event.to_dict(), event.context)
+    return dispatch.handle_batch(
+        "triggers", QUEUE_CONSUMERS["triggers"], event.to_dict(), event.context
+    )
 
 
 @_consumes("callbacks")
 def callback_worker(event: Any) -> dict[str, Any]:
-    return dispatch.handle_batch("callbacks", event.to_dict(), event.context)
+    return dispatch.handle_batch(
+        "callbacks", QUEUE_CONSUMERS["callbacks"], event.to_dict(), event.context
+    )
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def tick(event: Any) -> dict[str, str]:
-    return ticking.run_tick()
+    return ticking.run_tick(TICK_JOBS)

@@ -52,10 +52,8 @@ from chalicelib.domain.webhooks import (
     wants,
 )
 from chalicelib.observability import logger, metrics
-from chalicelib.pipeline.dispatch import handles
 from chalicelib.pipeline.messages import CallbackFlush, HttpDelivery
 from chalicelib.pipeline.queues import enqueue
-from chalicelib.pipeline.tick import every_minute
 from chalicelib.settings import get_settings
 from chalicelib.store import callbacks as buffer
 from chalicelib.store import webhooks as endpoints
@@ -157,7 +155,6 @@ def _sqs_delay(seconds: float) -> int:
     return max(0, min(SQS_MAX_DELAY_SECONDS, int(seconds)))
 
 
-@every_minute("callback-windows")
 def queue_due_flushes(now: datetime) -> None:
     """Re-queue the flush of every window that is due (normally none: the delayed flush
     message got there first and removed the window)."""
@@ -167,7 +164,6 @@ def queue_due_flushes(now: datetime) -> None:
         metrics.add_metric(name="callback_windows_swept", unit="Count", value=len(due))
 
 
-@handles("callbacks", CallbackFlush.KIND)
 def flush_window(message: dict[str, Any]) -> None:
     """Turn one window into queued POSTs, once (a claim keeps a second flush out)."""
     flush = CallbackFlush.model_validate(message)
@@ -260,7 +256,6 @@ def _delivery(
     )
 
 
-@handles("callbacks", HttpDelivery.KIND)
 def deliver(body: dict[str, Any]) -> None:
     """One attempt of one delivery; schedules the next attempt or ends the delivery."""
     message = HttpDelivery.model_validate(body)

@@ -1,8 +1,10 @@
 """From an SQS batch to the function that handles each message, with partial failures.
 
 Every message Herald puts on a queue is JSON with a ``kind`` (what to do) and usually a
-``tenant_id``. Each queue's Lambda handler hands its batch to ``handle_batch``, which runs
-the registered function for each record through Powertools' BatchProcessor and returns
+``tenant_id`` (``chalicelib.pipeline.messages``). Each queue's Lambda handler hands its
+batch to ``handle_batch`` with the queue's ``Consumer`` (app.py's table says which
+function handles which kind), which runs each record's handler through Powertools'
+BatchProcessor and returns
 ``{"batchItemFailures": [...]}``: only the records that failed come back, and (with
 ``ReportBatchItemFailures`` on the event source mapping, set in infra/) only they are
 retried and, after ``maxReceiveCount`` receives, dead-lettered. Chalice cannot set that
@@ -12,9 +14,10 @@ flag itself (aws/chalice#2029); the local poller honours the same response.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.observability import logger, metrics
 from chalicelib.pipeline.messages import EVENTBRIDGE, SNS
@@ -25,45 +28,27 @@ if TYPE_CHECKING:
 
 MessageHandler = Callable[[dict[str, Any]], None]
 BatchScope = Callable[[], AbstractContextManager[object]]
-_HANDLERS: dict[tuple[QueueRole, str], MessageHandler] = {}
-_SCOPES: dict[QueueRole, list[BatchScope]] = {}
-_Scope = TypeVar("_Scope", bound=BatchScope)
 
 
 class UnknownMessage(Exception):
-    """A message no handler is registered for: it fails, and ends in the dead-letter queue."""
+    """A message no handler is listed for: it fails, and ends in the dead-letter queue."""
 
 
-def handles(role: QueueRole, kind: str) -> Callable[[MessageHandler], MessageHandler]:
-    """Register ``fn`` as the handler of messages of ``kind`` arriving on queue ``role``."""
+@dataclass(frozen=True)
+class Consumer:
+    """What one queue's Lambda runs: the handler of each message kind, and batch scopes.
 
-    def register(fn: MessageHandler) -> MessageHandler:
-        key = (role, kind)
-        if key in _HANDLERS and _HANDLERS[key] is not fn:
-            raise ValueError(f"two handlers for {kind!r} on the {role} queue")
-        _HANDLERS[key] = fn
-        return fn
-
-    return register
-
-
-def batch_scope(role: QueueRole) -> Callable[[_Scope], _Scope]:
-    """Register a context manager entered around every batch of ``role``'s queue.
-
-    For handlers that gather what their records did and write it once per batch instead
-    of once per record (the feedback worker's counters and callback buffer). If the
-    scope's exit raises, every record of the batch is reported failed and retried.
+    A scope is a context manager entered around every batch, for handlers that gather
+    what their records did and write it once per batch instead of once per record (the
+    feedback worker's counters and callback buffer). If a scope's exit raises, every
+    record of the batch is reported failed and retried.
     """
 
-    def register(scope: _Scope) -> _Scope:
-        if scope not in _SCOPES.setdefault(role, []):
-            _SCOPES[role].append(scope)
-        return scope
-
-    return register
+    handlers: Mapping[str, MessageHandler]
+    scopes: Sequence[BatchScope] = ()
 
 
-def decode(role: QueueRole, body: str) -> tuple[MessageHandler, dict[str, Any]]:
+def decode(role: QueueRole, consumer: Consumer, body: str) -> tuple[MessageHandler, dict[str, Any]]:
     """The handler for a message body and the message itself."""
     try:
         message = json.loads(body)
@@ -76,16 +61,18 @@ def decode(role: QueueRole, body: str) -> tuple[MessageHandler, dict[str, Any]]:
         kind = EVENTBRIDGE  # an EventBridge envelope, delivered by a bus rule as is
     if kind is None and message.get("Type") == "Notification" and "TopicArn" in message:
         kind = SNS
-    handler = _HANDLERS.get((role, str(kind)))
+    handler = consumer.handlers.get(str(kind))
     if handler is None:
         raise UnknownMessage(f"no handler for kind {kind!r} on {role}")
     return handler, message
 
 
-def handle_batch(role: QueueRole, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+def handle_batch(
+    role: QueueRole, consumer: Consumer, event: dict[str, Any], context: Any = None
+) -> dict[str, Any]:
     """Process one Lambda SQS event; returns the records to retry as ``batchItemFailures``."""
     # Imported here: Powertools' batch utility loads its parser models too, and the API
-    # function, which imports this module to register handlers, never handles a batch.
+    # function, which imports app.py and so this module, never handles a batch.
     from aws_lambda_powertools.utilities.batch import (
         BatchProcessor,
         EventType,
@@ -96,7 +83,7 @@ def handle_batch(role: QueueRole, event: dict[str, Any], context: Any = None) ->
     processor = BatchProcessor(event_type=EventType.SQS)
 
     def record_handler(record: SQSRecord) -> None:
-        handler, message = decode(role, record.body)
+        handler, message = decode(role, consumer, record.body)
         if message.get("tenant_id"):
             logger.append_keys(tenant_id=message["tenant_id"])
         if message.get("campaign_id"):
@@ -112,7 +99,7 @@ def handle_batch(role: QueueRole, event: dict[str, Any], context: Any = None) ->
     response: dict[str, Any]
     try:
         with ExitStack() as scopes:
-            for scope in _SCOPES.get(role, ()):
+            for scope in consumer.scopes:
                 scopes.enter_context(scope())
             try:
                 response = dict(

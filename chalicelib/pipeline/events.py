@@ -45,8 +45,6 @@ from chalicelib.domain.events import (
 )
 from chalicelib.domain.tenants import is_tenant_id
 from chalicelib.observability import logger, metrics
-from chalicelib.pipeline.dispatch import handles
-from chalicelib.pipeline.messages import EVENTBRIDGE
 from chalicelib.store import contacts
 from chalicelib.store.timeline import record_on_timeline
 
@@ -68,7 +66,6 @@ def on_contact_event(reactor: ContactEventReactor) -> ContactEventReactor:
     return reactor
 
 
-@handles("triggers", EVENTBRIDGE)
 def receive_bus_event(message: dict[str, Any]) -> None:
     """Record one bus event on its contact and run the reactors (steps in the docstring)."""
     envelope = BusEnvelope.model_validate(message)

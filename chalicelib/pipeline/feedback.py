@@ -56,8 +56,6 @@ from chalicelib.pipeline.callbacks import (
     buffer_callbacks,
     notify_webhooks,
 )
-from chalicelib.pipeline.dispatch import batch_scope, handles
-from chalicelib.pipeline.messages import EVENTBRIDGE, SNS
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.store import ledger
 from chalicelib.store.campaigns import get_campaign
@@ -114,7 +112,6 @@ class _BatchEffects:
 _batch: ContextVar[_BatchEffects | None] = ContextVar("feedback_batch", default=None)
 
 
-@batch_scope("feedback")
 @contextmanager
 def feedback_batch() -> Iterator[_BatchEffects]:
     """Gather the effects of the events handled inside; write them when the block ends."""
@@ -127,8 +124,6 @@ def feedback_batch() -> Iterator[_BatchEffects]:
     effects.write()
 
 
-@handles("feedback", SNS)
-@handles("feedback", EVENTBRIDGE)
 def on_provider_event(message: dict[str, Any]) -> None:
     """One SES event or SMS delivery status from the feedback queue."""
     event = parse_notification(message)

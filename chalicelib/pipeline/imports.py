@@ -28,7 +28,6 @@ from chalicelib.domain.imports import (
     split_records,
 )
 from chalicelib.observability import logger
-from chalicelib.pipeline.dispatch import handles
 from chalicelib.pipeline.messages import ImportChunk
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.store import contacts as contact_store
@@ -51,7 +50,6 @@ def _queue_chunk(tenant_id: str, import_id: str, index: int) -> None:
     enqueue("control", [message.as_message()])
 
 
-@handles("control", ImportChunk.KIND)
 def process_chunk(message: dict[str, Any]) -> None:
     """Run one chunk; a redelivered or concurrent copy changes no count (see record_chunk)."""
     chunk = ImportChunk.model_validate(message)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.pipeline.dispatch import handles
 from chalicelib.pipeline.messages import ListPurge
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.store.lists import purge_members
@@ -20,7 +19,6 @@ def schedule_purge(tenant_id: str, list_id: str) -> None:
     enqueue("control", [ListPurge(tenant_id=tenant_id, list_id=list_id).as_message()])
 
 
-@handles("control", ListPurge.KIND)
 def purge_list(message: dict[str, Any]) -> None:
     purge = ListPurge.model_validate(message)
     if not purge_members(purge.tenant_id, purge.list_id):

@@ -42,7 +42,6 @@ from chalicelib.domain.contacts import Contact
 from chalicelib.domain.delivery import SkipReason, contact_skip
 from chalicelib.domain.errors import HeraldError, InvalidTransition, NotFound
 from chalicelib.observability import logger, metrics
-from chalicelib.pipeline.dispatch import handles
 from chalicelib.pipeline.messages import BatchMessage, PlanMessage, StartCampaign
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.pipeline.sender import check_completion
@@ -68,7 +67,6 @@ class PlannedPage(BaseModel):
     next_cursor: str | None
 
 
-@handles("control", StartCampaign.KIND)
 def start_campaign(message: dict[str, Any]) -> None:
     """Start a due campaign (once) and plan its first page."""
     start = StartCampaign.model_validate(message)
@@ -87,7 +85,6 @@ def start_campaign(message: dict[str, Any]) -> None:
     plan_page(PlanMessage(tenant_id=tenant_id, campaign_id=campaign_id, page=0))
 
 
-@handles("control", PlanMessage.KIND)
 def continue_plan(message: dict[str, Any]) -> None:
     plan_page(PlanMessage.model_validate(message))
 

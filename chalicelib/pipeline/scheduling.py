@@ -31,7 +31,6 @@ from chalicelib.domain.campaigns import Action, Campaign, resolve_scheduled_at
 from chalicelib.observability import logger, metrics
 from chalicelib.pipeline.messages import StartCampaign
 from chalicelib.pipeline.queues import enqueue
-from chalicelib.pipeline.tick import every_minute
 from chalicelib.settings import get_settings
 from chalicelib.store import campaigns as store
 
@@ -180,7 +179,6 @@ def unschedule(tenant_id: str, campaign_id: str, now: datetime) -> Campaign:
 
 
 # -- the sweep ---------------------------------------------------------------------------
-@every_minute("campaigns.overdue")
 def start_overdue(now: datetime) -> None:
     """Queue the start of every campaign whose time passed over a minute ago without one.
 

@@ -68,7 +68,6 @@ from chalicelib.domain.templates import (
 )
 from chalicelib.domain.unsubscribe import UnsubscribeClaim, unsubscribe_headers, unsubscribe_url
 from chalicelib.observability import logger, metrics
-from chalicelib.pipeline.dispatch import handles
 from chalicelib.pipeline.feedback import on_messages_sent
 from chalicelib.pipeline.messages import BatchMessage
 from chalicelib.pipeline.queues import enqueue
@@ -110,7 +109,6 @@ T = TypeVar("T")
 
 
 # -- the handler --------------------------------------------------------------------------
-@handles("send", BatchMessage.KIND)
 def send_batch(message: dict[str, Any]) -> None:
     batch = BatchMessage.model_validate(message)
     now = clock.now()

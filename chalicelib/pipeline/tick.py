@@ -1,33 +1,24 @@
 """The one-minute tick: periodic jobs (sweepers, callback flushes, due enrollments).
 
-Each job registers itself with ``every_minute``; the tick runs them all and isolates
-their failures, so one broken job never starves the others.
+app.py lists the jobs; the tick runs them all and isolates their failures, so one
+broken job never starves the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from chalicelib.observability import logger, metrics
 
 Job = Callable[[datetime], None]
-_JOBS: dict[str, Job] = {}
 
 
-def every_minute(name: str) -> Callable[[Job], Job]:
-    def register(job: Job) -> Job:
-        _JOBS[name] = job
-        return job
-
-    return register
-
-
-def run_tick(now: datetime | None = None) -> dict[str, str]:
-    """Run every registered job once; returns each job's outcome ("ok" or the error)."""
+def run_tick(jobs: Mapping[str, Job], now: datetime | None = None) -> dict[str, str]:
+    """Run every job once, by name; returns each job's outcome ("ok" or the error)."""
     moment = now or datetime.now(UTC)
     outcomes: dict[str, str] = {}
-    for name, job in sorted(_JOBS.items()):
+    for name, job in sorted(jobs.items()):
         try:
             job(moment)
             outcomes[name] = "ok"

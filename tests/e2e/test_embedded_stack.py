@@ -16,6 +16,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,6 @@ import pytest
 import requests
 
 from chalicelib.local.runner import EmbeddedStack
-from chalicelib.pipeline.dispatch import handles
 from chalicelib.settings import get_settings
 from tests.e2e.kit import eventually
 
@@ -37,12 +37,10 @@ CONSUMED, SCHEDULED = "test.e2e.consumed", "test.e2e.scheduled"
 seen: dict[str, list[dict[str, Any]]] = {CONSUMED: [], SCHEDULED: []}
 
 
-@handles("feedback", CONSUMED)
 def _consumed(message: dict[str, Any]) -> None:
     seen[CONSUMED].append(message)
 
 
-@handles("control", SCHEDULED)
 def _scheduled(message: dict[str, Any]) -> None:
     seen[SCHEDULED].append(message)
 
@@ -95,6 +93,21 @@ def stack() -> Iterator[EmbeddedStack]:
     """One stack for the module; after it stops, nothing of it may be left behind."""
     endpoint_before = os.environ.get("HERALD_AWS_ENDPOINT_URL")
     running = EmbeddedStack(port=0).start()
+    import app as herald  # imported once the stack has set the settings, as the poller does
+
+    with pytest.MonkeyPatch.context() as patch:  # two test kinds in app.py's table
+        for role, kind, handler in (
+            ("feedback", CONSUMED, _consumed),
+            ("control", SCHEDULED, _scheduled),
+        ):
+            consumer = herald.QUEUE_CONSUMERS[role]
+            handlers = {**consumer.handlers, kind: handler}
+            patch.setitem(herald.QUEUE_CONSUMERS, role, replace(consumer, handlers=handlers))
+        yield from _serving(running, endpoint_before)
+
+
+def _serving(running: EmbeddedStack, endpoint_before: str | None) -> Iterator[EmbeddedStack]:
+    """Yield the running stack; once stopped, check it left nothing behind."""
     api_port, moto_port, moto_pid = (
         port_of(running.api_url),
         port_of(running.aws_endpoint),

@@ -15,6 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
+import app as herald
 from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.domain.campaigns import ACTIONS, TRANSITIONS, NewCampaign
@@ -437,7 +438,7 @@ def test_a_failed_schedule_call_leaves_the_campaign_a_draft(tenant: Tenant):
     after = body_of(tenant.call("GET", f"/v1/campaigns/{campaign['id']}"))
     assert after["status"] == "draft" and after["scheduled_at"] is None
     # Nor does the sweep start it later.
-    run_tick(AN_HOUR_LATER + timedelta(minutes=5))
+    run_tick(herald.TICK_JOBS, AN_HOUR_LATER + timedelta(minutes=5))
     assert control_messages() == []
 
 
@@ -468,12 +469,12 @@ def test_overdue_sweep_starts_a_campaign_whose_schedule_was_lost_once(tenant: Te
     schedule(tenant, lost["id"])
     schedule(tenant, later["id"], scheduled_at=(AN_HOUR_LATER + timedelta(hours=1)).isoformat())
     scheduling.delete_schedule(lost["id"])
-    run_tick(AN_HOUR_LATER + timedelta(seconds=30))  # not yet overdue
+    run_tick(herald.TICK_JOBS, AN_HOUR_LATER + timedelta(seconds=30))  # not yet overdue
     assert control_messages() == []
-    outcome = run_tick(AN_HOUR_LATER + timedelta(minutes=2))
+    outcome = run_tick(herald.TICK_JOBS, AN_HOUR_LATER + timedelta(minutes=2))
     assert outcome["campaigns.overdue"] == "ok"
     assert control_messages() == [scheduling.start_message(tenant.id, lost["id"])]
-    run_tick(AN_HOUR_LATER + timedelta(minutes=3))
+    run_tick(herald.TICK_JOBS, AN_HOUR_LATER + timedelta(minutes=3))
     assert control_messages() == []
 
 
@@ -482,7 +483,7 @@ def test_a_started_campaign_is_not_swept(tenant: Tenant, frozen):
     schedule(tenant, campaign["id"])
     frozen.set(AN_HOUR_LATER)
     store.apply_action(tenant.id, campaign["id"], "start", clock.now())
-    run_tick(AN_HOUR_LATER + timedelta(minutes=5))
+    run_tick(herald.TICK_JOBS, AN_HOUR_LATER + timedelta(minutes=5))
     assert control_messages() == []
 
 

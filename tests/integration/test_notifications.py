@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
+import app as herald
 from chalicelib.domain import clock
 from chalicelib.domain.webhooks import MAX_ATTEMPTS, RETRY_SCHEDULE_SECONDS
 from chalicelib.local.poller import drain
@@ -90,7 +91,7 @@ def test_aggregated_callbacks_post_the_seed_form_when_the_window_ends(
         drain()
         assert hook.requests == []  # the window is still open
 
-        run_tick(START + timedelta(seconds=30))
+        run_tick(herald.TICK_JOBS, START + timedelta(seconds=30))
         drain()
         assert hook.requests == []
 
@@ -114,7 +115,7 @@ def test_aggregated_callbacks_post_the_seed_form_when_the_window_ends(
         assert addresses_in(bounced) == {f"bounce@{SIM}"}
 
         # The tick finds nothing left: each window is posted once.
-        run_tick(START + timedelta(minutes=5))
+        run_tick(herald.TICK_JOBS, START + timedelta(minutes=5))
         release_delayed_messages()
         drain()
         assert len(hook.requests) == 3
@@ -132,7 +133,7 @@ def test_submitted_comes_from_herald_own_send_and_the_tick_flushes_a_lost_window
         on_messages_sent(shop.tenant.id, campaign, sent)  # what the sender calls per batch
         on_messages_sent(shop.tenant.id, campaign, sent)  # a retried batch: same chunk
         # The delayed flush message is lost (never released); the tick finds the window.
-        run_tick(START + timedelta(seconds=63))
+        run_tick(herald.TICK_JOBS, START + timedelta(seconds=63))
         drain()
         assert len(hook.requests) == 1
         fields = form(hook.requests[0])

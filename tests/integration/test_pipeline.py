@@ -5,21 +5,22 @@ return ``batchItemFailures`` and the event source mapping (infra/, or the local 
 honours it. Here: only the failing records come back, the rest are deleted, failures are
 retried until ``maxReceiveCount`` and then dead-lettered, and so is a message nobody handles.
 
-The two message kinds are registered for this test only (registering a kind is what every
-worker does; nothing of Herald's is replaced).
+The two message kinds are added to app.py's feedback consumer for these tests only (a kind
+in that table is what every worker is; nothing of Herald's is replaced).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+import app as herald
 from chalicelib.aws import client
 from chalicelib.local.poller import drain, invoke, poll_once, sqs_event
-from chalicelib.pipeline.dispatch import handles
 from chalicelib.pipeline.queues import enqueue, queue_url
 from chalicelib.resources import MAX_RECEIVE_COUNT, herald_resources
 from chalicelib.settings import get_settings
@@ -29,19 +30,20 @@ handled: list[dict[str, Any]] = []
 failed_attempts: list[dict[str, Any]] = []
 
 
-@handles("feedback", OK)
 def _succeed(message: dict[str, Any]) -> None:
     handled.append(message)
 
 
-@handles("feedback", FAIL)
 def _refuse(message: dict[str, Any]) -> None:
     failed_attempts.append(message)
     raise RuntimeError("refused on purpose")
 
 
 @pytest.fixture(autouse=True)
-def calls(aws: None) -> Iterator[None]:
+def calls(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    handlers = dict(herald.QUEUE_CONSUMERS["feedback"].handlers, **{OK: _succeed, FAIL: _refuse})
+    consumer = replace(herald.QUEUE_CONSUMERS["feedback"], handlers=handlers)
+    monkeypatch.setitem(herald.QUEUE_CONSUMERS, "feedback", consumer)
     handled.clear()
     failed_attempts.clear()
     yield

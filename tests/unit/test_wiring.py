@@ -1,0 +1,90 @@
+"""app.py's tables are the whole wiring: every queue message kind and every tick job is in
+them exactly once, on the queue it travels on, and the Lambda functions read them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import app as herald
+from chalicelib.local.poller import invoke, sqs_event
+from chalicelib.pipeline import messages
+from chalicelib.pipeline.dispatch import Consumer, UnknownMessage, decode
+from chalicelib.settings import QUEUE_ROLES
+
+SAMPLES: dict[type[messages.QueueMessage], messages.QueueMessage] = {
+    messages.StartCampaign: messages.StartCampaign(tenant_id="t", campaign_id="c"),
+    messages.PlanMessage: messages.PlanMessage(tenant_id="t", campaign_id="c", page=3),
+    messages.BatchMessage: messages.BatchMessage(
+        tenant_id="t", campaign_id="c", batch_id="000000-000", recipients=["a"]
+    ),
+    messages.ImportChunk: messages.ImportChunk(tenant_id="t", import_id="i", chunk=0),
+    messages.ListPurge: messages.ListPurge(tenant_id="t", list_id="l"),
+    messages.CallbackFlush: messages.CallbackFlush(
+        tenant_id="t", campaign_id="c", event="delivered", start=60, due=120
+    ),
+    messages.HttpDelivery: messages.HttpDelivery(
+        tenant_id="t",
+        target="webhook",
+        target_id="w",
+        event_type="message.delivered",
+        delivery_id="d",
+        body="{}",
+    ),
+}
+
+
+def test_every_queue_has_a_consumer_and_nothing_else_does():
+    assert sorted(herald.QUEUE_CONSUMERS) == sorted(QUEUE_ROLES)
+
+
+def test_every_message_kind_has_exactly_one_handler_on_its_own_queue():
+    assert set(SAMPLES) == set(messages.MESSAGE_TYPES)
+    for model in messages.MESSAGE_TYPES:
+        homes = [r for r, c in herald.QUEUE_CONSUMERS.items() if model.KIND in c.handlers]
+        assert homes == [model.QUEUE], model.KIND
+
+
+def test_the_table_holds_only_known_kinds_on_the_queues_they_reach():
+    own = {(m.QUEUE, m.KIND) for m in messages.MESSAGE_TYPES}
+    foreign = {(role, kind) for kind, roles in messages.ENVELOPES.items() for role in roles}
+    listed = {(role, kind) for role, c in herald.QUEUE_CONSUMERS.items() for kind in c.handlers}
+    assert listed == own | foreign
+
+
+def test_kinds_are_unique():
+    kinds = [m.KIND for m in messages.MESSAGE_TYPES] + list(messages.ENVELOPES)
+    assert len(kinds) == len(set(kinds))
+
+
+@pytest.mark.parametrize("model", messages.MESSAGE_TYPES, ids=lambda m: m.KIND)
+def test_a_produced_message_decodes_to_its_handler_and_model(model):
+    produced = SAMPLES[model].as_message()
+    consumer = herald.QUEUE_CONSUMERS[model.QUEUE]
+
+    handler, message = decode(model.QUEUE, consumer, json.dumps(produced))
+
+    assert handler is consumer.handlers[model.KIND]
+    assert model.model_validate(message) == SAMPLES[model]  # what the consumer reads back
+    elsewhere = next(r for r in QUEUE_ROLES if r != model.QUEUE and r != "feedback")
+    with pytest.raises(UnknownMessage):
+        decode(elsewhere, herald.QUEUE_CONSUMERS[elsewhere], json.dumps(produced))
+
+
+@pytest.mark.parametrize("role", QUEUE_ROLES)
+def test_each_queue_function_in_app_reads_its_own_row(role, monkeypatch):
+    """The Lambda function infra subscribes to a queue hands its batch to that queue's row."""
+    heard: list[dict[str, object]] = []
+    monkeypatch.setitem(herald.QUEUE_CONSUMERS, role, Consumer({"probe": heard.append}))
+    received = [{"MessageId": "m1", "ReceiptHandle": "r1", "Body": '{"kind":"probe"}'}]
+
+    response = invoke(role, sqs_event(role, received))
+
+    assert response == {"batchItemFailures": []}
+    assert heard == [{"kind": "probe"}]
+
+
+def test_every_tick_job_is_listed_in_app():
+    assert set(herald.TICK_JOBS) == {"campaigns.overdue", "callback-windows"}
+    assert all(callable(job) for job in herald.TICK_JOBS.values())
