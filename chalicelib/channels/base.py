@@ -1,10 +1,10 @@
-"""The one interface every delivery channel implements, and the registry that finds it.
+"""The one interface every delivery channel implements (``registry`` finds them by name).
 
 A channel knows two things: which of a contact's addresses it delivers to
 (``address_of``) and how to hand one rendered message to its provider (``send``). The
 sender pipeline knows nothing else about email or SMS, so push (SNS mobile endpoints),
 on-site (a per-contact inbox) and Telegram fit in by implementing these two methods and
-registering under their name.
+taking a line in ``chalicelib.channels.registry``.
 
 ``send`` either returns the provider's message id or raises one of two errors, because the
 pipeline needs exactly one decision from a failure: retry it (``TransientSendError``:
@@ -91,30 +91,3 @@ class Channel(Protocol):
     def send(self, message: OutboundMessage) -> SendResult:
         """Hand ``message`` to the provider; raises TransientSendError or PermanentSendError."""
         ...
-
-
-_CHANNELS: dict[str, Channel] = {}
-
-
-def register_channel(channel: Channel) -> Channel:
-    """Make ``channel`` the implementation of its name (each channel module calls this once)."""
-    existing = _CHANNELS.get(channel.name)
-    if existing is not None and type(existing) is not type(channel):
-        raise ValueError(f"two implementations of channel {channel.name!r}")
-    _CHANNELS[channel.name] = channel
-    return channel
-
-
-def channel_for(name: str) -> Channel:
-    """The registered channel called ``name``; KeyError for a channel Herald lacks."""
-    _load_builtin_channels()
-    try:
-        return _CHANNELS[name]
-    except KeyError:
-        raise KeyError(f"no channel {name!r}") from None
-
-
-def _load_builtin_channels() -> None:
-    """Import the built-in channel modules, each of which registers itself on first import."""
-    import chalicelib.channels.email
-    import chalicelib.channels.sms  # noqa: F401  (imported for their registration)

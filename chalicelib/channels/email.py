@@ -35,7 +35,6 @@ from chalicelib.channels.base import (
     PermanentSendError,
     SendResult,
     TransientSendError,
-    register_channel,
 )
 from chalicelib.domain.contacts import Contact
 from chalicelib.domain.delivery import tag_value
@@ -312,4 +311,4 @@ def _classified(error: ClientError) -> TransientSendError | PermanentSendError:
     return PermanentSendError(text, code=code)
 
 
-EMAIL = register_channel(EmailChannel())
+EMAIL = EmailChannel()

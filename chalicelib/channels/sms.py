@@ -24,7 +24,6 @@ from chalicelib.channels.base import (
     PermanentSendError,
     SendResult,
     TransientSendError,
-    register_channel,
 )
 from chalicelib.domain.contacts import Contact
 from chalicelib.domain.delivery import SkipReason
@@ -79,4 +78,4 @@ class SmsChannel:
         return SendResult(provider_message_id=str(response["MessageId"]))
 
 
-SMS = register_channel(SmsChannel())
+SMS = SmsChannel()

@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from chalicelib.channels.base import channel_for
+from chalicelib.channels.registry import channel_for
 from chalicelib.domain import clock
 from chalicelib.domain.campaigns import Campaign
 from chalicelib.domain.contacts import Contact

@@ -37,9 +37,9 @@ from chalicelib.channels.base import (
     PermanentSendError,
     SendResult,
     TransientSendError,
-    channel_for,
 )
 from chalicelib.channels.identities import sender_usability
+from chalicelib.channels.registry import channel_for
 from chalicelib.domain import clock
 from chalicelib.domain.campaigns import Campaign
 from chalicelib.domain.contacts import Contact

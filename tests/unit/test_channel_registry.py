@@ -1,0 +1,20 @@
+"""The channel registry finds each built-in channel by name and refuses any other."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.channels.email import EMAIL
+from chalicelib.channels.registry import CHANNELS, channel_for
+from chalicelib.channels.sms import SMS
+
+
+def test_each_built_in_channel_is_found_under_its_own_name():
+    assert channel_for("email") is EMAIL
+    assert channel_for("sms") is SMS
+    assert sorted(CHANNELS) == ["email", "sms"]
+
+
+def test_a_channel_herald_lacks_is_a_key_error_naming_it():
+    with pytest.raises(KeyError, match="push"):
+        channel_for("push")
