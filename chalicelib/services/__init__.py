@@ -1,5 +1,5 @@
-"""Use cases: what Herald does when asked, whichever API asks (HTTP routes, seed dialects, queue handlers).
+"""Use cases: what Herald does when asked, whichever API asks.
 
-They sit below those callers and above the store, the channels and the queue contracts
-(pyproject.toml [tool.importlinter]).
+HTTP routes, seed dialects and queue handlers call these; they sit above the store, the
+channels and the queue contracts (pyproject.toml [tool.importlinter]).
 """
