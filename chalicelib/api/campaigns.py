@@ -247,6 +247,7 @@ def _channels(
     blueprint,
     "/v1/campaigns",
     "POST",
+    idempotent=True,
     auth="tenant",
     tag="campaigns",
     status=201,

@@ -61,6 +61,7 @@ def _announce(tenant_id: str, contact: Contact, *, created: bool, changed: list[
     blueprint,
     "/v1/contacts",
     "POST",
+    idempotent=True,
     auth="tenant",
     tag="contacts",
     status=201,

@@ -88,6 +88,7 @@ class EventsAccepted(ApiModel):
     blueprint,
     "/v1/events",
     "POST",
+    idempotent=True,
     auth="tenant",
     tag="events",
     status=202,

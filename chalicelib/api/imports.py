@@ -47,6 +47,7 @@ class ImportQuery(Input):
     blueprint,
     "/v1/imports",
     "POST",
+    idempotent=True,
     auth="tenant",
     tag="imports",
     status=202,

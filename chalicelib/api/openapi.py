@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from chalicelib.api import idempotency
 from chalicelib.api.errors import ErrorBody
 from chalicelib.api.routing import OPERATIONS, Operation
 
@@ -71,6 +72,26 @@ def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
         ],
         "responses": {},
     }
+    if op.idempotent:
+        operation["parameters"].append(
+            {
+                "name": idempotency.HEADER,
+                "in": "header",
+                "required": False,
+                "description": (
+                    "Makes a retry safe: the first request with a key runs, and every repeat "
+                    "with the same key (same tenant, same route) within 24 hours gets its "
+                    "answer again, with `Idempotent-Replayed: true`. The same key with a "
+                    "different request is refused with 422 `idempotency_key_reused`; a "
+                    "repeat while the first still runs gets 409."
+                ),
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": idempotency.MAX_KEY_LENGTH,
+                },
+            }
+        )
     if op.auth != "public":
         operation["security"] = [{"apiKey" if op.auth == "tenant" else "adminKey": []}]
     if op.query:

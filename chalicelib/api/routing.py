@@ -24,6 +24,7 @@ from chalice.app import BadRequestError, Request
 from pydantic import BaseModel, ValidationError
 
 from chalicelib.api import errors as api_errors
+from chalicelib.api import idempotency
 from chalicelib.domain import errors
 from chalicelib.domain.tenants import ADMIN_SCOPE, parse_key
 from chalicelib.observability import logger
@@ -49,6 +50,7 @@ class Operation:
     response: type[BaseModel] | None
     path_params: tuple[str, ...]
     documented: bool
+    idempotent: bool = False
 
 
 OPERATIONS: list[Operation] = []
@@ -86,8 +88,12 @@ def endpoint(
     content_types: tuple[str, ...] = (JSON,),
     documented: bool = True,
     error_envelope: ErrorEnvelope | None = None,
+    idempotent: bool = False,
 ) -> Callable[[Handler], Handler]:
-    """Register ``handler`` for ``method path`` behind the gate (see module docstring)."""
+    """Register ``handler`` for ``method path`` behind the gate (see module docstring).
+
+    ``idempotent`` routes honour an ``Idempotency-Key`` header (chalicelib.api.idempotency).
+    """
     path_params = tuple(re.findall(r"{(\w+)}", path))
 
     def decorator(handler: Handler) -> Handler:
@@ -108,6 +114,14 @@ def endpoint(
                     call.query = _parse(query, _query_dict(request), "query")
                 if body is not None:
                     call.body = _parse(body, read_body(request), "")
+                if idempotent:
+                    return idempotency.answer_once(
+                        request,
+                        call.tenant_id,
+                        f"{method} {path}",
+                        params,
+                        lambda: to_response(handler(call), status),
+                    )
                 return to_response(handler(call), status)
             except _InvalidInput as invalid:
                 return api_errors.from_validation_error(invalid.error, invalid.prefix)
@@ -132,6 +146,7 @@ def endpoint(
                 response=response,
                 path_params=path_params,
                 documented=documented,
+                idempotent=idempotent,
             )
         )
         return handler
