@@ -5,9 +5,13 @@ stack when ``HERALD_AWS_ENDPOINT_URL`` is set, as ``.herald/local.json`` says), 
 works before any admin key exists. Examples::
 
     python -m chalicelib.cli create-admin-key --name ops
+    python -m chalicelib.cli list-admin-keys
+    python -m chalicelib.cli revoke-admin-key <key id>
     python -m chalicelib.cli create-tenant "Acme Inc"
     python -m chalicelib.cli list-tenants
     python -m chalicelib.cli create-api-key <tenant id> --name ci
+    python -m chalicelib.cli create-api-key <tenant id> --name dashboard --read-only \
+        --expires-at 2027-01-31T00:00:00+00:00
     python -m chalicelib.cli list-api-keys <tenant id>
     python -m chalicelib.cli revoke-api-key <tenant id> <key id>
     python -m chalicelib.cli dlq-depths
@@ -20,6 +24,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from chalicelib import aws
@@ -37,6 +42,17 @@ def _tenant_id(value: str) -> str:
     if not is_tenant_id(value):
         raise argparse.ArgumentTypeError(f"not a tenant id: {value!r}")
     return value
+
+
+def _moment(value: str) -> datetime:
+    """An ISO 8601 instant with its offset: an expiry must not depend on the machine's zone."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give an offset (e.g. +00:00): {value!r}")
+    return moment
 
 
 def _queue_url(name: str) -> str:
@@ -72,11 +88,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="herald", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("create-admin-key").add_argument("--name", default="cli")
+    commands.add_parser("list-admin-keys")
+    commands.add_parser("revoke-admin-key").add_argument("key_id")
     commands.add_parser("create-tenant").add_argument("name")
     commands.add_parser("list-tenants")
     create_key = commands.add_parser("create-api-key")
     create_key.add_argument("tenant_id", type=_tenant_id)
     create_key.add_argument("--name", default="cli")
+    create_key.add_argument("--read-only", action="store_true", help="GET routes only")
+    create_key.add_argument("--expires-at", type=_moment, help="ISO 8601 with an offset")
     commands.add_parser("list-api-keys").add_argument("tenant_id", type=_tenant_id)
     revoke = commands.add_parser("revoke-api-key")
     revoke.add_argument("tenant_id", type=_tenant_id)
@@ -88,13 +108,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "create-admin-key":
             _print({"admin_key": tenants.create_admin_key(args.name)})
+        elif args.command == "list-admin-keys":
+            _print([k.model_dump() for k in tenants.list_admin_keys()])
+        elif args.command == "revoke-admin-key":
+            _print(tenants.revoke_admin_key(args.key_id).model_dump())
         elif args.command == "create-tenant":
             tenant, key, secret = tenants.create_tenant(args.name)
             _print({"tenant": tenant.model_dump(), "api_key": {**key.model_dump(), "key": secret}})
         elif args.command == "list-tenants":
             _print([t.model_dump() for t in tenants.list_tenants(limit=1000)[0]])
         elif args.command == "create-api-key":
-            key, secret = tenants.create_api_key(args.tenant_id, args.name)
+            key, secret = tenants.create_api_key(
+                args.tenant_id, args.name, read_only=args.read_only, expires_at=args.expires_at
+            )
             _print({**key.model_dump(), "key": secret})
         elif args.command == "list-api-keys":
             _print([k.model_dump() for k in tenants.list_api_keys(args.tenant_id)])

@@ -16,8 +16,8 @@ from chalicelib.api.routing import OPERATIONS, Operation
 _REF = "#/components/schemas/{model}"
 _ERRORS = {
     "400": "Malformed request",
-    "401": "Missing, invalid or revoked API key",
-    "403": "The key may not use this route",
+    "401": "Missing, invalid, revoked or expired API key",
+    "403": "The key may not use this route (an admin route, or a write with a read-only key)",
     "404": "Not found (or not this tenant's)",
     "409": "Conflicts with the current state",
     "422": "Validation failed; `error.field` names the field",

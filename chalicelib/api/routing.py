@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from chalicelib.api import errors as api_errors
 from chalicelib.api import idempotency
-from chalicelib.domain import errors
+from chalicelib.domain import clock, errors
 from chalicelib.domain.tenants import ADMIN_SCOPE, parse_key
 from chalicelib.observability import logger
 from chalicelib.store import tenants as tenant_store
@@ -33,6 +33,7 @@ from chalicelib.store import tenants as tenant_store
 Auth = Literal["tenant", "admin", "public"]
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # all a read-only key may call
 
 
 @dataclass(frozen=True)
@@ -176,9 +177,12 @@ def _authenticate(request: Request, auth: Auth) -> str:
     if scheme.lower() != "bearer" or not presented.strip():
         raise errors.Unauthorized("missing bearer API key", field="Authorization")
     parsed = parse_key(presented.strip())
-    scope = tenant_store.authenticate(parsed) if parsed else None
-    if scope is None:
-        raise errors.Unauthorized("invalid or revoked API key", field="Authorization")
+    grant = tenant_store.authenticate(parsed, clock.now()) if parsed else None
+    if grant is None:
+        raise errors.Unauthorized("invalid, revoked or expired API key", field="Authorization")
+    if grant.read_only and request.method not in READ_METHODS:
+        raise errors.Forbidden("this API key is read-only", field="Authorization")
+    scope = grant.scope
     if auth == "admin" and scope != ADMIN_SCOPE:
         raise errors.Forbidden("this route needs an admin key", field="Authorization")
     if auth == "tenant" and scope == ADMIN_SCOPE:

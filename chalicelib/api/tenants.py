@@ -1,15 +1,16 @@
-"""Tenants (admin key) and a tenant's own API keys (tenant key)."""
+"""Tenants and admin keys (admin key), and a tenant's own API keys (tenant key)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from chalice import Blueprint
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from chalicelib.api.models import ApiModel, Input, ListPage, ListQuery
 from chalicelib.api.routing import Call, endpoint
-from chalicelib.domain.errors import NotFound
+from chalicelib.domain import clock
+from chalicelib.domain.errors import NotFound, ValidationFailed
 from chalicelib.domain.tenants import ApiKey, Tenant, is_tenant_id
 from chalicelib.store import tenants as store
 
@@ -22,6 +23,10 @@ class CreateTenant(Input):
 
 class CreateApiKey(Input):
     name: str = Field(default="", max_length=200)
+    read_only: bool = Field(default=False, description="The key may call GET routes only.")
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="When the key stops working (in the future, with an offset)."
+    )
 
 
 class ApiKeyView(ApiModel):
@@ -30,6 +35,8 @@ class ApiKeyView(ApiModel):
     prefix: str
     created_at: datetime
     revoked_at: datetime | None = None
+    read_only: bool = False
+    expires_at: datetime | None = None
 
     @classmethod
     def of(cls, key: ApiKey) -> ApiKeyView:
@@ -100,6 +107,32 @@ def get_tenant(call: Call) -> Tenant:
 
 @endpoint(
     blueprint,
+    "/v1/admin/keys",
+    "GET",
+    auth="admin",
+    tag="admin",
+    summary="List admin keys, revoked ones too (never the keys themselves)",
+    response=ApiKeyList,
+)
+def list_admin_keys(call: Call) -> ApiKeyList:
+    return ApiKeyList(items=[ApiKeyView.of(k) for k in store.list_admin_keys()])
+
+
+@endpoint(
+    blueprint,
+    "/v1/admin/keys/{key_id}",
+    "DELETE",
+    auth="admin",
+    tag="admin",
+    summary="Revoke an admin key; it fails from the next request on",
+    response=ApiKeyView,
+)
+def revoke_admin_key(call: Call) -> ApiKeyView:
+    return ApiKeyView.of(store.revoke_admin_key(call.params["key_id"]))
+
+
+@endpoint(
+    blueprint,
     "/v1/api-keys",
     "POST",
     auth="tenant",
@@ -110,7 +143,12 @@ def get_tenant(call: Call) -> Tenant:
     response=IssuedApiKey,
 )
 def create_api_key(call: Call) -> IssuedApiKey:
-    key, secret = store.create_api_key(call.tenant_id, call.body.name)
+    body: CreateApiKey = call.body
+    if body.expires_at is not None and body.expires_at <= clock.now():
+        raise ValidationFailed("expires_at must be in the future", field="expires_at")
+    key, secret = store.create_api_key(
+        call.tenant_id, body.name, read_only=body.read_only, expires_at=body.expires_at
+    )
     return IssuedApiKey(**ApiKeyView.of(key).model_dump(), key=secret)
 
 

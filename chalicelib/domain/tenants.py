@@ -5,6 +5,9 @@ the clear lets the gate find the stored record with one GetItem under the tenant
 partition (so even key lookup respects "every storage key begins with the tenant id"),
 while only a SHA-256 of the whole key is stored: a leaked table does not leak keys.
 Admin keys have the same shape with ``admin`` in the tenant slot.
+
+A tenant key may be read-only (it can call GET routes only) and may expire; both are
+fixed when the key is made, so a leaked dashboard key can neither write nor live forever.
 """
 
 from __future__ import annotations
@@ -75,6 +78,14 @@ def parse_key(presented: str) -> ParsedKey | None:
     return ParsedKey(scope=scope, key_id=key_id, digest=key_digest(presented))
 
 
+@dataclass(frozen=True)
+class KeyGrant:
+    """What a valid key lets its caller do: act in ``scope``, and write unless read-only."""
+
+    scope: str  # a tenant id, or ADMIN_SCOPE
+    read_only: bool = False
+
+
 def digests_match(stored: str, presented: str) -> bool:
     return hmac.compare_digest(stored.encode(), presented.encode())
 
@@ -98,7 +109,9 @@ class ApiKey(BaseModel):
     prefix: str = Field(description="The first characters of the key, to recognise it by.")
     created_at: datetime
     revoked_at: datetime | None = None
+    read_only: bool = Field(default=False, description="The key may call GET routes only.")
+    expires_at: datetime | None = Field(default=None, description="The key fails from then on.")
 
-    @property
-    def active(self) -> bool:
-        return self.revoked_at is None
+    def usable_at(self, now: datetime) -> bool:
+        """Neither revoked nor expired at ``now``."""
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)

@@ -3,8 +3,12 @@
 Layout (scope prefix added by ScopedTable):
 - ``SYS#TENANTS / <tenant id>``            the tenant registry, for the admin listing
 - ``T#<tenant> / TENANT``                   the tenant itself
-- ``T#<tenant>#APIKEY / <key id>``          one item per key: its digest, never the key
+- ``T#<tenant>#APIKEY / <key id>``          one item per key: its digest, never the key,
+                                            ``read_only`` and ``valid_until`` when set
 - ``SYS#ADMINKEY / <key id>``               admin keys, likewise hashed
+
+A key's expiry is ``valid_until``, not the table's TTL attribute: an expired key stays
+listed (and refused) until it is revoked, as a revoked one does.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from chalicelib.domain.tenants import (
     ADMIN_SCOPE,
     ApiKey,
     IssuedKey,
+    KeyGrant,
     ParsedKey,
     Tenant,
     digests_match,
@@ -26,6 +31,7 @@ from chalicelib.domain.tenants import (
 from chalicelib.store.table import (
     Condition,
     ConditionFailed,
+    ScopedTable,
     system_table,
     tenant_table,
     transact_write,
@@ -41,13 +47,22 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _key_record(issued: IssuedKey, name: str, created_at: datetime) -> dict[str, Any]:
+def _key_record(
+    issued: IssuedKey,
+    name: str,
+    created_at: datetime,
+    *,
+    read_only: bool = False,
+    expires_at: datetime | None = None,
+) -> dict[str, Any]:
     return {
         "id": issued.key_id,
         "name": name,
         "digest": issued.digest,
         "prefix": issued.secret[: len("hk_") + 12],
         "created_at": created_at.isoformat(),
+        "read_only": read_only or None,
+        "valid_until": expires_at.isoformat() if expires_at else None,
     }
 
 
@@ -59,6 +74,8 @@ def _api_key(tenant_id: str, record: dict[str, Any]) -> ApiKey:
         prefix=record["prefix"],
         created_at=record["created_at"],
         revoked_at=record.get("revoked_at"),
+        read_only=bool(record.get("read_only")),
+        expires_at=record.get("valid_until"),
     )
 
 
@@ -93,9 +110,12 @@ def list_tenants(limit: int = 100, cursor: str | None = None) -> tuple[list[Tena
     return [Tenant.model_validate(i) for i in page.items], page.cursor
 
 
-def create_api_key(tenant_id: str, name: str) -> tuple[ApiKey, str]:
+def create_api_key(
+    tenant_id: str, name: str, *, read_only: bool = False, expires_at: datetime | None = None
+) -> tuple[ApiKey, str]:
+    """Mint a tenant key (shown once); ``read_only`` and ``expires_at`` are fixed for life."""
     issued = issue_key(tenant_id)
-    record = _key_record(issued, name, _now())
+    record = _key_record(issued, name, _now(), read_only=read_only, expires_at=expires_at)
     tenant_table(tenant_id).put(_API_KEYS, issued.key_id, record, condition=Condition.absent())
     return _api_key(tenant_id, record), issued.secret
 
@@ -107,30 +127,46 @@ def list_api_keys(tenant_id: str) -> list[ApiKey]:
 
 def revoke_api_key(tenant_id: str, key_id: str) -> ApiKey:
     """Mark a key revoked (kept for audit); the gate refuses it from the next request on."""
+    return _api_key(tenant_id, _revoke(tenant_table(tenant_id), _API_KEYS, key_id))
+
+
+def list_admin_keys() -> list[ApiKey]:
+    """Every admin key, revoked ones too (never the keys themselves)."""
+    return [_api_key(ADMIN_SCOPE, i) for i in system_table().query_all(_ADMIN_KEYS)]
+
+
+def revoke_admin_key(key_id: str) -> ApiKey:
+    """Revoke an admin key; it fails from the next request on (the CLI can always mint one)."""
+    return _api_key(ADMIN_SCOPE, _revoke(system_table(), _ADMIN_KEYS, key_id))
+
+
+def _revoke(table: ScopedTable, partition: str, key_id: str) -> dict[str, Any]:
+    """Stamp ``revoked_at`` once; revoking a revoked key changes nothing and is no error."""
     try:
-        record = tenant_table(tenant_id).update(
-            _API_KEYS,
+        return table.update(
+            partition,
             key_id,
             set_values={"revoked_at": _now().isoformat()},
             condition=Condition("attribute_exists(pk) AND attribute_not_exists(revoked_at)"),
         )
     except ConditionFailed:
-        existing = tenant_table(tenant_id).get(_API_KEYS, key_id)
+        existing = table.get(partition, key_id)
         if existing is None:
             raise NotFound(f"API key '{key_id}' not found", field="key_id") from None
-        return _api_key(tenant_id, existing)
-    return _api_key(tenant_id, record)
+        return existing
 
 
-def authenticate(parsed: ParsedKey) -> str | None:
-    """The scope (tenant id or ADMIN_SCOPE) a presented key grants, or None."""
+def authenticate(parsed: ParsedKey, now: datetime) -> KeyGrant | None:
+    """What a presented key grants at ``now``, or None (unknown, revoked, expired, forged)."""
     if parsed.scope == ADMIN_SCOPE:
         record = system_table().get(_ADMIN_KEYS, parsed.key_id)
     else:
         record = tenant_table(parsed.scope).get(_API_KEYS, parsed.key_id)
-    if record is None or record.get("revoked_at"):
+    if record is None or not digests_match(record["digest"], parsed.digest):
         return None
-    return parsed.scope if digests_match(record["digest"], parsed.digest) else None
+    if not _api_key(parsed.scope, record).usable_at(now):
+        return None
+    return KeyGrant(scope=parsed.scope, read_only=bool(record.get("read_only")))
 
 
 def create_admin_key(name: str) -> str:
