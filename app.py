@@ -31,6 +31,7 @@ from chalicelib.api import (
     webhooks,
 )
 from chalicelib.api.dialects import seed002, seed003
+from chalicelib.domain.unsubscribe import on_unsubscribe
 from chalicelib.pipeline import callbacks as notifications
 from chalicelib.pipeline import dispatch, planner, scheduling, sender
 from chalicelib.pipeline import events as contact_events
@@ -62,6 +63,9 @@ app.register_blueprint(webhooks.blueprint)
 app.register_blueprint(unsubscribe.blueprint)
 app.register_blueprint(seed002.blueprint)
 app.register_blueprint(seed003.blueprint)
+
+# What an unsubscribe link does beyond suppressing (the API function runs it).
+on_unsubscribe(provider_feedback.count_unsubscribe)
 
 
 @app.middleware("all")

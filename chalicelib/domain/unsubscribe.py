@@ -187,7 +187,7 @@ def on_unsubscribe(hook: UnsubscribeHook) -> UnsubscribeHook:
     """Register ``hook`` (e.g. campaign stats) to be called after each effective unsubscribe.
 
     Hooks run in the request that unsubscribed, after the unsubscribe is stored; one
-    that raises is logged and does not undo it. Usable as a decorator.
+    that raises is logged and does not undo it. app.py adds Herald's own.
     """
     if hook not in _hooks:
         _hooks.append(hook)

@@ -47,7 +47,7 @@ from chalicelib.domain.feedback import (
     timestamp_attribute,
 )
 from chalicelib.domain.suppression import SuppressionReason
-from chalicelib.domain.unsubscribe import Unsubscribed, on_unsubscribe
+from chalicelib.domain.unsubscribe import Unsubscribed
 from chalicelib.domain.webhooks import message_event_type
 from chalicelib.observability import logger, metrics
 from chalicelib.pipeline.callbacks import (
@@ -300,7 +300,6 @@ def on_messages_sent(tenant_id: str, campaign: Campaign, sent: Sequence[MessageR
     )
 
 
-@on_unsubscribe
 def count_unsubscribe(unsubscribed: Unsubscribed) -> None:
     """An unsubscribe link used: the message becomes ``unsubscribed`` and the campaign's
     ``unsubscribed`` count goes up, once per message however often the link is used."""

@@ -8,7 +8,9 @@ import json
 import pytest
 
 import app as herald
+from chalicelib.domain.unsubscribe import unsubscribe_hooks
 from chalicelib.local.poller import invoke, sqs_event
+from chalicelib.pipeline import feedback as provider_feedback
 from chalicelib.pipeline import messages
 from chalicelib.pipeline.dispatch import Consumer, UnknownMessage, decode
 from chalicelib.settings import QUEUE_ROLES
@@ -88,3 +90,7 @@ def test_each_queue_function_in_app_reads_its_own_row(role, monkeypatch):
 def test_every_tick_job_is_listed_in_app():
     assert set(herald.TICK_JOBS) == {"campaigns.overdue", "callback-windows"}
     assert all(callable(job) for job in herald.TICK_JOBS.values())
+
+
+def test_the_unsubscribe_link_counts_on_the_campaign_because_app_wires_it():
+    assert provider_feedback.count_unsubscribe in unsubscribe_hooks()
