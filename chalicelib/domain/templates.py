@@ -21,7 +21,9 @@ typo is the author's problem, not the recipient's.
 
 A render error is per recipient (``RenderError`` names the field and a reason); the
 rendered subject is flattened onto one line, because contact data must not be able to add
-a header.
+a header. Every way rendering can fail is a ``RenderError``: nothing else escapes
+``render_email``/``render_sms``. A template that breaks the sandbox's rules or budgets
+(``TEMPLATE_FAULTS``) for a sample contact is refused when saved (``check_renders``).
 """
 
 from __future__ import annotations
@@ -37,12 +39,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from chalicelib.domain import clock
 from chalicelib.domain.contacts import Contact, first_error
 from chalicelib.domain.errors import ValidationFailed
 from chalicelib.domain.headers import HeaderText, single_line
 
 Channel = Literal["email", "sms"]
 RenderReason = Literal["syntax", "undefined", "forbidden", "too_large", "too_complex", "error"]
+# Failures that are the template's own, whatever the contact: refused at save, a 422 in a
+# preview. The others (a strict template's missing value, 1 / contact.count) depend on
+# each contact's data and stay that recipient's failure.
+TEMPLATE_FAULTS: frozenset[RenderReason] = frozenset({"forbidden", "too_large", "too_complex"})
 
 VARIABLES = frozenset({"contact", "campaign", "unsubscribe_url", "now"})
 
@@ -235,6 +242,59 @@ def check_template(content: EmailTemplate | SmsTemplate) -> None:
             f"the template is {stored} bytes; at most {STORED_BYTES_MAX} can be stored",
             field="html" if isinstance(content, EmailTemplate) else "body",
         )
+    check_renders(content)
+
+
+# The contact a template is test-rendered for when it is saved: every field a contact can
+# have, typical values, no attributes (a tenant's attribute names are unknown here, and a
+# missing one renders empty). Rendering it exercises the template's loops and filters.
+SAMPLE_CONTACT: dict[str, Any] = {
+    "id": "c_" + "0" * 32,
+    "email": "ada@example.com",
+    "phone": "+4915112345678",
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "timezone": "Europe/Berlin",
+    "locale": "en-GB",
+    "attributes": {},
+    "tags": ["customer"],
+    "lead_score": 42,
+    "status": "subscribed",
+    "lists": [],
+    "events": {},
+}
+SAMPLE_UNSUBSCRIBE_URL = "https://unsubscribe.invalid/u/" + "S" * 100  # a token's length
+
+
+def check_renders(template: Template | EmailTemplate | SmsTemplate) -> None:
+    """RenderError (a 422 ValidationFailed naming the part: ``subject``, ``html``, ``text``
+    or ``body``) when the template breaks the sandbox's rules or budgets for a sample
+    contact (``TEMPLATE_FAULTS``); returns None otherwise.
+
+    Run when a template is saved and before a campaign is scheduled or sent, so that a
+    template that can only fail never reaches the send workers. Rendered leniently (as if
+    ``strict`` were off) so that a missing attribute does not hide the rest of the part.
+    """
+    content = template.content if isinstance(template, Template) else template
+    context = RenderContext(
+        contact=contact_variables(SAMPLE_CONTACT),
+        now=clock.now(),
+        campaign={"id": "cmp_" + "0" * 32, "name": "Sample campaign", "number": 1},
+        unsubscribe_url=SAMPLE_UNSUBSCRIBE_URL,
+    )
+    variables = context.variables()
+    if isinstance(content, SmsTemplate):
+        parts = [(content.body, "body", False)]
+    else:
+        parts = [(content.subject, "subject", False), (content.html, "html", True)]
+        if content.text is not None:
+            parts.append((content.text, "text", False))
+    for source, part, autoescape in parts:
+        try:
+            _render(source, part, variables, False, autoescape=autoescape)
+        except RenderError as error:
+            if error.reason in TEMPLATE_FAULTS:
+                raise
 
 
 def _check_source(source: str, field: str, *, autoescape: bool) -> None:
@@ -270,7 +330,7 @@ def render_email(template: EmailTemplate, context: RenderContext) -> RenderedEma
     subject = _render_subject(template, variables)
     html = _render(template.html, "html", variables, template.strict, autoescape=True)
     if template.text is None:
-        text = derived_text(template.html, html)
+        text = _derived_text(template.html, html)
     else:
         text = _render(template.text, "text", variables, template.strict, autoescape=False)
     return RenderedEmail(subject=subject, html=html, text=text)
@@ -286,11 +346,18 @@ def render_sms(template: SmsTemplate, context: RenderContext) -> RenderedSms:
 
 
 def preview(template: EmailTemplate | SmsTemplate, context: RenderContext) -> Preview:
-    """Render every part independently, collecting errors instead of stopping at the first."""
+    """Render every part independently, collecting errors instead of stopping at the first.
+
+    A part that fails for a reason of the template's own (``TEMPLATE_FAULTS``: over a
+    budget, forbidden) raises its RenderError instead: the template, not the contact, is
+    what needs fixing, and a preview is bounded exactly like a send.
+    """
     if isinstance(template, SmsTemplate):
         try:
             return Preview(channel="sms", body=render_sms(template, context).body)
         except RenderError as error:
+            if error.reason in TEMPLATE_FAULTS:
+                raise
             return Preview(channel="sms", errors=[RenderProblem.of(error)])
     variables = context.variables()
     errors: list[RenderProblem] = []
@@ -299,6 +366,8 @@ def preview(template: EmailTemplate | SmsTemplate, context: RenderContext) -> Pr
         try:
             return render()
         except RenderError as error:
+            if error.reason in TEMPLATE_FAULTS:
+                raise
             errors.append(RenderProblem.of(error))
             return None
 
@@ -310,8 +379,16 @@ def preview(template: EmailTemplate | SmsTemplate, context: RenderContext) -> Pr
     if template.text is not None:
         text = attempt(part(template.text, "text", False))
     else:
-        text = derived_text(template.html, html) if html is not None else None
+        text = attempt(lambda: _derived_text(template.html, html)) if html is not None else None
     return Preview(channel="email", subject=subject, html=html, text=text, errors=errors)
+
+
+def _derived_text(source: str, html: str) -> str:
+    """``derived_text`` for a render: any failure of it is the text part's RenderError."""
+    try:
+        return derived_text(source, html)
+    except Exception as error:  # HTMLParser on hostile markup: that recipient's error
+        raise RenderError("text", "error", f"{type(error).__name__}: {error}") from None
 
 
 def _render_subject(template: EmailTemplate, variables: dict[str, Any]) -> str:

@@ -106,25 +106,73 @@ def test_preview_with_a_stored_contact(tenant: Tenant):
     assert missing.status_code == 404 and body_of(missing)["error"]["field"] == "contact_id"
 
 
-def test_preview_reports_render_errors_per_part_with_200(tenant: Tenant):
+def test_preview_reports_data_dependent_render_errors_per_part_with_200(tenant: Tenant):
     created = create(
         tenant,
         {
             "name": "Strict",
             "channel": "email",
             "subject": "Hi {{ contact.first_name }}",
-            "html": "<p>{{ range(10**9) | list }}</p>",
+            "html": "<p>{{ 100 // contact.lead_score }}</p>",
             "strict": True,
         },
     )
-    response = tenant.call("POST", f"/v1/templates/{created['id']}/preview", {"contact": {}})
+    response = tenant.call(
+        "POST", f"/v1/templates/{created['id']}/preview", {"contact": {"lead_score": 0}}
+    )
     assert response.status_code == 200
     preview = body_of(response)
     assert preview["subject"] is None and preview["html"] is None
     assert [(e["field"], e["reason"]) for e in preview["errors"]] == [
         ("subject", "undefined"),
-        ("html", "too_large"),
+        ("html", "error"),
     ]
+
+
+def test_saving_a_template_that_breaks_the_budget_is_refused_naming_the_part(tenant: Tenant):
+    for part, source in (
+        ("html", "<p>{{ range(10**9) | list }}</p>"),
+        (
+            "subject",
+            "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}",
+        ),
+        ("text", "{{ ''.__class__.__mro__ }}"),
+    ):
+        body = {**WELCOME, part: source}
+        response = tenant.call("POST", "/v1/templates", body)
+        assert response.status_code == 422, (part, response.body)
+        assert body_of(response)["error"]["code"] == "render_error"
+        assert body_of(response)["error"]["field"] == part
+    created = create(tenant)
+    patched = tenant.call(
+        "PATCH", f"/v1/templates/{created['id']}", {"html": "{{ ('x' * 999999) * 2 }}"}
+    )
+    assert patched.status_code == 422 and body_of(patched)["error"]["field"] == "html"
+    stored = body_of(tenant.call("GET", f"/v1/templates/{created['id']}"))
+    assert stored["html"] == WELCOME["html"]  # nothing half-written
+    listing = body_of(tenant.call("GET", "/v1/templates"))["items"]
+    assert [t["id"] for t in listing] == [created["id"]]  # the refused creates left nothing
+
+
+def test_preview_over_the_budget_for_this_contact_is_a_422(tenant: Tenant):
+    # Fine for the sample contact used at save (lead_score 42), far over the step budget
+    # for a contact whose lead_score is 10,000: the preview is bounded like a send.
+    nested = (
+        "{% for i in range(contact.lead_score) %}{% for j in range(contact.lead_score) %}"
+        "{% endfor %}{% endfor %}done"
+    )
+    created = create(tenant, {**WELCOME, "html": nested})
+    ok = tenant.call(
+        "POST", f"/v1/templates/{created['id']}/preview", {"contact": {"lead_score": 3}}
+    )
+    assert ok.status_code == 200 and body_of(ok)["html"] == "done"
+    response = tenant.call(
+        "POST", f"/v1/templates/{created['id']}/preview", {"contact": {"lead_score": 10000}}
+    )
+    assert response.status_code == 422
+    error = body_of(response)["error"]
+    assert error["code"] == "render_error" and error["field"] == "html"
+    assert "steps" in error["message"]
 
 
 def test_sample_contact_is_validated(tenant: Tenant):

@@ -45,7 +45,6 @@ def html_of(source: str, contact: dict | None = None, strict: bool = False) -> s
 
 def render_error(source: str, contact: dict | None = None, field: str = "html") -> RenderError:
     template = email(**{field: source})
-    check_template(template)
     with pytest.raises(RenderError) as caught:
         render_email(template, context(contact))
     assert caught.value.field == field
