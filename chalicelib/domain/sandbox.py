@@ -80,7 +80,7 @@ _LOOP_GUARD = "herald_loop_guard"
 _SIZE_GUARD = "herald_size_guard"
 _CONCAT = "herald_concat"
 _COMPARE = "herald_compare"
-_PRINTF_SPEC = re.compile(r"%(?:\(([^)]*)\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_PRINTF_SPEC = re.compile(r"%(?:\(([^)]*)\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?(.?)")
 _NUMBER = re.compile(r"\d+")
 
 
@@ -291,31 +291,37 @@ def _compare(_context: Context, left: Any, op: str, right: Any) -> Any:
 # -- pre-checks for the operations that can make far more than their inputs ------------
 def _check_printf(template: Any, args: Any = ()) -> None:
     """``%``-formatting: refuse ``*`` and big widths; predict the result from the widths
-    and the text of the arguments each spec prints."""
+    and the text of the arguments each spec prints (a ``%r`` may print ten times more)."""
     if not isinstance(template, str):
         return
     predicted = len(template)
-    specs = 0
+    repr_factor = 1
+    sizes: dict[str, int] = {}
     for match in _PRINTF_SPEC.finditer(template):
-        key, width, precision = match.groups()
+        key, width, precision, conversion = match.groups()
         for part in (width, precision):
             if part == "*":
                 raise LimitExceeded("too_large", "computed widths ('*') are not allowed")
             if part is not None:
                 _check_width(int(part), "a format")
-        specs += 1
-        predicted += max(int(width or 0), int(precision or 0))
+        predicted += max(int(width or 0), int(precision or 0)) + 24
+        if conversion in ("r", "a"):
+            repr_factor = 10
         if key is not None and isinstance(args, Mapping) and key in args:
-            predicted += 2 * text_size(args[key]) + 2  # %(key)r may print a repr
+            if key not in sizes:
+                sizes[key] = text_size(args[key])
+            predicted += 10 * sizes[key] if conversion in ("r", "a") else sizes[key]
+        _expect_at_most(predicted, "formatting")
     if not isinstance(args, Mapping):
-        predicted += 2 * text_size(args) + specs * 24
+        values = args if isinstance(args, tuple) else (args,)
+        predicted += repr_factor * sum(text_size(value) for value in values)
     _expect_at_most(predicted, "formatting")
 
 
 def _check_strftime(template: Any) -> None:
     if isinstance(template, str):
         for match in _PRINTF_SPEC.finditer(template):
-            for part in match.groups()[1:]:
+            for part in match.groups()[1:3]:
                 if part == "*" or (part is not None and int(part) > MAX_WIDTH):
                     raise LimitExceeded("too_large", "a date format width is too large")
         _expect_at_most(len(template) * 32, "strftime")
@@ -477,7 +483,7 @@ _FILTER_CHECKS: dict[str, Callable[..., None]] = {
 # Filters that compare their items with each other (n log n) or work character by
 # character in Python rather than C: charged that many times their input.
 _FILTER_FACTORS: dict[str, int] = {
-    "pprint": 50,
+    "pprint": 15,
     "wordwrap": 40,
     "urlize": 100,
     "striptags": 10,
@@ -527,9 +533,9 @@ def _guard_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]
         if len(args) > first:
             if name == "join":
                 args = (*args[:first], _materialized(args[first]), *args[first + 1 :])
-            _charge_input(name, args[first])
             if check is not None:
                 check(*args[first:], **kwargs)
+            _charge_input(name, args[first])
         return bounded(original(*args, **kwargs))
 
     return guarded
