@@ -617,7 +617,7 @@ def _concat(context: Context, operands: tuple[Any, ...]) -> str:
 
 
 class _SpliceGuards(NodeTransformer):
-    """Route loops, ``~``, comparisons and literals through the guards."""
+    """Route loops, ``~``, comparisons, slices and literals through the guards."""
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
@@ -647,6 +647,11 @@ class _SpliceGuards(NodeTransformer):
         for check in checks[1:]:
             result = nodes.And(result, check, lineno=node.lineno)
         return result
+
+    def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
+        """A slice copies: ``s[::-1]`` of a long string is paid for like any value made."""
+        self.generic_visit(node)
+        return self._filter(node, _SIZE_GUARD) if isinstance(node.arg, nodes.Slice) else node
 
     def visit_List(self, node: nodes.List) -> nodes.Node:
         self.generic_visit(node)
@@ -742,6 +747,8 @@ class GuardedEnvironment(ImmutableSandboxedEnvironment):
             charge_comparison("in", args[0], owner)
         elif isinstance(__obj, LoopContext) and args and isinstance(args[0], Sized):
             charge(len(args[0]))  # a recursive loop's next level
+        elif isinstance(owner, LoopContext) and name == "changed":
+            charge_comparison("eq", args, getattr(owner, "_last_changed_value", None))
         if name == "strftime" and args:
             _check_strftime(args[0])
         return bounded(super().call(__context, __obj, *args, **kwargs))

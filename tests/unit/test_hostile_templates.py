@@ -168,6 +168,15 @@ CORPUS: list[Hostile] = [
         "{% else %}{{ x }}{% endif %}{% endfor %}",
         "ok",
     ),
+    Hostile(
+        "{% set s = 'x' * 999999 %}{% for i in range(10000) %}{% set r = s[::-1] %}{% endfor %}",
+        "too_complex",
+    ),
+    Hostile(
+        "{% set s = 'x' * 999999 %}{% set t = 'x' * 999998 ~ 'y' %}{% for i in range(10000) %}"
+        "{{ loop.changed(s if i % 2 else t) }}{% endfor %}",
+        "too_complex",
+    ),
     Hostile("{{ 10 ** 100000000 }}", "too_large"),
     Hostile("{{ (2 ** 99999) * (2 ** 99999) }}", "too_large"),
     Hostile("{% set a = [1] * 100 %}{% set b = [a] * 100 %}{{ [b] * 100 }}", "too_large"),
