@@ -1,9 +1,11 @@
 """Templates: create, read, update (partial), delete, list, and preview against a contact.
 
-Saving checks that every part compiles and uses only known variables (422 naming the
-field: ``subject``, ``html``, ``text`` or ``body``). A preview answers 200 even when a part
-fails to render: the request was fine, the template does not work for this contact, and
-``errors`` says which part and why (the same error a campaign records for that recipient).
+Saving checks that every part compiles, uses only known variables and renders within
+the sandbox's budgets for a sample contact (422 naming the field: ``subject``, ``html``,
+``text`` or ``body``; the store runs ``check_template`` on every write). A preview answers
+200 even when a part fails to render for this contact's data: the request was fine, and
+``errors`` says which part and why (the same error a campaign records for that
+recipient). A part over the budget or forbidden is the template's fault: 422, as at save.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ class PreviewRequest(Input):
     auth="tenant",
     tag="templates",
     status=201,
-    summary="Create a template (422 naming the part that does not compile)",
+    summary="Create a template (422 naming the part that does not compile or render)",
     body=CreateTemplate,
     response=TemplateView,
 )
@@ -205,7 +207,7 @@ def delete_template(call: Call) -> None:
     "POST",
     auth="tenant",
     tag="templates",
-    summary="Render a template for a sample or stored contact (200; render errors in errors[])",
+    summary="Render a template for a sample or stored contact (200 with errors[]; 422 over budget)",
     body=PreviewRequest,
     response=Preview,
 )

@@ -229,11 +229,19 @@ def _length(value: Any) -> int:
 
 
 # -- comparisons: charged for the elements and characters Python will compare ----------
+_CONTAINERS = (list, tuple, Mapping)  # compared item by item
+
+
 def charge_comparison(op: str, left: Any, right: Any) -> None:
     """Charge ``left <op> right`` before it runs: ``in`` over a list compares with every
     item, ``==`` of lists compares item by item, strings character by character."""
     if op not in ("in", "notin"):
-        _charge_pairs(iter(((left, right),)))
+        if isinstance(left, str) and isinstance(right, str):
+            charge(_work(0, min(len(left), len(right))))
+        elif isinstance(left, _CONTAINERS) and isinstance(right, _CONTAINERS):
+            _charge_pairs(iter(((left, right),)))
+        else:
+            charge(1)  # numbers, dates, None: one step
     elif isinstance(right, str):
         charge(_work(0, len(right) + _length(left)))
     elif isinstance(right, (Mapping, set, frozenset)) or _is_view(right):
