@@ -21,6 +21,7 @@ from chalicelib.api import (
     events,
     imports,
     lists,
+    routing,
     segments,
     senders,
     stats,
@@ -66,6 +67,9 @@ app.register_blueprint(seed003.blueprint)
 
 # What an unsubscribe link does beyond suppressing (the API function runs it).
 on_unsubscribe(provider_feedback.count_unsubscribe)
+
+
+app.register_middleware(routing.gateway_errors, "http")
 
 
 @app.middleware("all")

@@ -20,8 +20,36 @@ _ERRORS = {
     "403": "The key may not use this route (an admin route, or a write with a read-only key)",
     "404": "Not found (or not this tenant's)",
     "409": "Conflicts with the current state",
+    "413": "The request body is too large",
+    "415": "The Content-Type is not one this operation takes",
     "422": "Validation failed; `error.field` names the field",
 }
+# A seed dialect's errors keep the shape its own clients parse (see docs/api-seed-00N.md).
+_DIALECT_ERROR = {
+    "type": "object",
+    "description": "The dialect's own error shape, as its seed document defines it.",
+}
+
+
+# The seed dialects are their own groups in an explorer, described by their seed number.
+_SEED_TAGS = {
+    "seed 002": "Seed 002's DRF-style campaigns API (docs/api-seed-002.md): "
+    "`/campaigns/`, page-numbered lists, DRF error shapes.",
+    "seed 003": "Seed 003's numbered campaigns API (docs/api-seed-003.md): "
+    "`/campaign/<n>`, form or JSON parameters, numbered lists, segments and domains.",
+}
+
+
+def _tags(operations: list[Operation]) -> list[dict[str, str]]:
+    """Every tag once, native ones first in registration order, then the seed dialects."""
+    names = list(dict.fromkeys(op.tag for op in operations))
+    names.sort(key=lambda name: name.split(":")[0] in _SEED_TAGS)
+    return [
+        {"name": name, "description": _SEED_TAGS[name.split(":")[0]]}
+        if name.split(":")[0] in _SEED_TAGS
+        else {"name": name}
+        for name in names
+    ]
 
 
 def _schema_name(model: type[BaseModel]) -> str:
@@ -50,6 +78,7 @@ def openapi_document() -> dict[str, Any]:
             "version": "1.0.0",
             "description": "Herald's native API: contacts, content, campaigns and their results.",
         },
+        "tags": _tags(documented),
         "paths": paths,
         "components": {
             "schemas": definitions.get("$defs", {}),
@@ -114,7 +143,7 @@ def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
     if op.response:
         success["content"] = {"application/json": {"schema": refs[(op.response, "serialization")]}}
     operation["responses"][str(op.status)] = success
-    error_ref = refs[(ErrorBody, "serialization")]
+    error_ref = _DIALECT_ERROR if op.dialect_errors else refs[(ErrorBody, "serialization")]
     for status, description in _ERRORS.items():
         if status in ("401", "403") and op.auth == "public":
             continue

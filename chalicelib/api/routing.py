@@ -52,6 +52,7 @@ class Operation:
     path_params: tuple[str, ...]
     documented: bool
     idempotent: bool = False
+    dialect_errors: bool = False  # errors reshaped by an ErrorEnvelope, not Herald's shape
 
 
 OPERATIONS: list[Operation] = []
@@ -72,6 +73,8 @@ Handler = Callable[[Call], Any]
 # Rewrites an error response (status >= 400, Herald's shape) for an API dialect whose
 # clients expect another envelope; see chalicelib/api/dialects.
 ErrorEnvelope = Callable[[Response], Response]
+# The envelope of each route path that has one, for refusals made before a view runs.
+_ENVELOPES: dict[str, ErrorEnvelope] = {}
 
 
 def endpoint(
@@ -134,6 +137,8 @@ def endpoint(
 
         view.__name__ = f"{handler.__name__}_{method.lower()}"
         app.route(path, methods=[method], content_types=list(content_types))(view)
+        if error_envelope is not None:
+            _ENVELOPES[path] = error_envelope
         OPERATIONS.append(
             Operation(
                 method=method.lower(),
@@ -148,11 +153,33 @@ def endpoint(
                 path_params=path_params,
                 documented=documented,
                 idempotent=idempotent,
+                dialect_errors=error_envelope is not None,
             )
         )
         return handler
 
     return decorator
+
+
+def gateway_errors(request: Request, get_response: Callable[[Request], Response]) -> Response:
+    """HTTP middleware: Chalice's own refusals, made before any view runs (415 for a
+    content type the route does not take, 405 for a method the path does not have), in
+    Herald's one error shape (or the route's dialect envelope) instead of Chalice's
+    ``{"Code", "Message"}``."""
+    response = get_response(request)
+    body = response.body
+    if response.status_code < 400 or not isinstance(body, dict) or set(body) != {"Code", "Message"}:
+        return response
+    code = re.sub(r"(?<!^)(?=[A-Z])", "_", str(body["Code"]).removesuffix("Error")).lower()
+    field = "Content-Type" if response.status_code == 415 else None
+    headers = {
+        k: str(v) for k, v in (response.headers or {}).items() if k.lower() != "content-type"
+    }
+    herald = api_errors.error_response(
+        response.status_code, code, str(body["Message"]), field=field, headers=headers
+    )
+    envelope = _ENVELOPES.get(str(request.context.get("resourcePath", "")))
+    return envelope(herald) if envelope is not None else herald
 
 
 class _InvalidInput(Exception):
