@@ -22,6 +22,7 @@ class World:
     # A path parameter's value, by the parameter's name (seed 002's ``id`` and seed 003's
     # numbers are the dialects' own names, so one name means one kind of resource).
     params: dict[str, str] = field(default_factory=dict)
+    cursor: str | None = None  # a next-page cursor of the contacts list
 
     def path_parameters(self, path: str) -> dict[str, str]:
         """Values for every ``{name}`` of ``path``; a name the world does not know fails,
@@ -30,6 +31,11 @@ class World:
         unknown = [name for name in names if name not in self.params]
         assert not unknown, f"tests/tenant_world.py makes no resource for {unknown} of {path}"
         return {name: self.params[name] for name in names}
+
+    def secrets(self) -> set[str]:
+        """What only this tenant's data contains: its marker (in every name and address)
+        and its resources' ids (seed 003's small numbers are per tenant, so not these)."""
+        return {self.marker} | {v for k, v in self.params.items() if not v.isdigit()}
 
     def fill(self, path: str) -> str:
         for name, value in self.path_parameters(path).items():
@@ -105,6 +111,7 @@ def build_world(tenant: Tenant, marker: str) -> World:
     p["list"] = str(_seed003_number(tenant, "/list", p["list_id"]))
     p["segment"] = str(_seed003_number(tenant, "/segment", p["segment_id"]))
     p["domain"] = str(_seed003_number(tenant, "/domain", p["sender_id"]))
+    drain()  # the import done, nothing left to change this world by itself
     return world
 
 
