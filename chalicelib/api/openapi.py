@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from functools import lru_cache
 from typing import Any
 
@@ -152,28 +151,3 @@ def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
             "content": {"application/json": {"schema": error_ref}},
         }
     return operation
-
-
-def docs_page() -> str:
-    """A self-contained page listing every operation; the JSON document has the detail."""
-    rows = []
-    for path, methods in sorted(openapi_document()["paths"].items()):
-        for method, op in methods.items():
-            rows.append(
-                f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}"
-                f"</code></td><td>{html.escape(op['summary'])}</td>"
-                f"<td>{html.escape(', '.join(op['tags']))}</td></tr>"
-            )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Herald API</title>"
-        "<style>body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem}"
-        "td,th{padding:.3rem .6rem;border-bottom:1px solid #ddd;text-align:left}</style>"
-        "</head><body><h1>Herald API</h1>"
-        "<p>Authenticate with <code>Authorization: Bearer &lt;API key&gt;</code>. "
-        'Errors are <code>{"error": {"code", "message", "field"}}</code>. '
-        "The full machine-readable description is "
-        "<a href='/v1/openapi.json'>/v1/openapi.json</a> (OpenAPI 3.1).</p>"
-        "<table><tr><th>Method</th><th>Path</th><th>What it does</th><th>Tag</th></tr>"
-        + "".join(rows)
-        + "</table></body></html>"
-    )
