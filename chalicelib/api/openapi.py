@@ -75,7 +75,8 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "Herald",
             "version": "1.0.0",
-            "description": "Herald's native API: contacts, content, campaigns and their results.",
+            "description": "Herald's native API (`/v1`): contacts, content, campaigns and "
+            "their results; and the seed 002 and seed 003 campaign APIs, each its own group.",
         },
         "tags": _tags(documented),
         "paths": paths,

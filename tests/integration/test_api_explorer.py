@@ -25,8 +25,9 @@ def test_docs_is_an_explorer_page_that_loads_only_local_files(client: Client) ->
     assert page.headers["Content-Type"] == "text/html; charset=utf-8"
     html = page.body.decode()
     references = _references(html)
-    assert len(references) == 4  # the stylesheet, two scripts, the document's link
-    for reference in references:
+    assert len(references) == 5  # no icon, the stylesheet, two scripts, the document link
+    assert references[0] == "data:,"  # no favicon request to a route that has none
+    for reference in references[1:]:
         assert not urlsplit(reference).scheme and not reference.startswith("/"), reference
         # relative to the page, so a stage prefix is kept
         assert urljoin(BASE, reference).startswith("http://herald.internal/api/")
