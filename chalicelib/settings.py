@@ -72,6 +72,24 @@ class Settings(BaseModel):
     allow_loopback_callbacks: bool = Field(
         default=False, description="Only the embedded stack turns this on."
     )
+    callback_ports: list[int] = Field(
+        default=[80, 443],
+        min_length=1,
+        description=(
+            "The only ports webhooks and event callbacks may be sent to (SSRF policy); an "
+            "operator widens the list here. Loopback, when allowed, takes any port."
+        ),
+    )
+    callback_deadline_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=5.0,
+        description=(
+            "One deadline for a whole delivery attempt: DNS, connect, TLS, request, response "
+            "headers. At most 5 s so that a callbacks batch (10 deliveries, one after the "
+            "other) always ends inside the worker's 60 s timeout."
+        ),
+    )
 
     # The embedded stack's SES/SNS feedback simulator (chalicelib.local.ses_simulator).
     simulator_open_rate: float = Field(

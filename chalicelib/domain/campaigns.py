@@ -183,9 +183,9 @@ def check_callback_url(value: str) -> str:
     The one hook for callback targets: the address policy against SSRF (no private,
     loopback or link-local destinations) is ``chalicelib.domain.net``, applied to the
     resolved addresses when a callback is delivered; stricter checks at input go here.
+    The URL kept is the normalised one (IDNA host, percent-encoded path and query).
     """
-    parse_target_url(value, field="event_callback")
-    return value
+    return parse_target_url(value, field="event_callback").url
 
 
 def parse_instant(value: Any) -> Any:

@@ -12,7 +12,13 @@ Webhooks. ``notify_webhooks`` queues one ``http.deliver`` per (event, endpoint t
 it); the body is fixed when queued, and each attempt is signed afresh (new timestamp,
 same ``webhook-id``).
 
-Delivery. ``deliver`` POSTs through the SSRF-safe client. A failure is retried on
+Delivery. ``deliver`` POSTs through the SSRF-safe client, under one deadline per attempt
+(``Settings.callback_deadline_seconds``), so a batch of 10 ends inside the worker's timeout
+whatever the receivers do. Each record of a batch is its own delivery: one that raises
+fails only itself (partial batch failure, ``pipeline.dispatch``), and every attempt that
+POSTed is recorded (``store.webhooks.record_attempt_ran``) before anything follows from
+it, so a message that comes back (a retried record, a batch whose worker died) never
+POSTs the same attempt twice to a receiver that already had it. A failure is retried on
 ``RETRY_SCHEDULE_SECONDS`` by re-queueing the message with its next attempt time: SQS
 delays at most 15 minutes, so a longer wait is a chain of delayed hops (each hop is one
 receive and one send, about a millionth of a dollar). 410 Gone stops a delivery and
@@ -264,18 +270,22 @@ def deliver(body: dict[str, Any]) -> None:
     if wait > 0:  # a hop of a long retry delay: not yet
         enqueue("callbacks", [message.as_message()], delay_seconds=_sqs_delay(wait))
         return
+    tenant_id, delivery_id, attempt = message.tenant_id, message.delivery_id, message.attempt
+    if endpoints.attempt_ran(tenant_id, delivery_id, attempt):
+        return  # this message came back after its attempt ran: the receiver already has it
     request = _request(message, now)
     if request is None:
         return
     url, headers = request
-    attempt = message.attempt
     try:
         outcome = post(url, message.body.encode(), headers)
     except RefusedTarget as refused:
+        endpoints.record_attempt_ran(tenant_id, delivery_id, attempt, "refused", now)
         _end(message, now, "refused", HttpOutcome(status=None, error=str(refused)))
         _dead_letter(message, str(refused))
         return
     decision = verdict(outcome.status, attempt)
+    endpoints.record_attempt_ran(tenant_id, delivery_id, attempt, decision, now)
     if decision == "delivered":
         if attempt > 1:
             _end(message, now, "delivered", outcome)

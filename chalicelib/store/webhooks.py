@@ -5,9 +5,11 @@ Layout (tenant scope prefix added by ScopedTable):
 - ``DELIVERYLOG#<target id> / <at>#<id>#<attempt>`` one item per failed attempt (and the
   final outcome of a delivery that failed at least once), expiring after
   ``LOG_RETENTION``; the target is a webhook endpoint or a campaign (its event callback).
+- ``DELIVERYDONE#<delivery id> / <attempt>`` one small item per attempt that ran, written
+  right after its POST, expiring after ``ATTEMPT_RETENTION``: a redelivered queue message
+  (a batch retried, a worker that timed out) finds it and does not POST again.
 
-Only failures are logged: a first-try success writes nothing, so a busy endpoint costs no
-writes beyond the delivery itself.
+Only failures are logged: a first-try success writes just its attempt item.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ _ENDPOINTS = "WEBHOOK"
 _LOG = "DELIVERYLOG"
 MAX_ENDPOINTS = 20
 LOG_RETENTION = timedelta(days=14)
+_DONE = "DELIVERYDONE"
+# Longer than a queue message can come back: a callbacks message lives at most 4 days in
+# SQS, but is received for the last time within minutes of its first receive.
+ATTEMPT_RETENTION = timedelta(days=4)
 _SECRET = "secret"  # noqa: S105  (the attribute name)
 
 
@@ -146,3 +152,23 @@ def recent_attempts(
         f"{_LOG}#{target_id}", limit=limit, cursor=cursor, newest_first=True
     )
     return [DeliveryAttempt.model_validate(i) for i in page.items], page.cursor
+
+
+def attempt_ran(tenant_id: str, delivery_id: str, attempt: int) -> bool:
+    """Whether this attempt of this delivery already POSTed (its message came back)."""
+    return tenant_table(tenant_id).get(f"{_DONE}#{delivery_id}", f"{attempt:02d}") is not None
+
+
+def record_attempt_ran(
+    tenant_id: str, delivery_id: str, attempt: int, outcome: str, now: datetime
+) -> None:
+    """Mark an attempt as run (before its follow-ups are queued), so it never runs twice."""
+    tenant_table(tenant_id).put(
+        f"{_DONE}#{delivery_id}",
+        f"{attempt:02d}",
+        {
+            "outcome": outcome,
+            "at": now.isoformat(),
+            TableSpec.ttl_attribute: int((now + ATTEMPT_RETENTION).timestamp()),
+        },
+    )

@@ -14,7 +14,7 @@ import pytest
 
 from chalicelib.domain.callbacks import callback_form, in_posts, window_start
 from chalicelib.domain.errors import ValidationFailed
-from chalicelib.domain.net import address_refusal, parse_target_url
+from chalicelib.domain.net import REFUSED_RANGES, address_refusal, parse_target_url, port_refusal
 from chalicelib.domain.webhooks import (
     MAX_ATTEMPTS,
     RETRY_SCHEDULE_SECONDS,
@@ -53,6 +53,10 @@ REFUSED = [
     "2002:7f00:1::1",  # 6to4 wrapping 127.0.0.1
     "2002:a9fe:a9fe::1",  # 6to4 wrapping 169.254.169.254
     "64:ff9b::a9fe:a9fe",  # NAT64 of the metadata address
+    "64:ff9b:1::808:808",  # local-use NAT64 (RFC 8215), even around a public IPv4
+    "64:ff9b:1:ffff::1",
+    "::ffff:0:808:808",  # SIIT IPv4-translated form (is_global says True on 3.11.7)
+    "::ffff:0:7f00:1",
 ]
 ALLOWED = ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2606:4700:4700::1111", "::ffff:8.8.8.8"]
 
@@ -170,3 +174,36 @@ def test_windows_and_post_sizes():
     at = datetime(2026, 1, 1, 12, 0, 59, tzinfo=UTC)
     assert window_start(at, 60) == int(datetime(2026, 1, 1, 12, 0, tzinfo=UTC).timestamp())
     assert [len(p) for p in in_posts([str(i) for i in range(1201)], 500)] == [500, 500, 201]
+
+
+def test_nat64_local_use_and_siit_are_refused_by_explicit_range_not_is_global():
+    """Python patch releases disagree on ``is_global`` for these: the policy names them."""
+    named = {str(network) for network, _ in REFUSED_RANGES}
+    assert {"64:ff9b:1::/48", "::ffff:0:0:0/96"} <= named
+    reason = address_refusal(ipaddress.ip_address("::ffff:0:808:808"))
+    assert reason is not None and "SIIT" in reason
+    reason = address_refusal(ipaddress.ip_address("64:ff9b:1::808:808"))
+    assert reason is not None and "NAT64" in reason
+
+
+def test_only_ports_80_and_443_unless_widened():
+    assert port_refusal(443, [80, 443]) is None and port_refusal(80, [80, 443]) is None
+    for port in (22, 25, 6379, 8080, 8443):
+        reason = port_refusal(port, [80, 443])
+        assert reason is not None and str(port) in reason
+    assert port_refusal(8443, [80, 443, 8443]) is None
+
+
+def test_non_ascii_urls_are_normalised_to_what_goes_on_the_wire():
+    target = parse_target_url(
+        "https://B\u00fccher.example/caf\u00e9/%41?q=\u00fc&x[]=1", field="url"
+    )
+    assert target.host == "xn--bcher-kva.example"
+    assert target.request_target == "/caf%C3%A9/%41?q=%C3%BC&x[]=1"  # escapes kept as written
+    assert target.url == "https://xn--bcher-kva.example/caf%C3%A9/%41?q=%C3%BC&x[]=1"
+    assert target.host_header.isascii()
+    ascii_url = "https://hooks.example.com:8443/cb?a=1"
+    assert parse_target_url(ascii_url, field="url").url == ascii_url  # unchanged
+    with pytest.raises(ValidationFailed) as refused:
+        parse_target_url("https://a..b\u00fc/", field="url")
+    assert refused.value.field == "url" and "domain name" in refused.value.message
