@@ -61,6 +61,12 @@ class WebhookCreated(WebhookEndpoint, ApiModel):
     secret: str = Field(description="The signing secret (whsec_…). Shown only in this response.")
 
 
+class CallbackSecret(ApiModel):
+    secret: str = Field(
+        description="whsec_… key of the webhook-signature header on seed-003 event callbacks."
+    )
+
+
 class WebhookList(ApiModel):
     items: list[WebhookEndpoint]
 
@@ -164,3 +170,16 @@ def list_deliveries(call: Call) -> ListPage[DeliveryAttempt]:
         call.tenant_id, webhook_id, call.query.limit, call.query.cursor
     )
     return ListPage[DeliveryAttempt](items=attempts, next_cursor=cursor)
+
+
+@endpoint(
+    blueprint,
+    "/v1/callbacks/signing-secret",
+    "GET",
+    auth="tenant",
+    tag="webhooks",
+    summary="The key that signs this tenant's event callbacks (Standard Webhooks headers)",
+    response=CallbackSecret,
+)
+def callback_secret(call: Call) -> CallbackSecret:
+    return CallbackSecret(secret=store.callback_signing_secret(call.tenant_id))

@@ -308,18 +308,25 @@ def deliver(body: dict[str, Any]) -> None:
 
 
 def _request(message: HttpDelivery, now: datetime) -> tuple[str, dict[str, str]] | None:
-    """The URL and headers of this attempt; None when the webhook endpoint is gone or off."""
+    """The URL and headers of this attempt; None when the webhook endpoint is gone or off.
+
+    Both kinds are signed the Standard Webhooks way: a webhook with its endpoint's secret,
+    an event callback (seed 003, whose clients ignore the extra headers) with the tenant's
+    callback secret (``GET /v1/callbacks/signing-secret``)."""
+    body = message.body.encode()
+    moment = int(now.timestamp())
     if message.target == "callback":
         assert message.url is not None  # a callback delivery is queued with its URL
-        return message.url, {"Content-Type": FORM_CONTENT_TYPE}
+        secret = endpoints.callback_signing_secret(message.tenant_id)
+        headers = signed_headers(secret, message.delivery_id, moment, body)
+        return message.url, {**headers, "Content-Type": FORM_CONTENT_TYPE}
     try:
         endpoint, secret = endpoints.get_signing_endpoint(message.tenant_id, message.target_id)
     except NotFound:
         return None
     if not endpoint.enabled:
         return None
-    body = message.body.encode()
-    return endpoint.url, signed_headers(secret, message.delivery_id, int(now.timestamp()), body)
+    return endpoint.url, signed_headers(secret, message.delivery_id, moment, body)
 
 
 def _end(message: HttpDelivery, now: datetime, outcome: str, result: HttpOutcome) -> None:

@@ -5,6 +5,8 @@ Layout (tenant scope prefix added by ScopedTable):
 - ``DELIVERYLOG#<target id> / <at>#<id>#<attempt>`` one item per failed attempt (and the
   final outcome of a delivery that failed at least once), expiring after
   ``LOG_RETENTION``; the target is a webhook endpoint or a campaign (its event callback).
+- ``CALLBACKSECRET / current`` the tenant's key for signing seed-003 event callbacks
+  (Standard Webhooks headers, as webhooks are), made on first use.
 - ``DELIVERYDONE#<delivery id> / <attempt>`` one small item per attempt that ran, written
   right after its POST, expiring after ``ATTEMPT_RETENTION``: a redelivered queue message
   (a batch retried, a worker that timed out) finds it and does not POST again.
@@ -30,6 +32,7 @@ _LOG = "DELIVERYLOG"
 MAX_ENDPOINTS = 20
 LOG_RETENTION = timedelta(days=14)
 _DONE = "DELIVERYDONE"
+_CALLBACK_SECRET = "CALLBACKSECRET"  # noqa: S105  (a partition name)
 # Longer than a queue message can come back: a callbacks message lives at most 4 days in
 # SQS, but is received for the last time within minutes of its first receive.
 ATTEMPT_RETENTION = timedelta(days=4)
@@ -172,3 +175,18 @@ def record_attempt_ran(
             TableSpec.ttl_attribute: int((now + ATTEMPT_RETENTION).timestamp()),
         },
     )
+
+
+def callback_signing_secret(tenant_id: str) -> str:
+    """The tenant's secret for signing event callbacks, created on first use (a racing
+    second creator loses the conditional put and reads the winner's)."""
+    table = tenant_table(tenant_id)
+    item = table.get(_CALLBACK_SECRET, "current")
+    if item is not None:
+        return str(item[_SECRET])
+    secret = new_secret()
+    try:
+        table.put(_CALLBACK_SECRET, "current", {_SECRET: secret}, condition=Condition.absent())
+    except ConditionFailed:
+        return callback_signing_secret(tenant_id)
+    return secret

@@ -160,8 +160,35 @@ def test_sms_callbacks_name_telephones_and_only_delivered_and_bounced(
         assert addresses_in(posts["bounced"], "telephone") == {failing}
 
 
+def test_event_callbacks_carry_a_standard_webhooks_signature(
+    shop: Shop, frozen: clock.FrozenClock, loopback: None
+) -> None:
+    """The seed's form POST, plus webhook-id/-timestamp/-signature a seed client ignores and
+    a careful one checks with the tenant's callback secret."""
+    secret = shop.ok("GET", "/v1/callbacks/signing-secret")["secret"]
+    assert secret.startswith("whsec_")
+    assert shop.ok("GET", "/v1/callbacks/signing-secret")["secret"] == secret  # stable
+    with receiver() as hook:
+        shop.contacts(["a@example.com"])
+        campaign_id = shop.campaign(event_callback=f"{hook.url}/cb")
+        shop.send(campaign_id)
+        run_tick(START + timedelta(seconds=63))
+        drain()
+    assert len(hook.requests) == 1
+    request = hook.requests[0]
+    assert dict(form(request))["event"] == "submitted"  # still the seed's form body
+    check_signature(secret, request)
+    assert int(request.headers["webhook-timestamp"]) == int(START.timestamp())
+
+
 # -- signed webhooks ----------------------------------------------------------------------
 def verify(secret: str, request: Received) -> dict[str, Any]:
+    """A receiver's check of a webhook: signature, then the JSON payload."""
+    check_signature(secret, request)
+    return dict(json.loads(request.body))
+
+
+def check_signature(secret: str, request: Received) -> None:
     """A receiver's check, written from the Standard Webhooks spec (not Herald's code)."""
     key = base64.b64decode(secret.removeprefix("whsec_"))
     msg_id = request.headers["webhook-id"]
@@ -170,7 +197,6 @@ def verify(secret: str, request: Received) -> dict[str, Any]:
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     offered = [s.split(",", 1)[1] for s in request.headers["webhook-signature"].split(" ")]
     assert any(hmac.compare_digest(expected, o) for o in offered), "bad signature"
-    return dict(json.loads(request.body))
 
 
 def register(shop: Shop, url: str, **fields: Any) -> dict[str, Any]:
