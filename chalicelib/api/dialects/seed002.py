@@ -33,6 +33,7 @@ from pydantic import Field, field_validator
 from chalicelib.api.campaigns import create_checked, edit_checked, schedule_checked, send_checked
 from chalicelib.api.dialects.common import every_item, fields_renamed, native
 from chalicelib.api.errors import json_body
+from chalicelib.api.links import route_url
 from chalicelib.api.models import ApiModel, Input
 from chalicelib.api.routing import FORM, JSON, Call, Handler, endpoint
 from chalicelib.domain import clock
@@ -56,7 +57,6 @@ from chalicelib.domain.feedback import campaign_stats
 from chalicelib.domain.senders import Sender, usability
 from chalicelib.domain.templates import SMS_SOURCE_MAX, SmsTemplate
 from chalicelib.pipeline import scheduling
-from chalicelib.settings import get_settings
 from chalicelib.store import campaigns as store
 from chalicelib.store.counters import read_counts
 from chalicelib.store.segments import get_segment
@@ -446,17 +446,6 @@ def _page_number(raw: str, pages: int) -> int:
     return int(raw)
 
 
-def _base_url(request: Request) -> str:
-    """This request's absolute URL without its query: Host and path as the client used them
-    (API Gateway's path includes the stage), https when a proxy says so."""
-    path = str((request.context or {}).get("path") or "/campaigns/")
-    host = request.headers.get("host")
-    if not host:
-        return get_settings().public_base_url.rstrip("/") + path
-    scheme = request.headers.get("x-forwarded-proto", "http").split(",")[0].strip()
-    return f"{scheme}://{host}{path}"
-
-
 def _page_link(request: Request, page: int) -> str:
     """The URL of ``page`` of this listing: the same query, ``page`` replaced (dropped for
     the first page), parameters sorted, as DRF's ``replace_query_param`` builds it."""
@@ -469,7 +458,7 @@ def _page_link(request: Request, page: int) -> str:
     ]
     if page > 1:
         params = sorted([*params, ("page", str(page))])
-    base = _base_url(request)
+    base = route_url(request)  # Settings.public_base_url, never the request's Host
     return f"{base}?{urlencode(params)}" if params else base
 
 
