@@ -106,6 +106,15 @@ class Settings(BaseModel):
         default=1.0, ge=0, le=60, description="How long after a send its events are published."
     )
 
+    # API Gateway stage throttling (infra/gateway.py): the whole API, every tenant together;
+    # beyond it API Gateway answers 429 in Herald's error shape without calling Herald.
+    api_throttle_rate: float = Field(
+        default=100.0, gt=0, description="Steady requests per second the API stage accepts."
+    )
+    api_throttle_burst: int = Field(
+        default=200, ge=1, description="Requests the API stage accepts at once above the rate."
+    )
+
     # Public base URL of the API, used to build unsubscribe links.
     public_base_url: str = "http://127.0.0.1:8000"
 

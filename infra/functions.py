@@ -10,8 +10,8 @@ batch.
 from __future__ import annotations
 
 from chalicelib.observability import SERVICE, metrics
-from infra.naming import FUNCTION_POLICY, SES_MAX_SEND_RATE, Json, Stack, ref, setting_variable
-from infra.policy import consume_policy_id
+from infra.naming import SES_MAX_SEND_RATE, Json, Stack, ref, setting_variable
+from infra.policy import access_policy_id, consume_policy_id
 
 LOG_RETENTION_DAYS = 30
 
@@ -25,7 +25,7 @@ def function_overrides(stack: Stack) -> Json:
         log_group_id = f"{function_id}LogGroup"
         # Permissions and the log group exist before the function (and so before its event
         # source mapping, which Lambda validates against the role when it is created).
-        depends_on = [FUNCTION_POLICY, log_group_id]
+        depends_on = [access_policy_id(stack, handler), log_group_id]
         properties: Json = {
             "FunctionName": stack.function_name(handler),
             # Lambda records each invocation's segments itself; Herald ships no X-Ray SDK.

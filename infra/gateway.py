@@ -3,6 +3,8 @@
 API Gateway answers some requests without calling Herald (an unknown route, throttling, a
 timeout). ``gateway_responses`` makes those answers look like every other Herald error,
 ``{"error": {"code", "message"}}``, with the codes ``chalicelib.domain.errors`` defines.
+``api_overrides`` also throttles the stage (a throttled request is such an answer: 429,
+code ``throttled``).
 
 Every function gets the API's URL (``HERALD_PUBLIC_BASE_URL``), but chalice's API definition
 refers to the API function by ``${APIHandler.Arn}``: the API would depend on the function and
@@ -55,12 +57,23 @@ def gateway_responses() -> Json:
     return responses
 
 
-def api_overrides() -> Json:
-    """The merge onto chalice's ``RestAPI``: the gateway responses join its definition."""
+def api_overrides(stack: Stack) -> Json:
+    """The merge onto chalice's ``RestAPI``: the gateway responses join its definition, and
+    the stage is throttled (``Settings.api_throttle_rate`` and ``api_throttle_burst``) for
+    every route and method, so a flood is refused by API Gateway before it costs Lambda."""
+    settings = stack.settings
     return {
         REST_API: {
             "Properties": {
-                "DefinitionBody": {"x-amazon-apigateway-gateway-responses": gateway_responses()}
+                "DefinitionBody": {"x-amazon-apigateway-gateway-responses": gateway_responses()},
+                "MethodSettings": [
+                    {
+                        "ResourcePath": "/*",
+                        "HttpMethod": "*",
+                        "ThrottlingRateLimit": settings.api_throttle_rate,
+                        "ThrottlingBurstLimit": settings.api_throttle_burst,
+                    }
+                ],
             }
         }
     }

@@ -28,7 +28,6 @@ EVENT_BUS = "EventBus"
 SCHEDULE_GROUP = "ScheduleGroup"
 SCHEDULER_ROLE = "SchedulerRole"
 CONFIGURATION_SET = "ConfigurationSet"
-FUNCTION_POLICY = "FunctionAccessPolicy"
 ALARM_TOPIC = "AlarmTopic"
 DASHBOARD = "Dashboard"
 

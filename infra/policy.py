@@ -2,23 +2,38 @@
 
 Chalice gives every function its own execution role (``autogen_policy`` is off), holding only
 ``.chalice/policy-baseline.json``: logs, traces and metrics, which name no Herald resource.
-Everything that does name one is granted here, by ARN from this stack's own resources:
+Everything that does name one is granted here, by ARN from this stack's own resources, and
+each function gets its own policy (``<Function>AccessPolicy``) with only what it does:
+``FUNCTION_NEEDS`` says what that is, and tests/integration/test_function_permissions.py
+runs a day of Herald in moto, records every AWS call with the function making it, and
+fails when a call is not granted to that function. A queue consumer also gets
+``<Function>ConsumePolicy``: receiving and deleting from its own queue.
 
-* ``FunctionAccessPolicy``, on every role: the table and its indexes, sending to Herald's
-  queues, SES sending through Herald's configuration set, PutEvents on Herald's bus, schedules
-  in Herald's group (and passing the scheduler role to them), and SNS publishing.
-* ``<Function>ConsumePolicy``, on a queue consumer's role only: receiving and deleting from
-  its own queue.
+The callbacks worker talks to URLs tenants choose, so it holds the least: the table items
+of callbacks and webhooks only (a ``dynamodb:LeadingKeys`` condition on the partition
+keys), sending to its own queue and dead-letter queue, and nothing of SES, SNS, the bus or
+the scheduler.
 
-The one resource wildcard is ``sns:Publish``: an SMS sent to a phone number has no ARN to name.
+``sns:Publish`` (SMS, by the send worker and the API's test sends) needs ``Resource: "*"``:
+an SMS to a phone number has no ARN to name. So the same policy denies ``sns:Publish`` on
+every ARN (``arn:<partition>:sns:*:*:*``): topics and platform endpoints, Herald's or not,
+are refused, and only the ARN-less phone-number publish stays allowed. (No function
+publishes to a topic: SES and SNS themselves publish Herald's feedback topics.)
+
+SES sending is granted on this account's identities and Herald's configuration set. IAM
+cannot tell which tenant owns an identity (``ses:FromAddress`` conditions are per policy,
+not per tenant), so the ownership of identities is Herald's own check before a send
+(docs/architecture.md, "Security model").
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from chalicelib.resources import QueueSpec
+from chalicelib.settings import QueueRole
 from infra.naming import (
     EVENT_BUS,
-    FUNCTION_POLICY,
     SCHEDULER_ROLE,
     TABLE,
     Json,
@@ -53,23 +68,83 @@ SCHEDULE_ACTIONS = (
     "scheduler:DeleteSchedule",
     "scheduler:GetSchedule",
 )
+# The partitions the callbacks worker reads and writes (chalicelib.store.callbacks and
+# chalicelib.store.webhooks): ``T#<32 hex tenant id>#<kind>…`` and the due-window pointers.
+_TENANT = "T#" + "?" * 32
+CALLBACK_PARTITIONS = (
+    f"{_TENANT}#CALLBACK#*",
+    f"{_TENANT}#CALLBACKSECRET",
+    f"{_TENANT}#WEBHOOK",
+    f"{_TENANT}#DELIVERYLOG#*",
+    f"{_TENANT}#DELIVERYDONE#*",
+    "SYS#CALLBACKDUE",
+)
+
+Need = Literal[
+    "table",  # every item and index of the table
+    "callback_items",  # only the items of CALLBACK_PARTITIONS
+    "enqueue",  # send to every Herald queue
+    "enqueue_callbacks",  # send to the callbacks queue and, by hand, its dead-letter queue
+    "send_email",
+    "send_sms",
+    "read_identities",
+    "create_identities",
+    "bus",
+    "schedules",
+]
+# What each function does with AWS (by queue role; "api" and "tick" for the other two).
+FUNCTION_NEEDS: dict[QueueRole | Literal["api", "tick"], frozenset[Need]] = {
+    # Routes: everything a tenant can ask for, test sends (email and SMS) included.
+    "api": frozenset(
+        {
+            "table",
+            "enqueue",
+            "send_email",
+            "send_sms",
+            "read_identities",
+            "create_identities",
+            "bus",
+            "schedules",
+        }
+    ),
+    # Planner, imports (which publish contact.saved to the bus), list purges.
+    "control": frozenset({"table", "enqueue", "bus"}),
+    "send": frozenset({"table", "enqueue", "send_email", "send_sms", "read_identities"}),
+    "feedback": frozenset({"table", "enqueue"}),
+    "triggers": frozenset({"table", "enqueue"}),
+    "callbacks": frozenset({"callback_items", "enqueue_callbacks"}),
+    "tick": frozenset({"table", "enqueue"}),
+}
 
 
 def iam_resources(stack: Stack) -> Json:
     """The function policies and the scheduler role, keyed by logical id."""
-    rendered: Json = {
-        FUNCTION_POLICY: _policy(
-            "functions", [stack.role_id(h) for h in stack.handlers], _function_statements(stack)
-        ),
-        SCHEDULER_ROLE: _scheduler_role(stack),
-    }
+    rendered: Json = {SCHEDULER_ROLE: _scheduler_role(stack)}
+    for handler in stack.handlers:
+        rendered[access_policy_id(stack, handler)] = _policy(
+            handler, [stack.role_id(handler)], _statements(stack, needs_of(stack, handler))
+        )
     for spec in stack.resources.queues:
         rendered[consume_policy_id(stack, spec)] = _policy(
-            "consume",
+            f"{spec.handler}-consume",
             [stack.role_id(spec.handler)],
             [_allow("ConsumeOwnQueue", CONSUME_ACTIONS, [stack.queue_arn(spec.role)])],
         )
     return rendered
+
+
+def needs_of(stack: Stack, handler: str) -> frozenset[Need]:
+    resources = stack.resources
+    if handler == resources.api_handler:
+        return FUNCTION_NEEDS["api"]
+    if handler == resources.tick_handler:
+        return FUNCTION_NEEDS["tick"]
+    [spec] = [q for q in resources.queues if q.handler == handler]
+    return FUNCTION_NEEDS[spec.role]
+
+
+def access_policy_id(stack: Stack, handler: str) -> str:
+    return f"{stack.function_id(handler)}AccessPolicy"
 
 
 def consume_policy_id(stack: Stack, spec: QueueSpec) -> str:
@@ -91,48 +166,85 @@ def _allow(sid: str, actions: tuple[str, ...], resources: list[Json] | str) -> J
     return {"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": resources}
 
 
-def _function_statements(stack: Stack) -> list[Json]:
+def _statements(stack: Stack, needs: frozenset[Need]) -> list[Json]:
+    """The statements granting ``needs``, in a fixed order."""
     resources = stack.resources
-    configuration_set = arn("ses", f"configuration-set/{resources.configuration_set.name}")
+    table = get_att(TABLE, "Arn")
     any_identity = arn("ses", "identity/*")
-    return [
-        _allow(
-            "ReadWriteTable",
-            TABLE_ACTIONS,
-            [get_att(TABLE, "Arn"), sub(f"${{{TABLE}.Arn}}/index/*")],
-        ),
-        _allow("EnqueueWork", ENQUEUE_ACTIONS, [stack.queue_arn(q.role) for q in resources.queues]),
-        # A webhook out of retries is moved to the callbacks DLQ by hand: letting SQS redrive
-        # it would POST it again on every receive.
-        _allow(
-            "DeadLetterExhaustedCallbacks",
-            ENQUEUE_ACTIONS,
-            [stack.dead_letter_queue_arn("callbacks")],
-        ),
+    statements: list[Json] = []
+    if "table" in needs:
+        statements.append(
+            _allow("ReadWriteTable", TABLE_ACTIONS, [table, sub(f"${{{TABLE}.Arn}}/index/*")])
+        )
+    if "callback_items" in needs:
+        statements.append(
+            {
+                **_allow("ReadWriteCallbackItems", TABLE_ACTIONS, [table]),
+                "Condition": {
+                    "ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(CALLBACK_PARTITIONS)}
+                },
+            }
+        )
+    if "enqueue" in needs:
+        statements.append(
+            _allow(
+                "EnqueueWork", ENQUEUE_ACTIONS, [stack.queue_arn(q.role) for q in resources.queues]
+            )
+        )
+    if "enqueue_callbacks" in needs:
+        # A delivery out of retries is moved to the callbacks DLQ by hand: letting SQS
+        # redrive it would POST it again on every receive.
+        statements.append(
+            _allow(
+                "EnqueueCallbacks",
+                ENQUEUE_ACTIONS,
+                [stack.queue_arn("callbacks"), stack.dead_letter_queue_arn("callbacks")],
+            )
+        )
+    if "send_email" in needs:
         # SES authorizes a send against the sending identity and the configuration set.
-        _allow(
-            "SendEmail",
-            ("ses:SendEmail", "ses:SendRawEmail"),
-            [any_identity, configuration_set],
-        ),
-        _allow(
-            "ReadAndVerifySendingIdentities",
-            ("ses:GetEmailIdentity", "ses:CreateEmailIdentity"),
-            [any_identity],
-        ),
-        _allow("PublishEvents", ("events:PutEvents",), [get_att(EVENT_BUS, "Arn")]),
-        _allow(
-            "ManageSchedules",
-            SCHEDULE_ACTIONS,
-            [arn("scheduler", f"schedule/{resources.schedule_group}/*")],
-        ),
-        {
-            **_allow("PassSchedulerRole", ("iam:PassRole",), [get_att(SCHEDULER_ROLE, "Arn")]),
-            "Condition": {"StringEquals": {"iam:PassedToService": SCHEDULER_SERVICE}},
-        },
-        # Direct-to-phone SMS has no resource ARN; this also covers Herald's topics.
-        _allow("PublishSmsAndNotifications", ("sns:Publish",), "*"),
-    ]
+        configuration_set = arn("ses", f"configuration-set/{resources.configuration_set.name}")
+        statements.append(
+            _allow(
+                "SendEmail",
+                ("ses:SendEmail", "ses:SendRawEmail"),
+                [any_identity, configuration_set],
+            )
+        )
+    if "send_sms" in needs:
+        statements.append(_allow("PublishSmsToPhoneNumbers", ("sns:Publish",), "*"))
+        statements.append(
+            {
+                "Sid": "NoPublishingToTopicsOrEndpoints",
+                "Effect": "Deny",
+                "Action": ["sns:Publish"],
+                "Resource": sub("arn:${AWS::Partition}:sns:*:*:*"),
+            }
+        )
+    identity_actions = (("ses:GetEmailIdentity",) if "read_identities" in needs else ()) + (
+        ("ses:CreateEmailIdentity",) if "create_identities" in needs else ()
+    )
+    if identity_actions:
+        statements.append(_allow("SendingIdentities", identity_actions, [any_identity]))
+    if "bus" in needs:
+        statements.append(
+            _allow("PublishEvents", ("events:PutEvents",), [get_att(EVENT_BUS, "Arn")])
+        )
+    if "schedules" in needs:
+        statements.append(
+            _allow(
+                "ManageSchedules",
+                SCHEDULE_ACTIONS,
+                [arn("scheduler", f"schedule/{resources.schedule_group}/*")],
+            )
+        )
+        statements.append(
+            {
+                **_allow("PassSchedulerRole", ("iam:PassRole",), [get_att(SCHEDULER_ROLE, "Arn")]),
+                "Condition": {"StringEquals": {"iam:PassedToService": SCHEDULER_SERVICE}},
+            }
+        )
+    return statements
 
 
 def _scheduler_role(stack: Stack) -> Json:

@@ -39,7 +39,7 @@ def merge_template(stack: Stack) -> Json:
         service_resources(stack),
         iam_resources(stack),
         function_overrides(stack),
-        api_overrides(),
+        api_overrides(stack),
         monitoring_resources(stack),
     ):
         clashes = resources.keys() & part.keys()

@@ -238,17 +238,18 @@ def test_consumer_may_receive_only_from_its_own_queue(template: Json, spec: Queu
     for other in RESOURCES.queues:
         arn = {"Fn::GetAtt": [queue_id(template, other.name), "Arn"]}
         assert grants(statements, "sqs:ReceiveMessage", arn) == (other == spec)
-        assert grants(statements, "sqs:SendMessage", arn)
+        # Work may be queued anywhere, except by the callbacks worker (its own queue only).
+        sends = spec.role != "callbacks" or other == spec
+        assert grants(statements, "sqs:SendMessage", arn) == sends
 
 
-@pytest.mark.parametrize(
-    "handler", [RESOURCES.api_handler, RESOURCES.tick_handler, RESOURCES.queue("send").handler]
-)
-def test_every_function_may_use_the_table_the_bus_and_schedules(
-    template: Json, handler: str
-) -> None:
+def role_statements(template: Json, handler: str) -> list[Json]:
     _, function = function_of(template, handler)
-    statements = statements_for_role(template, function["Properties"]["Role"]["Fn::GetAtt"][0])
+    return statements_for_role(template, function["Properties"]["Role"]["Fn::GetAtt"][0])
+
+
+def test_the_api_may_use_the_table_the_bus_schedules_and_send(template: Json) -> None:
+    statements = role_statements(template, RESOURCES.api_handler)
     [table_id] = of_type(template, "AWS::DynamoDB::Table")
     [bus_id] = of_type(template, "AWS::Events::EventBus")
     [scheduler_role_id] = [
@@ -276,6 +277,80 @@ def test_every_function_may_use_the_table_the_bus_and_schedules(
             f"configuration-set/{RESOURCES.configuration_set.name}"
         },
     )
+
+
+def test_each_function_has_its_own_access_policy(template: Json) -> None:
+    """Not one policy attached to every role: each role's grants are its function's."""
+    for policy_id, policy in of_type(template, "AWS::IAM::Policy").items():
+        assert len(policy["Properties"]["Roles"]) == 1, policy_id
+    handlers = [
+        RESOURCES.api_handler,
+        RESOURCES.tick_handler,
+        *(q.handler for q in RESOURCES.queues),
+    ]
+    for handler in handlers:
+        function_id, function = function_of(template, handler)
+        role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+        assert f"{function_id}AccessPolicy" in function["DependsOn"]
+        assert template["Resources"][f"{function_id}AccessPolicy"]["Properties"]["Roles"] == [
+            {"Ref": role_id}
+        ]
+
+
+def test_the_callbacks_worker_holds_no_sending_and_only_its_own_items(template: Json) -> None:
+    """It talks to URLs tenants choose: nothing of SES, SNS, the bus or the scheduler, and
+    the table only under a leading-keys condition naming callback and webhook items."""
+    statements = role_statements(template, RESOURCES.queue("callbacks").handler)
+    actions = {a for s in statements if s["Effect"] == "Allow" for a in as_list(s["Action"])}
+    assert not {
+        a for a in actions if a.split(":")[0] in {"ses", "sns", "events", "scheduler", "iam"}
+    }
+    table_statements = [
+        s for s in statements if any(a.startswith("dynamodb:") for a in s["Action"])
+    ]
+    assert table_statements
+    for statement in table_statements:
+        keys = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        assert keys and all("CALLBACK" in k or "WEBHOOK" in k or "DELIVERY" in k for k in keys)
+        assert all("/index/" not in json.dumps(r) for r in as_list(statement["Resource"]))
+    queues = [r for s in statements if "sqs:SendMessage" in s["Action"] for r in s["Resource"]]
+    assert queues == [
+        {"Fn::GetAtt": [queue_id(template, name), "Arn"]}
+        for name in (
+            RESOURCES.queue("callbacks").name,
+            RESOURCES.queue("callbacks").dead_letter_name,
+        )
+    ]
+
+
+def test_only_the_senders_publish_sms_and_no_function_publishes_to_a_topic(template: Json) -> None:
+    senders = {RESOURCES.api_handler, RESOURCES.queue("send").handler}
+    handlers = [
+        RESOURCES.api_handler,
+        RESOURCES.tick_handler,
+        *(q.handler for q in RESOURCES.queues),
+    ]
+    for handler in handlers:
+        statements = role_statements(template, handler)
+        publishes = grants(statements, "sns:Publish", "*")
+        assert publishes == (handler in senders), handler
+        sends_email = any("ses:SendEmail" in as_list(s["Action"]) for s in statements)
+        assert sends_email == (handler in senders), handler
+        if publishes:  # "*" is for phone numbers (no ARN); every topic/endpoint ARN is denied
+            [deny] = [s for s in statements if s["Effect"] == "Deny"]
+            assert deny["Action"] == ["sns:Publish"]
+            assert deny["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:sns:*:*:*"}
+
+
+def test_the_api_stage_is_throttled(template: Json) -> None:
+    [setting] = template["Resources"]["RestAPI"]["Properties"]["MethodSettings"]
+    assert (setting["ResourcePath"], setting["HttpMethod"]) == ("/*", "*")
+    assert setting["ThrottlingRateLimit"] == SETTINGS.api_throttle_rate
+    assert setting["ThrottlingBurstLimit"] == SETTINGS.api_throttle_burst
+    responses = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"][
+        "x-amazon-apigateway-gateway-responses"
+    ]
+    assert responses["THROTTLED"]["statusCode"] == "429"
 
 
 def test_scheduler_role_may_only_put_work_on_the_control_queue(template: Json) -> None:

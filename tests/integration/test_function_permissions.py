@@ -1,0 +1,234 @@
+"""Each function's IAM policy against what the function really does.
+
+Herald's real handlers run a day in moto (an email campaign with a callback and a webhook,
+feedback, the tick, an SMS campaign, a scheduled campaign, a test send, a posted contact
+event) while every AWS call is recorded with the function that made it. Every call must
+be allowed by that function's own policy in the merge template (``infra.policy``), and the
+callbacks worker, which talks to tenant URLs, must touch only its own table items and
+queues. A function that starts doing something new fails here until its policy says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from chalicelib.aws import client
+from chalicelib.domain import clock
+from chalicelib.local import poller
+from chalicelib.local.ses_simulator import FeedbackSimulator
+from chalicelib.pipeline.tick import run_tick
+from chalicelib.resources import herald_resources
+from chalicelib.settings import Settings, get_settings
+from infra.naming import Stack
+from infra.policy import iam_resources
+from tests.conftest import Tenant
+from tests.feedback_kit import Shop, receiver, release_delayed_messages
+
+START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+SIM = "simulator.amazonses.com"
+SERVICES = ("dynamodb", "sqs", "sesv2", "sns", "events", "scheduler")
+IAM_PREFIX = {"sesv2": "ses"}
+# SQS authorises a batch call with the single-message action.
+IAM_ACTION = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+
+@dataclass(frozen=True)
+class AwsCall:
+    function: str
+    action: str  # the IAM action, e.g. dynamodb:PutItem
+    partition_keys: tuple[str, ...]
+    queue: str | None
+
+
+def _partition_keys(params: dict[str, Any]) -> tuple[str, ...]:
+    """Every ``pk`` value a DynamoDB request names (keys, items, key conditions)."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for name, inner in value.items():
+                if name == "pk" and isinstance(inner, dict) and "S" in inner:
+                    found.append(inner["S"])
+                else:
+                    walk(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner)
+
+    walk(params)
+    values = params.get("ExpressionAttributeValues", {})
+    condition = params.get("KeyConditionExpression", "")
+    if params.get("IndexName") is None and condition:
+        for placeholder, value in values.items():
+            if f"pk = {placeholder}" in condition and "S" in value:
+                found.append(value["S"])
+    if params.get("IndexName"):
+        found.append(f"<index {params['IndexName']}>")
+    return tuple(found)
+
+
+class Recorder:
+    """Notes every AWS call Herald's clients make, with the function making it."""
+
+    def __init__(self) -> None:
+        self.calls: list[AwsCall] = []
+        self.function: str | None = None
+
+    def __call__(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        if self.function is None:
+            return  # the test's own set-up and the simulator: not a Herald function
+        service = model.service_model.service_name
+        action = f"{IAM_PREFIX.get(service, service)}:{model.name}"
+        action = IAM_ACTION.get(action, action)
+        queue = params.get("QueueUrl") or params.get("QueueName") if service == "sqs" else None
+        keys = _partition_keys(params) if service == "dynamodb" else ()
+        self.calls.append(AwsCall(self.function, action, keys, queue))
+
+    @contextlib.contextmanager
+    def acting_as(self, function: str) -> Iterator[None]:
+        outer, self.function = self.function, function
+        try:
+            yield
+        finally:
+            self.function = outer
+
+
+@pytest.fixture
+def recorder(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
+    recording = Recorder()
+    original = poller.invoke_handler
+
+    def invoke_handler(name: str, event: dict[str, Any], timeout_seconds: int) -> Any:
+        with recording.acting_as(name):
+            return original(name, event, timeout_seconds)
+
+    monkeypatch.setattr(poller, "invoke_handler", invoke_handler)
+    for service in SERVICES:
+        client(service).meta.events.register("before-parameter-build", recording)
+    try:
+        yield recording
+    finally:
+        for service in SERVICES:
+            client(service).meta.events.unregister("before-parameter-build", recording)
+
+
+def policies_by_function() -> dict[str, list[dict[str, Any]]]:
+    settings = Settings(stage=get_settings().stage)
+    stack = Stack(settings, herald_resources(settings), "api")
+    rendered = iam_resources(stack)
+    by_function: dict[str, list[dict[str, Any]]] = {}
+    for handler in stack.handlers:
+        role = {"Ref": stack.role_id(handler)}
+        by_function[handler] = [
+            statement
+            for resource in rendered.values()
+            if resource["Type"] == "AWS::IAM::Policy" and role in resource["Properties"]["Roles"]
+            for statement in resource["Properties"]["PolicyDocument"]["Statement"]
+        ]
+    return by_function
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def allowed(statements: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
+    return [s for s in statements if s["Effect"] == "Allow" and action in as_list(s["Action"])]
+
+
+def a_day_of_herald(
+    recorder: Recorder, shop: Shop, simulator: FeedbackSimulator, frozen: clock.FrozenClock
+) -> None:
+    api = recorder.acting_as
+    with receiver() as hook:
+        with api("api_handler"):
+            shop.ok("POST", "/v1/webhooks", {"url": f"{hook.url}/hook"})
+            email = shop.campaign(event_callback=f"{hook.url}/cb")
+        shop.contacts([f"success@{SIM}", f"bounce@{SIM}", "+4915112345678"])
+        with api("api_handler"):
+            shop.ok("POST", f"/v1/campaigns/{email}/send")
+        poller.drain()
+        simulator.flush()
+        poller.drain()
+        frozen.advance(timedelta(seconds=62))
+        with api("tick"):
+            run_tick(clock.now())
+        release_delayed_messages()
+        poller.drain()
+        with api("api_handler"):
+            sms = shop.campaign("sms", event_callback=f"{hook.url}/sms")
+            shop.ok("POST", f"/v1/campaigns/{sms}/send")
+            later = shop.campaign()
+            when = (clock.now() + timedelta(days=1)).isoformat()
+            shop.ok("POST", f"/v1/campaigns/{later}/schedule", {"scheduled_at": when})
+            shop.ok("POST", f"/v1/campaigns/{email}/test", {"addresses": [f"success@{SIM}"]})
+            shop.ok("GET", f"/v1/senders/{shop.email_sender}")
+            shop.ok(
+                "POST",
+                "/v1/events",
+                {"events": [{"name": "purchase", "contact": {"email": f"success@{SIM}"}}]},
+            )
+        poller.drain()
+        simulator.flush()
+        poller.drain()
+        frozen.advance(timedelta(seconds=62))
+        release_delayed_messages()
+        poller.drain()
+        assert hook.requests  # the callbacks worker did deliver
+
+
+@pytest.fixture
+def day(
+    recorder: Recorder,
+    tenant: Tenant,
+    simulator: FeedbackSimulator,
+    herald_env: Callable[..., None],
+) -> list[AwsCall]:
+    herald_env(
+        ses_max_send_rate="1000000", simulator_delay_seconds="0", allow_loopback_callbacks="true"
+    )
+    with clock.frozen(START) as frozen:
+        a_day_of_herald(recorder, Shop(tenant), simulator, frozen)
+    return recorder.calls
+
+
+def test_every_call_a_function_makes_is_allowed_by_its_own_policy(day: list[AwsCall]) -> None:
+    policies = policies_by_function()
+    functions = {call.function for call in day}
+    # The day exercises every function Herald deploys.
+    assert functions == set(policies), set(policies) - functions
+    missing = sorted(
+        {(c.function, c.action) for c in day if not allowed(policies[c.function], c.action)}
+    )
+    assert missing == []
+
+
+def test_the_callbacks_worker_touches_only_its_own_items_and_queues(day: list[AwsCall]) -> None:
+    worker = herald_resources(get_settings()).queue("callbacks").handler
+    statements = policies_by_function()[worker]
+    patterns = [
+        pattern
+        for s in allowed(statements, "dynamodb:GetItem")
+        for pattern in s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    ]
+    assert patterns, "the callbacks worker's table access must be limited by leading keys"
+    calls = [c for c in day if c.function == worker]
+    keys = {key for c in calls for key in c.partition_keys}
+    assert keys
+    outside = sorted(k for k in keys if not any(fnmatch.fnmatchcase(k, p) for p in patterns))
+    assert outside == []
+    settings = get_settings()
+    own_queues = {settings.queue_name("callbacks"), settings.dead_letter_queue_name("callbacks")}
+    queues = {c.queue.rsplit("/", 1)[-1] for c in calls if c.queue}
+    assert queues <= own_queues
