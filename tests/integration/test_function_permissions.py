@@ -151,9 +151,10 @@ def a_day_of_herald(
     recorder: Recorder, shop: Shop, simulator: FeedbackSimulator, frozen: clock.FrozenClock
 ) -> None:
     api = recorder.acting_as
-    with receiver() as hook:
+    with receiver() as hook, receiver([410]) as gone:
         with api("api_handler"):
             shop.ok("POST", "/v1/webhooks", {"url": f"{hook.url}/hook"})
+            shop.ok("POST", "/v1/webhooks", {"url": f"{gone.url}/gone"})  # logs, disables
             email = shop.campaign(event_callback=f"{hook.url}/cb")
         shop.contacts([f"success@{SIM}", f"bounce@{SIM}", "+4915112345678"])
         with api("api_handler"):
@@ -185,7 +186,7 @@ def a_day_of_herald(
         frozen.advance(timedelta(seconds=62))
         release_delayed_messages()
         poller.drain()
-        assert hook.requests  # the callbacks worker did deliver
+        assert hook.requests and gone.requests  # the callbacks worker did deliver
 
 
 @pytest.fixture
