@@ -99,6 +99,15 @@ def test_a_receiver_dripping_its_answer_is_cut_at_the_deadline(aws: None) -> Non
     assert pit.bytes_sent and pit.bytes_sent[0] < len(DRIP) // 2
 
 
+def test_a_tls_handshake_that_never_ends_is_cut_at_the_deadline(aws: None) -> None:
+    """The handshake is under the same deadline: a server that accepts and says nothing."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        outcome = post(f"https://127.0.0.1:{port}/x", b"{}", {})
+    assert outcome.status is None
+    assert outcome.error is not None and "deadline" in outcome.error
+
+
 def register(tenant: Tenant, url: str) -> dict[str, Any]:
     response = tenant.call("POST", "/v1/webhooks", {"url": url})
     assert response.status_code == 201, response.body
