@@ -19,7 +19,8 @@ import pytest
 from chalicelib.aws import client
 from chalicelib.channels.http import post
 from chalicelib.local.poller import drain, invoke, sqs_event
-from chalicelib.pipeline.callbacks import DELIVER, WebhookNotice, notify_webhooks
+from chalicelib.pipeline.callbacks import WebhookNotice, notify_webhooks
+from chalicelib.pipeline.messages import HttpDelivery
 from chalicelib.pipeline.queues import enqueue, queue_url
 from chalicelib.resources import herald_resources
 from chalicelib.settings import Settings, get_settings
@@ -151,7 +152,7 @@ def test_a_delivery_that_raises_fails_only_its_own_record(
         notify_webhooks(
             [WebhookNotice(other_tenant.id, "message.delivered", datetime.now(UTC), {"n": 1})]
         )
-        broken = {"kind": DELIVER, "tenant_id": tenant.id, "target": "webhook"}  # no ids
+        broken = {"kind": HttpDelivery.KIND, "tenant_id": tenant.id, "target": "webhook"}  # no ids
         enqueue("callbacks", [broken])
         received = client("sqs").receive_message(
             QueueUrl=queue_url("callbacks"), MaxNumberOfMessages=10
@@ -178,7 +179,7 @@ def test_a_stored_non_ascii_callback_url_is_posted_percent_encoded(tenant: Tenan
             "callbacks",
             [
                 {
-                    "kind": DELIVER,
+                    "kind": HttpDelivery.KIND,
                     "tenant_id": tenant.id,
                     "target": "callback",
                     "target_id": "cmp_1",

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+import app as herald
 from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.local import poller
@@ -164,7 +165,7 @@ def a_day_of_herald(
         poller.drain()
         frozen.advance(timedelta(seconds=62))
         with api("tick"):
-            run_tick(clock.now())
+            run_tick(herald.TICK_JOBS, clock.now())
         release_delayed_messages()
         poller.drain()
         with api("api_handler"):

@@ -172,7 +172,7 @@ def test_event_callbacks_carry_a_standard_webhooks_signature(
         shop.contacts(["a@example.com"])
         campaign_id = shop.campaign(event_callback=f"{hook.url}/cb")
         shop.send(campaign_id)
-        run_tick(START + timedelta(seconds=63))
+        run_tick(herald.TICK_JOBS, START + timedelta(seconds=63))
         drain()
     assert len(hook.requests) == 1
     request = hook.requests[0]
