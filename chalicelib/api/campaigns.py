@@ -10,17 +10,13 @@ and scheduling design are in docs/campaigns.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any
 
 from chalice import Blueprint
-from pydantic import BeforeValidator, Field, TypeAdapter, computed_field
-from pydantic import ValidationError as PydanticValidationError
+from pydantic import BeforeValidator, Field, computed_field
 
 from chalicelib.api.models import ApiModel, Input, ListPage, ListQuery
 from chalicelib.api.routing import Call, endpoint
-from chalicelib.channels.http import check_url
 from chalicelib.domain import clock
 from chalicelib.domain.campaigns import (
     Campaign,
@@ -32,30 +28,14 @@ from chalicelib.domain.campaigns import (
     Ordering,
     ScheduledTime,
     Step,
-    check_channels,
-    check_pools,
-    edit,
 )
-from chalicelib.domain.contacts import EmailAddress, PhoneNumber, TimezoneName
-from chalicelib.domain.errors import NotFound, ValidationFailed
-from chalicelib.domain.senders import Sender
-from chalicelib.domain.templates import Template
-from chalicelib.pipeline import scheduling
-from chalicelib.pipeline.sender import TestSendResult, send_test
-from chalicelib.store import campaigns as store
-from chalicelib.store.counters import read_counts, skipped_by_reason
-from chalicelib.store.lists import get_lists
-from chalicelib.store.segments import get_segments
-from chalicelib.store.senders import get_sender
-from chalicelib.store.templates import get_template
+from chalicelib.domain.contacts import TimezoneName
+from chalicelib.pipeline.sender import TestSendResult
+from chalicelib.services import campaigns as service
+from chalicelib.services.campaigns import TEST_ADDRESSES_MAX
 
 blueprint = Blueprint(__name__)
 _PATH = "/v1/campaigns/{campaign_id}"
-TEST_ADDRESSES_MAX = 10
-_ADDRESS_TYPES: dict[str, TypeAdapter[str]] = {
-    "email": TypeAdapter(EmailAddress),
-    "sms": TypeAdapter(PhoneNumber),
-}
 
 
 # -- shapes ----------------------------------------------------------------------------
@@ -151,95 +131,13 @@ class CampaignDetail(CampaignView):
         """The view of ``campaign`` with its counters (one Query, none before it started)."""
         values = campaign.model_dump()
         if campaign.started_at is not None:
-            counts = read_counts(tenant_id, campaign.id)
+            counts = service.counts(tenant_id, campaign)
             values.update(
                 sent=counts.get("sent", 0),
                 failed=counts.get("failed", 0),
-                skipped=skipped_by_reason(counts),
+                skipped=service.skipped(counts),
             )
         return cls.model_validate(values)
-
-
-# -- checks ----------------------------------------------------------------------------
-def check_sendable(tenant_id: str, campaign: Campaign) -> None:
-    """422 naming the first list, segment, template or sender that is missing or of the
-    wrong channel: what must hold before a campaign may be scheduled or sent."""
-    audience = campaign.audience
-    sources = (
-        ("list", "list_ids", audience.list_ids, get_lists),
-        ("segment", "segment_ids", audience.segment_ids, get_segments),
-        ("list", "within_list_ids", audience.within_list_ids, get_lists),
-    )
-    for kind, field, ids, read in sources:
-        found = read(tenant_id, ids) if ids else {}
-        for index, source_id in enumerate(ids):
-            if source_id not in found:
-                raise ValidationFailed(
-                    f"{kind} '{source_id}' not found", field=f"audience.{field}.{index}"
-                )
-    _check_content(tenant_id, campaign)
-
-
-def check_callback(fields: CampaignFields) -> None:
-    """422 when ``event_callback`` aims at an address Herald must never call (SSRF).
-
-    The URL's shape is checked by the model; where it points needs DNS and the
-    loopback setting, so that half runs here, on every API that accepts the field.
-    """
-    if fields.event_callback:
-        check_url(fields.event_callback, field="event_callback")
-
-
-def create_checked(tenant_id: str, fields: NewCampaign, now: datetime) -> Campaign:
-    """Create a draft campaign (every API creates so)."""
-    check_callback(fields)
-    return store.create_campaign(tenant_id, fields, now)
-
-
-def edit_checked(
-    tenant_id: str, campaign_id: str, fields: CampaignFields, now: datetime
-) -> Campaign:
-    """Apply an edit; a scheduled campaign must stay ready to start (every API edits so)."""
-    check_callback(fields)
-    current = store.get_campaign(tenant_id, campaign_id)
-    if current.status == "scheduled":
-        check_sendable(tenant_id, edit(current, fields, now))
-    return store.update_campaign(tenant_id, campaign_id, fields, now)
-
-
-def schedule_checked(
-    tenant_id: str, campaign_id: str, when: datetime, timezone: str | None, now: datetime
-) -> Campaign:
-    """Schedule (or reschedule) a campaign once everything it names is there to send."""
-    check_sendable(tenant_id, store.get_campaign(tenant_id, campaign_id))
-    return scheduling.schedule_campaign(tenant_id, campaign_id, when, timezone, now)
-
-
-def send_checked(tenant_id: str, campaign_id: str, now: datetime) -> Campaign:
-    """Send a draft or scheduled campaign now, once everything it names is there to send."""
-    check_sendable(tenant_id, store.get_campaign(tenant_id, campaign_id))
-    return scheduling.send_now(tenant_id, campaign_id, now)
-
-
-def _check_content(tenant_id: str, campaign: Campaign) -> None:
-    check_channels(
-        campaign,
-        _channels(get_template, tenant_id, campaign.template_ids),
-        _channels(get_sender, tenant_id, campaign.sender_ids),
-    )
-
-
-def _channels(
-    read: Callable[[str, str], Template | Sender], tenant_id: str, ids: list[str]
-) -> dict[str, str]:
-    """The channel of each id that exists (a pool has at most 20: one GetItem each)."""
-    found: dict[str, str] = {}
-    for item_id in ids:
-        try:
-            found[item_id] = read(tenant_id, item_id).channel
-        except NotFound:
-            continue
-    return found
 
 
 # -- resource --------------------------------------------------------------------------
@@ -256,7 +154,7 @@ def _channels(
     response=CampaignDetail,
 )
 def create_campaign(call: Call) -> CampaignDetail:
-    campaign = create_checked(call.tenant_id, call.body, clock.now())
+    campaign = service.create(call.tenant_id, call.body, clock.now())
     return CampaignDetail.read(call.tenant_id, campaign)
 
 
@@ -272,7 +170,7 @@ def create_campaign(call: Call) -> CampaignDetail:
 )
 def list_campaigns(call: Call) -> ListPage[CampaignView]:
     query: CampaignListQuery = call.query
-    campaigns, cursor = store.list_campaigns(
+    campaigns, cursor = service.page(
         call.tenant_id, query.filters(), query.ordering, query.limit, query.cursor
     )
     return ListPage[CampaignView](items=[CampaignView.of(c) for c in campaigns], next_cursor=cursor)
@@ -288,7 +186,7 @@ def list_campaigns(call: Call) -> ListPage[CampaignView]:
     response=CampaignDetail,
 )
 def get_campaign(call: Call) -> CampaignDetail:
-    campaign = store.get_campaign(call.tenant_id, call.params["campaign_id"])
+    campaign = service.get(call.tenant_id, call.params["campaign_id"])
     return CampaignDetail.read(call.tenant_id, campaign)
 
 
@@ -303,7 +201,7 @@ def get_campaign(call: Call) -> CampaignDetail:
     response=CampaignDetail,
 )
 def update_campaign(call: Call) -> CampaignDetail:
-    campaign = edit_checked(call.tenant_id, call.params["campaign_id"], call.body, clock.now())
+    campaign = service.edit(call.tenant_id, call.params["campaign_id"], call.body, clock.now())
     return CampaignDetail.read(call.tenant_id, campaign)
 
 
@@ -317,7 +215,7 @@ def update_campaign(call: Call) -> CampaignDetail:
     summary="Delete a draft or finished campaign (cancel a scheduled or running one first)",
 )
 def delete_campaign(call: Call) -> None:
-    store.delete_campaign(call.tenant_id, call.params["campaign_id"])
+    service.delete(call.tenant_id, call.params["campaign_id"], clock.now())
 
 
 # -- actions ---------------------------------------------------------------------------
@@ -333,7 +231,7 @@ def delete_campaign(call: Call) -> None:
 )
 def schedule_campaign(call: Call) -> CampaignDetail:
     body: ScheduleCampaign = call.body
-    campaign = schedule_checked(
+    campaign = service.schedule(
         call.tenant_id, call.params["campaign_id"], body.scheduled_at, body.timezone, clock.now()
     )
     return CampaignDetail.read(call.tenant_id, campaign)
@@ -349,7 +247,7 @@ def schedule_campaign(call: Call) -> CampaignDetail:
     response=CampaignDetail,
 )
 def send_campaign(call: Call) -> CampaignDetail:
-    campaign = send_checked(call.tenant_id, call.params["campaign_id"], clock.now())
+    campaign = service.send_now(call.tenant_id, call.params["campaign_id"], clock.now())
     return CampaignDetail.read(call.tenant_id, campaign)
 
 
@@ -363,7 +261,7 @@ def send_campaign(call: Call) -> CampaignDetail:
     response=CampaignDetail,
 )
 def pause_campaign(call: Call) -> CampaignDetail:
-    campaign = store.apply_action(call.tenant_id, call.params["campaign_id"], "pause", clock.now())
+    campaign = service.pause(call.tenant_id, call.params["campaign_id"], clock.now())
     return CampaignDetail.read(call.tenant_id, campaign)
 
 
@@ -377,7 +275,7 @@ def pause_campaign(call: Call) -> CampaignDetail:
     response=CampaignDetail,
 )
 def resume_campaign(call: Call) -> CampaignDetail:
-    campaign = store.apply_action(call.tenant_id, call.params["campaign_id"], "resume", clock.now())
+    campaign = service.resume(call.tenant_id, call.params["campaign_id"], clock.now())
     return CampaignDetail.read(call.tenant_id, campaign)
 
 
@@ -391,7 +289,7 @@ def resume_campaign(call: Call) -> CampaignDetail:
     response=CampaignDetail,
 )
 def cancel_campaign(call: Call) -> CampaignDetail:
-    campaign = scheduling.cancel(call.tenant_id, call.params["campaign_id"], clock.now())
+    campaign = service.cancel(call.tenant_id, call.params["campaign_id"], clock.now())
     return CampaignDetail.read(call.tenant_id, campaign)
 
 
@@ -407,17 +305,5 @@ def cancel_campaign(call: Call) -> CampaignDetail:
 )
 def send_test_messages(call: Call) -> TestSendResults:
     body: TestSend = call.body
-    campaign = store.get_campaign(call.tenant_id, call.params["campaign_id"])
-    address = _ADDRESS_TYPES[campaign.channel]
-    addresses = []
-    for index, given in enumerate(body.addresses):
-        try:
-            addresses.append(address.validate_python(given))
-        except PydanticValidationError as error:
-            message = error.errors(include_url=False)[0]["msg"]
-            raise ValidationFailed(
-                f"not a valid {campaign.channel} address: {message}", field=f"addresses.{index}"
-            ) from None
-    check_pools(campaign)
-    _check_content(call.tenant_id, campaign)
-    return TestSendResults(results=send_test(call.tenant_id, campaign, addresses))
+    results = service.send_test_messages(call.tenant_id, call.params["campaign_id"], body.addresses)
+    return TestSendResults(results=results)

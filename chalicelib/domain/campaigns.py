@@ -477,6 +477,8 @@ def _with_fields(campaign: Campaign, fields: CampaignFields, now: datetime) -> C
     step = campaign.main_step.model_dump()
     for name in fields.model_fields_set:
         given = getattr(fields, name)
+        if name == "description" and given is None:
+            given = ""  # null clears it: a campaign's description is never absent
         if name in ("template_ids", "sender_ids"):
             step[name] = given
         else:

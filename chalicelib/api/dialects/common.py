@@ -1,5 +1,5 @@
-"""What the seed dialects share: native input models built from translated fields, errors
-named in the seed's terms, and small collections read whole."""
+"""What the seed dialects share: native input models built from translated fields, and
+errors named in the seed's terms."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from chalicelib.domain.errors import ValidationFailed
 
-T = TypeVar("T")
 ModelT = TypeVar("ModelT", bound=BaseModel)
-PAGE = 100
 
 
 def native(model: type[ModelT], values: dict[str, Any]) -> ModelT:
@@ -40,18 +38,3 @@ def fields_renamed(rename: Callable[[str], str | None]) -> Iterator[None]:
         if error.field is not None:
             error.field = rename(error.field)
         raise
-
-
-def every_item(read_page: Callable[[str | None, int], tuple[list[T], str | None]]) -> list[T]:
-    """Every item of a cursor-paged store listing, page after page.
-
-    Only for collections a tenant keeps small (senders, lists, segments): a seed that lists
-    them returns the whole collection at once.
-    """
-    items: list[T] = []
-    cursor: str | None = None
-    while True:
-        page, cursor = read_page(cursor, PAGE)
-        items.extend(page)
-        if cursor is None:
-            return items

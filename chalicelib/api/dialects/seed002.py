@@ -3,9 +3,9 @@
 The seed's campaign is a Herald campaign seen through other names: ``organization_id`` is
 the tenant, ``edition_id`` the campaign's edition scope, ``segment_id`` its one segment,
 ``email_message_id`` its email template, ``sms_body`` an SMS template Herald stores for it,
-``paused`` (which the seed lacks) shows as ``sending``. Every operation calls what the
-native routes call (``chalicelib.api.campaigns``' checked edits and actions, the store,
-``pipeline.scheduling``); nothing here decides what a campaign may do.
+``paused`` (which the seed lacks) shows as ``sending``. Every operation calls the use cases
+the native routes call (``chalicelib.services``); nothing here decides what a campaign may
+do, and nothing here writes.
 
 Envelopes follow DRF: lists are ``{count, next, previous, results}`` with absolute links,
 validation errors are 400 ``{"<field>": ["message"]}``, other errors ``{"detail": ...}``,
@@ -30,15 +30,13 @@ from chalice import Blueprint, Response
 from chalice.app import Request
 from pydantic import Field, field_validator
 
-from chalicelib.api.campaigns import create_checked, edit_checked, schedule_checked, send_checked
-from chalicelib.api.dialects.common import every_item, fields_renamed, native
+from chalicelib.api.dialects.common import fields_renamed, native
 from chalicelib.api.errors import json_body
 from chalicelib.api.links import route_url
 from chalicelib.api.models import ApiModel, Input
 from chalicelib.api.routing import FORM, JSON, Call, Handler, endpoint
 from chalicelib.domain import clock
 from chalicelib.domain.campaigns import (
-    EDITABLE_STATUSES,
     Audience,
     Campaign,
     CampaignFields,
@@ -50,18 +48,13 @@ from chalicelib.domain.campaigns import (
     NewCampaign,
     ResourceId,
     ScheduledTime,
-    edit,
 )
 from chalicelib.domain.errors import NotFound, ValidationFailed
 from chalicelib.domain.feedback import campaign_stats
-from chalicelib.domain.senders import Sender, usability
 from chalicelib.domain.templates import SMS_SOURCE_MAX, SmsTemplate
-from chalicelib.pipeline import scheduling
-from chalicelib.store import campaigns as store
-from chalicelib.store.counters import read_counts
-from chalicelib.store.segments import get_segment
-from chalicelib.store.senders import get_sender, list_senders
-from chalicelib.store.templates import create_template, get_template
+from chalicelib.services import campaigns as service
+from chalicelib.services import references
+from chalicelib.settings import get_settings
 
 blueprint = Blueprint(__name__)
 TAG = "seed 002: /campaigns/"
@@ -283,7 +276,7 @@ def _segment_audience(tenant_id: str, segment_id: str | None) -> Audience:
     if segment_id is None:
         return Audience()
     try:
-        get_segment(tenant_id, segment_id)
+        references.segment(tenant_id, segment_id)
     except NotFound:
         raise ValidationFailed(
             f'Invalid pk "{segment_id}" - object does not exist.', field="segment_id"
@@ -293,7 +286,7 @@ def _segment_audience(tenant_id: str, segment_id: str | None) -> Audience:
 
 def _email_template(tenant_id: str, template_id: str) -> str:
     try:
-        template = get_template(tenant_id, template_id)
+        template = references.template(tenant_id, template_id)
     except NotFound:
         raise ValidationFailed(
             f'Invalid pk "{template_id}" - object does not exist.', field="email_message_id"
@@ -307,7 +300,7 @@ def _email_template(tenant_id: str, template_id: str) -> str:
 
 def _sender(tenant_id: str, sender_id: str, channel: str) -> str:
     try:
-        sender = get_sender(tenant_id, sender_id)
+        sender = references.sender(tenant_id, sender_id)
     except NotFound:
         raise ValidationFailed(
             f'Invalid pk "{sender_id}" - object does not exist.', field="sender_id"
@@ -331,12 +324,14 @@ def _refuse_foreign_content(body: Seed002CampaignPatch, channel: str) -> None:
         )
 
 
-def _fields(tenant_id: str, body: Seed002CampaignPatch, current: Campaign | None) -> dict[str, Any]:
-    """The native fields for what ``body`` sets, each checked against the stores.
+def _fields(
+    tenant_id: str, body: Seed002CampaignPatch, current: Campaign | None
+) -> tuple[dict[str, Any], str | None]:
+    """The native fields for what ``body`` sets, each checked against the stores, and the
+    ``sms_body`` text (the service makes it the campaign's SMS template).
 
-    Everything is checked before the one write this makes (an ``sms_body`` becomes an
-    SMS template, last), so a refused request leaves nothing behind. A channel change
-    without new content clears the template and sender of the other channel.
+    A channel change without new content clears the template and sender of the other
+    channel; an empty ``sms_body`` clears the template.
     """
     given = body.model_fields_set
     _check_organization(tenant_id, body.organization_id)
@@ -346,6 +341,7 @@ def _fields(tenant_id: str, body: Seed002CampaignPatch, current: Campaign | None
     values: dict[str, Any] = {
         name: getattr(body, name) for name in ("name", "channel") if name in given
     }
+    sms_text = None
     if current is None and "edition_id" in given:
         values["edition_id"] = body.edition_id
     if "segment_id" in given:
@@ -360,37 +356,12 @@ def _fields(tenant_id: str, body: Seed002CampaignPatch, current: Campaign | None
         template_id = body.email_message_id
         values["template_ids"] = [_email_template(tenant_id, template_id)] if template_id else []
     elif channel == "sms" and "sms_body" in given:
-        name = body.name or (current.name if current else "")
-        values["template_ids"] = (
-            [create_template(tenant_id, f"sms_body of {name}", SmsTemplate(body=body.sms_body)).id]
-            if body.sms_body
-            else []
-        )
+        sms_text = body.sms_body
+        if not sms_text:
+            values["template_ids"] = []
     elif switched:
         values["template_ids"] = []
-    return values
-
-
-def default_sender(tenant_id: str, channel: str) -> Sender | None:
-    """The tenant's first sender of ``channel`` (lowest number), verified ones first:
-    the sender of a seed-002 campaign that names none, since the seed has no senders."""
-    senders = every_item(lambda cursor, limit: list_senders(tenant_id, cursor=cursor, limit=limit))
-    candidates = [s for s in senders if s.channel == channel]
-    return min(
-        candidates,
-        key=lambda s: (not usability(s, s.verification).usable, s.number),
-        default=None,
-    )
-
-
-def _with_sender(tenant_id: str, campaign_id: str) -> None:
-    """Give a campaign without a sender the default one, before it is scheduled or sent."""
-    campaign = store.get_campaign(tenant_id, campaign_id)
-    if campaign.sender_ids or campaign.status not in EDITABLE_STATUSES:
-        return
-    sender = default_sender(tenant_id, campaign.channel)
-    if sender is not None:
-        edit_checked(tenant_id, campaign_id, CampaignFields(sender_ids=[sender.id]), clock.now())
+    return values, sms_text
 
 
 # -- views -------------------------------------------------------------------------------
@@ -398,7 +369,7 @@ def _sms_body(tenant_id: str, campaign: Campaign) -> str | None:
     if campaign.channel != "sms" or not campaign.template_ids:
         return None
     try:
-        content = get_template(tenant_id, campaign.template_ids[0]).content
+        content = references.template(tenant_id, campaign.template_ids[0]).content
     except NotFound:
         return None
     return content.body if isinstance(content, SmsTemplate) else None
@@ -406,7 +377,7 @@ def _sms_body(tenant_id: str, campaign: Campaign) -> str | None:
 
 def shown(tenant_id: str, campaign: Campaign) -> Seed002Campaign:
     """The seed's view of ``campaign``: its counters once it started, its SMS text."""
-    counts = read_counts(tenant_id, campaign.id) if campaign.started_at else {}
+    counts = service.counts(tenant_id, campaign)
     email = campaign.channel == "email"
     scheduled_at = campaign.scheduled_at
     return Seed002Campaign(
@@ -487,7 +458,7 @@ def list_campaigns(call: Call) -> Seed002CampaignPage:
         channel=params.channel,
         edition_id=params.edition_id,
     )
-    matching = store.matching_campaigns(call.tenant_id, filters, params.ordering)
+    matching = service.matching(call.tenant_id, filters, params.ordering)
     size = params.page_size
     pages = max(1, -(-len(matching) // size))
     page = _page_number(params.page, pages)
@@ -511,23 +482,24 @@ def list_campaigns(call: Call) -> Seed002CampaignPage:
 def create_campaign(call: Call) -> Seed002Campaign:
     body: Seed002CampaignBody = call.body
     with _seed_terms(body.channel):
-        fields = native(NewCampaign, _fields(call.tenant_id, body, None))
-        campaign = create_checked(call.tenant_id, fields, clock.now())
+        values, sms_text = _fields(call.tenant_id, body, None)
+        fields = native(NewCampaign, values)
+        campaign = service.create(call.tenant_id, fields, clock.now(), sms_text=sms_text)
     return shown(call.tenant_id, campaign)
 
 
 @_route(_ITEM, "GET", "Retrieve campaign", response=Seed002Campaign)
 def retrieve_campaign(call: Call) -> Seed002Campaign:
-    return shown(call.tenant_id, store.get_campaign(call.tenant_id, call.params["id"]))
+    return shown(call.tenant_id, service.get(call.tenant_id, call.params["id"]))
 
 
 def _update(call: Call) -> Seed002Campaign:
     body: Seed002CampaignPatch = call.body
-    current = store.get_campaign(call.tenant_id, call.params["id"])
-    edit(current, CampaignFields(), clock.now())  # a campaign past editing: 409, nothing made
+    current = service.get(call.tenant_id, call.params["id"])
     with _seed_terms(body.channel or current.channel):
-        fields = native(CampaignFields, _fields(call.tenant_id, body, current))
-        campaign = edit_checked(call.tenant_id, current.id, fields, clock.now())
+        values, sms_text = _fields(call.tenant_id, body, current)
+        fields = native(CampaignFields, values)
+        campaign = service.edit(call.tenant_id, current.id, fields, clock.now(), sms_text=sms_text)
     return shown(call.tenant_id, campaign)
 
 
@@ -559,7 +531,7 @@ def patch_campaign(call: Call) -> Seed002Campaign:
     f"{_ITEM}/cancel", "POST", "Cancel campaign", response=Seed002Campaign, content_types=_BODIES
 )
 def cancel_campaign(call: Call) -> Seed002Campaign:
-    campaign = scheduling.cancel(call.tenant_id, call.params["id"], clock.now())
+    campaign = service.cancel(call.tenant_id, call.params["id"], clock.now())
     return shown(call.tenant_id, campaign)
 
 
@@ -573,11 +545,15 @@ def cancel_campaign(call: Call) -> Seed002Campaign:
 )
 def schedule_campaign(call: Call) -> Seed002Campaign:
     campaign_id, body = call.params["id"], call.body
-    current = store.get_campaign(call.tenant_id, campaign_id)
+    current = service.get(call.tenant_id, campaign_id)
     with _seed_terms(current.channel):
-        _with_sender(call.tenant_id, campaign_id)
-        campaign = schedule_checked(
-            call.tenant_id, campaign_id, body.scheduled_at, None, clock.now()
+        campaign = service.schedule(
+            call.tenant_id,
+            campaign_id,
+            body.scheduled_at,
+            None,
+            clock.now(),
+            use_default_sender=True,
         )
     return shown(call.tenant_id, campaign)
 
@@ -591,15 +567,16 @@ def schedule_campaign(call: Call) -> Seed002Campaign:
 )
 def send_campaign_now(call: Call) -> Seed002Campaign:
     campaign_id = call.params["id"]
-    current = store.get_campaign(call.tenant_id, campaign_id)
+    current = service.get(call.tenant_id, campaign_id)
     with _seed_terms(current.channel):
-        _with_sender(call.tenant_id, campaign_id)
-        campaign = send_checked(call.tenant_id, campaign_id, clock.now())
+        campaign = service.send_now(
+            call.tenant_id, campaign_id, clock.now(), use_default_sender=True
+        )
     return shown(call.tenant_id, campaign)
 
 
 @_route(f"{_ITEM}/stats", "GET", "Get campaign stats", response=Seed002Stats)
 def campaign_stats_view(call: Call) -> Seed002Stats:
-    campaign = store.get_campaign(call.tenant_id, call.params["id"])
-    stats = campaign_stats(campaign.total_recipients or 0, read_counts(call.tenant_id, campaign.id))
+    campaign = service.get(call.tenant_id, call.params["id"])
+    stats = campaign_stats(campaign.total_recipients or 0, service.counts(call.tenant_id, campaign))
     return Seed002Stats.model_validate(stats.model_dump())

@@ -20,8 +20,9 @@ DONE                          sent                                    (final)
 ERROR                         failed or cancelled                     (final)
 ============================  ======================================  ====================
 
-Everything else is a 409 naming the current state. A request is rehearsed on the pure
-domain first (edit, then the transition), so a refused one writes nothing. The
+Everything else is a 409 naming the current state. A request's edit and move are one
+use case of ``chalicelib.services.campaigns``, decided in full before anything is
+written, so a refused one writes nothing. The
 decisions are written up in docs/api-seed-003.md.
 """
 
@@ -36,20 +37,11 @@ from typing import Annotated, Any, Literal, TypeVar, get_args
 from chalice import Blueprint
 from pydantic import AliasChoices, BeforeValidator, Field, PositiveInt, RootModel
 
-from chalicelib.api.campaigns import (
-    check_sendable,
-    create_checked,
-    edit_checked,
-    schedule_checked,
-    send_checked,
-)
-from chalicelib.api.dialects.common import every_item, fields_renamed, native
+from chalicelib.api.dialects.common import fields_renamed, native
 from chalicelib.api.models import ApiModel, Input
 from chalicelib.api.routing import FORM, JSON, Call, Handler, endpoint
-from chalicelib.channels import identities
 from chalicelib.domain import clock
 from chalicelib.domain.campaigns import (
-    Action,
     Audience,
     CallbackUrl,
     Campaign,
@@ -60,26 +52,13 @@ from chalicelib.domain.campaigns import (
     IdPool,
     NewCampaign,
     ScheduledTime,
-    advance,
-    edit,
-    new_campaign,
-    new_campaign_id,
-    resolve_scheduled_at,
 )
 from chalicelib.domain.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from chalicelib.domain.lists import ContactList
 from chalicelib.domain.segments import Segment
 from chalicelib.domain.senders import Sender, usability
-from chalicelib.pipeline import scheduling
-from chalicelib.store import campaigns as store
-from chalicelib.store.lists import get_list_by_number, get_lists, list_lists
-from chalicelib.store.segments import get_segment_by_number, get_segments, list_segments
-from chalicelib.store.senders import (
-    get_sender,
-    get_sender_by_number,
-    list_senders,
-    record_verification,
-)
+from chalicelib.services import campaigns as service
+from chalicelib.services import references
 
 blueprint = Blueprint(__name__)
 TAG = "seed 003: /campaign"
@@ -185,7 +164,7 @@ def _in_seed_states(tenant_id: str, campaign_id: str, requested: str) -> Iterato
     try:
         yield
     except InvalidTransition:
-        current = state_of(store.get_campaign(tenant_id, campaign_id), clock.now())
+        current = state_of(service.get(tenant_id, campaign_id), clock.now())
         raise StateRefused(current, requested) from None
 
 
@@ -316,9 +295,7 @@ def _number(raw: str, kind: str) -> int:
 
 
 def _campaign(call: Call) -> Campaign:
-    return store.get_campaign_by_number(
-        call.tenant_id, _number(call.params["campaign"], "campaign")
-    )
+    return service.get_by_number(call.tenant_id, _number(call.params["campaign"], "campaign"))
 
 
 def _resolved(kind: str, field: str, read: Callable[[int], T], number: int) -> T:
@@ -329,17 +306,12 @@ def _resolved(kind: str, field: str, read: Callable[[int], T], number: int) -> T
         raise ValidationFailed(f"{kind} {number} not found", field=field) from None
 
 
-def _checked_sender(tenant_id: str, sender: Sender) -> Sender:
-    """``sender`` with its live SES status (remembered), as GET /v1/senders/{id} shows it."""
-    if sender.from_email is None:
-        return sender
-    return record_verification(tenant_id, sender, identities.identity_status(sender.from_email))
-
-
 def _domain_sender(tenant_id: str, number: int) -> Sender:
     """The sender a ``domain`` names; an email one must be verified by SES (live)."""
-    found = _resolved("domain", "domain", lambda n: get_sender_by_number(tenant_id, n), number)
-    sender = _checked_sender(tenant_id, found)
+    found = _resolved(
+        "domain", "domain", lambda n: references.sender_by_number(tenant_id, n), number
+    )
+    sender = references.with_live_verification(tenant_id, found)
     verdict = usability(sender, sender.verification)
     if not verdict.usable:
         raise ValidationFailed(f"domain {number} cannot send: {verdict.reason}", field="domain")
@@ -381,7 +353,12 @@ def _fields(
         segment_ids = list(current.audience.segment_ids) if current else []
         if "list_number" in given:
             list_id = (
-                _resolved("list", "list", lambda n: get_list_by_number(tenant_id, n).id, number)
+                _resolved(
+                    "list",
+                    "list",
+                    lambda n: references.contact_list_by_number(tenant_id, n).id,
+                    number,
+                )
                 if (number := params.list_number) is not None
                 else None
             )
@@ -390,7 +367,7 @@ def _fields(
                 _resolved(
                     "segment",
                     f"segments[].{index}",
-                    lambda n: get_segment_by_number(tenant_id, n).id,
+                    lambda n: references.segment_by_number(tenant_id, n).id,
                     number,
                 )
                 for index, number in enumerate(params.segments or [])
@@ -420,30 +397,8 @@ def _requested_move(current: State, target: State, when: datetime | None) -> Mov
     return move
 
 
-def _native_action(campaign: Campaign, move: Move) -> Action:
-    if move == "schedule" and campaign.status == "scheduled":
-        return "reschedule"
-    return move
-
-
-def _rehearse(tenant_id: str, preview: Campaign, move: Move, when: datetime | None) -> None:
-    """Decide ``move`` on the pure domain (and check what the campaign names exists), so
-    that a move which would be refused is refused before anything is written."""
-    now = clock.now()
-    fields = {"scheduled_at": resolve_scheduled_at(when, preview.timezone)} if when else {}
-    moved = advance(preview, _native_action(preview, move), now, **fields)  # check_ready too
-    if moved.status == "scheduled":
-        check_sendable(tenant_id, moved)
-
-
-def _perform(tenant_id: str, campaign_id: str, move: Move, when: datetime | None) -> Campaign:
-    now = clock.now()
-    if move == "schedule":
-        assert when is not None  # _requested_move requires it
-        return schedule_checked(tenant_id, campaign_id, when, None, now)
-    if move == "unschedule":
-        return scheduling.unschedule(tenant_id, campaign_id, now)
-    return send_checked(tenant_id, campaign_id, now)
+def _service_move(move: Move | None, when: datetime | None) -> service.Move | None:
+    return service.Move(move, when) if move is not None else None
 
 
 # -- views -------------------------------------------------------------------------------
@@ -451,7 +406,7 @@ def _sender_number(tenant_id: str, sender_ids: list[str]) -> int | None:
     if not sender_ids:
         return None
     try:
-        return get_sender(tenant_id, sender_ids[0]).number
+        return references.sender(tenant_id, sender_ids[0]).number
     except NotFound:
         return None
 
@@ -460,8 +415,10 @@ def shown(tenant_id: str, campaign: Campaign) -> Seed003Campaign:
     """The seed's view of a campaign (lists, segments and sender read for their numbers)."""
     audience = campaign.audience
     list_id = _list_id(audience)
-    lists = get_lists(tenant_id, [list_id]) if list_id else {}
-    segments = get_segments(tenant_id, audience.segment_ids) if audience.segment_ids else {}
+    lists = references.contact_lists(tenant_id, [list_id]) if list_id else {}
+    segments = (
+        references.segments_by_id(tenant_id, audience.segment_ids) if audience.segment_ids else {}
+    )
     return Seed003Campaign(
         id=campaign.number,
         name=campaign.name,
@@ -519,16 +476,7 @@ def create_campaign(call: Call) -> Seed003Campaign:
         raise ValidationFailed("a READY campaign is sent now: leave when out", field="when")
     with _seed_terms():
         fields = native(NewCampaign, _fields(tenant_id, params, None))
-        if move is not None:
-            draft = new_campaign(new_campaign_id(now), 0, fields, now)
-            _rehearse(tenant_id, draft, move, params.when)
-    campaign = create_checked(tenant_id, fields, now)
-    if move is not None:
-        try:
-            campaign = _perform(tenant_id, campaign.id, move, params.when)
-        except Exception:
-            store.delete_campaign(tenant_id, campaign.id)  # nothing half-made stays behind
-            raise
+        campaign = service.create(tenant_id, fields, now, move=_service_move(move, params.when))
     return shown(tenant_id, campaign)
 
 
@@ -555,17 +503,13 @@ def update_campaign(call: Call) -> Seed003Campaign:
     values = _fields(tenant_id, params, current)
     if values and state not in EDITABLE:
         raise StateLocked(state, "edited", EDITABLE)
-    with _seed_terms():
-        fields = native(CampaignFields, values)
-        preview = edit(current, fields, now) if values else current
-        if move is not None:
-            _rehearse(tenant_id, preview, move, params.when)
-    campaign = current
+    if not values and move is None:
+        return shown(tenant_id, current)
     with _seed_terms(), _in_seed_states(tenant_id, current.id, target):
-        if values:
-            campaign = edit_checked(tenant_id, current.id, fields, now)
-        if move is not None:
-            campaign = _perform(tenant_id, current.id, move, params.when)
+        fields = native(CampaignFields, values)
+        campaign = service.edit(
+            tenant_id, current.id, fields, now, move=_service_move(move, params.when)
+        )
     return shown(tenant_id, campaign)
 
 
@@ -576,23 +520,23 @@ def delete_campaign(call: Call) -> Seed003Campaign:
     if state not in DELETABLE:
         raise StateLocked(state, "deleted (it finishes as DONE or ERROR)", DELETABLE)
     deleted = shown(tenant_id, current)
-    if state in ("SCHEDULED", "READY"):  # it must not start: cancel, then delete
-        with _in_seed_states(tenant_id, current.id, "deleted"):
-            scheduling.cancel(tenant_id, current.id, clock.now())
-    store.delete_campaign(tenant_id, current.id)
+    with _in_seed_states(tenant_id, current.id, "deleted"):  # SCHEDULED, READY: cancelled first
+        service.delete(tenant_id, current.id, clock.now(), cancel_first=True)
     return deleted
 
 
 # -- what campaigns refer to: lists, segments, domains (read-only) ------------------------
 @_route("/list", "GET", "Contact lists with their numeric ids", response=Seed003Lists)
 def all_lists(call: Call) -> Seed003Lists:
-    lists = every_item(lambda cursor, limit: list_lists(call.tenant_id, limit, cursor))
+    lists = references.all_contact_lists(call.tenant_id)
     return Seed003Lists([_list_view(item) for item in sorted(lists, key=lambda item: item.number)])
 
 
 @_route("/list/{list}", "GET", "One contact list", response=Seed003List)
 def one_list(call: Call) -> Seed003List:
-    return _list_view(get_list_by_number(call.tenant_id, _number(call.params["list"], "list")))
+    return _list_view(
+        references.contact_list_by_number(call.tenant_id, _number(call.params["list"], "list"))
+    )
 
 
 def _list_view(item: ContactList) -> Seed003List:
@@ -607,7 +551,7 @@ def _list_view(item: ContactList) -> Seed003List:
 
 @_route("/segment", "GET", "Seed003Segments with their numeric ids", response=Seed003Segments)
 def all_segments(call: Call) -> Seed003Segments:
-    segments = every_item(lambda cursor, limit: list_segments(call.tenant_id, limit, cursor))
+    segments = references.all_segments(call.tenant_id)
     return Seed003Segments(
         [_segment_view(item) for item in sorted(segments, key=lambda s: s.number)]
     )
@@ -616,7 +560,7 @@ def all_segments(call: Call) -> Seed003Segments:
 @_route("/segment/{segment}", "GET", "One segment", response=Seed003Segment)
 def one_segment(call: Call) -> Seed003Segment:
     number = _number(call.params["segment"], "segment")
-    return _segment_view(get_segment_by_number(call.tenant_id, number))
+    return _segment_view(references.segment_by_number(call.tenant_id, number))
 
 
 def _segment_view(item: Segment) -> Seed003Segment:
@@ -635,9 +579,7 @@ def _segment_view(item: Segment) -> Seed003Segment:
     response=Seed003Domains,
 )
 def all_domains(call: Call) -> Seed003Domains:
-    senders = every_item(
-        lambda cursor, limit: list_senders(call.tenant_id, cursor=cursor, limit=limit)
-    )
+    senders = references.all_senders(call.tenant_id)
     return Seed003Domains([_domain_view(s) for s in sorted(senders, key=lambda s: s.number)])
 
 
@@ -648,5 +590,5 @@ def all_domains(call: Call) -> Seed003Domains:
     response=Seed003Domain,
 )
 def one_domain(call: Call) -> Seed003Domain:
-    sender = get_sender_by_number(call.tenant_id, _number(call.params["domain"], "domain"))
-    return _domain_view(_checked_sender(call.tenant_id, sender))
+    sender = references.sender_by_number(call.tenant_id, _number(call.params["domain"], "domain"))
+    return _domain_view(references.with_live_verification(call.tenant_id, sender))
