@@ -22,13 +22,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from chalice import Blueprint, Response
 from chalice.app import Request
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator
 
 from chalicelib.api.dialects.common import fields_renamed, native
 from chalicelib.api.errors import json_body
@@ -148,19 +148,39 @@ class Seed002Stats(ApiModel):
     unsubscribe_rate: float
 
 
+def _page_size(value: Any) -> int:
+    """DRF's ``PageNumberPagination``: a ``page_size`` over the maximum is the maximum; one
+    that is not a positive whole number is the default."""
+    try:
+        size = int(str(value).strip())
+    except ValueError:
+        return PAGE_SIZE_DEFAULT
+    return min(size, PAGE_SIZE_MAX) if size > 0 else PAGE_SIZE_DEFAULT
+
+
+def _known_ordering(value: Any) -> Any:
+    """DRF's ``OrderingFilter`` drops a field it does not know: then the default applies."""
+    return value if value in get_args(Ordering) else "-created"
+
+
 class Seed002ListQuery(Input):
+    """The seed's filters; any other parameter (``format``, a cache-buster ``_``,
+    ``limit``/``offset``) is ignored, as DRF and django-filter ignore it."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
     channel: Channel | None = Field(default=None, description="Delivery channel")
     edition_id: str | None = Field(default=None, max_length=64)
-    ordering: Ordering = Field(default="-created", description="Ordering ('-': descending)")
+    ordering: Annotated[Ordering, BeforeValidator(_known_ordering)] = Field(
+        default="-created", description="Ordering ('-': descending); unknown: the default"
+    )
     organization_id: str | None = Field(default=None, max_length=64)
     page: str = Field(
         default="1", description="A page number within the paginated result set (or 'last')."
     )
-    page_size: int = Field(
+    page_size: Annotated[int, BeforeValidator(_page_size)] = Field(
         default=PAGE_SIZE_DEFAULT,
-        ge=1,
-        le=PAGE_SIZE_MAX,
-        description="Number of results to return per page (default: 100).",
+        description="Number of results to return per page (default: 100, at most 1000).",
     )
     search: str | None = Field(default=None, max_length=200, description="Search by campaign name")
     status: Status | None = Field(default=None, description="Current campaign status")
@@ -219,10 +239,11 @@ class Seed002CampaignPatch(Input):
 
 
 class Seed002CampaignBody(Seed002CampaignPatch):
-    """Create and PUT: ``name`` and ``channel`` are required."""
+    """Create and PUT: ``name`` is required; ``channel`` defaults to ``email`` (the seed
+    marks nothing required; a campaign needs a name)."""
 
     name: CampaignName
-    channel: Channel
+    channel: Channel = "email"
 
 
 class Seed002Schedule(Input):
@@ -231,7 +252,7 @@ class Seed002Schedule(Input):
 
 # -- errors ----------------------------------------------------------------------------
 def drf_errors(response: Response) -> Response:
-    """Herald's error as DRF shapes it, Herald's ``error`` object kept beside.
+    """Herald's error as DRF shapes it, and nothing else (a client iterates the keys).
 
     Validation (422 in Herald) is DRF's 400 ``{"field": ["message", ...]}`` (a problem
     without a field goes under ``non_field_errors``); anything else is ``{"detail": ...}``
@@ -248,7 +269,7 @@ def drf_errors(response: Response) -> Response:
     else:
         shaped = {"detail": error["message"]}
     return Response(
-        body=json_body({**shaped, "error": error}),
+        body=json_body(shaped),
         status_code=400 if validation else response.status_code,
         headers=dict(response.headers or {}),
     )
@@ -341,6 +362,8 @@ def _fields(
     values: dict[str, Any] = {
         name: getattr(body, name) for name in ("name", "channel") if name in given
     }
+    if current is None:
+        values["channel"] = channel
     sms_text = None
     if current is None and "edition_id" in given:
         values["edition_id"] = body.edition_id
@@ -558,13 +581,17 @@ def schedule_campaign(call: Call) -> Seed002Campaign:
     return shown(call.tenant_id, campaign)
 
 
-@_route(
-    f"{_ITEM}/send_now",
-    "POST",
-    "Send campaign now",
-    response=Seed002Campaign,
-    content_types=_BODIES,
-)
+def _send_now_route(action: str, summary: str) -> Callable[[Handler], Handler]:
+    return _route(
+        f"{_ITEM}/{action}", "POST", summary, response=Seed002Campaign, content_types=_BODIES
+    )
+
+
+# The seed names no action paths: send_now (DRF's default for a send_now action) is the
+# one documented; send and send-now serve clients generated from other router configs.
+@_send_now_route("send", "Send campaign now (alias of send_now)")
+@_send_now_route("send-now", "Send campaign now (alias of send_now)")
+@_send_now_route("send_now", "Send campaign now")
 def send_campaign_now(call: Call) -> Seed002Campaign:
     campaign_id = call.params["id"]
     current = service.get(call.tenant_id, campaign_id)
