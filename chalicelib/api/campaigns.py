@@ -99,6 +99,7 @@ class CampaignView(Campaign, ApiModel):
 
     steps: list[Step] = Field(exclude=True)
     revision: int = Field(default=0, exclude=True)
+    held: bool = Field(default=False, exclude=True)  # seed 003's SCHEDULED
     planned_batches: int | None = Field(default=None, exclude=True)
     planning_done: bool = Field(default=False, exclude=True)
 

@@ -93,10 +93,13 @@ def endpoint(
     documented: bool = True,
     error_envelope: ErrorEnvelope | None = None,
     idempotent: bool = False,
+    query_in_body: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register ``handler`` for ``method path`` behind the gate (see module docstring).
 
     ``idempotent`` routes honour an ``Idempotency-Key`` header (chalicelib.api.idempotency).
+    ``query_in_body``: the query string's parameters are read as the body's (a value in
+    the body wins), for a dialect whose clients send either.
     """
     path_params = tuple(re.findall(r"{(\w+)}", path))
 
@@ -117,7 +120,10 @@ def endpoint(
                 if query is not None:
                     call.query = _parse(query, _query_dict(request), "query")
                 if body is not None:
-                    call.body = _parse(body, read_body(request), "")
+                    data = read_body(request)
+                    if query_in_body and isinstance(data, dict):
+                        data = {**_query_dict(request), **data}
+                    call.body = _parse(body, data, "")
                 if idempotent:
                     return idempotency.answer_once(
                         request,

@@ -352,7 +352,16 @@ class Campaign(BaseModel):
     steps: list[Step]
     from_name: str | None = None
     reply_to: str | None = None
-    scheduled_at: datetime | None = None
+    scheduled_at: datetime | None = Field(
+        default=None,
+        description="When it starts (scheduled); a draft may hold a planned time, which "
+        "never starts it by itself.",
+    )
+    held: bool = Field(
+        default=False,
+        description="A draft whose planned time is settled but not armed (seed 003's "
+        "SCHEDULED); cleared when the campaign leaves draft.",
+    )
     timezone: str = "UTC"
     quiet_hours: QuietHours | None = None
     frequency_cap: FrequencyCap | None = None
@@ -489,6 +498,28 @@ def _with_fields(campaign: Campaign, fields: CampaignFields, now: datetime) -> C
     return Campaign.model_validate(values)
 
 
+def planned(
+    campaign: Campaign, now: datetime, *, scheduled_at: datetime | None, held: bool
+) -> Campaign:
+    """A draft holding ``scheduled_at`` as its planned time (``held``: settled).
+
+    A draft never starts by itself, whatever time it holds; ``schedule`` arms it (and may
+    use the time it holds). Only a draft holds a time this way: a scheduled campaign is
+    moved with ``reschedule``.
+    """
+    if campaign.status != "draft":
+        raise CampaignLocked(campaign.status, "given a planned time", frozenset({"draft"}))
+    if scheduled_at is not None and scheduled_at.tzinfo is None:
+        raise ValueError("a planned time must be aware")
+    if held and scheduled_at is None:
+        raise ValidationFailed("a time is needed to hold the campaign", field="scheduled_at")
+    if (campaign.scheduled_at, campaign.held) == (scheduled_at, held):
+        return campaign
+    return campaign.model_copy(
+        update={"scheduled_at": scheduled_at, "held": held, "updated_at": now}
+    )
+
+
 def ensure_deletable(campaign: Campaign) -> None:
     """A campaign that may still send (scheduled, running, paused) must be cancelled first."""
     if campaign.status not in DELETABLE_STATUSES:
@@ -599,6 +630,8 @@ def advance(campaign: Campaign, action: Action, now: datetime, **fields: Any) ->
         values["scheduled_at"] = None
     if action in _STAMPS:
         values[_STAMPS[action]] = now
+    if target != "draft":
+        values["held"] = False
     advanced = Campaign.model_validate(values)
     if target == "scheduled":
         check_ready(advanced)

@@ -84,6 +84,21 @@ class Move:
     timezone: str | None = None
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A draft's planned time, and whether it is held (settled but not armed: seed 003's
+    SCHEDULED). A draft never starts by itself; ``schedule`` without a time arms it at the
+    time it holds.
+
+    ``when`` (without an offset: in the campaign's timezone) replaces the time it holds;
+    None keeps it, unless ``clear``. ``held`` None keeps the flag.
+    """
+
+    when: datetime | None = None
+    clear: bool = False
+    held: bool | None = None
+
+
 # -- reads -------------------------------------------------------------------------------
 def get(tenant_id: str, campaign_id: str) -> Campaign:
     return store.get_campaign(tenant_id, campaign_id)
@@ -195,6 +210,7 @@ class _Decision:
     sms_template: SmsTemplate | None
     move: Move | None
     move_fields: dict[str, Any]
+    plan: Plan | None
 
 
 def _decide(
@@ -204,6 +220,7 @@ def _decide(
     now: datetime,
     *,
     move: Move | None,
+    plan: Plan | None,
     sms_text: str | None,
     use_default_sender: bool,
 ) -> _Decision:
@@ -225,11 +242,13 @@ def _decide(
             edited = domain.edit(before, fields, now)
     move_fields = _move_fields(edited, move)
     outcome = advance(edited, _action(edited, move), now, **move_fields) if move else edited
+    if plan is not None:
+        outcome = _planned(outcome, plan, now)
     if outcome.status == "scheduled":
         check_sendable(tenant_id, outcome, pending)
         # The sandbox's "the campaign's templates render" check belongs here: it is where
         # every schedule and send-now (and every edit of a scheduled campaign) is decided.
-    return _Decision(fields, sms_template, move, move_fields)
+    return _Decision(fields, sms_template, move, move_fields, plan)
 
 
 def _with(fields: CampaignFields, **values: Any) -> CampaignFields:
@@ -245,12 +264,24 @@ def _action(campaign: Campaign, move: Move) -> domain.Action:
 
 
 def _move_fields(campaign: Campaign, move: Move | None) -> dict[str, Any]:
+    """A schedule's time: the one given, else the one the draft holds."""
     if move is None or move.kind != "schedule":
         return {}
-    if move.when is None:
-        raise ValidationFailed("a time is needed to schedule the campaign", field="scheduled_at")
-    timezone = move.timezone or campaign.timezone
-    return {"scheduled_at": resolve_scheduled_at(move.when, timezone)}
+    if move.when is not None:
+        return {"scheduled_at": resolve_scheduled_at(move.when, move.timezone or campaign.timezone)}
+    if campaign.status == "draft" and campaign.scheduled_at is not None:
+        return {"scheduled_at": campaign.scheduled_at}
+    raise ValidationFailed("a time is needed to schedule the campaign", field="scheduled_at")
+
+
+def _planned(campaign: Campaign, plan: Plan, now: datetime) -> Campaign:
+    at = campaign.scheduled_at
+    if plan.when is not None:
+        at = resolve_scheduled_at(plan.when, campaign.timezone)
+    elif plan.clear:
+        at = None
+    held = campaign.held if plan.held is None else plan.held
+    return domain.planned(campaign, now, scheduled_at=at, held=held)
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -294,6 +325,23 @@ def _perform(tenant_id: str, campaign_id: str, decision: _Decision, now: datetim
     return scheduling.send_now(tenant_id, campaign_id, now)
 
 
+def _move_and_plan(
+    tenant_id: str, campaign: Campaign, decision: _Decision, now: datetime, undo: Undo
+) -> Campaign:
+    """The decided move, then the decided plan (a plan follows only an unschedule: the
+    decision refuses a plan for a campaign that is not a draft)."""
+    if decision.move is not None:
+        before = campaign
+        campaign = _perform(tenant_id, campaign.id, decision, now)
+        if decision.move.kind == "unschedule" and before.scheduled_at is not None:
+            armed_at = before.scheduled_at
+            undo(lambda: scheduling.schedule_campaign(tenant_id, before.id, armed_at, None, now))
+    plan = decision.plan
+    if plan is not None:
+        campaign = store.update_with(tenant_id, campaign.id, lambda c: _planned(c, plan, now))
+    return campaign
+
+
 def _discard(tenant_id: str, campaign_id: str, now: datetime) -> None:
     """Remove a campaign this request created (cancelled first if it got scheduled)."""
     if store.get_campaign(tenant_id, campaign_id).status not in DELETABLE_STATUSES:
@@ -319,6 +367,7 @@ def create(
     now: datetime,
     *,
     move: Move | None = None,
+    plan: Plan | None = None,
     sms_text: str | None = None,
     use_default_sender: bool = False,
 ) -> Campaign:
@@ -334,6 +383,7 @@ def create(
         fields,
         now,
         move=move,
+        plan=plan,
         sms_text=sms_text,
         use_default_sender=use_default_sender,
     )
@@ -341,8 +391,7 @@ def create(
         written = _write(tenant_id, decision, undo, fields.name)
         campaign = store.create_campaign(tenant_id, NewCampaign.model_validate(_dump(written)), now)
         undo(lambda: _discard(tenant_id, campaign.id, now))
-        if move is not None:
-            campaign = _perform(tenant_id, campaign.id, decision, now)
+        campaign = _move_and_plan(tenant_id, campaign, decision, now, undo)
     return campaign
 
 
@@ -353,6 +402,7 @@ def edit(
     now: datetime,
     *,
     move: Move | None = None,
+    plan: Plan | None = None,
     sms_text: str | None = None,
     use_default_sender: bool = False,
 ) -> Campaign:
@@ -365,6 +415,7 @@ def edit(
         fields,
         now,
         move=move,
+        plan=plan,
         sms_text=sms_text,
         use_default_sender=use_default_sender,
     )
@@ -375,8 +426,7 @@ def edit(
             campaign = store.update_campaign(tenant_id, campaign_id, written, now)
             revert = _reverted(before, written)
             undo(lambda: store.update_campaign(tenant_id, campaign_id, revert, now))
-        if move is not None:
-            campaign = _perform(tenant_id, campaign_id, decision, now)
+        campaign = _move_and_plan(tenant_id, campaign, decision, now, undo)
     return campaign
 
 

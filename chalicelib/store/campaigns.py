@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -221,9 +221,17 @@ def update_campaign(
     tenant_id: str, campaign_id: str, fields: CampaignFields, now: datetime
 ) -> Campaign:
     """Apply a PATCH; CampaignLocked unless the campaign is a draft or scheduled."""
+    return update_with(tenant_id, campaign_id, lambda before: edit(before, fields, now))
+
+
+def update_with(
+    tenant_id: str, campaign_id: str, decide: Callable[[Campaign], Campaign]
+) -> Campaign:
+    """Write ``decide(campaign)`` over the campaign as one conditional write (re-read and
+    re-decided when another write came first); ``decide`` refuses by raising."""
     for _ in range(_WRITE_ATTEMPTS):
         before = get_campaign(tenant_id, campaign_id)
-        after = edit(before, fields, now)
+        after = decide(before)
         if after is before:
             return before
         try:

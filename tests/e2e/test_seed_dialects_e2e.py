@@ -113,7 +113,9 @@ def callbacks(hook: Receiver) -> dict[str, list[tuple[str, str]]]:
     return {dict(fields)["event"]: fields for fields in posts}
 
 
-def test_seed_003_campaign_goes_scheduled_to_done_and_calls_back(stack: EmbeddedStack, shop: dict):
+def test_seed_003_campaign_armed_ready_goes_to_done_and_calls_back(
+    stack: EmbeddedStack, shop: dict
+):
     api = Api(stack)
     with receiver() as hook:
         when = int(time.time()) + 3
@@ -126,11 +128,11 @@ def test_seed_003_campaign_goes_scheduled_to_done_and_calls_back(stack: Embedded
                 ("list", str(shop["list"]["number"])),
                 ("templates[]", shop["template"]["id"]),
                 ("event_callback", f"{hook.url}/events?campaign=launch"),
-                ("state", "SCHEDULED"),
+                ("state", "READY"),  # armed: it starts at `when` by itself
                 ("when", str(when)),
             ],
         )
-        assert (created["state"], created["when"]) == ("SCHEDULED", when)
+        assert (created["state"], created["when"]) == ("READY", when)
         number = created["id"]
 
         assert eventually(lambda: api("GET", f"/campaign/{number}")["state"] == "DONE")

@@ -19,6 +19,7 @@ from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.local.poller import drain
 from chalicelib.local.ses_simulator import FeedbackSimulator
+from chalicelib.pipeline.tick import run_tick
 from chalicelib.settings import get_settings
 from chalicelib.store import campaigns as store
 from tests.conftest import Tenant, body_of
@@ -153,12 +154,14 @@ def test_a_form_encoded_campaign_goes_from_draft_to_done_and_calls_back(
         when = int((NOW + timedelta(hours=1)).timestamp())
         scheduled = ok(form(tenant, "PUT", "/campaign/1", [("state", "SCHEDULED"), ("when", when)]))
         assert (scheduled["state"], scheduled["when"]) == ("SCHEDULED", when)
-        assert schedule_names() == [created["herald"]["id"]]
+        assert schedule_names() == []  # SCHEDULED holds a time; it does not send
 
         ready = ok(form(tenant, "PUT", "/campaign/1", [("state", "READY")]))
-        assert ready["state"] == "READY" and ready["when"] == int(NOW.timestamp())
-        assert schedule_names() == []  # its start is queued instead
+        assert (ready["state"], ready["when"]) == ("READY", when)  # armed for its time
+        assert schedule_names() == [created["herald"]["id"]]
 
+        frozen.advance(timedelta(hours=1, minutes=2))
+        run_tick(clock.now())  # the overdue sweep stands in for the schedule firing
         drain()
         assert ok(tenant.call("GET", "/campaign/1"))["state"] == "DONE"
         assert recipients() == ["ann@example.com"]  # segment 1 within the list, email only
@@ -208,17 +211,16 @@ def test_an_sms_domain_makes_an_sms_campaign_whose_callbacks_are_delivered_only(
         assert events["delivered"][2:] == [("telephone[0]", "+12065550123")]
 
 
-def test_json_when_alone_schedules_and_iso_8601_is_read(
+def test_json_when_alone_never_changes_the_state_and_iso_8601_is_read(
     tenant: Tenant, shop: Shop, audience: dict, frozen: clock.FrozenClock
 ):
     created = create(tenant, shop, when="2026-06-02T09:30:00+02:00")
-    assert created["state"] == "SCHEDULED"
+    assert created["state"] == "DRAFT"  # a draft may hold a time
     assert created["when"] == int(datetime(2026, 6, 2, 7, 30, tzinfo=UTC).timestamp())
 
     moved = ok(put(tenant, 1, when=int((NOW + timedelta(days=3)).timestamp())))
-    assert moved["state"] == "SCHEDULED" and moved["when"] == int(
-        (NOW + timedelta(days=3)).timestamp()
-    )
+    assert moved["state"] == "DRAFT" and moved["when"] == int((NOW + timedelta(days=3)).timestamp())
+    assert schedule_names() == []
 
 
 def test_put_edits_what_is_given_and_segments_can_be_cleared(
@@ -237,7 +239,7 @@ def test_put_edits_what_is_given_and_segments_can_be_cleared(
     unscheduled = ok(put(tenant, 1, state="SCHEDULED", when=int(NOW.timestamp()) + 60))
     assert unscheduled["state"] == "SCHEDULED"
     back = ok(put(tenant, 1, state="draft"))  # states are read case-insensitively
-    assert (back["state"], back["when"]) == ("DRAFT", None)
+    assert (back["state"], back["when"]) == ("DRAFT", int(NOW.timestamp()) + 60)
     assert schedule_names() == []
 
 
@@ -251,9 +253,9 @@ def campaign_in(tenant: Tenant, shop: Shop, state: str) -> int:
         ok(put(tenant, number, state="SCHEDULED", when=when))
     if state == "READY":
         ok(put(tenant, number, state="READY"))
-    if state in ("SENDING", "DONE"):
+    if state in ("SENDING", "DONE"):  # armed for a time already come: it starts at once
         ok(put(tenant, number, state="SCHEDULED", when=when))
-        ok(put(tenant, number, state="READY"))
+        ok(put(tenant, number, state="READY", when=int(NOW.timestamp())))
         if state == "SENDING":
             drain(["control"])  # planned; its batches wait on the send queue
         else:
@@ -315,10 +317,8 @@ BAD_PARAMETERS = (
     ({"state": "DONE"}, "state"),
     ({"state": "SENDING"}, "state"),
     ({"when": "next tuesday"}, "when"),
-    ({"when": int(NOW.timestamp()) - 60}, "when"),
     ({"state": "SCHEDULED"}, "when"),
-    ({"state": "DRAFT", "when": int(NOW.timestamp()) + 60}, "when"),
-    ({"state": "READY", "when": int(NOW.timestamp()) + 60}, "when"),
+    ({"state": "READY", "templates": ["tpl_gone"]}, "templates[].0"),
     ({"event_callback": "not a url"}, "event_callback"),
     ({"event_callback": "http://169.254.169.254/latest/meta-data"}, "event_callback"),
     ({"name": ""}, "name"),
@@ -352,13 +352,14 @@ def test_an_unverified_domain_is_refused(tenant: Tenant, shop: Shop):
 
 def test_a_refused_put_changes_nothing(tenant: Tenant, shop: Shop, audience, frozen):
     create(tenant, shop)
-    past = int(NOW.timestamp()) - 1
-    response = put(tenant, 1, name="Renamed", state="SCHEDULED", when=past)
+    response = put(tenant, 1, name="Renamed", state="SCHEDULED")
     assert response.status_code == 422 and error_of(response)["field"] == "when"
-    unsendable = put(tenant, 1, name="Renamed", templates=["tpl_gone"], state="SCHEDULED",
-                     when=past + 3600)  # fmt: skip
+    ok(put(tenant, 1, state="SCHEDULED", when=int(NOW.timestamp()) + 3600))
+    unsendable = put(tenant, 1, name="Renamed", templates=["tpl_gone"], state="READY")
     assert unsendable.status_code == 422 and error_of(unsendable)["field"] == "templates[].0"
-    assert ok(tenant.call("GET", "/campaign/1"))["name"] == "Launch"
+    after = ok(tenant.call("GET", "/campaign/1"))
+    assert (after["name"], after["state"]) == ("Launch", "SCHEDULED")
+    assert schedule_names() == []
 
 
 def test_paths_that_are_not_a_campaign_number_are_404(tenant: Tenant):
@@ -389,8 +390,11 @@ def test_delete_returns_the_deleted_campaign_and_a_scheduled_one_never_starts(
     assert ok(tenant.call("DELETE", f"/campaign/{draft['id']}")) == draft
     assert tenant.call("GET", f"/campaign/{draft['id']}").status_code == 404
 
-    scheduled = create(tenant, shop, when=int((NOW + timedelta(hours=1)).timestamp()))
-    assert ok(tenant.call("DELETE", f"/campaign/{scheduled['id']}"))["state"] == "SCHEDULED"
+    scheduled = create(
+        tenant, shop, state="READY", when=int((NOW + timedelta(hours=1)).timestamp())
+    )
+    assert schedule_names() == [scheduled["herald"]["id"]]
+    assert ok(tenant.call("DELETE", f"/campaign/{scheduled['id']}"))["state"] == "READY"
     assert schedule_names() == []
     assert tenant.call("GET", f"/v1/campaigns/{scheduled['herald']['id']}").status_code == 404
 
@@ -423,3 +427,127 @@ def test_lists_segments_and_domains_are_readable_by_number(
     assert ok(tenant.call("GET", "/domain/1"))["herald"]["id"] == shop.email_sender
     for path in ("/list/2", "/segment/x", "/domain/3"):
         assert tenant.call("GET", path).status_code == 404
+
+
+# -- what a client written against the seed sends (issue 14) ------------------------------
+def send(tenant: Tenant, method: str, path: str, fields: dict[str, Any], as_form: bool) -> Any:
+    """``fields`` as a seed client sends them: form-encoded (lists as repeated ``name[]``)
+    or JSON."""
+    if not as_form:
+        return tenant.call(method, path, fields)
+    pairs: list[tuple[str, Any]] = []
+    for name, value in fields.items():
+        if isinstance(value, list):
+            pairs += [(f"{name}[]", item) for item in value]
+        else:
+            pairs.append((name, "" if value is None else value))
+    return form(tenant, method, path, pairs)
+
+
+def native_status(tenant: Tenant, number: int) -> str:
+    return store.get_campaign_by_number(tenant.id, number).status
+
+
+CLIENTS = pytest.mark.parametrize(
+    ("as_form", "slash"), [(True, ""), (True, "/"), (False, ""), (False, "/")]
+)
+
+
+@CLIENTS
+def test_ready_is_armed_for_when_and_scheduled_only_holds_it(
+    tenant: Tenant, shop: Shop, audience, frozen, as_form: bool, slash: str
+):
+    base = {"name": "Launch", "domain": 1, "list": 1, "templates": [shop.email_template]}
+    created = ok(send(tenant, "POST", f"/campaign{slash}", base, as_form))
+    item = f"/campaign/{created['id']}{slash}"
+    later = int((NOW + timedelta(hours=1)).timestamp())
+
+    held = ok(send(tenant, "PUT", item, {"state": "SCHEDULED", "when": later}, as_form))
+    assert (held["state"], held["when"]) == ("SCHEDULED", later)
+    assert schedule_names() == [] and native_status(tenant, created["id"]) == "draft"
+
+    armed = ok(send(tenant, "PUT", item, {"state": "READY"}, as_form))
+    assert (armed["state"], armed["when"]) == ("READY", later)  # not now: at its time
+    assert schedule_names() == [created["herald"]["id"]]
+
+    disarmed = ok(send(tenant, "PUT", item, {"state": "SCHEDULED"}, as_form))
+    assert (disarmed["state"], disarmed["when"]) == ("SCHEDULED", later)
+    assert schedule_names() == []
+
+    now = ok(send(tenant, "PUT", item, {"state": "READY", "when": int(NOW.timestamp())}, as_form))
+    assert now["state"] == "READY" and schedule_names() == []  # a time come: started at once
+    drain()
+    assert ok(tenant.call("GET", item))["state"] == "DONE"
+
+
+@CLIENTS
+def test_ready_without_when_sends_at_once(
+    tenant: Tenant, shop: Shop, audience, as_form: bool, slash: str
+):
+    body = {"name": "Now", "domain": 1, "list": 1, "templates": [shop.email_template]}
+    created = ok(send(tenant, "POST", f"/campaign{slash}", {**body, "state": "READY"}, as_form))
+    assert created["state"] == "READY" and schedule_names() == []
+    drain()
+    assert ok(tenant.call("GET", f"/campaign/{created['id']}"))["state"] == "DONE"
+
+
+@CLIENTS
+def test_a_draft_holds_a_when_and_when_alone_never_moves_it(
+    tenant: Tenant, shop: Shop, audience, frozen, as_form: bool, slash: str
+):
+    later = int((NOW + timedelta(days=1)).timestamp())
+    created = ok(send(tenant, "POST", f"/campaign{slash}", {"name": "D", "when": later}, as_form))
+    assert (created["state"], created["when"]) == ("DRAFT", later)
+    item = f"/campaign/{created['id']}{slash}"
+    moved = ok(send(tenant, "PUT", item, {"state": "DRAFT", "when": later + 60}, as_form))
+    assert (moved["state"], moved["when"]) == ("DRAFT", later + 60)
+    cleared = ok(send(tenant, "PUT", item, {"when": None}, as_form))
+    assert (cleared["state"], cleared["when"]) == ("DRAFT", None)
+    assert schedule_names() == []
+
+
+def test_get_then_put_of_the_same_object_is_accepted(tenant: Tenant, shop: Shop, audience, frozen):
+    created = create(tenant, shop, segments=[1])
+    ok(put(tenant, 1, state="SCHEDULED", when=int((NOW + timedelta(hours=2)).timestamp())))
+    read = ok(tenant.call("GET", "/campaign/1"))
+    assert ok(tenant.call("PUT", "/campaign/1", read)) == read
+    assert read["herald"]["id"] == created["herald"]["id"]
+    other = tenant.call("PUT", "/campaign/1", {**read, "id": 2})
+    assert other.status_code == 422 and error_of(other)["field"] == "id"
+
+
+@pytest.mark.parametrize("as_form", [True, False])
+def test_query_string_parameters_of_post_and_put_are_read_the_body_wins(
+    tenant: Tenant, shop: Shop, audience, frozen, as_form: bool
+):
+    templates = {"templates": [shop.email_template]}
+    created = ok(send(tenant, "POST", "/campaign?name=Query&list=1&domain=1", templates, as_form))
+    assert (created["name"], created["list"], created["domain"]) == ("Query", 1, 1)
+    when = int((NOW + timedelta(hours=1)).timestamp())
+    held = ok(send(tenant, "PUT", f"/campaign/1?state=SCHEDULED&when={when}", {}, as_form))
+    assert (held["state"], held["when"]) == ("SCHEDULED", when)
+    both = ok(send(tenant, "PUT", "/campaign/1?name=FromQuery", {"name": "FromBody"}, as_form))
+    assert both["name"] == "FromBody"
+
+
+@pytest.mark.parametrize("as_form", [True, False])
+def test_no_list_and_no_segments_sends_to_all_contacts(
+    tenant: Tenant, shop: Shop, audience, as_form: bool
+):
+    body = {"name": "All", "domain": 1, "templates": [shop.email_template], "state": "READY"}
+    created = ok(send(tenant, "POST", "/campaign", body, as_form))
+    assert (created["list"], created["segments"]) == (None, [])
+    drain()
+    assert ok(tenant.call("GET", "/campaign/1"))["state"] == "DONE"
+    assert recipients() == ["ann@example.com", "bob@example.com", "dan@example.com"]
+
+
+@pytest.mark.parametrize("as_form", [True, False])
+def test_without_domain_the_default_sender_of_the_channel_sends(
+    tenant: Tenant, shop: Shop, audience, as_form: bool
+):
+    body = {"name": "Default", "list": 1, "templates": [shop.email_template], "state": "READY"}
+    created = ok(send(tenant, "POST", "/campaign", body, as_form))
+    assert (created["state"], created["domain"]) == ("READY", 1)  # the email sender
+    drain()
+    assert ok(tenant.call("GET", "/campaign/1"))["state"] == "DONE"

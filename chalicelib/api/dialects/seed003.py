@@ -6,24 +6,27 @@ is a sender (the seed's bounce domain: an email sender whose SES identity is ver
 an SMS sender makes an SMS campaign). ``list`` with ``segments[]`` targets the segments'
 contacts within the list (an intersection: ``Audience.within_list_ids``).
 
-States are a view of the native status (``state_of``); a request may make only the
-seed's two-way moves, each done by the native action the ``/v1`` routes use:
+States read the seed's arrows literally: ``DRAFT⮂SCHEDULED⮂READY⇒SENDING⇒(DONE|ERROR)``,
+``⮂`` moves are a request's, ``⇒`` happen by themselves. READY is armed (it starts at
+``when`` by itself); SCHEDULED holds a time and never sends. ``when`` alone never changes
+the state (``state_of``):
 
-============================  ======================================  ====================
-seed state                    native campaign                         a request may move to
-============================  ======================================  ====================
-DRAFT                         draft                                   SCHEDULED
-SCHEDULED                     scheduled, its time still ahead         DRAFT, READY
-READY                         scheduled and due: its start is queued  SCHEDULED
-SENDING                       calculating, sending or paused          (DONE or ERROR by itself)
-DONE                          sent                                    (final)
-ERROR                         failed or cancelled                     (final)
-============================  ======================================  ====================
+=========  ====================================  =================  =======================
+state      native campaign                       sends by itself?   a request may move to
+=========  ====================================  =================  =======================
+DRAFT      draft (may hold a planned ``when``)    no                 SCHEDULED
+SCHEDULED  draft, held, holding its ``when``      no                 DRAFT, READY
+READY      scheduled: starts at ``when``          yes, at ``when``   SCHEDULED
+SENDING    calculating, sending or paused        (DONE or ERROR)    none
+DONE       sent                                  (final)            none
+ERROR      failed or cancelled                   (final)            none
+=========  ====================================  =================  =======================
 
+Moving to READY with no ``when``, or one already past, starts the campaign at once.
 Everything else is a 409 naming the current state. A request's edit and move are one
 use case of ``chalicelib.services.campaigns``, decided in full before anything is
-written, so a refused one writes nothing. The
-decisions are written up in docs/api-seed-003.md.
+written, so a refused one writes nothing. The decisions are written up in
+docs/api-seed-003.md.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
@@ -52,6 +56,7 @@ from chalicelib.domain.campaigns import (
     IdPool,
     NewCampaign,
     ScheduledTime,
+    resolve_scheduled_at,
 )
 from chalicelib.domain.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from chalicelib.domain.lists import ContactList
@@ -69,7 +74,7 @@ T = TypeVar("T")
 State = Literal["DRAFT", "SCHEDULED", "READY", "SENDING", "DONE", "ERROR"]
 STATES: tuple[State, ...] = get_args(State)
 _STATE_OF_STATUS: dict[CampaignStatus, State] = {
-    "draft": "DRAFT",
+    "scheduled": "READY",
     "calculating": "SENDING",
     "sending": "SENDING",
     "paused": "SENDING",
@@ -77,13 +82,13 @@ _STATE_OF_STATUS: dict[CampaignStatus, State] = {
     "failed": "ERROR",
     "cancelled": "ERROR",
 }
-Move = Literal["schedule", "unschedule", "send_now"]
-# The seed's two-way arrows: the moves a request may make, and the native action of each.
-MOVES: dict[tuple[State, State], Move] = {
-    ("DRAFT", "SCHEDULED"): "schedule",
-    ("SCHEDULED", "DRAFT"): "unschedule",
-    ("SCHEDULED", "READY"): "send_now",
-    ("READY", "SCHEDULED"): "schedule",
+Step = Literal["hold", "release", "arm", "disarm"]
+# The seed's two-way arrows: the moves a request may make (see ``_translated``).
+MOVES: dict[tuple[State, State], Step] = {
+    ("DRAFT", "SCHEDULED"): "hold",
+    ("SCHEDULED", "DRAFT"): "release",
+    ("SCHEDULED", "READY"): "arm",
+    ("READY", "SCHEDULED"): "disarm",
 }
 # A native field an error names → the parameter that set it.
 _SEED_FIELDS = {
@@ -96,7 +101,7 @@ _SEED_FIELDS = {
 }
 CREATED_AS: frozenset[State] = frozenset({"DRAFT", "SCHEDULED", "READY"})
 EDITABLE: frozenset[State] = frozenset({"DRAFT", "SCHEDULED", "READY"})
-# A SCHEDULED or READY campaign is cancelled before it is deleted, so it never starts.
+# A READY campaign is cancelled before it is deleted, so it never starts.
 DELETABLE: frozenset[State] = frozenset(STATES) - {"SENDING"}
 _BY_ITSELF: dict[State, str] = {
     "READY": "it becomes SENDING by itself",
@@ -106,11 +111,10 @@ _BY_ITSELF: dict[State, str] = {
 }
 
 
-def state_of(campaign: Campaign, now: datetime) -> State:
-    """The seed state of a campaign at ``now``: a scheduled campaign is READY once due."""
-    if campaign.status == "scheduled":
-        due = campaign.scheduled_at is not None and campaign.scheduled_at <= now
-        return "READY" if due else "SCHEDULED"
+def state_of(campaign: Campaign) -> State:
+    """The seed state of a campaign: a held draft is SCHEDULED, a scheduled one READY."""
+    if campaign.status == "draft":
+        return "SCHEDULED" if campaign.held else "DRAFT"
     return _STATE_OF_STATUS[campaign.status]
 
 
@@ -164,7 +168,7 @@ def _in_seed_states(tenant_id: str, campaign_id: str, requested: str) -> Iterato
     try:
         yield
     except InvalidTransition:
-        current = state_of(service.get(tenant_id, campaign_id), clock.now())
+        current = state_of(service.get(tenant_id, campaign_id))
         raise StateRefused(current, requested) from None
 
 
@@ -219,6 +223,12 @@ class Seed003CampaignParams(Input):
         validation_alias=AliasChoices("templates[]", "templates"),
         description="Herald extension: the campaign's template ids (native ids).",
     )
+    id: Any = Field(
+        default=None,
+        description="Read-only, accepted so that a GET can be sent back: the campaign's own "
+        "id is ignored, another is 422.",
+    )
+    herald: Any = Field(default=None, description="Read-only (what GET shows): ignored.")
 
 
 class Seed003HeraldFields(ApiModel):
@@ -320,12 +330,15 @@ def _domain_sender(tenant_id: str, number: int) -> Sender:
 
 # -- translation -------------------------------------------------------------------------
 def _audience(list_id: str | None, segment_ids: list[str]) -> Audience:
-    """The seed's list and segments: segments within the list (both), or either alone."""
+    """The seed's list and segments: segments within the list (both), or either alone;
+    neither: "If none, campaign sends to all contacts"."""
     if list_id and segment_ids:
         return Audience(segment_ids=segment_ids, within_list_ids=[list_id])
     if list_id:
         return Audience(list_ids=[list_id])
-    return Audience(segment_ids=segment_ids)
+    if segment_ids:
+        return Audience(segment_ids=segment_ids)
+    return Audience(all_contacts=True)
 
 
 def _list_id(audience: Audience) -> str | None:
@@ -348,6 +361,7 @@ def _fields(
         values["sender_ids"] = []
     if current is None:
         values.setdefault("channel", "email")
+        values["audience"] = _audience(None, [])
     if "list_number" in given or "segments" in given:
         list_id = _list_id(current.audience) if current else None
         segment_ids = list(current.audience.segment_ids) if current else []
@@ -380,25 +394,61 @@ def _fields(
     return values
 
 
-def _requested_move(current: State, target: State, when: datetime | None) -> Move | None:
-    """The native move a request makes (None: it stays), or StateRefused / 422 on ``when``."""
-    if when is not None and target != "SCHEDULED":
-        raise ValidationFailed(
-            f"when is the time of a SCHEDULED campaign; a {target} campaign has none",
-            field="when",
-        )
-    if target == current:
-        return "schedule" if when is not None else None
-    move = MOVES.get((current, target))
-    if move is None:
-        raise StateRefused(current, target)
-    if move == "schedule" and when is None:
-        raise ValidationFailed(f"when is required to make the campaign {target}", field="when")
-    return move
+@dataclass(frozen=True)
+class _Request:
+    """What a request asks of the campaign besides its edit: a native move, a plan."""
+
+    move: service.Move | None = None
+    plan: service.Plan | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.move is None and self.plan is None
 
 
-def _service_move(move: Move | None, when: datetime | None) -> service.Move | None:
-    return service.Move(move, when) if move is not None else None
+def _armed(at: datetime | None, now: datetime) -> _Request:
+    """READY: starts at ``at`` by itself, or at once when there is none or it is past."""
+    if at is None or at <= now:
+        return _Request(move=service.Move("send_now"))
+    return _Request(move=service.Move("schedule", at))
+
+
+def _translated(
+    state: State, target: State, when: datetime | None, held_at: datetime | None, now: datetime
+) -> _Request:
+    """The native move and plan for ``state`` → ``target`` with a new ``when`` (None: none
+    given) on a campaign holding ``held_at``; StateRefused for a move no arrow allows."""
+    if target == state:
+        if when is None:
+            return _Request()
+        if state == "READY":
+            return _armed(when, now)
+        if state not in EDITABLE:
+            raise StateLocked(state, "given a new when", EDITABLE)
+        return _Request(plan=service.Plan(when=when))
+    step = MOVES.get((state, target))
+    if step is None:
+        raise StateRefused(state, target)
+    at = when or held_at
+    if step == "hold":
+        if at is None:
+            raise ValidationFailed("when is required to make the campaign SCHEDULED", field="when")
+        return _Request(plan=service.Plan(when=at, held=True))
+    if step == "release":
+        return _Request(plan=service.Plan(when=when, held=False))
+    if step == "arm":
+        return _armed(at, now)
+    return _Request(move=service.Move("unschedule"), plan=service.Plan(when=at, held=True))
+
+
+def _new_when(
+    params: Seed003CampaignParams, timezone: str, held_at: datetime | None
+) -> datetime | None:
+    """``when`` as an instant, None when it was not given or is the time already held."""
+    if params.when is None:
+        return None
+    when = resolve_scheduled_at(params.when, timezone)
+    return None if when == held_at else when
 
 
 # -- views -------------------------------------------------------------------------------
@@ -425,7 +475,7 @@ def shown(tenant_id: str, campaign: Campaign) -> Seed003Campaign:
         domain=_sender_number(tenant_id, campaign.sender_ids),
         list_number=lists[list_id].number if list_id in lists else None,
         segments=[segments[i].number for i in audience.segment_ids if i in segments],
-        state=state_of(campaign, clock.now()),
+        state=state_of(campaign),
         when=int(campaign.scheduled_at.timestamp()) if campaign.scheduled_at else None,
         event_callback=campaign.event_callback,
         herald=Seed003HeraldFields(
@@ -460,23 +510,33 @@ def _route(path: str, method: str, summary: str, **options: Any) -> Callable[[Ha
     body=Seed003CampaignParams,
     response=Seed003Campaign,
     content_types=_BODIES,
+    query_in_body=True,
 )
 def create_campaign(call: Call) -> Seed003Campaign:
     params: Seed003CampaignParams = call.body
     tenant_id, now = call.tenant_id, clock.now()
-    target: State = params.state or ("SCHEDULED" if params.when is not None else "DRAFT")
+    target: State = params.state or "DRAFT"
     if target not in CREATED_AS:
         raise ValidationFailed(
             f"a campaign is created DRAFT, SCHEDULED or READY; {target} comes by itself",
             field="state",
         )
-    # Created as a draft that makes its first move at once; READY is "send now".
-    move = _requested_move("DRAFT", target, params.when) if target != "READY" else "send_now"
-    if target == "READY" and params.when is not None:
-        raise ValidationFailed("a READY campaign is sent now: leave when out", field="when")
     with _seed_terms():
+        when = _new_when(params, "UTC", None)
+        request = (
+            _armed(when, now)
+            if target == "READY"
+            else _translated("DRAFT", target, when, None, now)
+        )
         fields = native(NewCampaign, _fields(tenant_id, params, None))
-        campaign = service.create(tenant_id, fields, now, move=_service_move(move, params.when))
+        campaign = service.create(
+            tenant_id,
+            fields,
+            now,
+            move=request.move,
+            plan=request.plan,
+            use_default_sender=True,
+        )
     return shown(tenant_id, campaign)
 
 
@@ -492,31 +552,58 @@ def get_campaign(call: Call) -> Seed003Campaign:
     body=Seed003CampaignParams,
     response=Seed003Campaign,
     content_types=_BODIES,
+    query_in_body=True,
 )
 def update_campaign(call: Call) -> Seed003Campaign:
     params: Seed003CampaignParams = call.body
     tenant_id, current = call.tenant_id, _campaign(call)
     now = clock.now()
-    state = state_of(current, now)
-    target: State = params.state or ("SCHEDULED" if params.when is not None else state)
-    move = _requested_move(state, target, params.when)
+    state = state_of(current)
+    _check_id(params, current)
+    target: State = params.state or state
+    with _seed_terms():
+        when = _new_when(params, current.timezone, current.scheduled_at)
+    if when is None and target == "DRAFT" == state and _clears_when(params):
+        request = _Request(plan=service.Plan(clear=True))
+    else:
+        request = _translated(state, target, when, current.scheduled_at, now)
     values = _fields(tenant_id, params, current)
     if values and state not in EDITABLE:
         raise StateLocked(state, "edited", EDITABLE)
-    if not values and move is None:
+    if not values and request.empty:
         return shown(tenant_id, current)
     with _seed_terms(), _in_seed_states(tenant_id, current.id, target):
         fields = native(CampaignFields, values)
         campaign = service.edit(
-            tenant_id, current.id, fields, now, move=_service_move(move, params.when)
+            tenant_id,
+            current.id,
+            fields,
+            now,
+            move=request.move,
+            plan=request.plan,
+            use_default_sender=True,
         )
     return shown(tenant_id, campaign)
+
+
+def _check_id(params: Seed003CampaignParams, current: Campaign) -> None:
+    """``id`` is read-only: the campaign's own (a GET sent back) is ignored, another refused."""
+    if params.id is not None and str(params.id).strip() != str(current.number):
+        raise ValidationFailed(
+            f"id {params.id} is not this campaign's ({current.number}): it cannot change",
+            field="id",
+        )
+
+
+def _clears_when(params: Seed003CampaignParams) -> bool:
+    """``when`` sent empty (null, or a blank form value): a DRAFT drops the time it holds."""
+    return "when" in params.model_fields_set and params.when is None
 
 
 @_route("/campaign/{campaign}", "DELETE", "Delete a campaign; returns it", response=Seed003Campaign)
 def delete_campaign(call: Call) -> Seed003Campaign:
     tenant_id, current = call.tenant_id, _campaign(call)
-    state = state_of(current, clock.now())
+    state = state_of(current)
     if state not in DELETABLE:
         raise StateLocked(state, "deleted (it finishes as DONE or ERROR)", DELETABLE)
     deleted = shown(tenant_id, current)
