@@ -100,7 +100,12 @@ class Settings(BaseModel):
     )
     simulator_failing_numbers: list[str] = Field(
         default=["+61491570159"],  # an Australian number reserved for fiction
-        description="Phone numbers whose SMS 'fail' (bounced).",
+        description="Phone numbers whose SMS fail for a while ('Unknown error attempting "
+        "to reach phone': soft_bounced).",
+    )
+    simulator_invalid_numbers: list[str] = Field(
+        default=["+61491570158"],  # also reserved for fiction
+        description="Phone numbers whose SMS fail for good ('Invalid phone number': bounced).",
     )
     simulator_delay_seconds: float = Field(
         default=1.0, ge=0, le=60, description="How long after a send its events are published."

@@ -416,9 +416,10 @@ def parse_ses_record(record: Mapping[str, Any]) -> DeliveryEvent | None:
 
 
 # -- SNS SMS delivery status --------------------------------------------------------------
-# Provider responses that say the number itself is unusable: those bounces suppress. Any
-# other failure (unreachable phone, carrier trouble, unknown) is counted as a bounce, as
-# the seed asks, but leaves the number mailable: it may well work tomorrow.
+# Provider responses that say the number itself is unusable: a permanent failure, which
+# is a bounce (seed 003: "bounced | Permanent delivery failure") and suppresses. Any other
+# failure (unreachable phone, carrier trouble, unknown) may well work tomorrow: a soft
+# bounce, counted as such, neither suppressed nor called back as ``bounced``.
 PERMANENT_SMS_FAILURES = (
     "invalid phone number",
     "phone number is opted out",
@@ -456,7 +457,8 @@ def is_sms_status(record: Mapping[str, Any]) -> bool:
 
 
 def parse_sms_status(record: Mapping[str, Any]) -> DeliveryEvent:
-    """One SNS SMS delivery-status log record: SUCCESS → delivered, FAILURE → bounced.
+    """One SNS SMS delivery-status log record: SUCCESS → delivered, FAILURE → bounced when
+    permanent (``PERMANENT_SMS_FAILURES``), else soft_bounced.
 
     The record's timestamp is when SNS accepted the message; the event happened
     ``dwellTimeMs`` later (when SNS handed it to the carrier).
@@ -472,7 +474,7 @@ def parse_sms_status(record: Mapping[str, Any]) -> DeliveryEvent:
         phrase in (response or "").lower() for phrase in PERMANENT_SMS_FAILURES
     )
     return DeliveryEvent(
-        kind="delivered" if delivered else "bounced",
+        kind="delivered" if delivered else "bounced" if permanent else "soft_bounced",
         channel="sms",
         provider="sns",
         provider_event=parsed.status,

@@ -26,7 +26,9 @@ anyone else                                         Send, Delivery, and Open / C
 ==================================================  =====================================
 
 An SMS is delivered (status SUCCESS) unless its number is one of
-``simulator_failing_numbers`` (FAILURE). Which messages open or click is decided by a hash
+``simulator_failing_numbers`` (FAILURE, "Unknown error attempting to reach phone": a
+temporary failure) or ``simulator_invalid_numbers`` (FAILURE, "Invalid phone number": a
+permanent one). Which messages open or click is decided by a hash
 of the message id, so a run is reproducible.
 """
 
@@ -268,7 +270,9 @@ def _bounce(recipient: str, stamp: str, feedback_id: str) -> dict[str, Any]:
 
 def sms_status(phone: str, sns_message_id: str, now: datetime) -> dict[str, Any]:
     """SNS's delivery-status log record for one SMS (the CloudWatch Logs format)."""
-    failing = phone in get_settings().simulator_failing_numbers
+    settings = get_settings()
+    invalid = phone in settings.simulator_invalid_numbers
+    failing = invalid or phone in settings.simulator_failing_numbers
     return {
         "notification": {
             "messageId": sns_message_id,
@@ -281,7 +285,9 @@ def sms_status(phone: str, sns_message_id: str, now: datetime) -> dict[str, Any]
             "smsType": "Promotional",
             "mcc": 0 if failing else 310,
             "providerResponse": (
-                "Unknown error attempting to reach phone"
+                "Invalid phone number"
+                if invalid
+                else "Unknown error attempting to reach phone"
                 if failing
                 else "Message has been accepted by phone carrier"
             ),

@@ -338,19 +338,27 @@ def test_permanent_bounce_and_complaint_suppress_and_transient_bounce_does_not(
 
 
 # -- SMS ----------------------------------------------------------------------------------
-def test_sms_status_maps_to_delivered_and_bounced(shop: Shop, simulator: FeedbackSimulator) -> None:
+def test_sms_status_maps_to_delivered_bounced_and_soft_bounced(
+    shop: Shop, simulator: FeedbackSimulator
+) -> None:
     failing = get_settings().simulator_failing_numbers[0]
-    shop.contacts(["+4915112345678", failing])
+    invalid = get_settings().simulator_invalid_numbers[0]
+    shop.contacts(["+4915112345678", failing, invalid])
     campaign_id = shop.campaign("sms")
     shop.send(campaign_id)
     feedback(simulator)
     stats = shop.stats(campaign_id)
-    assert (stats["sent"], stats["delivered"], stats["bounced"]) == (2, 1, 1)
-    assert (stats["opened"], stats["clicked"], stats["complained"]) == (0, 0, 0)
+    assert (stats["sent"], stats["delivered"], stats["bounced"]) == (3, 1, 1)
+    assert (stats["soft_bounced"], stats["opened"], stats["complained"]) == (1, 0, 0)
     statuses = {a: r.status for a, r in shop.messages(campaign_id).items()}
-    assert statuses == {"+4915112345678": "delivered", failing: "bounced"}
+    assert statuses == {
+        "+4915112345678": "delivered",
+        failing: "soft_bounced",
+        invalid: "bounced",
+    }
     # "Unknown error attempting to reach phone" may pass: counted, not suppressed.
     assert not is_suppressed(shop.tenant.id, failing)
+    assert is_suppressed(shop.tenant.id, invalid)  # "Invalid phone number" is permanent
 
 
 def test_sms_status_for_no_herald_message_is_retried_while_young_then_dropped(
