@@ -437,7 +437,7 @@ def _dump(fields: CampaignFields) -> dict[str, Any]:
 def schedule(
     tenant_id: str,
     campaign_id: str,
-    when: datetime,
+    when: datetime | None,
     timezone: str | None,
     now: datetime,
     *,
@@ -445,7 +445,8 @@ def schedule(
 ) -> Campaign:
     """Schedule a draft, or reschedule a scheduled campaign, once all it names is there.
 
-    ``when`` without an offset is read in ``timezone`` (which the campaign then keeps),
+    ``when`` None: the time the draft holds (422 naming ``scheduled_at`` when it holds
+    none). ``when`` without an offset is read in ``timezone`` (which the campaign then keeps),
     else in the campaign's timezone.
     """
     return edit(

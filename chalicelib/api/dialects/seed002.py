@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -48,6 +48,8 @@ from chalicelib.domain.campaigns import (
     NewCampaign,
     ResourceId,
     ScheduledTime,
+    resolve_scheduled_at,
+    sort_key,
 )
 from chalicelib.domain.errors import NotFound, ValidationFailed
 from chalicelib.domain.feedback import campaign_stats
@@ -158,9 +160,13 @@ def _page_size(value: Any) -> int:
     return min(size, PAGE_SIZE_MAX) if size > 0 else PAGE_SIZE_DEFAULT
 
 
-def _known_ordering(value: Any) -> Any:
-    """DRF's ``OrderingFilter`` drops a field it does not know: then the default applies."""
-    return value if value in get_args(Ordering) else "-created"
+def _known_orderings(value: Any) -> Any:
+    """DRF's ``OrderingFilter``: comma-separated fields, each ``-`` for descending; one it
+    does not know is dropped, and with none left the default applies."""
+    if not isinstance(value, str):
+        return value
+    known = [part.strip() for part in value.split(",") if part.strip() in get_args(Ordering)]
+    return known or ["-created"]
 
 
 class Seed002ListQuery(Input):
@@ -171,8 +177,10 @@ class Seed002ListQuery(Input):
 
     channel: Channel | None = Field(default=None, description="Delivery channel")
     edition_id: str | None = Field(default=None, max_length=64)
-    ordering: Annotated[Ordering, BeforeValidator(_known_ordering)] = Field(
-        default="-created", description="Ordering ('-': descending); unknown: the default"
+    ordering: Annotated[list[Ordering], BeforeValidator(_known_orderings)] = Field(
+        default=["-created"],
+        description="Ordering: fields separated by commas, '-' for descending (e.g. "
+        "'-scheduled_at,name'); unknown fields are ignored",
     )
     organization_id: str | None = Field(default=None, max_length=64)
     page: str = Field(
@@ -182,7 +190,11 @@ class Seed002ListQuery(Input):
         default=PAGE_SIZE_DEFAULT,
         description="Number of results to return per page (default: 100, at most 1000).",
     )
-    search: str | None = Field(default=None, max_length=200, description="Search by campaign name")
+    search: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Search by campaign name: every word (space or comma separated) must occur",
+    )
     status: Status | None = Field(default=None, description="Current campaign status")
 
 
@@ -199,7 +211,7 @@ class Seed002CampaignPatch(Input):
     name: CampaignName | None = None
     channel: Channel | None = None
     organization_id: str | None = Field(
-        default=None, max_length=64, description="Your tenant id (optional); another is 404."
+        default=None, max_length=64, description="Your tenant id (optional); another is 400."
     )
     edition_id: EditionId | None = Field(default=None, description="Set at creation only.")
     segment_id: ResourceId | None = Field(default=None, description="A Herald segment id.")
@@ -221,7 +233,11 @@ class Seed002CampaignPatch(Input):
     created: Any = Field(default=None, description=_READ_ONLY)
     modified: Any = Field(default=None, description=_READ_ONLY)
     status: Any = Field(default=None, description=_READ_ONLY)
-    scheduled_at: Any = Field(default=None, description=_READ_ONLY + " Use /schedule/.")
+    scheduled_at: ScheduledTime | None = Field(
+        default=None,
+        description="When to send: a draft holds it (/schedule/ without a body sends then); "
+        "a scheduled campaign is rescheduled to it.",
+    )
     total_recipients: Any = Field(default=None, description=_READ_ONLY)
     sent_count: Any = Field(default=None, description=_READ_ONLY)
     failed_count: Any = Field(default=None, description=_READ_ONLY)
@@ -247,7 +263,9 @@ class Seed002CampaignBody(Seed002CampaignPatch):
 
 
 class Seed002Schedule(Input):
-    scheduled_at: ScheduledTime
+    """The seed shows no body: without one, the campaign's stored ``scheduled_at`` is used."""
+
+    scheduled_at: ScheduledTime | None = None
 
 
 # -- errors ----------------------------------------------------------------------------
@@ -289,8 +307,11 @@ def _seed_terms(channel: str) -> AbstractContextManager[None]:
 
 # -- translation -------------------------------------------------------------------------
 def _check_organization(tenant_id: str, organization_id: str | None) -> None:
+    """A body's ``organization_id`` is a foreign key to the caller's own organization."""
     if organization_id is not None and organization_id != tenant_id:
-        raise NotFound("organization not found", field="organization_id")
+        raise ValidationFailed(
+            f'Invalid pk "{organization_id}" - object does not exist.', field="organization_id"
+        )
 
 
 def _segment_audience(tenant_id: str, segment_id: str | None) -> Audience:
@@ -415,7 +436,7 @@ def shown(tenant_id: str, campaign: Campaign) -> Seed002Campaign:
         sms_body=_sms_body(tenant_id, campaign),
         status=STATUS_OF[campaign.status],
         scheduled_at=scheduled_at.astimezone(ZoneInfo(campaign.timezone)) if scheduled_at else None,
-        total_recipients=campaign.total_recipients or 0,
+        total_recipients=_to_send(campaign, counts),
         sent_count=counts.get("sent", 0),
         failed_count=counts.get("failed", 0),
         user_count=campaign.total_recipients,
@@ -473,15 +494,20 @@ def _route(path: str, method: str, summary: str, **options: Any) -> Callable[[Ha
 @_route(_COLLECTION, "GET", "List campaigns", query=Seed002ListQuery, response=Seed002CampaignPage)
 def list_campaigns(call: Call) -> Seed002CampaignPage:
     params: Seed002ListQuery = call.query
-    _check_organization(call.tenant_id, params.organization_id)
-    statuses = frozenset(n for n, s in STATUS_OF.items() if s == params.status)
-    filters = CampaignFilter(
-        search=params.search or None,
-        statuses=statuses,
-        channel=params.channel,
-        edition_id=params.edition_id,
-    )
-    matching = service.matching(call.tenant_id, filters, params.ordering)
+    if params.organization_id not in (None, call.tenant_id):
+        matching: list[Campaign] = []  # a filter on another organization matches nothing
+    else:
+        statuses = frozenset(n for n, s in STATUS_OF.items() if s == params.status)
+        filters = CampaignFilter(
+            statuses=statuses, channel=params.channel, edition_id=params.edition_id
+        )
+        found = service.matching(call.tenant_id, filters, "-created")
+        words = _search_words(params.search)
+        matching = _ordered(
+            call.tenant_id,
+            [c for c in found if all(w in c.name.casefold() for w in words)],
+            params.ordering,
+        )
     size = params.page_size
     pages = max(1, -(-len(matching) // size))
     page = _page_number(params.page, pages)
@@ -491,6 +517,39 @@ def list_campaigns(call: Call) -> Seed002CampaignPage:
         previous=_page_link(call.request, page - 1) if page > 1 else None,
         results=_shown_all(call.tenant_id, matching[(page - 1) * size : page * size]),
     )
+
+
+def _search_words(search: str | None) -> list[str]:
+    """DRF's ``SearchFilter`` terms: split on spaces and commas, each must match."""
+    return [w.casefold() for w in re.split(r"[\s,]+", search or "") if w]
+
+
+def _ordered(tenant_id: str, campaigns: list[Campaign], ordering: Sequence[str]) -> list[Campaign]:
+    """``campaigns`` (newest first) sorted by each field of ``ordering`` in turn, on the
+    values the client sees: ``total_recipients`` as shown (0 before a campaign starts)."""
+    shown_totals: dict[str, int] = {}
+    if any(o.removeprefix("-") == "total_recipients" for o in ordering):
+        with ThreadPoolExecutor(max_workers=_VIEW_THREADS) as pool:
+            totals = pool.map(
+                lambda c: (c.id, _to_send(c, service.counts(tenant_id, c))), campaigns
+            )
+            shown_totals = dict(totals)
+    result = list(campaigns)
+    for field in reversed(ordering):
+        name = field.removeprefix("-")
+        if name == "total_recipients":
+            result.sort(key=lambda c: shown_totals[c.id], reverse=field.startswith("-"))
+        else:
+            key = cast(Ordering, name)
+            result.sort(key=lambda c: sort_key(c, key)[:2], reverse=field.startswith("-"))
+    return result
+
+
+def _to_send(campaign: Campaign, counts: dict[str, int]) -> int:
+    """The seed's ``total_recipients``: "Total number of recipients to send to", the
+    audience snapshot (``user_count``) less the contacts skipped (suppressed, capped…)."""
+    snapshot = campaign.total_recipients or 0
+    return max(0, snapshot - sum(service.skipped(counts).values()))
 
 
 @_route(
@@ -522,8 +581,39 @@ def _update(call: Call) -> Seed002Campaign:
     with _seed_terms(body.channel or current.channel):
         values, sms_text = _fields(call.tenant_id, body, current)
         fields = native(CampaignFields, values)
-        campaign = service.edit(call.tenant_id, current.id, fields, clock.now(), sms_text=sms_text)
+        move, plan = _new_time(body, current)
+        campaign = service.edit(
+            call.tenant_id,
+            current.id,
+            fields,
+            clock.now(),
+            move=move,
+            plan=plan,
+            sms_text=sms_text,
+        )
     return shown(call.tenant_id, campaign)
+
+
+def _new_time(
+    body: Seed002CampaignPatch, current: Campaign
+) -> tuple[service.Move | None, service.Plan | None]:
+    """What a ``scheduled_at`` in a PATCH/PUT does: a draft holds it (null: clears it);
+    a scheduled campaign is rescheduled to it. The time it has already changes nothing."""
+    if "scheduled_at" not in body.model_fields_set:
+        return None, None
+    given = body.scheduled_at
+    if given is not None:
+        given = resolve_scheduled_at(given, current.timezone)
+    if given == current.scheduled_at:
+        return None, None
+    if current.status == "scheduled":
+        if given is None:
+            raise ValidationFailed(
+                "a scheduled campaign keeps a time: cancel it, or give a new one",
+                field="scheduled_at",
+            )
+        return service.Move("schedule", given), None
+    return None, service.Plan(when=given, clear=given is None)
 
 
 @_route(
@@ -561,7 +651,7 @@ def cancel_campaign(call: Call) -> Seed002Campaign:
 @_route(
     f"{_ITEM}/schedule",
     "POST",
-    "Schedule campaign (body: scheduled_at, ISO 8601 or Unix seconds)",
+    "Schedule campaign (at its scheduled_at, or the body's: ISO 8601 or Unix seconds)",
     body=Seed002Schedule,
     response=Seed002Campaign,
     content_types=_BODIES,
@@ -573,7 +663,7 @@ def schedule_campaign(call: Call) -> Seed002Campaign:
         campaign = service.schedule(
             call.tenant_id,
             campaign_id,
-            body.scheduled_at,
+            body.scheduled_at,  # none: the campaign's own
             None,
             clock.now(),
             use_default_sender=True,
@@ -605,5 +695,6 @@ def send_campaign_now(call: Call) -> Seed002Campaign:
 @_route(f"{_ITEM}/stats", "GET", "Get campaign stats", response=Seed002Stats)
 def campaign_stats_view(call: Call) -> Seed002Stats:
     campaign = service.get(call.tenant_id, call.params["id"])
-    stats = campaign_stats(campaign.total_recipients or 0, service.counts(call.tenant_id, campaign))
+    counts = service.counts(call.tenant_id, campaign)
+    stats = campaign_stats(_to_send(campaign, counts), counts)
     return Seed002Stats.model_validate(stats.model_dump())
