@@ -30,7 +30,7 @@ from chalicelib.domain.campaigns import (
     Step,
 )
 from chalicelib.domain.contacts import TimezoneName
-from chalicelib.pipeline.sender import TestSendResult
+from chalicelib.pipeline.sender import TestSendResult, send_test
 from chalicelib.services import campaigns as service
 from chalicelib.services.campaigns import TEST_ADDRESSES_MAX
 
@@ -306,5 +306,5 @@ def cancel_campaign(call: Call) -> CampaignDetail:
 )
 def send_test_messages(call: Call) -> TestSendResults:
     body: TestSend = call.body
-    results = service.send_test_messages(call.tenant_id, call.params["campaign_id"], body.addresses)
-    return TestSendResults(results=results)
+    decided = service.check_test_send(call.tenant_id, call.params["campaign_id"], body.addresses)
+    return TestSendResults(results=send_test(call.tenant_id, decided.campaign, decided.addresses))

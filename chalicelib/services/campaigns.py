@@ -50,7 +50,6 @@ from chalicelib.domain.senders import Sender, usability
 from chalicelib.domain.templates import SmsTemplate, Template, check_template
 from chalicelib.observability import logger
 from chalicelib.pipeline import scheduling
-from chalicelib.pipeline.sender import TestSendResult, send_test
 from chalicelib.store import campaigns as store
 from chalicelib.store.counters import read_counts, skipped_by_reason
 from chalicelib.store.lists import get_lists
@@ -510,14 +509,10 @@ def delete(
     return current
 
 
-def send_test_messages(
-    tenant_id: str, campaign_id: str, addresses: list[str]
-) -> list[TestSendResult]:
-    """Send the campaign to ``addresses`` only (any state, not counted).
-
-    Decided first: every address is of the campaign's channel (422 naming
-    ``addresses.<n>``), and its templates and senders exist and fit the channel.
-    """
+def check_test_send(tenant_id: str, campaign_id: str, addresses: list[str]) -> CheckedTestSend:
+    """Decide a test send (any state, not counted): every address is of the campaign's
+    channel (422 naming ``addresses.<n>``), and its templates and senders exist and fit
+    the channel. The sender's ``send_test`` then sends it (it sits above the services)."""
     campaign = store.get_campaign(tenant_id, campaign_id)
     address = _ADDRESS_TYPES[campaign.channel]
     valid = []
@@ -531,4 +526,12 @@ def send_test_messages(
             ) from None
     check_pools(campaign)
     _check_content(tenant_id, campaign, {})
-    return send_test(tenant_id, campaign, valid)
+    return CheckedTestSend(campaign, valid)
+
+
+@dataclass(frozen=True)
+class CheckedTestSend:
+    """A decided test send: the campaign and the addresses, each valid for its channel."""
+
+    campaign: Campaign
+    addresses: list[str]
