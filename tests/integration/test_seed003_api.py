@@ -15,6 +15,7 @@ import pytest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
+import app as herald
 from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.local.poller import drain
@@ -161,7 +162,7 @@ def test_a_form_encoded_campaign_goes_from_draft_to_done_and_calls_back(
         assert schedule_names() == [created["herald"]["id"]]
 
         frozen.advance(timedelta(hours=1, minutes=2))
-        run_tick(clock.now())  # the overdue sweep stands in for the schedule firing
+        run_tick(herald.TICK_JOBS, clock.now())  # the overdue sweep: as if the schedule fired
         drain()
         assert ok(tenant.call("GET", "/campaign/1"))["state"] == "DONE"
         assert recipients() == ["ann@example.com"]  # segment 1 within the list, email only
