@@ -56,7 +56,6 @@ from chalicelib.domain.feedback import campaign_stats
 from chalicelib.domain.templates import SMS_SOURCE_MAX, SmsTemplate
 from chalicelib.services import campaigns as service
 from chalicelib.services import references
-from chalicelib.settings import get_settings
 
 blueprint = Blueprint(__name__)
 TAG = "seed 002: /campaigns/"
