@@ -14,6 +14,8 @@ works before any admin key exists. Examples::
         --expires-at 2027-01-31T00:00:00+00:00
     python -m chalicelib.cli list-api-keys <tenant id>
     python -m chalicelib.cli revoke-api-key <tenant id> <key id>
+    python -m chalicelib.cli transfer-identity acme.com <tenant id>
+    python -m chalicelib.cli adopt-sms-identities
     python -m chalicelib.cli dlq-depths
     python -m chalicelib.cli redrive send
 """
@@ -30,6 +32,7 @@ from typing import Any
 from chalicelib import aws
 from chalicelib.domain.errors import HeraldError
 from chalicelib.domain.tenants import is_tenant_id
+from chalicelib.services import senders
 from chalicelib.settings import QUEUE_ROLES, QueueRole, get_settings
 from chalicelib.store import tenants
 
@@ -101,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     revoke = commands.add_parser("revoke-api-key")
     revoke.add_argument("tenant_id", type=_tenant_id)
     revoke.add_argument("key_id")
+    transfer = commands.add_parser("transfer-identity")
+    transfer.add_argument("identity", help="address, domain, E.164 number or SMS sender id")
+    transfer.add_argument("tenant_id", type=_tenant_id)
+    commands.add_parser("adopt-sms-identities")
     commands.add_parser("dlq-depths")
     commands.add_parser("redrive").add_argument("queue", choices=QUEUE_ROLES)
     args = parser.parse_args(argv)
@@ -126,6 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print([k.model_dump() for k in tenants.list_api_keys(args.tenant_id)])
         elif args.command == "revoke-api-key":
             _print(tenants.revoke_api_key(args.tenant_id, args.key_id).model_dump())
+        elif args.command == "transfer-identity":
+            _print(senders.transfer_identity(args.identity, args.tenant_id).model_dump())
+        elif args.command == "adopt-sms-identities":
+            oldest_first = sorted(tenants.list_tenants(limit=1000)[0], key=lambda t: t.created_at)
+            _print({t.id: senders.adopt_sms_identities(t.id) for t in oldest_first})
         elif args.command == "dlq-depths":
             _print(dlq_depths())
         elif args.command == "redrive":

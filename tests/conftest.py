@@ -105,6 +105,15 @@ def make_tenant(client: Client, admin_key: str, name: str = "Acme") -> Tenant:
     return Tenant(client, created["tenant"]["id"], created["api_key"]["key"])
 
 
+def own(tenant_id: str, *identities: str) -> None:
+    """Give ``identities`` to a tenant as an admin's transfer does: for tests that verify an
+    identity in SES directly (out of band), which by itself makes nobody its owner."""
+    from chalicelib.services.senders import transfer_identity
+
+    for identity in identities:
+        transfer_identity(identity, tenant_id)
+
+
 @pytest.fixture
 def tenant(client: Client, admin_key: str) -> Tenant:
     return make_tenant(client, admin_key, "Acme")

@@ -20,6 +20,8 @@ STATUS_BY_ERROR: dict[type[errors.HeraldError], int] = {
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
     errors.ValidationFailed: 422,
+    errors.LimitExceeded: 429,
+    errors.Unavailable: 503,
 }
 
 
@@ -57,7 +59,9 @@ def error_response(
 
 def from_domain_error(error: errors.HeraldError) -> Response:
     status = next((s for cls, s in STATUS_BY_ERROR.items() if isinstance(error, cls)), 400)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if isinstance(error, errors.RetryLater):
+        headers["Retry-After"] = str(error.retry_after)
     return error_response(status, error.code, error.message, field=error.field, headers=headers)
 
 

@@ -2,8 +2,10 @@
 
 An email sender is usable only while SES has verified its address or its domain:
 ``GET /v1/senders/{id}`` asks SES live (and remembers the answer, which the listing
-shows), ``POST /v1/senders/{id}/verify`` asks SES to start verifying. Names, addresses
-and reply-to addresses with CR, LF or NUL are refused (422 naming the field).
+shows), ``POST /v1/senders/{id}/verify`` claims the identity for the tenant and asks SES
+to start verifying. Identities are owned by tenants (chalicelib/services/senders.py):
+another tenant's is refused 409 ``identity_owned``. Names, addresses and reply-to
+addresses with CR, LF or NUL are refused (422 naming the field).
 """
 
 from __future__ import annotations
@@ -16,16 +18,14 @@ from pydantic import Field
 
 from chalicelib.api.models import ApiModel, Input, ListPage, ListQuery
 from chalicelib.api.routing import Call, endpoint
-from chalicelib.channels import identities
-from chalicelib.domain.errors import ValidationFailed
 from chalicelib.domain.senders import (
     IdentityStatus,
     Sender,
     SenderChannel,
     SenderFields,
-    check_sender,
     usability,
 )
+from chalicelib.services import senders as service
 from chalicelib.store import senders as store
 
 blueprint = Blueprint(__name__)
@@ -69,13 +69,13 @@ class SenderView(ApiModel):
         return cls(**sender.model_dump(), usable=verdict.usable, unusable_reason=verdict.reason)
 
 
-def _checked(tenant_id: str, sender: Sender) -> Sender:
-    """``sender`` with its live SES status, remembered when it changed."""
-    if sender.from_email is None:
-        return sender
-    return store.record_verification(
-        tenant_id, sender, identities.identity_status(sender.from_email)
+class TransferIdentity(Input):
+    identity: str = Field(
+        min_length=1,
+        max_length=320,
+        description="An address, a domain, an E.164 origination number or an SMS sender id.",
     )
+    tenant_id: str = Field(min_length=1, max_length=64)
 
 
 @endpoint(
@@ -90,11 +90,8 @@ def _checked(tenant_id: str, sender: Sender) -> Sender:
     response=SenderView,
 )
 def create_sender(call: Call) -> SenderView:
-    channel = call.body.channel
     fields = SenderFields.model_validate(call.body.model_dump(exclude={"channel"}))
-    check_sender(channel, fields.model_dump(exclude_none=True))
-    status = identities.identity_status(fields.from_email) if fields.from_email else None
-    return SenderView.of(store.create_sender(call.tenant_id, channel, fields, status))
+    return SenderView.of(service.create_sender(call.tenant_id, call.body.channel, fields))
 
 
 @endpoint(
@@ -125,7 +122,7 @@ def list_senders(call: Call) -> ListPage[SenderView]:
 )
 def get_sender(call: Call) -> SenderView:
     sender = store.get_sender(call.tenant_id, call.params["sender_id"])
-    return SenderView.of(_checked(call.tenant_id, sender))
+    return SenderView.of(service.checked(call.tenant_id, sender))
 
 
 @endpoint(
@@ -139,10 +136,7 @@ def get_sender(call: Call) -> SenderView:
     response=SenderView,
 )
 def update_sender(call: Call) -> SenderView:
-    sender = store.update_sender(call.tenant_id, call.params["sender_id"], call.body)
-    if sender.verification is None:
-        sender = _checked(call.tenant_id, sender)
-    return SenderView.of(sender)
+    return SenderView.of(service.update_sender(call.tenant_id, call.params["sender_id"], call.body))
 
 
 @endpoint(
@@ -168,9 +162,19 @@ def delete_sender(call: Call) -> None:
     response=SenderView,
 )
 def verify_sender(call: Call) -> SenderView:
-    sender = store.get_sender(call.tenant_id, call.params["sender_id"])
-    if sender.from_email is None or sender.domain is None:
-        raise ValidationFailed("only email senders are verified with SES", field="channel")
-    identity = sender.from_email if call.body.scope == "address" else sender.domain
-    identities.request_verification(identity)
-    return SenderView.of(_checked(call.tenant_id, sender))
+    sender = service.verify_sender(call.tenant_id, call.params["sender_id"], call.body.scope)
+    return SenderView.of(sender)
+
+
+@endpoint(
+    blueprint,
+    "/v1/admin/identities/transfer",
+    "POST",
+    auth="admin",
+    tag="admin",
+    summary="Give a sending identity (address, domain, number, sender id) to a tenant",
+    body=TransferIdentity,
+    response=service.IdentityTransfer,
+)
+def transfer_identity(call: Call) -> service.IdentityTransfer:
+    return service.transfer_identity(call.body.identity, call.body.tenant_id)

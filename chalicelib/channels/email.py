@@ -29,6 +29,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.aws import client
+from chalicelib.channels import identities
 from chalicelib.channels.base import (
     ChannelName,
     OutboundMessage,
@@ -277,6 +278,9 @@ class EmailChannel:
                 for name, value in message.tags.items()
             ],
         }
+        arn = sending_identity_arn(message.sender)
+        if arn is not None:
+            request["FromEmailAddressIdentityArn"] = arn
         if not message.track_opens and _tracking_overrides_supported():
             request["ConfigurationOverrides"] = {"Tracking": {"OpenTrackingEnabled": "DISABLED"}}
         try:
@@ -286,6 +290,16 @@ class EmailChannel:
         except BotoCoreError as error:  # connection reset, read timeout: the call may retry
             raise TransientSendError(f"SES unreachable: {error}", code="Connection") from error
         return SendResult(provider_message_id=str(response["MessageId"]))
+
+
+def sending_identity_arn(address: str) -> str | None:
+    """The ARN of the identity ``address`` sends through: the one the pipeline found usable
+    (and owned by the tenant) for this sender, from the same per-process status cache."""
+    try:
+        status = identities.identity_status(address, max_age=identities.STATUS_CACHE_SECONDS)
+    except identities.IdentityLookupFailed:
+        return None  # SES's management API is throttled; SES still checks the From itself
+    return identities.identity_arn(status.identity) if status.verified else None
 
 
 @functools.cache

@@ -8,6 +8,15 @@ specific identity SES knows, else NOT_FOUND.
 An identity counts as verified when SES says ``VerifiedForSendingStatus`` or its
 ``VerificationStatus`` is ``SUCCESS``. (moto reports every created identity as
 ``SUCCESS`` but ``VerifiedForSendingStatus: false``; AWS reports both true.)
+
+SES's management API allows about one GetEmailIdentity a second per account, so every
+caller reads through a per-process cache (read routes ``READ_CACHE_SECONDS``, the send
+path ``STATUS_CACHE_SECONDS``). When SES throttles or fails, a remembered answer of any
+age is returned instead; with none, ``IdentityLookupFailed`` says so (a read route
+answers 503, the send path falls back to the status stored on the sender).
+
+Whether the tenant OWNS the identity is not SES's business (one account, many tenants):
+see chalicelib/domain/identities.py and chalicelib/services/senders.py.
 """
 
 from __future__ import annotations
@@ -17,16 +26,22 @@ import time
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.domain.senders import IdentityKind, IdentityStatus, Sender, Usability, usability
+from chalicelib.settings import get_settings
 
 NOT_FOUND = "NOT_FOUND"
 STATUS_CACHE_SECONDS = 60.0
+READ_CACHE_SECONDS = 10.0
 _cache_lock = threading.Lock()
 _cached: dict[str, tuple[float, IdentityStatus]] = {}
+
+
+class IdentityLookupFailed(Exception):
+    """SES could not be asked (throttled, unreachable) and nothing was remembered."""
 
 
 def _get_identity(identity: str) -> dict[str, Any] | None:
@@ -35,7 +50,9 @@ def _get_identity(identity: str) -> dict[str, Any] | None:
     except ClientError as error:
         if error.response["Error"]["Code"] == "NotFoundException":
             return None
-        raise
+        raise IdentityLookupFailed(f"SES GetEmailIdentity failed: {error}") from error
+    except BotoCoreError as error:
+        raise IdentityLookupFailed(f"SES unreachable: {error}") from error
     return response
 
 
@@ -59,12 +76,16 @@ def identity_status(email: str, *, max_age: float = 0.0) -> IdentityStatus:
     ``max_age`` > 0 accepts an answer this process got at most that many seconds ago
     (the send pipeline checks per batch; SES's management API is not built for that rate).
     """
-    if max_age > 0:
-        with _cache_lock:
-            hit = _cached.get(email)
-        if hit is not None and time.monotonic() - hit[0] <= max_age:
-            return hit[1]
-    status = _ask_ses(email)
+    with _cache_lock:
+        hit = _cached.get(email)
+    if max_age > 0 and hit is not None and time.monotonic() - hit[0] <= max_age:
+        return hit[1]
+    try:
+        status = _ask_ses(email)
+    except IdentityLookupFailed:
+        if hit is None:
+            raise
+        return hit[1]  # stale beats failing: SES throttles its management API hard
     with _cache_lock:
         _cached[email] = (time.monotonic(), status)
     return status
@@ -88,6 +109,11 @@ def _ask_ses(email: str) -> IdentityStatus:
     return by_address
 
 
+def known_to_ses(identity: str) -> bool:
+    """Whether SES has ``identity`` at all (verified or not)."""
+    return _get_identity(identity) is not None
+
+
 def request_verification(identity: str) -> IdentityStatus:
     """Ask SES to verify ``identity`` (an address: SES mails it a link; a domain: DNS
     records, see the SES console or ``get_email_identity``'s DKIM tokens); idempotent."""
@@ -102,6 +128,12 @@ def request_verification(identity: str) -> IdentityStatus:
     return _status(identity, kind, _get_identity(identity), clock.now())
 
 
+def identity_arn(identity: str) -> str:
+    """The SES identity's ARN, for SendEmail's ``FromEmailAddressIdentityArn``."""
+    settings = get_settings()
+    return f"arn:aws:ses:{settings.region}:{settings.account_id}:identity/{identity}"
+
+
 def sender_usability(sender: Sender) -> tuple[Usability, IdentityStatus | None]:
     """Whether ``sender`` can send now (SMS senders: always), for the send pipeline.
 
@@ -110,5 +142,10 @@ def sender_usability(sender: Sender) -> tuple[Usability, IdentityStatus | None]:
     """
     if sender.from_email is None:
         return usability(sender, None), None
-    status = identity_status(sender.from_email, max_age=STATUS_CACHE_SECONDS)
+    status: IdentityStatus | None
+    try:
+        status = identity_status(sender.from_email, max_age=STATUS_CACHE_SECONDS)
+    except IdentityLookupFailed:
+        # Never fail a batch over SES's management API: the last status seen will do.
+        status = sender.verification
     return usability(sender, status), status

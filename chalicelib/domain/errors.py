@@ -73,3 +73,23 @@ class ValidationFailures(ValidationFailed):
         more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
         super().__init__(first["message"] + more, field=first["field"])
         self.details = details
+
+
+class RetryLater(HeraldError):
+    """Refused for now; ``retry_after`` seconds from now it may succeed (Retry-After)."""
+
+    def __init__(self, message: str, *, retry_after: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = max(1, retry_after)
+
+
+class LimitExceeded(RetryLater):
+    """A per-tenant limit (quota or request rate) is used up; ``field`` names the limit."""
+
+    code = "limit_exceeded"
+
+
+class Unavailable(RetryLater):
+    """A provider Herald depends on (SES's management API) is throttling or down."""
+
+    code = "unavailable"

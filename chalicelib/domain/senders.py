@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from chalicelib.domain.contacts import EmailAddress, PersonName, PhoneNumber
 from chalicelib.domain.errors import ValidationFailed
 from chalicelib.domain.headers import HEADER_SAFE
+from chalicelib.domain.identities import Identity, email_identities, sms_identities
 
 SenderChannel = Literal["email", "sms"]
 IdentityKind = Literal["address", "domain"]
@@ -69,8 +70,20 @@ class Sender(BaseModel):
     origination_number: str | None = None
     sender_id: str | None = None
     verification: IdentityStatus | None = None
+    owned_identities: list[str] = Field(
+        default_factory=list,
+        description="Keys of the identities this sender names that its tenant owns "
+        "(chalicelib.domain.identities); kept current by claims and admin transfers.",
+    )
     created_at: datetime
     updated_at: datetime
+
+    @property
+    def identities(self) -> list[Identity]:
+        """The owned-or-not identities this sender sends as (address and domain, or SMS ids)."""
+        if self.from_email is not None:
+            return list(email_identities(self.from_email))
+        return sms_identities(self.origination_number, self.sender_id)
 
     @property
     def from_header(self) -> str:
@@ -116,14 +129,37 @@ def check_sender(channel: SenderChannel, values: dict[str, object]) -> None:
         )
 
 
+def changed(current: Sender, fields: SenderFields, now: datetime) -> Sender:
+    """``current`` with the fields present in ``fields`` applied (an explicit null clears one).
+
+    A changed ``from_email`` drops the stored verification: it was about another address.
+    """
+    values = current.model_dump()
+    for name in fields.model_fields_set:
+        given = getattr(fields, name)
+        values[name] = [] if name == "reply_to" and given is None else given
+    check_sender(current.channel, values)
+    if values["from_email"] != current.from_email:
+        values["verification"] = None
+    values["updated_at"] = now
+    return Sender.model_validate(values)
+
+
 class Usability(BaseModel):
     usable: bool
     reason: str | None = None
 
 
 def usability(sender: Sender, status: IdentityStatus | None) -> Usability:
-    """Whether messages may go out as ``sender`` given its identity's status, and why not."""
+    """Whether messages may go out as ``sender`` given its identity's status, and why not.
+
+    Verified is not enough: the identity must be one its tenant owns (an identity verified
+    by, or transferred to, another tenant is never usable; see domain/identities.py).
+    """
     if sender.channel == "sms":
+        foreign = [i for i in sender.identities if i.key not in sender.owned_identities]
+        if foreign:
+            return Usability(usable=False, reason=_not_owned(foreign[0].name))
         return Usability(usable=True)
     if status is None:
         return Usability(usable=False, reason="the SES identity has not been checked yet")
@@ -132,4 +168,13 @@ def usability(sender: Sender, status: IdentityStatus | None) -> Usability:
             usable=False,
             reason=f"SES identity '{status.identity}' is not verified (status {status.status})",
         )
+    if f"{status.kind}#{status.identity}" not in sender.owned_identities:
+        return Usability(usable=False, reason=_not_owned(status.identity))
     return Usability(usable=True)
+
+
+def _not_owned(name: str) -> str:
+    return (
+        f"identity '{name}' is not owned by this tenant "
+        "(verifying it through Herald claims it; an admin can transfer it)"
+    )

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from chalicelib.channels import identities
 from chalicelib.domain.lists import ContactList
 from chalicelib.domain.segments import Segment
 from chalicelib.domain.senders import Sender
 from chalicelib.domain.templates import Template
+from chalicelib.services import senders as sender_service
 from chalicelib.store import lists, segments, senders, templates
 
 T = TypeVar("T")
@@ -80,12 +80,9 @@ def all_senders(tenant_id: str) -> list[Sender]:
 
 
 def with_live_verification(tenant_id: str, found: Sender) -> Sender:
-    """``found`` with its SES status asked now (and remembered), as GET /v1/senders/{id}
-    shows it; an SMS sender as it is."""
-    if found.from_email is None:
-        return found
-    status = identities.identity_status(found.from_email)
-    return senders.record_verification(tenant_id, found, status)
+    """``found`` with its SES status asked now (cached briefly, remembered), as
+    GET /v1/senders/{id} shows it; an SMS sender as it is."""
+    return sender_service.checked(tenant_id, found)
 
 
 def template(tenant_id: str, template_id: str) -> Template:

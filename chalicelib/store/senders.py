@@ -48,6 +48,7 @@ def create_sender(
     channel: SenderChannel,
     fields: SenderFields,
     verification: IdentityStatus | None = None,
+    owned_identities: list[str] | None = None,
 ) -> Sender:
     """Store a new sender (ValidationFailed, naming the field, if it is incomplete)."""
     values = fields.model_dump(exclude_none=True)
@@ -59,6 +60,7 @@ def create_sender(
         number=allocate_number(tenant_id, NUMBER_KIND, sender_id),
         channel=channel,
         verification=verification,
+        owned_identities=owned_identities or [],
         created_at=now,
         updated_at=now,
         **values,
@@ -89,21 +91,42 @@ def list_senders(
     return [Sender.model_validate(i) for i in page.items], page.cursor
 
 
-def update_sender(tenant_id: str, sender_id: str, fields: SenderFields) -> Sender:
-    """Apply the fields present in ``fields`` (an explicit null clears one).
+def all_senders(tenant_id: str) -> list[Sender]:
+    """Every sender of a tenant (a tenant has a handful; admin transfers revisit them all)."""
+    return [Sender.model_validate(i) for i in tenant_table(tenant_id).query_all(_SENDER)]
 
-    A changed ``from_email`` drops the stored verification: it was about another address.
+
+def replace_sender(tenant_id: str, current: Sender, updated: Sender) -> Sender:
+    """Store ``updated`` in place of ``current``; Conflict if it changed meanwhile."""
+    try:
+        tenant_table(tenant_id).put(
+            _SENDER,
+            current.id,
+            _item(updated),
+            condition=Condition.equals("updated_at", _item(current)["updated_at"]),
+        )
+    except ConditionFailed:
+        raise Conflict(
+            f"sender '{current.id}' changed concurrently; retry", field="sender_id"
+        ) from None
+    return updated
+
+
+def record_owned_identities(tenant_id: str, sender: Sender, owned: list[str]) -> None:
+    """Store which of its identities the tenant owns now (after a claim or a transfer).
+
+    Skipped when the sender was deleted or its identities changed meanwhile: whoever
+    changed them computed ``owned_identities`` from the owners at that moment.
     """
-    current = get_sender(tenant_id, sender_id)
-    values = current.model_dump()
-    for name in fields.model_fields_set:
-        given = getattr(fields, name)
-        values[name] = [] if name == "reply_to" and given is None else given
-    check_sender(current.channel, values)
-    if values["from_email"] != current.from_email:
-        values["verification"] = None
-    values["updated_at"] = clock.now()
-    return _replace(tenant_id, current, Sender.model_validate(values))
+    if owned == sender.owned_identities:
+        return
+    with contextlib.suppress(ConditionFailed):
+        tenant_table(tenant_id).update(
+            _SENDER,
+            sender.id,
+            set_values={"owned_identities": owned},
+            condition=Condition.equals("updated_at", _item(sender)["updated_at"]),
+        )
 
 
 def record_verification(tenant_id: str, sender: Sender, status: IdentityStatus) -> Sender:
@@ -128,21 +151,6 @@ def record_verification(tenant_id: str, sender: Sender, status: IdentityStatus) 
             condition=Condition.equals("from_email", sender.from_email),
         )
     return sender.model_copy(update={"verification": status})
-
-
-def _replace(tenant_id: str, current: Sender, updated: Sender) -> Sender:
-    try:
-        tenant_table(tenant_id).put(
-            _SENDER,
-            current.id,
-            _item(updated),
-            condition=Condition.equals("updated_at", _item(current)["updated_at"]),
-        )
-    except ConditionFailed:
-        raise Conflict(
-            f"sender '{current.id}' changed concurrently; retry", field="sender_id"
-        ) from None
-    return updated
 
 
 def delete_sender(tenant_id: str, sender_id: str) -> Sender:

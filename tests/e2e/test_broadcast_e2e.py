@@ -67,6 +67,7 @@ def test_scheduled_broadcast_reaches_each_eligible_contact_once(stack: EmbeddedS
         aws_access_key_id="outside",
         aws_secret_access_key="outside",
     ).verify_email_identity(EmailAddress=FROM)
+    api.own(FROM)
 
     rows = ["email,first_name,status"]
     rows += [

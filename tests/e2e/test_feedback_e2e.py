@@ -103,6 +103,7 @@ def test_feedback_loop_end_to_end(stack: EmbeddedStack, hooks: tuple[Receiver, R
     callbacks, webhooks = hooks
     api = Api(stack)
     outside(stack, "ses").verify_email_identity(EmailAddress=FROM)
+    api.own(FROM)
     assert api.call("POST", "/v1/webhooks", {"url": "http://169.254.169.254/"}).status_code == 422
     webhook = api.ok(
         "POST",

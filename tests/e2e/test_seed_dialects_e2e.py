@@ -47,6 +47,7 @@ def shop(stack: EmbeddedStack) -> dict[str, Any]:
     suppresses the address for the next campaign)."""
     api = Api(stack)
     client("ses").verify_email_identity(EmailAddress=FROM)
+    api.own(FROM)
     sender = api("POST", "/v1/senders", 201, json={"channel": "email", "from_email": FROM})
     html = (
         '<p><a href="https://shop.example.com/sale">Sale</a> <a href="{{ unsubscribe_url }}">x</a>'

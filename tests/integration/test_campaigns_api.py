@@ -56,11 +56,20 @@ def content(tenant: Tenant, channel: str = "email") -> dict:
             identity="example.com", kind="domain", verified=True, status="SUCCESS", checked_at=NOW
         )
         sender = create_sender(
-            tenant.id, "email", SenderFields(from_email="news@example.com"), verified
+            tenant.id,
+            "email",
+            SenderFields(from_email="news@example.com"),
+            verified,
+            owned_identities=["domain#example.com"],
         )
     else:
         template = create_template(tenant.id, "Hello", SmsTemplate(body="Hi"))
-        sender = create_sender(tenant.id, "sms", SenderFields(origination_number="+12065550100"))
+        sender = create_sender(
+            tenant.id,
+            "sms",
+            SenderFields(origination_number="+12065550100"),
+            owned_identities=["number#+12065550100"],
+        )
     return {"template_ids": [template.id], "sender_ids": [sender.id]}
 
 

@@ -11,7 +11,7 @@ from chalicelib.channels import identities
 from chalicelib.domain.senders import Usability
 from chalicelib.store.numbering import resolve_number
 from chalicelib.store.senders import get_sender
-from tests.conftest import Tenant, body_of
+from tests.conftest import Tenant, body_of, own
 
 
 def create(tenant: Tenant, body: dict) -> dict:
@@ -39,6 +39,7 @@ def test_sender_with_unknown_identity_is_not_usable(tenant: Tenant):
 def test_sender_whose_address_is_verified_is_usable(tenant: Tenant):
     # SES v1's verify_email_identity marks an address verified in moto.
     client("ses").verify_email_identity(EmailAddress="news@acme.example.com")
+    own(tenant.id, "news@acme.example.com")
     sender = create(tenant, {"channel": "email", "from_email": "news@acme.example.com"})
     assert sender["verification"] == {
         "identity": "news@acme.example.com",
@@ -52,6 +53,7 @@ def test_sender_whose_address_is_verified_is_usable(tenant: Tenant):
 
 def test_a_verified_domain_covers_every_address_in_it(tenant: Tenant):
     client("sesv2").create_email_identity(EmailIdentity="acme.example.com")
+    own(tenant.id, "acme.example.com")
     sender = create(tenant, {"channel": "email", "from_email": "anyone@acme.example.com"})
     assert sender["verification"]["identity"] == "acme.example.com"
     assert sender["verification"]["kind"] == "domain"
@@ -60,6 +62,7 @@ def test_a_verified_domain_covers_every_address_in_it(tenant: Tenant):
 
 def test_pending_verification_shows_live_and_listing_shows_last_seen(tenant: Tenant):
     client("sesv2").create_email_identity(EmailIdentity="pending.example.com")
+    own(tenant.id, "pending.example.com")
     ses_identity("pending.example.com").verification_status = "PENDING"
     sender = create(tenant, {"channel": "email", "from_email": "hi@pending.example.com"})
     assert sender["verification"]["status"] == "PENDING" and sender["usable"] is False
@@ -67,6 +70,9 @@ def test_pending_verification_shows_live_and_listing_shows_last_seen(tenant: Ten
     ses_identity("pending.example.com").verification_status = "SUCCESS"  # DNS records found
     listed = body_of(tenant.call("GET", "/v1/senders"))["items"][0]
     assert listed["verification"]["status"] == "PENDING"  # no SES call per listed sender
+    cached = body_of(tenant.call("GET", f"/v1/senders/{sender['id']}"))
+    assert cached["verification"]["status"] == "PENDING"  # asked SES under 10 s ago
+    identities.forget_cached_statuses()  # as 10 s later
     live = body_of(tenant.call("GET", f"/v1/senders/{sender['id']}"))
     assert live["verification"]["status"] == "SUCCESS" and live["usable"] is True
     listed = body_of(tenant.call("GET", "/v1/senders"))["items"][0]
@@ -157,6 +163,7 @@ def test_senders_get_numbers_and_update_and_delete(tenant: Tenant):
     assert resolve_number(tenant.id, "sender", 2) == second["id"]
 
     client("ses").verify_email_identity(EmailAddress="c@example.com")
+    own(tenant.id, "c@example.com")
     changed = tenant.call(
         "PATCH", f"/v1/senders/{first['id']}", {"from_email": "c@example.com", "from_name": "C"}
     )
@@ -186,6 +193,7 @@ def test_another_tenants_sender_is_not_found(tenant: Tenant, other_tenant: Tenan
 def test_pipeline_check_asks_ses_at_most_once_a_minute(tenant: Tenant):
     identities.forget_cached_statuses()
     client("sesv2").create_email_identity(EmailIdentity="slow.example.com")
+    own(tenant.id, "slow.example.com")
     ses_identity("slow.example.com").verification_status = "PENDING"
     created = create(tenant, {"channel": "email", "from_email": "hi@slow.example.com"})
     sender = get_sender(tenant.id, created["id"])
