@@ -16,6 +16,8 @@ works before any admin key exists. Examples::
     python -m chalicelib.cli revoke-api-key <tenant id> <key id>
     python -m chalicelib.cli transfer-identity acme.com <tenant id>
     python -m chalicelib.cli adopt-sms-identities
+    python -m chalicelib.cli get-limits <tenant id>
+    python -m chalicelib.cli set-limits <tenant id> sends_per_day=5000 sms_countries='["DE"]'
     python -m chalicelib.cli dlq-depths
     python -m chalicelib.cli redrive send
 """
@@ -25,16 +27,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from chalicelib import aws
-from chalicelib.domain.errors import HeraldError
+from chalicelib.domain.errors import HeraldError, ValidationFailed
+from chalicelib.domain.limits import LimitChanges
 from chalicelib.domain.tenants import is_tenant_id
 from chalicelib.services import senders
 from chalicelib.settings import QUEUE_ROLES, QueueRole, get_settings
-from chalicelib.store import tenants
+from chalicelib.store import quotas, tenants
 
 
 def _print(payload: Any) -> None:
@@ -56,6 +61,16 @@ def _moment(value: str) -> datetime:
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(f"give an offset (e.g. +00:00): {value!r}")
     return moment
+
+
+def _limit_change(value: str) -> tuple[str, Any]:
+    name, equals, raw = value.partition("=")
+    try:
+        if not equals:
+            raise ValueError("no '='")
+        return name, json.loads(raw)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not NAME=JSON: {value!r} ({error})") from None
 
 
 def _queue_url(name: str) -> str:
@@ -87,6 +102,45 @@ def redrive(role: QueueRole) -> dict[str, Any]:
     return {"queue": role, "task_handle": task.get("TaskHandle")}
 
 
+def _add_identity_and_limit_commands(commands: Any) -> None:
+    transfer = commands.add_parser("transfer-identity")
+    transfer.add_argument("identity", help="address, domain, E.164 number or SMS sender id")
+    transfer.add_argument("tenant_id", type=_tenant_id)
+    commands.add_parser("adopt-sms-identities")
+    commands.add_parser("get-limits").add_argument("tenant_id", type=_tenant_id)
+    set_limits = commands.add_parser("set-limits")
+    set_limits.add_argument("tenant_id", type=_tenant_id)
+    set_limits.add_argument("changes", nargs="+", type=_limit_change, help="NAME=JSON; null resets")
+
+
+def _adopt_sms_identities(_: argparse.Namespace) -> dict[str, list[str]]:
+    """Claim legacy SMS senders' numbers and ids, the oldest tenant first (first come)."""
+    oldest_first = sorted(tenants.list_tenants(limit=1000)[0], key=lambda t: t.created_at)
+    return {t.id: senders.adopt_sms_identities(t.id) for t in oldest_first}
+
+
+def _get_limits(args: argparse.Namespace) -> dict[str, Any]:
+    tenants.get_tenant(args.tenant_id)
+    return quotas.get_limits(args.tenant_id).model_dump()
+
+
+def _set_limits(args: argparse.Namespace) -> dict[str, Any]:
+    tenants.get_tenant(args.tenant_id)
+    try:
+        changes = LimitChanges.model_validate(dict(args.changes)).checked()
+    except ValidationError as error:
+        raise ValidationFailed(str(error), field="changes") from None
+    return quotas.set_limits(args.tenant_id, changes).model_dump()
+
+
+_IDENTITY_AND_LIMIT_COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
+    "transfer-identity": lambda a: senders.transfer_identity(a.identity, a.tenant_id).model_dump(),
+    "adopt-sms-identities": _adopt_sms_identities,
+    "get-limits": _get_limits,
+    "set-limits": _set_limits,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="herald", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -104,10 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     revoke = commands.add_parser("revoke-api-key")
     revoke.add_argument("tenant_id", type=_tenant_id)
     revoke.add_argument("key_id")
-    transfer = commands.add_parser("transfer-identity")
-    transfer.add_argument("identity", help="address, domain, E.164 number or SMS sender id")
-    transfer.add_argument("tenant_id", type=_tenant_id)
-    commands.add_parser("adopt-sms-identities")
+    _add_identity_and_limit_commands(commands)
     commands.add_parser("dlq-depths")
     commands.add_parser("redrive").add_argument("queue", choices=QUEUE_ROLES)
     args = parser.parse_args(argv)
@@ -133,11 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print([k.model_dump() for k in tenants.list_api_keys(args.tenant_id)])
         elif args.command == "revoke-api-key":
             _print(tenants.revoke_api_key(args.tenant_id, args.key_id).model_dump())
-        elif args.command == "transfer-identity":
-            _print(senders.transfer_identity(args.identity, args.tenant_id).model_dump())
-        elif args.command == "adopt-sms-identities":
-            oldest_first = sorted(tenants.list_tenants(limit=1000)[0], key=lambda t: t.created_at)
-            _print({t.id: senders.adopt_sms_identities(t.id) for t in oldest_first})
+        elif args.command in _IDENTITY_AND_LIMIT_COMMANDS:
+            _print(_IDENTITY_AND_LIMIT_COMMANDS[args.command](args))
         elif args.command == "dlq-depths":
             _print(dlq_depths())
         elif args.command == "redrive":

@@ -67,6 +67,21 @@ class Settings(BaseModel):
     )
     sms_max_send_rate: float = Field(default=20.0, gt=0, description="SNS SMS sends/second.")
 
+    # Per-tenant limits: the defaults; an admin sets a tenant's own (chalicelib.domain.limits).
+    limit_sends_per_day: int = Field(default=100_000, ge=0)
+    limit_test_sends_per_hour: int = Field(default=100, ge=0)
+    limit_sms_per_day: int = Field(default=1_000, ge=0)
+    limit_requests_per_minute: int = Field(
+        default=6_000, ge=1, description="API requests a minute per tenant (all its keys)."
+    )
+    limit_sms_countries: list[str] = Field(
+        default=["*"], description="ISO 3166 codes SMS may go to by default; '*' is all."
+    )
+    limit_api_keys: int = Field(default=20, ge=1)
+    limit_templates: int = Field(default=1_000, ge=0)
+    limit_senders: int = Field(default=100, ge=0)
+    limit_webhooks: int = Field(default=20, ge=0)
+
     # Feedback and callbacks.
     callback_window_seconds: int = Field(default=60, ge=1, le=240)
     allow_loopback_callbacks: bool = Field(

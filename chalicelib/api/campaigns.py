@@ -32,6 +32,7 @@ from chalicelib.domain.campaigns import (
 from chalicelib.domain.contacts import TimezoneName
 from chalicelib.pipeline.sender import TestSendResult, send_test
 from chalicelib.services import campaigns as service
+from chalicelib.services import limits
 from chalicelib.services.campaigns import TEST_ADDRESSES_MAX
 
 blueprint = Blueprint(__name__)
@@ -307,4 +308,5 @@ def cancel_campaign(call: Call) -> CampaignDetail:
 def send_test_messages(call: Call) -> TestSendResults:
     body: TestSend = call.body
     decided = service.check_test_send(call.tenant_id, call.params["campaign_id"], body.addresses)
+    limits.charge_test_send(call.tenant_id, decided.campaign.channel, decided.addresses)
     return TestSendResults(results=send_test(call.tenant_id, decided.campaign, decided.addresses))

@@ -28,6 +28,7 @@ from chalicelib.api import idempotency
 from chalicelib.domain import clock, errors
 from chalicelib.domain.tenants import ADMIN_SCOPE, parse_key
 from chalicelib.observability import logger
+from chalicelib.services import limits
 from chalicelib.store import tenants as tenant_store
 
 Auth = Literal["tenant", "admin", "public"]
@@ -117,6 +118,7 @@ def endpoint(
                 call = Call(request=request, tenant_id=_authenticate(request, auth), params=params)
                 if call.tenant_id and call.tenant_id != ADMIN_SCOPE:
                     logger.append_keys(tenant_id=call.tenant_id)
+                    limits.admit_request(call.tenant_id)  # requests_per_minute (429)
                 if query is not None:
                     call.query = _parse(query, _query_dict(request), "query")
                 if body is not None:

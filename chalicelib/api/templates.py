@@ -31,6 +31,7 @@ from chalicelib.domain.templates import (
     template_content,
 )
 from chalicelib.domain.unsubscribe import unsubscribe_url
+from chalicelib.services import limits
 from chalicelib.settings import get_settings
 from chalicelib.store import contacts as contacts_store
 from chalicelib.store import templates as store
@@ -130,6 +131,7 @@ class PreviewRequest(Input):
 )
 def create_template(call: Call) -> TemplateView:
     content = template_content(call.body.channel, call.body.content_fields())
+    limits.check_room_for(call.tenant_id, "templates")
     return TemplateView.of(store.create_template(call.tenant_id, call.body.name, content))
 
 

@@ -12,6 +12,7 @@ from chalicelib.api.routing import Call, endpoint
 from chalicelib.domain import clock
 from chalicelib.domain.errors import NotFound, ValidationFailed
 from chalicelib.domain.tenants import ApiKey, Tenant, is_tenant_id
+from chalicelib.services import limits
 from chalicelib.store import tenants as store
 
 blueprint = Blueprint(__name__)
@@ -144,6 +145,7 @@ def revoke_admin_key(call: Call) -> ApiKeyView:
 )
 def create_api_key(call: Call) -> IssuedApiKey:
     body: CreateApiKey = call.body
+    limits.check_room_for(call.tenant_id, "api_keys")
     if body.expires_at is not None and body.expires_at <= clock.now():
         raise ValidationFailed("expires_at must be in the future", field="expires_at")
     key, secret = store.create_api_key(

@@ -16,6 +16,7 @@ from chalicelib.channels.http import check_url
 from chalicelib.domain import clock
 from chalicelib.domain.net import URL_MAX_LENGTH
 from chalicelib.domain.webhooks import ALL_EVENTS, WEBHOOK_EVENT_TYPES, WebhookEndpoint
+from chalicelib.services import limits
 from chalicelib.store import webhooks as store
 from chalicelib.store.webhooks import DeliveryAttempt
 
@@ -88,6 +89,7 @@ def _checked(url: str) -> str:
 )
 def create_webhook(call: Call) -> WebhookCreated:
     body: CreateWebhook = call.body
+    limits.check_room_for(call.tenant_id, "webhooks")
     created, secret = store.create_endpoint(
         call.tenant_id, _checked(body.url), body.event_types, body.description, clock.now()
     )

@@ -47,6 +47,7 @@ from chalicelib.domain.senders import (
     check_sender,
 )
 from chalicelib.domain.tenants import is_tenant_id
+from chalicelib.services import limits
 from chalicelib.store import ownership
 from chalicelib.store import senders as store
 from chalicelib.store import tenants as tenant_store
@@ -114,6 +115,7 @@ def _live_status(address: str) -> IdentityStatus:
 def create_sender(tenant_id: str, channel: SenderChannel, fields: SenderFields) -> Sender:
     values = fields.model_dump(exclude_none=True)
     check_sender(channel, values)
+    limits.check_room_for(tenant_id, "senders")
     wanted = _identities_of(channel, values)
     owners = _owners_allowing(tenant_id, wanted, channel)
     status = _live_status(fields.from_email) if fields.from_email else None

@@ -160,3 +160,8 @@ def delete_sender(tenant_id: str, sender_id: str) -> Sender:
     sender = Sender.model_validate(removed)
     release_number(tenant_id, NUMBER_KIND, sender.number)
     return sender
+
+
+def count_senders(tenant_id: str, *, at_most: int) -> int:
+    """How many senders the tenant has, counted up to ``at_most`` (for its limit)."""
+    return tenant_table(tenant_id).count(_SENDER, at_most=at_most)

@@ -331,6 +331,30 @@ class ScopedTable:
             request["ExclusiveStartKey"] = self._decode_cursor(cursor, pk_name, partition)
         return request
 
+    def count(self, partition: str, *, at_most: int) -> int:
+        """How many items a partition holds, counting no further than ``at_most`` (a limit
+        check needs no more; Select COUNT still reads the items it counts)."""
+        counted, start = 0, None
+        while counted < at_most:
+            request = self._query_request(
+                partition,
+                sort_prefix=None,
+                index=None,
+                limit=at_most - counted,
+                cursor=None,
+                newest_first=False,
+                consistent=True,
+            )
+            request["Select"] = "COUNT"
+            if start is not None:
+                request["ExclusiveStartKey"] = start
+            response = self._db.query(**request)
+            counted += int(response.get("Count", 0))
+            start = response.get("LastEvaluatedKey")
+            if start is None:
+                break
+        return counted
+
     def query_all(self, partition: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every item of a partition, fetched page by page (never all held at once)."""
         cursor = None

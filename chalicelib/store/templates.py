@@ -95,3 +95,8 @@ def delete_template(tenant_id: str, template_id: str) -> Template:
     if removed is None:
         raise _not_found(template_id)
     return Template.model_validate(removed)
+
+
+def count_templates(tenant_id: str, *, at_most: int) -> int:
+    """How many templates the tenant has, counted up to ``at_most`` (for its limit)."""
+    return tenant_table(tenant_id).count(_TEMPLATE, at_most=at_most)

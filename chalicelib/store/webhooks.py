@@ -190,3 +190,8 @@ def callback_signing_secret(tenant_id: str) -> str:
     except ConditionFailed:
         return callback_signing_secret(tenant_id)
     return secret
+
+
+def count_webhooks(tenant_id: str, *, at_most: int) -> int:
+    """How many webhook endpoints the tenant has, counted up to ``at_most`` (for its limit)."""
+    return tenant_table(tenant_id).count(_ENDPOINTS, at_most=at_most)
