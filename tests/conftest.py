@@ -30,11 +30,13 @@ import pytest  # noqa: E402
 from chalice.test import Client  # noqa: E402
 
 import app as herald  # noqa: E402
+from chalicelib.channels.identities import forget_cached_statuses  # noqa: E402
 from chalicelib.local.provision import provision  # noqa: E402
 from chalicelib.local.ses_simulator import FeedbackSimulator  # noqa: E402
 from chalicelib.pipeline.sender import forget_cached_content  # noqa: E402
 from chalicelib.settings import get_settings  # noqa: E402
 from chalicelib.store import tenants  # noqa: E402
+from chalicelib.store.quotas import forget_cached_limits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def aws() -> Iterator[None]:
     """A fresh moto account with every Herald resource provisioned."""
+    forget_cached_statuses()  # SES answers and limits are cached per process
+    forget_cached_limits()
     with moto.mock_aws():
         provision()
         yield
