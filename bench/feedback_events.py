@@ -26,6 +26,7 @@ from typing import Any
 
 import moto
 
+from bench.harness import verified_sender
 from bench.import_contacts import OUT as IMPORT_OUT  # its import sets the bench environment
 
 OUT = IMPORT_OUT.parent / "feedback_events.json"
@@ -94,7 +95,7 @@ def run(recipients: int, open_rate: float, click_rate: float) -> dict[str, Any]:
         for n in range(recipients):
             create_contact(tenant.id, ContactFields(email=f"reader{n}@example.com"))
         sender_address = "news@bench.example.com"
-        client("ses").verify_email_identity(EmailAddress=sender_address)
+        verified_sender(sender_address, tenant.id)
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         with Client(herald.app, stage_name="dev") as http:
 
