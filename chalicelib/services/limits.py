@@ -44,7 +44,8 @@ def _current(tenant_id: str, name: CountName, at_most: int) -> int:
         return template_store.count_templates(tenant_id, at_most=at_most)
     if name == "webhooks":
         return webhook_store.count_webhooks(tenant_id, at_most=at_most)
-    return sum(1 for key in tenant_store.list_api_keys(tenant_id) if key.active)
+    now = clock.now()
+    return sum(1 for key in tenant_store.list_api_keys(tenant_id) if key.usable_at(now))
 
 
 def check_room_for(tenant_id: str, name: CountName) -> None:
