@@ -66,6 +66,35 @@ class Settings(BaseModel):
         ),
     )
     sms_max_send_rate: float = Field(default=20.0, gt=0, description="SNS SMS sends/second.")
+    quota_retry_minutes: int = Field(
+        default=60,
+        ge=1,
+        le=1440,
+        description=(
+            "A campaign paused because the provider's daily quota is spent resumes by itself "
+            "after this long (SES's quota is a rolling 24-hour window); spent again, it "
+            "pauses again."
+        ),
+    )
+    render_failure_pause_count: int = Field(
+        default=20,
+        ge=1,
+        description="A batch with at least this many render failures (and the share below)…",
+    )
+    render_failure_pause_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="…among the recipients it tried pauses its campaign with the reason.",
+    )
+    stuck_campaign_minutes: int = Field(
+        default=10,
+        ge=1,
+        description=(
+            "The watchdog re-drives, then fails, a calculating or sending campaign whose "
+            "progress has not moved for this long with no live lease."
+        ),
+    )
 
     # Per-tenant limits: the defaults; an admin sets a tenant's own (chalicelib.domain.limits).
     limit_sends_per_day: int = Field(default=100_000, ge=0)

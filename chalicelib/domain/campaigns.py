@@ -375,7 +375,14 @@ class Campaign(BaseModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     cancelled_at: datetime | None = None
-    error_message: str | None = None
+    error_message: str | None = Field(
+        default=None,
+        description="Why the campaign failed, or why the pipeline paused it (cleared on resume).",
+    )
+    resume_at: datetime | None = Field(
+        default=None,
+        description="A campaign the pipeline paused for the provider's quota resumes itself then.",
+    )
     created_at: datetime
     updated_at: datetime
     revision: int = Field(default=0, description="Bumped by every write; optimistic locking.")
@@ -587,7 +594,7 @@ def is_due(campaign: Campaign, now: datetime) -> bool:
 
 # Fields the pipeline records on its way (any action); schedule actions add their own.
 PROGRESS_FIELDS = frozenset(
-    {"total_recipients", "planned_batches", "planning_done", "error_message"}
+    {"total_recipients", "planned_batches", "planning_done", "error_message", "resume_at"}
 )
 _SCHEDULE_FIELDS = frozenset({"scheduled_at", "timezone"})
 _STAMPS: Mapping[Action, str] = MappingProxyType(
@@ -628,6 +635,10 @@ def advance(campaign: Campaign, action: Action, now: datetime, **fields: Any) ->
         values["scheduled_at"] = now.replace(microsecond=0)
     elif action == "unschedule":
         values["scheduled_at"] = None
+    elif action == "resume":
+        # Why the pipeline paused it (a quota, failing renders) no longer holds.
+        values["error_message"] = None
+        values["resume_at"] = None
     if action in _STAMPS:
         values[_STAMPS[action]] = now
     if target != "draft":

@@ -14,11 +14,14 @@ Planning one page:
    into batches of ``settings.send_batch_size`` and store them on the page item. A retried
    page re-uses what was stored instead of reading the audience again, which may have
    changed meanwhile: batches are a snapshot, the same on every attempt;
-3. queue the batches (SendMessageBatch, ten a call) and the next page's message;
-4. add its plan-time skips to the counters, then mark the page done (keeping them on it).
-The last page moves the campaign calculating → sending with ``total_recipients`` and
-``planned_batches`` fixed; the sender completes the campaign when that many batches (plus
-the ones quiet hours split off) are done.
+3. in a walk of several lists, write the page's planned markers (later lists skip
+   those contacts), then queue the batches (SendMessageBatch, ten a call);
+4. add its plan-time skips to the counters exactly once (``add_counts_once``), then queue
+   the next page's message, or on the last page move the campaign calculating → sending
+   with ``total_recipients`` and ``planned_batches`` fixed; then mark the page done.
+Every step is repeatable, so a retry after any crash (even after the campaign moved to
+``sending``) completes the page. The sender completes the campaign when that many
+batches (plus the ones quiet hours split off) are done.
 
 Duplicates: a contact is one ledger key per campaign step, so it is sent once however often
 it appears. Addresses are unique per tenant (contacts claim their email and phone with
@@ -50,8 +53,16 @@ from chalicelib.settings import get_settings
 from chalicelib.store.audience import audience_page
 from chalicelib.store.campaigns import apply_action, get_campaign
 from chalicelib.store.contacts import scan_contacts
-from chalicelib.store.counters import add_counts
-from chalicelib.store.ledger import LeaseResult, WorkUnit, finish, remember, take_lease
+from chalicelib.store.counters import add_counts_once, forget_markers
+from chalicelib.store.ledger import (
+    LeaseResult,
+    WorkUnit,
+    finish,
+    mark_planned,
+    planned_among,
+    remember,
+    take_lease,
+)
 from chalicelib.store.suppression import suppressed_among
 
 PAGE_SIZE = 500  # contacts examined per planner message
@@ -63,6 +74,10 @@ class PlannedPage(BaseModel):
 
     batches: list[list[str]]
     members: int
+    members_ids: list[str] = Field(
+        default_factory=list,
+        description="Every member examined (in walks of several lists: what was planned).",
+    )
     skipped: dict[str, int]
     next_cursor: str | None
 
@@ -95,6 +110,8 @@ def plan_page(plan: PlanMessage) -> None:
     unit = WorkUnit(plan.tenant_id, plan.campaign_id, "PLAN", f"{plan.page:06d}")
     lease = take_lease(unit, now, _lease_seconds())
     if lease.status == "done":
+        # Its holder may have died after marking it done, before the completion check.
+        check_completion(plan.tenant_id, plan.campaign_id)
         return
     if lease.status == "busy":
         _retry_later(plan, lease, now)
@@ -104,17 +121,32 @@ def plan_page(plan: PlanMessage) -> None:
     except NotFound:
         finish(unit, now, {})
         return
-    if campaign.status != "calculating":
+    stored = _stored_page(lease)
+    if campaign.status == "calculating":
+        try:
+            page = stored or _read_page(unit, campaign, plan.cursor)
+        except HeraldError as error:  # a list or segment deleted since scheduling; a bad cursor
+            _fail(campaign, plan, error)
+            finish(unit, now, {})
+            return
+    elif stored is not None and campaign.status in ("sending", "paused"):
+        # The last page again: an earlier attempt planned it and moved the campaign on,
+        # then died before finishing the page. Its remaining steps are repeated.
+        page = stored
+    else:
         logger.info("planning stopped", extra={"status": campaign.status, "page": plan.page})
         finish(unit, now, {})
         return
-    try:
-        page = _stored_page(lease) or _read_page(unit, campaign, plan.cursor)
-    except HeraldError as error:  # a list or segment deleted since scheduling; a bad cursor
-        _fail(campaign, plan, error)
-        finish(unit, now, {})
-        return
+    if _walks_several_lists(campaign):
+        mark_planned(plan.tenant_id, campaign.id, page.members_ids, now)
     _enqueue_batches(plan.tenant_id, campaign, plan.page, page.batches)
+    # Counted (exactly once, however often the page is retried) before the next page
+    # exists and before planning is marked done: completion never misses a page's skips.
+    skipped = {f"skipped.{reason}": n for reason, n in page.skipped.items()}
+    shard_key = f"PLAN#{plan.page}"
+    add_counts_once(
+        plan.tenant_id, plan.campaign_id, {**skipped, "pages_planned": 1}, shard_key, shard_key
+    )
     recipients, batches = plan.recipients + page.members, plan.batches + len(page.batches)
     if page.next_cursor is not None:
         following = PlanMessage(
@@ -128,12 +160,16 @@ def plan_page(plan: PlanMessage) -> None:
         enqueue("control", [following.as_message()])
     else:
         _planned(plan.tenant_id, campaign, recipients, batches, now)
-    skipped = {f"skipped.{reason}": n for reason, n in page.skipped.items()}
-    add_counts(plan.tenant_id, plan.campaign_id, skipped, shard_key=f"PLAN#{plan.page}")
-    finish(unit, now, skipped)
-    metrics.add_metric(name="planned_recipients", unit="Count", value=page.members)
+    if finish(unit, now, skipped):
+        metrics.add_metric(name="planned_recipients", unit="Count", value=page.members)
     if page.next_cursor is None:
         check_completion(plan.tenant_id, plan.campaign_id)
+    forget_markers(plan.tenant_id, plan.campaign_id, shard_key, [shard_key])
+
+
+def _walks_several_lists(campaign: Campaign) -> bool:
+    spec = campaign.audience.spec()
+    return spec is not None and not spec.segment_ids and len(spec.list_ids) > 1
 
 
 def _lease_seconds() -> int:
@@ -161,6 +197,7 @@ def _read_page(unit: WorkUnit, campaign: Campaign, cursor: str | None) -> Planne
     page = PlannedPage(
         batches=[eligible[i : i + size] for i in range(0, len(eligible), size)],
         members=len(contacts),
+        members_ids=[c.id for c in contacts] if _walks_several_lists(campaign) else [],
         skipped=skipped,
         next_cursor=next_cursor,
     )
@@ -175,7 +212,16 @@ def _audience(
     if spec is None:
         return scan_contacts(tenant_id, cursor, PAGE_SIZE)
     # Relative dates in segments ("-7d") are read at the start, the same for every page.
-    return audience_page(tenant_id, spec, cursor, PAGE_SIZE, now=campaign.started_at)
+    # A contact in several lists is planned under the first one walked that holds it,
+    # as the planned markers (not its current lists) say.
+    return audience_page(
+        tenant_id,
+        spec,
+        cursor,
+        PAGE_SIZE,
+        now=campaign.started_at,
+        taken=lambda ids: planned_among(tenant_id, campaign.id, ids),
+    )
 
 
 def eligible_recipients(

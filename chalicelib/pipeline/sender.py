@@ -59,7 +59,6 @@ from chalicelib.domain.senders import Sender
 from chalicelib.domain.templates import (
     EmailTemplate,
     RenderContext,
-    RenderError,
     SmsTemplate,
     Template,
     contact_variables,
@@ -75,7 +74,7 @@ from chalicelib.resources import herald_resources
 from chalicelib.settings import get_settings
 from chalicelib.store.campaigns import apply_action, get_campaign
 from chalicelib.store.contacts import find_by_email, find_by_phone, get_contacts
-from chalicelib.store.counters import add_counts, correct_counts, read_counts
+from chalicelib.store.counters import add_counts_once, forget_markers, read_counts
 from chalicelib.store.ledger import (
     LeaseResult,
     MessageRecord,
@@ -87,7 +86,6 @@ from chalicelib.store.ledger import (
     record_message,
     release_lease,
     take_lease,
-    unit_outcomes,
 )
 from chalicelib.store.provider_messages import MessageRef, remember_provider_messages
 from chalicelib.store.secrets import unsubscribe_token
@@ -121,20 +119,37 @@ def send_batch(message: dict[str, Any]) -> None:
         logger.info("batch of a deleted campaign dropped", extra={"batch_id": batch.batch_id})
         return
     if campaign.status == "paused":
-        _requeue_paused(batch)
-        return
+        if campaign.resume_at is not None and campaign.resume_at <= now:
+            campaign = _resume_after_quota(batch.tenant_id, campaign, now)
+        if campaign.status == "paused":
+            _requeue_paused(batch)
+            return
     if campaign.status not in SENDING_STATUSES and campaign.status != "cancelled":
         logger.info("batch dropped", extra={"status": campaign.status, "batch_id": batch.batch_id})
         return
     unit = WorkUnit(batch.tenant_id, batch.campaign_id, "BATCH", batch.batch_id)
     lease = take_lease(unit, now, _lease_seconds())
     if lease.status == "done":
+        # Its holder may have died after marking it done: the steps after that are
+        # idempotent, so a redelivery runs them again.
+        _close(batch, campaign.id, lease.state)
         return
     if lease.status == "busy":
         assert lease.until is not None
         _requeue(batch, lease.until - now + timedelta(seconds=1))
         return
     BatchRun(batch, campaign, unit, lease, now).run()
+
+
+def _resume_after_quota(tenant_id: str, campaign: Campaign, now: datetime) -> Campaign:
+    """The provider's quota window has rolled over: the campaign resumes by itself (if it
+    is still quota-paused; a refused transition means someone else moved it)."""
+    try:
+        resumed = apply_action(tenant_id, campaign.id, "resume", now)
+    except InvalidTransition:
+        return campaign
+    logger.info("campaign resumed after the quota window", extra={"campaign_id": campaign.id})
+    return resumed
 
 
 def _lease_seconds() -> int:
@@ -237,6 +252,12 @@ class StopWatch:
                 if status not in SENDING_STATUSES:
                     self.reason = status
             return self.reason
+
+    def stop(self, reason: str) -> None:
+        """Stop every thread of the batch (the provider's quota is spent, say)."""
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
 
     def time_left(self) -> float:
         return (self._deadline - clock.now()).total_seconds()
@@ -392,18 +413,36 @@ def compose(
     )
 
 
+class QuotaSpent(Exception):
+    """The provider's daily sending quota is used up: retrying before it rolls over only
+    burns worker time, so the campaign pauses until then."""
+
+
+# SES v2 reports a spent 24-hour sending quota this way; it clears only with time.
+QUOTA_CODES = frozenset({"LimitExceededException"})
+
+
 def send_with_retries(
     channel: Channel, message: OutboundMessage, pacer: Pacer, time_left: Callable[[], float]
 ) -> SendResult | None:
     """Send, retrying transient errors with backoff while there is time; None when time ran
-    out (a batch's recipient then stays unsent and is retried with the batch)."""
+    out (a batch's recipient then stays unsent and is handed back with the batch).
+
+    The time is checked after the pacer grants the slot, right before the call: at a low
+    rate the slot may come long after the request for it, and a send must never start
+    later than the lease can cover. QuotaSpent when the provider's daily quota is used up.
+    """
     attempt = 0
     while True:
         attempt += 1
         pacer.wait()
+        if time_left() <= 0:
+            return None
         try:
             return channel.send(message)
         except TransientSendError as error:
+            if error.code in QUOTA_CODES or "quota exceeded" in str(error).lower():
+                raise QuotaSpent(str(error)) from error
             delay = backoff_seconds(attempt)
             metrics.add_metric(name="send_throttled", unit="Count", value=1)
             if time_left() <= delay:
@@ -423,6 +462,8 @@ class BatchRun:
     lease: LeaseResult
     started: datetime
     outcomes: list[Outcome] = field(default_factory=list)
+    children: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    quota_error: str | None = None
 
     @property
     def channel(self) -> Channel:
@@ -432,6 +473,7 @@ class BatchRun:
         tenant_id, batch = self.batch.tenant_id, self.batch
         deadline = self.started + timedelta(seconds=_lease_seconds() - DEADLINE_MARGIN_SECONDS)
         watch = StopWatch(tenant_id, self.campaign, deadline)
+        self._requeue_stored_children()
         deferred_earlier = _child_recipients(self.lease.state)
         recipients = [r for r in dict.fromkeys(batch.recipients) if r not in deferred_earlier]
         # A first attempt can only find records other batches wrote long ago (a contact
@@ -456,7 +498,9 @@ class BatchRun:
                 todo.append((contacts[contact_id], address))
         todo = self._drop_suppressed(todo)
         todo = self._defer_quiet_hours(todo)
-        self.outcomes.extend(self._deliver_all(todo, watch))
+        delivered = self._deliver_all(todo, watch)
+        self.outcomes.extend(delivered)
+        self._check_renders(delivered)
         self._conclude(watch)
 
     def _screen(
@@ -530,22 +574,38 @@ class BatchRun:
             for index, (opens, recipients) in enumerate(sorted(groups.items()))
         ]
         stored = [child.model_dump(mode="json", exclude_none=True) for child in children]
-        # Recorded before they are queued: the completion check counts them from here, so
+        # Stored before they are counted and queued: a retry finds them and finishes both
+        # steps (``_requeue_stored_children``), so a crash anywhere loses no child.
+        name = f"children_{attempt}"
+        mark_once(self.unit, name, stored)
+        self._count_and_queue(name, children)
+        metrics.add_metric(
+            name="deferred_recipients", unit="Count", value=sum(len(c.recipients) for c in children)
+        )
+
+    def _requeue_stored_children(self) -> None:
+        """Children an earlier attempt stored may not have been counted or queued (it died,
+        or SendMessageBatch failed): count them (once) and queue them again. A child queued
+        twice is harmless: its own lease drops the copy."""
+        for name, stored in self.lease.state.items():
+            if name.startswith("children_"):
+                self._count_and_queue(name, [BatchMessage.model_validate(c) for c in stored])
+
+    def _count_and_queue(self, name: str, children: Sequence[BatchMessage]) -> None:
+        # Counted before they are queued: the completion check expects them from here, so
         # the campaign cannot be called sent while a child is still on its way.
-        if mark_once(self.unit, f"children_{attempt}", stored):
-            add_counts(
-                self.batch.tenant_id,
-                self.campaign.id,
-                {"batches_spawned": len(children)},
-                shard_key=self.batch.batch_id,
-            )
+        add_counts_once(
+            self.batch.tenant_id,
+            self.campaign.id,
+            {"batches_spawned": len(children)},
+            shard_key=self.batch.batch_id,
+            unit=f"{_count_unit(self.batch.batch_id)}/{name}",
+        )
+        self.children[name] = [c.model_dump(mode="json", exclude_none=True) for c in children]
         now = clock.now()
         for child in children:
             assert child.not_before is not None
             _requeue(child, child.not_before - now)
-        metrics.add_metric(
-            name="deferred_recipients", unit="Count", value=sum(len(c.recipients) for c in children)
-        )
 
     def _deliver_all(self, todo: list[tuple[Contact, str]], watch: StopWatch) -> list[Outcome]:
         if not todo:
@@ -610,12 +670,16 @@ class BatchRun:
                 sender=sender,
                 tags=tags,
             )
-        except RenderError:
-            return skipped(SkipReason.RENDER_ERROR)
+        except Exception as error:  # any render failure is this recipient's alone
+            return self._render_failed(record, error)
         try:
             result = send_with_retries(self.channel, message, pacer, watch.time_left)
         except PermanentSendError as error:
             return self._refused(record, error)
+        except QuotaSpent as error:
+            self.quota_error = str(error)
+            watch.stop("quota")
+            return UNSENT
         if result is None:
             return UNSENT
         sent = record.model_copy(
@@ -639,33 +703,102 @@ class BatchRun:
         record_message(self.batch.tenant_id, failed)
         return Outcome("failed", record=failed)
 
+    def _render_failed(self, record: MessageRecord, error: Exception) -> Outcome:
+        """A template that cannot be rendered for this contact (an error, a budget spent) is
+        this recipient's failure, recorded with its reason: never a retry of the batch."""
+        failed = record.model_copy(
+            update={"status": "failed", "error": f"{RENDER_ERROR_PREFIX}: {error}"[:300]}
+        )
+        record_message(self.batch.tenant_id, failed)
+        metrics.add_metric(name="render_failures", unit="Count", value=1)
+        return Outcome("failed", reason=SkipReason.RENDER_ERROR, record=failed)
+
+    def _check_renders(self, delivered: Sequence[Outcome]) -> None:
+        """Pause the campaign when its template keeps failing: every further batch would
+        only burn worker time. Fixed and resumed, it goes on where it stopped."""
+        failures = sum(1 for o in delivered if o.reason is SkipReason.RENDER_ERROR)
+        tried = sum(1 for o in delivered if o.kind != "unsent")
+        settings = get_settings()
+        if failures < settings.render_failure_pause_count or not tried:
+            return
+        if failures / tried < settings.render_failure_pause_share:
+            return
+        reason = (
+            f"paused: {failures} of {tried} recipients of batch {self.batch.batch_id} could "
+            f"not be rendered ({_first_error(delivered)}); fix the template and resume"
+        )
+        self._pause(reason)
+
+    def _pause(self, reason: str, *, resume_at: datetime | None = None) -> None:
+        try:
+            apply_action(
+                self.batch.tenant_id,
+                self.campaign.id,
+                "pause",
+                clock.now(),
+                error_message=reason[:1000],
+                resume_at=resume_at,
+            )
+        except InvalidTransition:
+            return  # paused, cancelled or done meanwhile: nothing to pause
+        metrics.add_metric(name="campaigns_paused_by_pipeline", unit="Count", value=1)
+        logger.warning("campaign paused", extra={"reason": reason})
+
     def _conclude(self, watch: StopWatch) -> None:
-        """Finish the batch (counts + done, once), or hand the unsent rest back."""
+        """Finish the batch (callbacks, counts once, done), or hand the unsent rest back.
+
+        Every step up to ``finish`` may run again on a retry (callbacks at least once,
+        counts exactly once by their marker); the steps after it run again on any
+        redelivery of a done batch (``_close``): no crash point loses one.
+        """
         self._remember_sms_ids(self.outcomes)
         unsent = sum(1 for o in self.outcomes if o.kind == "unsent")
         if unsent and watch.reason != "cancelled":
-            # Paused, failed or out of time: give the batch back; the next attempt skips
-            # everyone recorded in the ledger and sends the rest.
-            release_lease(self.unit)
-            if watch.reason == "paused":
-                _requeue_paused(self.batch)
-            elif watch.reason == "deadline":
-                _requeue(self.batch, timedelta(0))
-            logger.info("batch handed back", extra={"reason": watch.reason, "unsent": unsent})
+            self._hand_back(watch.reason, unsent)
+            return
+        if clock.now() >= self.started + timedelta(seconds=_lease_seconds()):
+            # Our lease ran out (a stalled process; Lambda would have been stopped): a
+            # newer attempt owns the batch and concludes it.
+            logger.warning("lease lost before the batch concluded")
             return
         outcomes = [
             skipped(SkipReason.CANCELLED) if o.kind == "unsent" else o for o in self.outcomes
         ]
         counts = {**tally(outcomes), "batches_done": 1}
-        # Counted before the done marker: a crash in between counts this batch again on
-        # the retry (reconciled at completion), where the reverse order could lose it.
         tenant_id = self.batch.tenant_id
-        add_counts(tenant_id, self.campaign.id, counts, shard_key=self.batch.batch_id)
+        sent = [o.record for o in outcomes if o.kind == "sent" and o.record is not None]
+        on_messages_sent(tenant_id, self.campaign, sent)
+        add_counts_once(
+            tenant_id,
+            self.campaign.id,
+            counts,
+            shard_key=self.batch.batch_id,
+            unit=_count_unit(self.batch.batch_id),
+        )
         if finish(self.unit, clock.now(), counts):
             metrics.add_metric(name="sent", unit="Count", value=counts.get("sent", 0))
-            sent = [o.record for o in outcomes if o.kind == "sent" and o.record is not None]
-            on_messages_sent(tenant_id, self.campaign, sent)
-            check_completion(tenant_id, self.campaign.id)
+        _close(self.batch, self.campaign.id, {**self.lease.state, **self.children})
+
+    def _hand_back(self, reason: str | None, unsent: int) -> None:
+        """Give the batch back: the next attempt skips everyone recorded in the ledger and
+        sends the rest. Whatever stopped it (out of time, throttled to the end, paused,
+        the quota spent), no recipient without an outcome is ever dropped."""
+        if not release_lease(self.unit, self.lease.attempt):
+            logger.warning("lease taken over; the newer attempt sends the rest")
+            return
+        if reason == "quota":
+            resume_at = clock.now() + timedelta(minutes=get_settings().quota_retry_minutes)
+            self._pause(
+                f"paused: the provider's daily sending quota is spent ({self.quota_error}); "
+                f"resumes by itself at {resume_at.isoformat(timespec='seconds')}",
+                resume_at=resume_at,
+            )
+            _requeue_paused(self.batch)
+        elif reason == "paused":
+            _requeue_paused(self.batch)
+        else:
+            _requeue(self.batch, timedelta(0))
+        logger.info("batch handed back", extra={"reason": reason, "unsent": unsent})
 
     def _remember_sms_ids(self, outcomes: Iterable[Outcome]) -> None:
         """SNS's SMS status events carry no tags: leave a pointer per SMS of this batch (again
@@ -696,55 +829,53 @@ def _child_recipients(state: Mapping[str, Any]) -> set[str]:
 
 
 # -- completion ---------------------------------------------------------------------------
-SEND_COUNTERS = frozenset({"sent", "failed", "batches_done", "batches_spawned"})
+RENDER_ERROR_PREFIX = "render_error"
 
 
-def is_send_counter(name: str) -> bool:
-    """The counters the pipeline owns (feedback adds delivered, opened… beside them)."""
-    return name in SEND_COUNTERS or name.startswith("skipped.")
+def _count_unit(batch_id: str) -> str:
+    return f"BATCH#{batch_id}"
+
+
+def _first_error(outcomes: Iterable[Outcome]) -> str:
+    for outcome in outcomes:
+        if outcome.reason is SkipReason.RENDER_ERROR and outcome.record is not None:
+            return str(outcome.record.error)
+    return ""
+
+
+def _close(batch: BatchMessage, campaign_id: str, state: Mapping[str, Any]) -> None:
+    """The steps after a batch is done, safe to repeat: the completion check, then dropping
+    its count markers (no attempt can count it again once it is done)."""
+    check_completion(batch.tenant_id, campaign_id)
+    unit = _count_unit(batch.batch_id)
+    children = [f"{unit}/{name}" for name in state if name.startswith("children_")]
+    forget_markers(batch.tenant_id, campaign_id, batch.batch_id, [unit, *children])
 
 
 def check_completion(tenant_id: str, campaign_id: str) -> bool:
     """Move the campaign to ``sent`` once planning is over and every batch is done.
 
     Called after every batch and after the last planner page; each reads after its own
-    write, so whichever finishes last sees the other's. The counters say when it may be
-    over (``batches_done`` reached the planned batches plus the children quiet hours split
-    off); the batches' own outcomes, read once, confirm it and correct the counters if a
-    crash made them count a unit twice. The transition is conditional: one caller wins.
+    write, so whichever finishes last sees the other's. O(1): the campaign and the
+    counter shards (two reads), whatever the campaign's size. Every unit counts exactly
+    once (``add_counts_once``), children before they are queued and planner pages before
+    planning is marked done, so ``batches_done`` reaching ``planned_batches +
+    batches_spawned`` means every batch is done with every count in. The transition is
+    conditional: one caller wins.
     """
     campaign = get_campaign(tenant_id, campaign_id)
     if campaign.status not in ("sending", "paused") or not campaign.planning_done:
         return False
     counts = read_counts(tenant_id, campaign_id)
-    planned = campaign.planned_batches or 0
-    if counts.get("batches_done", 0) < planned + counts.get("batches_spawned", 0):
+    expected = (campaign.planned_batches or 0) + counts.get("batches_spawned", 0)
+    if counts.get("batches_done", 0) < expected:
         return False
-    truth = tally_units(tenant_id, campaign_id)
-    if truth.get("batches_done", 0) < planned + truth.get("batches_spawned", 0):
-        return False  # a batch was counted twice: the last one is still running
-    names = set(truth) | {name for name in counts if is_send_counter(name)}
-    correct_counts(tenant_id, campaign_id, {n: truth.get(n, 0) - counts.get(n, 0) for n in names})
     try:
         apply_action(tenant_id, campaign_id, "complete", clock.now())
     except InvalidTransition:
         return False
-    logger.info("campaign sent", extra={"sent": truth.get("sent", 0)})
+    logger.info("campaign sent", extra={"sent": counts.get("sent", 0)})
     return True
-
-
-def tally_units(tenant_id: str, campaign_id: str) -> dict[str, int]:
-    """The send counters as the planner pages and batches recorded them (the truth)."""
-    totals: dict[str, int] = {}
-    for kind in ("PLAN", "BATCH"):
-        for unit in unit_outcomes(tenant_id, campaign_id, kind):
-            found = dict(unit.get("outcome") or {}) if unit.get("done_at") else {}
-            found["batches_spawned"] = sum(
-                len(children) for name, children in unit.items() if name.startswith("children_")
-            )
-            for name, value in found.items():
-                totals[name] = totals.get(name, 0) + int(value)
-    return totals
 
 
 # -- test sends ---------------------------------------------------------------------------
@@ -809,16 +940,15 @@ def _send_one_test(
         message = compose(
             tenant_id, campaign, contact, address, template=template, sender=sender, tags=tags
         )
-        result = send_with_retries(
-            channel_for(campaign.channel),
-            message,
-            pacer,
-            time_left,
-        )
-    except RenderError as error:
-        return TestSendResult(address=address, status="skipped", reason=f"render_error: {error}")
+    except Exception as error:  # any render failure is reported, not raised
+        reason = f"{RENDER_ERROR_PREFIX}: {error}"
+        return TestSendResult(address=address, status="skipped", reason=reason)
+    try:
+        result = send_with_retries(channel_for(campaign.channel), message, pacer, time_left)
     except PermanentSendError as error:
         return TestSendResult(address=address, status="failed", reason=f"{error.code}: {error}")
+    except QuotaSpent as error:
+        return TestSendResult(address=address, status="failed", reason=str(error))
     if result is None:
         return TestSendResult(
             address=address, status="failed", reason="the provider kept throttling"

@@ -10,10 +10,14 @@ Two ways to walk, chosen by the spec:
   small the audience; and it de-duplicates for free, since each contact is read once.
 - **Lists only**: the lists' member items are walked list after list and only those
   contacts are read (BatchGetItem), costing one read per membership instead of one per
-  contact in the tenant. A contact in two lists is kept only under the FIRST list of the
-  spec that holds it (its own ``lists`` says so), so again no set of ids seen is kept.
+  contact in the tenant. A contact in two lists is met twice: the caller says which
+  contacts it has taken already (``taken``), and a later list drops them. That is decided
+  on what was actually taken, never on the contact's current ``lists``: membership can
+  change while a long walk runs (a contact added to a list already walked would be lost,
+  one removed from it taken twice). The planner answers from its per-campaign planned
+  markers (``store.ledger.planned_among``); ``iter_audience`` from the ids it yielded.
 
-The contact's ``lists`` is the truth for membership in both walks, so they agree.
+The contact's ``lists`` is the truth for membership at the moment a page is read.
 ``audience_page`` is the resumable form for the campaign planner: at most ``limit``
 contacts are examined per call, so a page may come back short or even empty while a
 cursor is still returned; the walk is over when the cursor is None. Relative dates in
@@ -26,7 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +44,8 @@ from chalicelib.store.lists import get_lists, list_member_ids
 from chalicelib.store.segments import get_segments
 
 PAGE_SIZE = 500
+# Which of these contact ids the walk's owner has taken already (from an earlier list).
+Taken = Callable[[Sequence[str]], Collection[str]]
 
 
 def preview_segment(
@@ -81,8 +87,14 @@ def audience_page(
     cursor: str | None = None,
     limit: int = PAGE_SIZE,
     now: datetime | None = None,
+    *,
+    taken: Taken | None = None,
 ) -> tuple[list[Contact], str | None]:
-    """The audience members among the next ``limit`` contacts examined, and the cursor."""
+    """The audience members among the next ``limit`` contacts examined, and the cursor.
+
+    In a walk of several lists, members of the second and later lists that ``taken``
+    names are left out (without ``taken``, a contact in two lists comes twice).
+    """
     trees = load_segment_trees(tenant_id, spec)
     at = now or clock.now()
     if spec.segment_ids:
@@ -95,15 +107,16 @@ def audience_page(
         raise ValidationFailed("cursor does not belong to this audience", field="cursor")
     list_id = spec.list_ids[index]
     ids, after = list_member_ids(tenant_id, list_id, limit, inner)
+    if index > 0 and taken is not None and ids:
+        already = taken(ids)
+        ids = [contact_id for contact_id in ids if contact_id not in already]
     found = get_contacts(tenant_id, ids)
-    earlier = frozenset(spec.list_ids[:index])
     exclude = excluded(spec, trees, at)
     members = [
         contact
         for contact_id in ids
         if (contact := found.get(contact_id)) is not None
         and list_id in contact.lists
-        and earlier.isdisjoint(contact.lists)
         and (exclude is None or not exclude(contact))
     ]
     if after is not None:
@@ -132,8 +145,12 @@ def iter_audience(
     )
     at = now or clock.now()
     cursor: str | None = None
+    yielded: set[str] = set()
     while True:
-        members, cursor = audience_page(tenant_id, spec, cursor, page_size, at)
+        members, cursor = audience_page(
+            tenant_id, spec, cursor, page_size, at, taken=yielded.intersection
+        )
+        yielded.update(contact.id for contact in members)
         if members:
             yield members
         if cursor is None:

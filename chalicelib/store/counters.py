@@ -7,16 +7,21 @@ its batch id hashes to, and a reader sums the shards with ONE BatchGetItem (by k
 cost does not depend on anything else stored). Senders update counts once per batch, never
 per recipient (the hot-item rule in docs/engine.md).
 
-The ADDs are not transactional with the batch's done marker (docs/engine.md says why), so
-a crash between the two can count one batch twice. When a campaign completes, its counts
-are reconciled with the outcomes kept on its batches, and any difference is written once
-as a ``correction`` item that readers add like a shard.
+A unit of work (a batch, a planner page, a batch's quiet-hours children) adds its counts
+with ``add_counts_once``: the ADD and a marker named after the unit go to the same shard
+item in one conditional UpdateItem, so a retried unit can never count twice; the marker
+is removed (``forget_marker``) once the unit is marked done, so a shard holds markers
+only for the units in flight. Exact counts are what lets the completion check decide
+from three numbers (planned, spawned and done batches) without reading the batches.
+The watchdog (chalicelib.pipeline.watchdog) may still write one ``correction`` item when
+it reconciles a stuck campaign with the outcomes kept on its units; readers add it like
+a shard.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from chalicelib.store.table import Condition, ConditionFailed, tenant_table
 
@@ -40,6 +45,41 @@ def add_counts(tenant_id: str, campaign_id: str, counts: Mapping[str, int], shar
     if not deltas:
         return
     tenant_table(tenant_id).update(_partition(campaign_id), shard_of(shard_key), add_values=deltas)
+
+
+def _marker(unit: str) -> str:
+    return f"once#{unit}"
+
+
+def add_counts_once(
+    tenant_id: str, campaign_id: str, counts: Mapping[str, int], shard_key: str, unit: str
+) -> bool:
+    """Add ``counts`` for ``unit`` unless that unit added them already (one conditional write).
+
+    False means an earlier attempt of the unit (or a second holder) counted first. The
+    marker is a string, so readers summing the integers never see it.
+    """
+    deltas = {name: amount for name, amount in counts.items() if amount}
+    marker = _marker(unit)
+    try:
+        tenant_table(tenant_id).update(
+            _partition(campaign_id),
+            shard_of(shard_key),
+            set_values={marker: "counted"},
+            add_values=deltas,
+            condition=Condition("attribute_not_exists(#c_m)", {"#c_m": marker}),
+        )
+    except ConditionFailed:
+        return False
+    return True
+
+
+def forget_markers(tenant_id: str, campaign_id: str, shard_key: str, units: Iterable[str]) -> None:
+    """Drop the markers of units that are done (they cannot be counted again: a retry of a
+    done unit stops at its done marker), keeping the shard item small."""
+    names = [_marker(unit) for unit in units]
+    if names:
+        tenant_table(tenant_id).update(_partition(campaign_id), shard_of(shard_key), remove=names)
 
 
 def read_counts(tenant_id: str, campaign_id: str) -> dict[str, int]:

@@ -108,17 +108,32 @@ def take_lease(unit: WorkUnit, now: datetime, seconds: int) -> LeaseResult:
     except ConditionFailed:
         current = table.get(*unit.key) or {}
         if current.get("done_at"):
-            return LeaseResult("done", attempt=int(current.get("attempt", 0)))
+            return LeaseResult("done", attempt=int(current.get("attempt", 0)), state=current)
         held_until = datetime.fromtimestamp(int(current.get("lease_until", 0)), UTC)
         return LeaseResult("busy", attempt=int(current.get("attempt", 0)), until=held_until)
     return LeaseResult("taken", attempt=int(item["attempt"]), until=until, state=item)
 
 
-def release_lease(unit: WorkUnit) -> None:
-    """Give a unit back before its lease runs out (the holder re-queued the rest of it)."""
-    tenant_table(unit.tenant_id).update(
-        *unit.key, set_values={"lease_until": 0}, condition=Condition.present()
-    )
+def release_lease(unit: WorkUnit, attempt: int) -> bool:
+    """Give a unit back before its lease runs out (the holder re-queued the rest of it).
+
+    Only the holder of ``attempt`` may: a holder whose lease ran out while it still ran
+    (a stalled process) must not free the lease a newer attempt took over. False when
+    the lease is no longer ours.
+    """
+    try:
+        tenant_table(unit.tenant_id).update(
+            *unit.key,
+            set_values={"lease_until": 0},
+            condition=Condition(
+                "attribute_exists(pk) AND #c_a = :c_a AND attribute_not_exists(#c_d)",
+                {"#c_a": "attempt", "#c_d": "done_at"},
+                {":c_a": attempt},
+            ),
+        )
+    except ConditionFailed:
+        return False
+    return True
 
 
 def mark_once(unit: WorkUnit, marker: str, value: Any) -> bool:
@@ -162,6 +177,30 @@ def unit_outcomes(tenant_id: str, campaign_id: str, kind: WorkKind) -> Iterator[
 def remember(unit: WorkUnit, values: Mapping[str, Any]) -> None:
     """Store ``values`` on a unit the caller holds (e.g. the planner's page of batches)."""
     tenant_table(unit.tenant_id).update(*unit.key, set_values=values)
+
+
+# -- planned markers ----------------------------------------------------------------------
+def _planned_key(campaign_id: str, contact_id: str) -> tuple[str, str]:
+    return f"PLANNED#{campaign_id}#{ledger_shard(contact_id):02d}", contact_id
+
+
+def mark_planned(
+    tenant_id: str, campaign_id: str, contact_ids: Iterable[str], now: datetime
+) -> None:
+    """Remember that the planner took these contacts (one BatchWriteItem per 25; writing
+    one twice is harmless). A walk over several lists de-duplicates on these markers."""
+    expires_at = int((now + RETENTION).timestamp())
+    tenant_table(tenant_id).batch_put(
+        (*_planned_key(campaign_id, contact_id), {"expires_at": expires_at})
+        for contact_id in contact_ids
+    )
+
+
+def planned_among(tenant_id: str, campaign_id: str, contact_ids: Sequence[str]) -> set[str]:
+    """The contacts among ``contact_ids`` the planner took already (consistent BatchGetItem)."""
+    keys = [_planned_key(campaign_id, contact_id) for contact_id in contact_ids]
+    found = tenant_table(tenant_id).batch_get(keys, consistent=True)
+    return {sort for _, sort in found}
 
 
 # -- message records ----------------------------------------------------------------------

@@ -78,7 +78,10 @@ def test_audience_page_resumes_from_its_cursor_and_examines_at_most_limit(world)
         cursor = None
         calls = 0
         while True:
-            page, cursor = audience_page(world["tenant"], spec, cursor, limit=3)
+            # The caller says what it took already: a contact in both lists comes once.
+            page, cursor = audience_page(
+                world["tenant"], spec, cursor, limit=3, taken=set(seen).intersection
+            )
             calls += 1
             assert len(page) <= 3
             seen.extend(c.id for c in page)

@@ -1,0 +1,5 @@
+"""The send pipeline's fixtures (tests/send_kit.py), for every integration test module."""
+
+from tests.send_kit import frozen, send_requests, ses_hooks, shop
+
+__all__ = ["frozen", "send_requests", "ses_hooks", "shop"]

@@ -1,0 +1,382 @@
+"""The send pipeline under faults: each test reproduces one way a recipient could be lost,
+a campaign left ``sending`` for ever, or a count lost, and shows it cannot happen.
+
+Faults are injected only at the AWS boundary (botocore events on Herald's own clients:
+an exception where AWS would raise one, or the queues drained at a chosen moment);
+Herald's code runs unchanged. Each test ends with every recipient accounted for and
+the campaign in a final state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from chalicelib.aws import client
+from chalicelib.domain import clock
+from chalicelib.local.poller import drain
+from chalicelib.pipeline.sender import DEADLINE_MARGIN_SECONDS, forget_cached_content
+from chalicelib.settings import get_settings
+from chalicelib.store import campaigns as campaign_store
+from chalicelib.store.contacts import set_status
+from chalicelib.store.ledger import list_messages
+from chalicelib.store.lists import add_members, create_list, remove_members
+from chalicelib.store.table import tenant_table
+from tests.send_kit import (
+    START,
+    Shop,
+    assert_books_balance,
+    drain_all,
+    recipients_of,
+    release_delayed_messages,
+    sent_mail,
+)
+
+Hook = Callable[..., None]
+
+
+@pytest.fixture(autouse=True)
+def fast_and_fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("HERALD_SES_MAX_SEND_RATE", "1000000")
+    get_settings.cache_clear()
+    forget_cached_content()
+    yield
+    get_settings.cache_clear()
+    forget_cached_content()
+
+
+@pytest.fixture
+def boundary() -> Iterator[Callable[[str, str, Hook], None]]:
+    """Install a botocore handler (``event`` such as ``provide-client-params.sqs.
+    SendMessageBatch``) on one of Herald's clients for the test's duration."""
+    installed: list[tuple[Any, str, Hook]] = []
+
+    def install(service: str, event: str, handler: Hook) -> None:
+        events = client(service).meta.events
+        events.register(event, handler)
+        installed.append((events, event, handler))
+
+    yield install
+    for events, event, handler in installed:
+        events.unregister(event, handler)
+
+
+def aws_error(code: str, operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": code}}, operation)
+
+
+def once(condition: Callable[..., bool], action: Callable[[], None]) -> Hook:
+    """A handler that runs ``action`` the first time ``condition(**event)`` holds."""
+    fired: list[bool] = []
+
+    def handler(**event: Any) -> None:
+        if not fired and condition(**event):
+            fired.append(True)
+            action()
+
+    return handler
+
+
+def raising(error: Exception) -> Callable[[], None]:
+    def action() -> None:
+        raise error
+
+    return action
+
+
+def sets_done(params: dict[str, Any], partition: str) -> bool:
+    """An UpdateItem that marks a work unit of ``partition`` (PLAN#, BATCH#) done."""
+    names = params.get("ExpressionAttributeNames", {}).values()
+    return partition in str(params.get("Key", {})) and "outcome" in names
+
+
+# -- defect 1: a throttled batch near its deadline ----------------------------------------
+def test_a_batch_throttled_until_its_deadline_is_handed_back_not_dropped(
+    shop: Shop, frozen: clock.FrozenClock, ses_hooks: Any
+) -> None:
+    shop.contacts(1)
+    campaign_id = shop.campaign()
+    deadline = 120 - DEADLINE_MARGIN_SECONDS
+
+    def throttle_near_the_deadline(n: int) -> None:
+        if n == 1:
+            frozen.advance(timedelta(seconds=deadline - 0.01))
+        if n <= 3:
+            raise aws_error("TooManyRequestsException", "SendEmail")
+
+    ses_hooks("before-call", throttle_near_the_deadline)
+    shop.send(campaign_id)
+    drain_all()
+
+    assert recipients_of(sent_mail()) == {"person0@example.com": 1}
+    detail = assert_books_balance(shop, campaign_id)
+    assert (detail["status"], detail["sent"]) == ("sent", 1)
+
+
+def test_a_spent_daily_quota_pauses_the_campaign_until_the_window_rolls_over(
+    shop: Shop, frozen: clock.FrozenClock, ses_hooks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HERALD_SEND_CONCURRENCY", "1")
+    get_settings.cache_clear()
+    shop.contacts(30)
+    campaign_id = shop.campaign()
+
+    def quota_spent_once(n: int) -> None:
+        if n == 11:
+            raise aws_error("LimitExceededException", "SendEmail")
+
+    hook = ses_hooks("before-call", quota_spent_once)
+    shop.send(campaign_id)
+    drain_all()
+
+    paused = shop.detail(campaign_id)
+    assert paused["status"] == "paused"
+    assert "quota" in paused["error_message"]
+    assert len(sent_mail()) == 10
+    assert hook.calls == 11  # no spinning on a quota that only time clears
+    frozen.advance(timedelta(minutes=30))
+    drain_all()
+    assert shop.detail(campaign_id)["status"] == "paused"  # the window has not rolled over
+
+    frozen.advance(timedelta(minutes=31))
+    drain_all()
+    delivered = recipients_of(sent_mail())
+    assert len(delivered) == 30 and set(delivered.values()) == {1}
+    detail = assert_books_balance(shop, campaign_id)
+    assert (detail["status"], detail["sent"], detail["error_message"]) == ("sent", 30, None)
+
+
+# -- defect 2: quiet-hours children stored but never queued -------------------------------
+def test_children_stored_but_not_queued_are_queued_by_the_retry(
+    shop: Shop, frozen: clock.FrozenClock, boundary: Any
+) -> None:
+    shop.contacts(3, timezone="Europe/Berlin")  # 14:30: sends now
+    shop.contacts(2, timezone="America/Los_Angeles")  # 05:30: waits until 15:00Z
+    campaign_id = shop.campaign(quiet_hours={"start": "21:00", "end": "08:00"})
+
+    def queues_children(params: dict[str, Any], **_: Any) -> bool:
+        return any("not_before" in e["MessageBody"] for e in params.get("Entries", []))
+
+    boundary(
+        "sqs",
+        "provide-client-params.sqs.SendMessageBatch",
+        once(queues_children, raising(aws_error("InternalError", "SendMessageBatch"))),
+    )
+    shop.send(campaign_id)
+    drain_all()
+    frozen.advance(timedelta(minutes=3))  # the failed attempt's lease runs out
+    drain_all()
+    assert len(sent_mail()) == 3
+    frozen.set(datetime(2026, 6, 1, 15, 0, tzinfo=UTC))
+    drain_all()
+
+    delivered = recipients_of(sent_mail())
+    assert len(delivered) == 5 and set(delivered.values()) == {1}
+    detail = assert_books_balance(shop, campaign_id)
+    assert (detail["status"], detail["sent"]) == ("sent", 5)
+
+
+# -- defect 3: a failure after `finish` ---------------------------------------------------
+def test_a_dynamodb_error_after_a_batch_is_done_still_completes_the_campaign(
+    shop: Shop, boundary: Any
+) -> None:
+    shop.contacts(30)
+    campaign_id = shop.campaign()
+    # The completion check's first read after the batch's done marker fails.
+    finished: list[bool] = []
+
+    def after_finish(params: dict[str, Any], **_: Any) -> None:
+        if sets_done(params, "BATCH#"):
+            finished.append(True)
+
+    boundary("dynamodb", "provide-client-params.dynamodb.UpdateItem", after_finish)
+    boundary(
+        "dynamodb",
+        "provide-client-params.dynamodb.GetItem",
+        once(lambda **_: bool(finished), raising(aws_error("InternalServerError", "GetItem"))),
+    )
+    shop.send(campaign_id)
+    drain_all()
+
+    assert finished
+    assert len(recipients_of(sent_mail())) == 30
+    detail = assert_books_balance(shop, campaign_id)
+    assert (detail["status"], detail["sent"]) == ("sent", 30)
+
+
+# -- defects 4 and 7: the planner's last page ---------------------------------------------
+def test_a_last_page_retried_after_planned_counts_its_skips_once_and_completes(
+    shop: Shop, boundary: Any
+) -> None:
+    contacts = shop.contacts(40)
+    for contact_id in contacts[:5]:
+        set_status(shop.tenant.id, contact_id, "unsubscribed", START)
+    campaign_id = shop.campaign()
+    boundary(
+        "dynamodb",
+        "provide-client-params.dynamodb.UpdateItem",
+        once(
+            lambda params, **_: sets_done(params, "PLAN#"),
+            raising(aws_error("InternalServerError", "UpdateItem")),
+        ),
+    )
+    shop.send(campaign_id)
+    drain_all()
+
+    detail = assert_books_balance(shop, campaign_id)
+    assert (detail["status"], detail["sent"]) == ("sent", 35)
+    assert detail["skipped"] == {"unsubscribed": 5}
+
+
+def test_completion_racing_the_last_pages_skips_keeps_them(shop: Shop, boundary: Any) -> None:
+    contacts = shop.contacts(40)
+    for contact_id in contacts[:5]:
+        set_status(shop.tenant.id, contact_id, "unsubscribed", START)
+    campaign_id = shop.campaign()
+    # The batches run to the end between the planner's last steps.
+    boundary(
+        "dynamodb",
+        "provide-client-params.dynamodb.UpdateItem",
+        once(lambda params, **_: sets_done(params, "PLAN#"), lambda: drain(["send"]) and None),
+    )
+    shop.send(campaign_id)
+    drain_all()
+
+    detail = assert_books_balance(shop, campaign_id)
+    assert (detail["status"], detail["sent"]) == ("sent", 35)
+    assert detail["skipped"] == {"unsubscribed": 5}
+
+
+# -- defect 5: list membership changing while the lists are walked ------------------------
+def test_list_membership_changing_during_planning_loses_nobody_and_plans_nobody_twice(
+    shop: Shop, boundary: Any
+) -> None:
+    contacts = shop.contacts(20)
+    first = create_list(shop.tenant.id, "First")
+    second = create_list(shop.tenant.id, "Second")
+    add_members(shop.tenant.id, first.id, contacts[:12], [])
+    add_members(shop.tenant.id, second.id, contacts[8:], [])
+    joins, leaves = contacts[15], contacts[9]  # joins the first list / leaves it
+
+    def first_list_walked(params: dict[str, Any], **_: Any) -> bool:
+        return any('"page":1' in e["MessageBody"] for e in params.get("Entries", []))
+
+    def change_membership() -> None:
+        add_members(shop.tenant.id, first.id, [joins], [])
+        remove_members(shop.tenant.id, first.id, [leaves], [])
+
+    boundary(
+        "sqs",
+        "provide-client-params.sqs.SendMessageBatch",
+        once(first_list_walked, change_membership),
+    )
+    campaign_id = shop.campaign({"list_ids": [first.id, second.id]})
+    shop.send(campaign_id)
+    drain_all()
+
+    delivered = recipients_of(sent_mail())
+    assert len(delivered) == 20 and set(delivered.values()) == {1}
+    detail = assert_books_balance(shop, campaign_id)
+    assert (detail["status"], detail["total_recipients"], detail["sent"]) == ("sent", 20, 20)
+    assert detail["skipped"] == {}
+
+
+# -- defect 6: the pacer and the lease ----------------------------------------------------
+def test_a_slow_pacer_never_starts_a_send_the_lease_cannot_cover(
+    shop: Shop, frozen: clock.FrozenClock, ses_hooks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HERALD_SEND_CONCURRENCY", "1")
+    monkeypatch.setenv("HERALD_SES_MAX_SEND_RATE", str(4 / 7))  # one send per 7 s per worker
+    get_settings.cache_clear()
+    shop.contacts(20)
+    campaign_id = shop.campaign()
+    uncovered: list[float] = []
+
+    def lease_covers(_: int) -> None:
+        now = clock.now().timestamp()
+        batches = tenant_table(shop.tenant.id).query(f"BATCH#{campaign_id}").items
+        until = max(int(b["lease_until"]) for b in batches)
+        if now >= until - DEADLINE_MARGIN_SECONDS:
+            uncovered.append(now - until)
+
+    ses_hooks("before-call", lease_covers)
+    shop.send(campaign_id)
+    drain_all()
+
+    assert uncovered == []
+    delivered = recipients_of(sent_mail())
+    assert len(delivered) == 20 and set(delivered.values()) == {1}
+    assert assert_books_balance(shop, campaign_id)["status"] == "sent"
+
+
+# -- pause, then cancel -------------------------------------------------------------------
+def test_a_paused_then_cancelled_campaign_ends_cancelled_with_every_recipient_counted(
+    shop: Shop, frozen: clock.FrozenClock, ses_hooks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HERALD_SEND_CONCURRENCY", "1")
+    get_settings.cache_clear()
+    shop.contacts(250)
+    campaign_id = shop.campaign()
+
+    def pause_on_the_fiftieth(n: int) -> None:
+        if n == 50:
+            campaign_store.apply_action(shop.tenant.id, campaign_id, "pause", clock.now())
+            frozen.advance(timedelta(seconds=10))
+
+    ses_hooks("after-call", pause_on_the_fiftieth)
+    shop.send(campaign_id)
+    drain_all()
+    assert shop.detail(campaign_id)["status"] == "paused"
+    shop.ok("POST", f"/v1/campaigns/{campaign_id}/cancel")
+    release_delayed_messages()
+    drain_all()
+
+    delivered = recipients_of(sent_mail())
+    assert len(delivered) == 50 and set(delivered.values()) == {1}
+    detail = assert_books_balance(shop, campaign_id)
+    assert (detail["status"], detail["sent"]) == ("cancelled", 50)
+    assert detail["skipped"] == {"cancelled": 200}
+
+
+# -- renders that fail --------------------------------------------------------------------
+def test_render_failures_are_per_recipient_and_a_campaign_that_keeps_failing_pauses(
+    shop: Shop,
+) -> None:
+    shop.contacts(250, attributes={"divisor": 0})
+    template = shop.ok(
+        "POST",
+        "/v1/templates",
+        {
+            "name": "Broken for these contacts",
+            "channel": "email",
+            "subject": "Hello",
+            # Renders for a contact without the attribute, raises for every one here.
+            "html": "<p>{{ 100 // contact.divisor if contact.divisor is defined else 1 }}</p>",
+        },
+    )
+    campaign_id = shop.campaign(template_ids=[template["id"]])
+    shop.send(campaign_id)
+    drain_all()
+
+    detail = shop.detail(campaign_id)
+    assert detail["status"] == "paused"
+    assert "could not be rendered" in detail["error_message"]
+    failed, _ = list_messages(shop.tenant.id, campaign_id, ["main"], status="failed", limit=500)
+    assert len(failed) == 100  # the first batch, each recipient on its own, then the pause
+    assert all(str(m.error).startswith("render_error") for m in failed)
+    assert detail["failed"] == 100
+    assert sent_mail() == []
+    # Fixed and resumed, it goes on with the recipients not yet tried.
+    shop.ok("PATCH", f"/v1/templates/{template['id']}", {"html": "<p>Hi</p>"})
+    forget_cached_content()
+    shop.ok("POST", f"/v1/campaigns/{campaign_id}/resume")
+    release_delayed_messages()
+    drain_all()
+    detail = assert_books_balance(shop, campaign_id)
+    assert (detail["status"], detail["sent"], detail["failed"]) == ("sent", 150, 100)
+    assert detail["error_message"] is None
+    assert len(recipients_of(sent_mail())) == 150
