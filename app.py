@@ -35,7 +35,7 @@ from chalicelib.api import (
 from chalicelib.api.dialects import seed002, seed003
 from chalicelib.domain.unsubscribe import on_unsubscribe
 from chalicelib.pipeline import callbacks as notifications
-from chalicelib.pipeline import dispatch, planner, scheduling, sender
+from chalicelib.pipeline import dispatch, planner, scheduling, sender, watchdog
 from chalicelib.pipeline import events as contact_events
 from chalicelib.pipeline import feedback as provider_feedback
 from chalicelib.pipeline import imports as import_jobs
@@ -108,6 +108,7 @@ QUEUE_CONSUMERS: dict[QueueRole, Consumer] = {
 TICK_JOBS: dict[str, ticking.Job] = {
     "campaigns.overdue": scheduling.start_overdue,
     "callback-windows": notifications.queue_due_flushes,
+    "campaigns.watchdog": watchdog.watch_running_campaigns,
 }
 
 

@@ -1,8 +1,9 @@
 """What an operator watches: one dashboard, and alarms that mail the ``AlarmEmail`` parameter.
 
 Alarms fire on what needs a person: any message in a dead-letter queue (work Herald gave up
-on), any Lambda error, and SES reputation nearing the rates at which AWS reviews an account
-(bounces 5 %, complaints 0.1 %). The dashboard shows the same signals plus queue depths, ages
+on), any Lambda error, a campaign the watchdog found stuck (``stuck_campaigns``), and SES
+reputation nearing the rates at which AWS reviews an account (bounces 5 %, complaints
+0.1 %). The dashboard shows the same signals plus queue depths, ages
 and durations, so an alarm can be read in context.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from chalicelib.observability import SERVICE
+from chalicelib.observability import metrics as herald_metrics
 from infra.naming import (
     ALARM_EMAIL,
     ALARM_TOPIC,
@@ -79,6 +82,17 @@ def _alarms(stack: Stack) -> Json:
             threshold=0,
             period=300,
         )
+    alarms["StuckCampaignsAlarm"] = _alarm(
+        name=f"{prefix}-stuck-campaigns",
+        description="The watchdog found a campaign calculating or sending without progress "
+        "(re-driven, then failed after three tries): see its error_message and the logs.",
+        namespace=herald_metrics.namespace,
+        metric="stuck_campaigns",
+        dimensions={"service": SERVICE},
+        statistic="Sum",
+        threshold=0,
+        period=300,
+    )
     for metric, limit, alarm_id in (
         ("Reputation.BounceRate", SES_BOUNCE_RATE_LIMIT, "SesBounceRateAlarm"),
         ("Reputation.ComplaintRate", SES_COMPLAINT_RATE_LIMIT, "SesComplaintRateAlarm"),

@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from chalicelib.channels.registry import channel_for
 from chalicelib.domain import clock
@@ -63,6 +63,7 @@ from chalicelib.store.ledger import (
     remember,
     take_lease,
 )
+from chalicelib.store.running import watch_campaign
 from chalicelib.store.suppression import suppressed_among
 
 PAGE_SIZE = 500  # contacts examined per planner message
@@ -97,6 +98,7 @@ def start_campaign(message: dict[str, Any]) -> None:
         if refused.current != "calculating":
             logger.info("start refused", extra={"current": refused.current})
             return
+    watch_campaign(tenant_id, campaign_id, clock.now())
     plan_page(PlanMessage(tenant_id=tenant_id, campaign_id=campaign_id, page=0))
 
 

@@ -101,7 +101,9 @@ def take_lease(unit: WorkUnit, now: datetime, seconds: int) -> LeaseResult:
     try:
         item = table.update(
             *unit.key,
-            set_values={"lease_until": int(until.timestamp())},
+            # The unit's id again as an attribute: a Query of the units (the watchdog's)
+            # does not return the keys.
+            set_values={"lease_until": int(until.timestamp()), "unit_id": unit.unit_id},
             add_values={"attempt": 1},
             condition=free,
         )

@@ -494,6 +494,10 @@ def test_alarms_watch_dead_letters_function_errors_and_ses_reputation(template: 
         assert ("Errors", json.dumps([{"Ref": function_id}]), 0) in watched
     reputation = {a["MetricName"]: a["Threshold"] for a in alarms if a["Namespace"] == "AWS/SES"}
     assert reputation == {"Reputation.BounceRate": 0.05, "Reputation.ComplaintRate": 0.001}
+    # The watchdog's metric, with the namespace and dimensions Powertools emits it under.
+    assert ("stuck_campaigns", json.dumps(["herald"]), 0) in watched
+    stuck = next(a for a in alarms if a["MetricName"] == "stuck_campaigns")
+    assert (stuck["Namespace"], stuck["Dimensions"][0]["Name"]) == ("Herald", "service")
     assert all(a["AlarmActions"] for a in alarms)
 
 
