@@ -8,15 +8,20 @@ A ``send.batch`` message names up to ``send_batch_size`` contact ids. Handling i
 3. read the contacts and their ledger records (two BatchGetItems) and the suppression
    list (one call); recipients recorded by an earlier attempt count as they were recorded,
    and are never sent again;
-4. recipients inside their quiet hours go into child batches, stored on the batch item
-   (and counted in ``batches_spawned``) before they are queued with a delay;
+4. recipients inside their quiet hours go into child batches, stored on the batch item,
+   counted in ``batches_spawned`` (once) and queued with a delay; every retry counts and
+   queues again what earlier attempts stored;
 5. the rest are sent concurrently (``send_concurrency`` threads) at the paced rate: for
-   each, frequency cap, render, provider call, then one conditional ledger put;
-6. the batch's counts are added (one write), its outcome is kept on its item as it is
-   marked done, and the completion check may move the campaign to ``sent``.
-The only duplicate window is a crash between a provider call and its ledger put: at most
-one message per crash (docs/engine.md). Pause and cancel are re-checked every few seconds
-while a batch runs, so both take effect mid-batch.
+   each, frequency cap, render (a failure is the recipient's own ``render_error``),
+   deadline check after the pacer's slot, provider call, then one conditional ledger put;
+6. a recipient left without an outcome (paused, out of time, throttled to the end, the
+   quota spent) hands the whole batch back; otherwise the callbacks go out, the counts
+   are added exactly once, the batch is marked done, and the completion check (O(1),
+   from the counters) may move the campaign to ``sent``; a redelivery of a done batch
+   runs that check again.
+A crash repeats only the sends in flight at that moment, at most ``send_concurrency``
+messages (docs/engine.md, per crash point). Pause and cancel are re-checked every few
+seconds while a batch runs, so both take effect mid-batch.
 """
 
 from __future__ import annotations
