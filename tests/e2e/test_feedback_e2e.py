@@ -15,7 +15,9 @@ from urllib.parse import parse_qsl
 import boto3
 import pytest
 
+from chalicelib.aws import client
 from chalicelib.local.runner import EmbeddedStack
+from chalicelib.resources import herald_resources
 from chalicelib.settings import get_settings
 from tests.aws_events import ses_record
 from tests.e2e.kit import Api, eventually
@@ -175,9 +177,25 @@ def test_feedback_loop_end_to_end(stack: EmbeddedStack, hooks: tuple[Receiver, R
     )
     sns = outside(stack, "sns")
     topic = sns.create_topic(Name=get_settings().ses_events_topic_name)["TopicArn"]
-    sns.publish(TopicArn=topic, Message=json.dumps(duplicate))
     sqs = outside(stack, "sqs")
     feedback = sqs.get_queue_url(QueueName=get_settings().queue_name("feedback"))["QueueUrl"]
+    # What the stack's feedback poller receives from now on (its own SQS client, in this
+    # process): the duplicate must be among it, so "the stats did not move" means it was
+    # handled and changed nothing, not that it never arrived.
+    received: list[str] = []
+
+    def receives(parsed: dict[str, Any], **_: Any) -> None:
+        received.extend(m["Body"] for m in parsed.get("Messages", []))
+
+    herald_sqs = client("sqs").meta.events
+    herald_sqs.register("after-call.sqs.ReceiveMessage", receives)
+    try:
+        sns.publish(TopicArn=topic, Message=json.dumps(duplicate))
+        assert eventually(lambda: any(again["provider_message_id"] in body for body in received)), (
+            "the duplicate never reached the feedback worker"
+        )
+    finally:
+        herald_sqs.unregister("after-call.sqs.ReceiveMessage", receives)
 
     def feedback_idle() -> bool:
         attributes = sqs.get_queue_attributes(
@@ -186,7 +204,11 @@ def test_feedback_loop_end_to_end(stack: EmbeddedStack, hooks: tuple[Receiver, R
         )["Attributes"]
         return all(v == "0" for v in attributes.values())
 
-    assert eventually(feedback_idle)
+    assert eventually(feedback_idle)  # handled and deleted: nothing left, nothing in flight
+    dead_letters = sqs.get_queue_url(
+        QueueName=herald_resources(get_settings()).queue("feedback").dead_letter_name
+    )["QueueUrl"]
+    assert "Messages" not in sqs.receive_message(QueueUrl=dead_letters)  # not given up on
     assert api.ok("GET", f"/v1/campaigns/{first}/stats") == stats
 
     # The bounced and complained addresses are suppressed and skipped next time.
