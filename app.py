@@ -35,7 +35,7 @@ from chalicelib.api import (
 from chalicelib.api.dialects import seed002, seed003
 from chalicelib.domain.unsubscribe import on_unsubscribe
 from chalicelib.pipeline import callbacks as notifications
-from chalicelib.pipeline import dispatch, planner, scheduling, sender, watchdog
+from chalicelib.pipeline import dispatch, planner, scheduling, watchdog
 from chalicelib.pipeline import events as contact_events
 from chalicelib.pipeline import feedback as provider_feedback
 from chalicelib.pipeline import imports as import_jobs
@@ -43,6 +43,7 @@ from chalicelib.pipeline import lists as list_jobs
 from chalicelib.pipeline import messages as kinds
 from chalicelib.pipeline import tick as ticking
 from chalicelib.pipeline.dispatch import Consumer
+from chalicelib.pipeline.send import batch as send_batches
 from chalicelib.resources import herald_resources
 from chalicelib.settings import QueueRole, get_settings
 
@@ -89,7 +90,7 @@ QUEUE_CONSUMERS: dict[QueueRole, Consumer] = {
             kinds.ListPurge.KIND: list_jobs.purge_list,
         }
     ),
-    "send": Consumer({kinds.BatchMessage.KIND: sender.send_batch}),
+    "send": Consumer({kinds.BatchMessage.KIND: send_batches.send_batch}),
     "feedback": Consumer(
         {
             kinds.SNS: provider_feedback.on_provider_event,

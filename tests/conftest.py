@@ -33,7 +33,7 @@ import app as herald  # noqa: E402
 from chalicelib.channels.identities import forget_cached_statuses  # noqa: E402
 from chalicelib.local.provision import provision  # noqa: E402
 from chalicelib.local.ses_simulator import FeedbackSimulator  # noqa: E402
-from chalicelib.pipeline.sender import forget_cached_content  # noqa: E402
+from chalicelib.pipeline.send.compose import forget_cached_content  # noqa: E402
 from chalicelib.settings import get_settings  # noqa: E402
 from chalicelib.store import tenants  # noqa: E402
 from chalicelib.store.quotas import forget_cached_limits  # noqa: E402

@@ -30,7 +30,7 @@ from chalicelib.domain.campaigns import (
     Step,
 )
 from chalicelib.domain.contacts import TimezoneName
-from chalicelib.pipeline.sender import TestSendResult, send_test
+from chalicelib.pipeline.send.trial import TestSendResult, send_test
 from chalicelib.services import campaigns as service
 from chalicelib.services import limits
 from chalicelib.services.campaigns import TEST_ADDRESSES_MAX

@@ -32,6 +32,7 @@ audience module yields each contact once (docs/engine.md).
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -42,12 +43,12 @@ from chalicelib.channels.registry import channel_for
 from chalicelib.domain import clock
 from chalicelib.domain.campaigns import Campaign
 from chalicelib.domain.contacts import Contact
-from chalicelib.domain.delivery import SkipReason, contact_skip
 from chalicelib.domain.errors import HeraldError, InvalidTransition, NotFound
 from chalicelib.observability import logger, metrics
 from chalicelib.pipeline.messages import BatchMessage, PlanMessage, StartCampaign
 from chalicelib.pipeline.queues import enqueue
-from chalicelib.pipeline.sender import check_completion
+from chalicelib.pipeline.send.completion import check_completion
+from chalicelib.pipeline.send.screen import screen
 from chalicelib.resources import herald_resources
 from chalicelib.settings import get_settings
 from chalicelib.store.audience import audience_page
@@ -64,7 +65,6 @@ from chalicelib.store.ledger import (
     take_lease,
 )
 from chalicelib.store.running import watch_campaign
-from chalicelib.store.suppression import suppressed_among
 
 PAGE_SIZE = 500  # contacts examined per planner message
 MAX_DELAY_SECONDS = 900  # SQS's longest DelaySeconds
@@ -229,32 +229,10 @@ def _audience(
 def eligible_recipients(
     tenant_id: str, channel: str, contacts: Iterable[Contact]
 ) -> tuple[list[str], dict[str, int]]:
-    """The ids of the contacts that may get a message now, and the others counted by reason.
-
-    One ``suppressed_among`` call for the whole page.
-    """
-    deliver = channel_for(channel)
-    pending: list[tuple[Contact, str]] = []
-    skipped: dict[str, int] = {}
-    for contact in contacts:
-        address = deliver.address_of(contact)
-        reason = contact_skip(contact.status, address, suppressed=False)
-        if reason is not None or address is None:
-            _count(skipped, reason or SkipReason.NO_ADDRESS)
-            continue
-        pending.append((contact, address))
-    suppressed = suppressed_among(tenant_id, [address for _, address in pending])
-    eligible: list[str] = []
-    for contact, address in pending:
-        if address in suppressed:
-            _count(skipped, SkipReason.SUPPRESSED)
-        else:
-            eligible.append(contact.id)
-    return eligible, skipped
-
-
-def _count(counts: dict[str, int], reason: SkipReason) -> None:
-    counts[reason.value] = counts.get(reason.value, 0) + 1
+    """The ids of the contacts that may get a message now, and the others counted by reason
+    (``screen``, the sender's own rule; one ``suppressed_among`` call for the whole page)."""
+    screened = screen(tenant_id, channel_for(channel), contacts)
+    return [contact.id for contact, _ in screened.eligible], dict(Counter(screened.skipped))
 
 
 def _enqueue_batches(

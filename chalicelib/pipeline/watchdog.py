@@ -29,7 +29,7 @@ from chalicelib.pipeline.messages import BatchMessage, PlanMessage
 from chalicelib.pipeline.planner import PlannedPage
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.pipeline.scheduling import start_message
-from chalicelib.pipeline.sender import check_completion
+from chalicelib.pipeline.send.completion import check_completion
 from chalicelib.settings import get_settings
 from chalicelib.store.campaigns import apply_action, get_campaign
 from chalicelib.store.counters import correct_counts, read_counts

@@ -19,7 +19,8 @@ from botocore.exceptions import ClientError
 from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.local.poller import drain
-from chalicelib.pipeline.sender import DEADLINE_MARGIN_SECONDS, forget_cached_content
+from chalicelib.pipeline.send.batch import DEADLINE_MARGIN_SECONDS
+from chalicelib.pipeline.send.compose import forget_cached_content
 from chalicelib.settings import get_settings
 from chalicelib.store import campaigns as campaign_store
 from chalicelib.store.contacts import set_status

@@ -22,7 +22,9 @@ from chalicelib.domain import clock
 from chalicelib.domain.contacts import ContactFields
 from chalicelib.domain.feedback import TAG_CAMPAIGN
 from chalicelib.local.poller import drain
-from chalicelib.pipeline.sender import Pacer, forget_cached_content, send_test, worker_rate
+from chalicelib.pipeline.send.compose import forget_cached_content
+from chalicelib.pipeline.send.pacing import Pacer, worker_rate
+from chalicelib.pipeline.send.trial import send_test
 from chalicelib.settings import get_settings
 from chalicelib.store import campaigns as campaign_store
 from chalicelib.store.contacts import create_contact, set_status

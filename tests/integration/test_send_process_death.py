@@ -26,7 +26,8 @@ from chalicelib.local.moto_server import MotoServer
 from chalicelib.local.poller import drain
 from chalicelib.local.provision import provision
 from chalicelib.pipeline.queues import queue_url
-from chalicelib.pipeline.sender import forget_cached_content, send_batch
+from chalicelib.pipeline.send.batch import send_batch
+from chalicelib.pipeline.send.compose import forget_cached_content
 from chalicelib.settings import get_settings
 from chalicelib.store import tenants
 from chalicelib.store.ledger import list_messages

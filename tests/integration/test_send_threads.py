@@ -10,7 +10,7 @@ import pytest
 
 from chalicelib.aws import client
 from chalicelib.local.poller import drain
-from chalicelib.pipeline.sender import forget_cached_content
+from chalicelib.pipeline.send.compose import forget_cached_content
 from tests.conftest import Tenant
 from tests.integration.test_send_pipeline import Shop
 

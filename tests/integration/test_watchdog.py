@@ -14,7 +14,7 @@ from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.local.poller import drain, poll_once
 from chalicelib.pipeline.queues import queue_url
-from chalicelib.pipeline.sender import forget_cached_content
+from chalicelib.pipeline.send.compose import forget_cached_content
 from chalicelib.pipeline.tick import run_tick
 from chalicelib.settings import get_settings
 from tests.send_kit import Shop, assert_books_balance, drain_all, recipients_of, sent_mail

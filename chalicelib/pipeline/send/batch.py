@@ -1,58 +1,26 @@
-"""The sender: delivers one batch of a campaign's recipients, exactly once each.
-
-A ``send.batch`` message names up to ``send_batch_size`` contact ids. Handling it:
-1. a batch due later (quiet hours) goes back on the queue with a delay; a paused
-   campaign's batch too (growing delays); other statuses that cannot send drop it;
-2. take the batch's lease (one conditional write): a duplicate delivery is dropped or
-   retried after the lease; an attempt after a crash takes the lease over;
-3. read the contacts and their ledger records (two BatchGetItems) and the suppression
-   list (one call); recipients recorded by an earlier attempt count as they were recorded,
-   and are never sent again;
-4. recipients inside their quiet hours go into child batches, stored on the batch item,
-   counted in ``batches_spawned`` (once) and queued with a delay; every retry counts and
-   queues again what earlier attempts stored;
-5. the rest are sent concurrently (``send_concurrency`` threads) at the paced rate: for
-   each, frequency cap, render (a failure is the recipient's own ``render_error``),
-   deadline check after the pacer's slot, provider call, then one conditional ledger put;
-6. a recipient left without an outcome (paused, out of time, throttled to the end, the
-   quota spent) hands the whole batch back; otherwise the callbacks go out, the counts
-   are added exactly once, the batch is marked done, and the completion check (O(1),
-   from the counters) may move the campaign to ``sent``; a redelivery of a done batch
-   runs that check again.
-A crash repeats only the sends in flight at that moment, at most ``send_concurrency``
-messages (docs/engine.md, per crash point). Pause and cancel are re-checked every few
-seconds while a batch runs, so both take effect mid-batch.
-"""
+"""One ``send.batch``: lease, screen, defer, send, conclude (``chalicelib.pipeline.send``
+has the steps)."""
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar
-
-from pydantic import BaseModel
+from typing import Any, Literal
 
 from chalicelib.channels.base import (
     Channel,
-    OutboundMessage,
     PermanentSendError,
-    SendResult,
-    TransientSendError,
 )
-from chalicelib.channels.identities import sender_usability
 from chalicelib.channels.registry import channel_for
 from chalicelib.domain import clock
 from chalicelib.domain.campaigns import Campaign
 from chalicelib.domain.contacts import Contact
 from chalicelib.domain.delivery import (
     SkipReason,
-    backoff_seconds,
     cap_reached,
-    contact_skip,
     message_id,
     next_allowed,
     pick_for,
@@ -60,26 +28,26 @@ from chalicelib.domain.delivery import (
 )
 from chalicelib.domain.errors import InvalidTransition, NotFound
 from chalicelib.domain.feedback import TAG_CAMPAIGN, TAG_MESSAGE, TAG_TENANT
-from chalicelib.domain.senders import Sender
-from chalicelib.domain.templates import (
-    EmailTemplate,
-    RenderContext,
-    SmsTemplate,
-    Template,
-    contact_variables,
-    render_email,
-    render_sms,
-)
-from chalicelib.domain.unsubscribe import UnsubscribeClaim, unsubscribe_headers, unsubscribe_url
 from chalicelib.observability import logger, metrics
 from chalicelib.pipeline.feedback import on_messages_sent
 from chalicelib.pipeline.messages import BatchMessage
 from chalicelib.pipeline.queues import enqueue
+from chalicelib.pipeline.send.completion import close_batch, count_unit
+from chalicelib.pipeline.send.compose import RENDER_ERROR_PREFIX, Content, compose, load_content
+from chalicelib.pipeline.send.pacing import (
+    SENDING_STATUSES,
+    Pacer,
+    QuotaSpent,
+    StopWatch,
+    send_with_retries,
+    worker_rate,
+)
+from chalicelib.pipeline.send.screen import screen
 from chalicelib.resources import herald_resources
 from chalicelib.settings import get_settings
 from chalicelib.store.campaigns import apply_action, get_campaign
-from chalicelib.store.contacts import find_by_email, find_by_phone, get_contacts
-from chalicelib.store.counters import add_counts_once, forget_markers, read_counts
+from chalicelib.store.contacts import get_contacts
+from chalicelib.store.counters import add_counts_once
 from chalicelib.store.ledger import (
     LeaseResult,
     MessageRecord,
@@ -93,22 +61,13 @@ from chalicelib.store.ledger import (
     take_lease,
 )
 from chalicelib.store.provider_messages import MessageRef, remember_provider_messages
-from chalicelib.store.secrets import unsubscribe_token
-from chalicelib.store.senders import get_sender
-from chalicelib.store.suppression import suppress, suppressed_among
-from chalicelib.store.templates import get_template
+from chalicelib.store.suppression import suppress
 
 MAX_DELAY_SECONDS = 900  # SQS's longest DelaySeconds
 # A paused batch looks again after these: resume takes effect within a minute, and a
 # parked batch costs one SQS message and one GetItem a minute while the pause lasts.
 PAUSE_DELAYS = (15, 30, 60)
-STATUS_RECHECK_SECONDS = 5.0  # how stale the campaign status may get while a batch runs
 DEADLINE_MARGIN_SECONDS = 20  # stop starting sends this long before the Lambda timeout
-CONTENT_CACHE_SECONDS = 60.0  # templates and senders are re-read at most this often
-TEST_SEND_SECONDS = 25  # a test send answers within an API request's time
-SENDING_STATUSES = frozenset({"calculating", "sending"})
-
-T = TypeVar("T")
 
 
 # -- the handler --------------------------------------------------------------------------
@@ -137,7 +96,7 @@ def send_batch(message: dict[str, Any]) -> None:
     if lease.status == "done":
         # Its holder may have died after marking it done: the steps after that are
         # idempotent, so a redelivery runs them again.
-        _close(batch, campaign.id, lease.state)
+        close_batch(batch.tenant_id, campaign.id, batch.batch_id, lease.state)
         return
     if lease.status == "busy":
         assert lease.until is not None
@@ -201,73 +160,6 @@ def tally(outcomes: Iterable[Outcome]) -> dict[str, int]:
     return counts
 
 
-# -- pacing and stopping ------------------------------------------------------------------
-class Pacer:
-    """Spaces provider calls ``1 / rate`` seconds apart across all threads of a worker.
-
-    Each worker paces to the account rate divided by the number of workers
-    (``send_workers``, the send Lambda's reserved concurrency), so all workers together
-    stay under the account's rate (docs/engine.md).
-    """
-
-    def __init__(self, rate_per_second: float) -> None:
-        self._interval = 1.0 / rate_per_second
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        with self._lock:
-            now = clock.now().timestamp()
-            slot = max(now, self._next)
-            self._next = slot + self._interval
-        clock.sleep(slot - now)
-
-
-def worker_rate(channel: str) -> float:
-    settings = get_settings()
-    account = settings.ses_max_send_rate if channel == "email" else settings.sms_max_send_rate
-    return account / settings.send_workers
-
-
-class StopWatch:
-    """Tells the sending threads to stop: out of time, or the campaign paused or cancelled.
-
-    The campaign's status is read again at most every ``STATUS_RECHECK_SECONDS`` (one
-    GetItem), so a cancel takes effect within seconds even in a long batch.
-    """
-
-    def __init__(self, tenant_id: str, campaign: Campaign, deadline: datetime) -> None:
-        self._tenant_id = tenant_id
-        self._campaign_id = campaign.id
-        self._deadline = deadline
-        self._checked_at = clock.now()
-        self._lock = threading.Lock()
-        self.reason: str | None = "cancelled" if campaign.status == "cancelled" else None
-
-    def stop_reason(self) -> str | None:
-        with self._lock:
-            if self.reason is not None:
-                return self.reason
-            now = clock.now()
-            if now >= self._deadline:
-                self.reason = "deadline"
-            elif (now - self._checked_at).total_seconds() >= STATUS_RECHECK_SECONDS:
-                self._checked_at = now
-                status = get_campaign(self._tenant_id, self._campaign_id).status
-                if status not in SENDING_STATUSES:
-                    self.reason = status
-            return self.reason
-
-    def stop(self, reason: str) -> None:
-        """Stop every thread of the batch (the provider's quota is spent, say)."""
-        with self._lock:
-            if self.reason is None:
-                self.reason = reason
-
-    def time_left(self) -> float:
-        return (self._deadline - clock.now()).total_seconds()
-
-
 class _SendingThreads:
     """The send worker's threads, started on first use and kept for the container's life.
 
@@ -293,167 +185,6 @@ class _SendingThreads:
 
 
 _sending_threads = _SendingThreads()
-
-
-# -- content ------------------------------------------------------------------------------
-class _TimedCache:
-    """Per-process cache of templates and senders for ``CONTENT_CACHE_SECONDS``: a batch
-    reads its pools without a DynamoDB call each time, and an edit shows within a minute."""
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple[str, str, str], tuple[float, Any]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str, str], load: Callable[[], T]) -> T:
-        with self._lock:
-            hit = self._entries.get(key)
-        if hit is not None and time.monotonic() - hit[0] < CONTENT_CACHE_SECONDS:
-            return hit[1]  # type: ignore[no-any-return]
-        value = load()
-        with self._lock:
-            self._entries[key] = (time.monotonic(), value)
-        return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-_content_cache = _TimedCache()
-
-
-def forget_cached_content() -> None:
-    """Drop cached templates and senders (tests that edit them between sends)."""
-    _content_cache.clear()
-
-
-@dataclass(frozen=True)
-class Content:
-    """The usable templates and senders of a campaign step, loaded once per batch."""
-
-    templates: list[Template]
-    senders: list[Sender]
-
-
-def load_content(tenant_id: str, template_ids: Sequence[str], sender_ids: Sequence[str]) -> Content:
-    """The step's templates and usable senders; missing ones are left out of the rotation."""
-    templates = [
-        t
-        for t in (_cached(tenant_id, "template", i, get_template) for i in template_ids)
-        if t is not None
-    ]
-    senders = [
-        s
-        for s in (_cached(tenant_id, "sender", i, get_sender) for i in sender_ids)
-        if s is not None and sender_usability(s)[0].usable
-    ]
-    return Content(templates, senders)
-
-
-def _cached(tenant_id: str, kind: str, item_id: str, read: Callable[[str, str], T]) -> T | None:
-    def load() -> T | None:
-        try:
-            return read(tenant_id, item_id)
-        except NotFound:
-            return None
-
-    return _content_cache.get((tenant_id, kind, item_id), load)
-
-
-def compose(
-    tenant_id: str,
-    campaign: Campaign,
-    contact: Contact | None,
-    address: str,
-    *,
-    template: Template,
-    sender: Sender,
-    tags: Mapping[str, str],
-) -> OutboundMessage:
-    """Render ``template`` for one recipient; RenderError when it cannot be rendered.
-
-    A contact gets an unsubscribe link and the one-click headers; an address with no
-    contact (a test send to a colleague) gets neither.
-    """
-    settings = get_settings()
-    step = campaign.main_step.id
-    token = None
-    if contact is not None:
-        claim = UnsubscribeClaim(tenant_id, contact.id, campaign.channel, campaign.id, step)
-        token = unsubscribe_token(claim)
-    context = RenderContext(
-        contact=contact_variables(contact) if contact is not None else {"email": address},
-        now=clock.now(),
-        campaign={"id": campaign.id, "name": campaign.name, "number": campaign.number},
-        unsubscribe_url=unsubscribe_url(token, settings) if token else "",
-    )
-    content = template.content
-    if isinstance(content, SmsTemplate):
-        sms = render_sms(content, context)
-        return OutboundMessage(
-            tenant_id=tenant_id,
-            message_id=tags.get(TAG_MESSAGE, ""),
-            to=address,
-            text=sms.body,
-            sender=sender.origination_number or sender.sender_id or "",
-            tags=tags,
-        )
-    assert isinstance(content, EmailTemplate)
-    email = render_email(content, context)
-    reply_to = campaign.reply_to or ", ".join(sender.reply_to) or None
-    return OutboundMessage(
-        tenant_id=tenant_id,
-        message_id=tags.get(TAG_MESSAGE, ""),
-        to=address,
-        text=email.text,
-        subject=email.subject,
-        html=email.html,
-        sender=sender.from_email or "",
-        sender_name=campaign.from_name or sender.from_name,
-        reply_to=reply_to,
-        headers=unsubscribe_headers(token, settings) if token else {},
-        tags=tags,
-        track_opens=campaign.track_opens,
-        track_clicks=campaign.track_clicks,
-    )
-
-
-class QuotaSpent(Exception):
-    """The provider's daily sending quota is used up: retrying before it rolls over only
-    burns worker time, so the campaign pauses until then."""
-
-
-# SES v2 reports a spent 24-hour sending quota this way; it clears only with time.
-QUOTA_CODES = frozenset({"LimitExceededException"})
-
-
-def send_with_retries(
-    channel: Channel, message: OutboundMessage, pacer: Pacer, time_left: Callable[[], float]
-) -> SendResult | None:
-    """Send, retrying transient errors with backoff while there is time; None when time ran
-    out (a batch's recipient then stays unsent and is handed back with the batch).
-
-    The time is checked after the pacer grants the slot, right before the call: at a low
-    rate the slot may come long after the request for it, and a send must never start
-    later than the lease can cover. QuotaSpent when the provider's daily quota is used up.
-    """
-    attempt = 0
-    while True:
-        attempt += 1
-        pacer.wait()
-        if time_left() <= 0:
-            return None
-        try:
-            return channel.send(message)
-        except TransientSendError as error:
-            if error.code in QUOTA_CODES or "quota exceeded" in str(error).lower():
-                raise QuotaSpent(str(error)) from error
-            delay = backoff_seconds(attempt)
-            metrics.add_metric(name="send_throttled", unit="Count", value=1)
-            if time_left() <= delay:
-                logger.warning("out of time retrying a send", extra={"code": error.code})
-                return None
-            clock.sleep(delay)
 
 
 # -- one batch ----------------------------------------------------------------------------
@@ -494,57 +225,37 @@ class BatchRun:
         )
         unrecorded = [r for r in recipients if r not in records]
         contacts = {} if watch.reason == "cancelled" else get_contacts(tenant_id, unrecorded)
-        todo: list[tuple[Contact, str]] = []
+        present: list[Contact] = []
         for contact_id in recipients:
-            outcome, address = self._screen(contact_id, records, contacts, watch)
+            outcome = self._decided(contact_id, records, watch)
             if outcome is not None:
                 self.outcomes.append(outcome)
-            elif address is not None:
-                todo.append((contacts[contact_id], address))
-        todo = self._drop_suppressed(todo)
-        todo = self._defer_quiet_hours(todo)
+            elif (contact := contacts.get(contact_id)) is None:
+                self.outcomes.append(skipped(SkipReason.NOT_FOUND))
+            else:
+                present.append(contact)
+        screened = screen(tenant_id, self.channel, present)
+        self.outcomes.extend(skipped(reason) for reason in screened.skipped)
+        todo = self._defer_quiet_hours(screened.eligible)
         delivered = self._deliver_all(todo, watch)
         self.outcomes.extend(delivered)
         self._check_renders(delivered)
         self._conclude(watch)
 
-    def _screen(
-        self,
-        contact_id: str,
-        records: Mapping[str, MessageRecord],
-        contacts: Mapping[str, Contact],
-        watch: StopWatch,
-    ) -> tuple[Outcome | None, str | None]:
-        """An outcome decided before sending, or the address to send to."""
+    def _decided(
+        self, contact_id: str, records: Mapping[str, MessageRecord], watch: StopWatch
+    ) -> Outcome | None:
+        """The outcome an earlier attempt recorded, or the cancel's; None: still to screen."""
         record = records.get(contact_id)
         if record is not None:
             if record.batch_id != self.batch.batch_id:
-                return skipped(SkipReason.DUPLICATE), None
+                return skipped(SkipReason.DUPLICATE)
             # Sent records have sent_at; a refusal recorded by the sender has none (feedback
             # may have moved either record's status since).
-            return Outcome("sent" if record.sent_at else "failed", record=record), None
+            return Outcome("sent" if record.sent_at else "failed", record=record)
         if watch.reason == "cancelled":
-            return skipped(SkipReason.CANCELLED), None
-        contact = contacts.get(contact_id)
-        if contact is None:
-            return skipped(SkipReason.NOT_FOUND), None
-        address = self.channel.address_of(contact)
-        reason = contact_skip(contact.status, address, suppressed=False)
-        if reason is not None:
-            return skipped(reason), None
-        return None, address
-
-    def _drop_suppressed(self, todo: list[tuple[Contact, str]]) -> list[tuple[Contact, str]]:
-        if not todo:
-            return todo
-        suppressed = suppressed_among(self.batch.tenant_id, [address for _, address in todo])
-        kept = []
-        for contact, address in todo:
-            if address in suppressed:
-                self.outcomes.append(skipped(SkipReason.SUPPRESSED))
-            else:
-                kept.append((contact, address))
-        return kept
+            return skipped(SkipReason.CANCELLED)
+        return None
 
     def _defer_quiet_hours(self, todo: list[tuple[Contact, str]]) -> list[tuple[Contact, str]]:
         """Move recipients inside their quiet hours into child batches, grouped by the
@@ -604,7 +315,7 @@ class BatchRun:
             self.campaign.id,
             {"batches_spawned": len(children)},
             shard_key=self.batch.batch_id,
-            unit=f"{_count_unit(self.batch.batch_id)}/{name}",
+            unit=f"{count_unit(self.batch.batch_id)}/{name}",
         )
         self.children[name] = [c.model_dump(mode="json", exclude_none=True) for c in children]
         now = clock.now()
@@ -778,11 +489,13 @@ class BatchRun:
             self.campaign.id,
             counts,
             shard_key=self.batch.batch_id,
-            unit=_count_unit(self.batch.batch_id),
+            unit=count_unit(self.batch.batch_id),
         )
         if finish(self.unit, clock.now(), counts):
             metrics.add_metric(name="sent", unit="Count", value=counts.get("sent", 0))
-        _close(self.batch, self.campaign.id, {**self.lease.state, **self.children})
+        close_batch(
+            tenant_id, self.campaign.id, self.batch.batch_id, {**self.lease.state, **self.children}
+        )
 
     def _hand_back(self, reason: str | None, unsent: int) -> None:
         """Give the batch back: the next attempt skips everyone recorded in the ledger and
@@ -833,131 +546,8 @@ def _child_recipients(state: Mapping[str, Any]) -> set[str]:
     }
 
 
-# -- completion ---------------------------------------------------------------------------
-RENDER_ERROR_PREFIX = "render_error"
-
-
-def _count_unit(batch_id: str) -> str:
-    return f"BATCH#{batch_id}"
-
-
 def _first_error(outcomes: Iterable[Outcome]) -> str:
     for outcome in outcomes:
         if outcome.reason is SkipReason.RENDER_ERROR and outcome.record is not None:
             return str(outcome.record.error)
     return ""
-
-
-def _close(batch: BatchMessage, campaign_id: str, state: Mapping[str, Any]) -> None:
-    """The steps after a batch is done, safe to repeat: the completion check, then dropping
-    its count markers (no attempt can count it again once it is done)."""
-    check_completion(batch.tenant_id, campaign_id)
-    unit = _count_unit(batch.batch_id)
-    children = [f"{unit}/{name}" for name in state if name.startswith("children_")]
-    forget_markers(batch.tenant_id, campaign_id, batch.batch_id, [unit, *children])
-
-
-def check_completion(tenant_id: str, campaign_id: str) -> bool:
-    """Move the campaign to ``sent`` once planning is over and every batch is done.
-
-    Called after every batch and after the last planner page; each reads after its own
-    write, so whichever finishes last sees the other's. O(1): the campaign and the
-    counter shards (two reads), whatever the campaign's size. Every unit counts exactly
-    once (``add_counts_once``), children before they are queued and planner pages before
-    planning is marked done, so ``batches_done`` reaching ``planned_batches +
-    batches_spawned`` means every batch is done with every count in. The transition is
-    conditional: one caller wins.
-    """
-    campaign = get_campaign(tenant_id, campaign_id)
-    if campaign.status not in ("sending", "paused") or not campaign.planning_done:
-        return False
-    counts = read_counts(tenant_id, campaign_id)
-    expected = (campaign.planned_batches or 0) + counts.get("batches_spawned", 0)
-    if counts.get("batches_done", 0) < expected:
-        return False
-    try:
-        apply_action(tenant_id, campaign_id, "complete", clock.now())
-    except InvalidTransition:
-        return False
-    logger.info("campaign sent", extra={"sent": counts.get("sent", 0)})
-    return True
-
-
-# -- test sends ---------------------------------------------------------------------------
-class TestSendResult(BaseModel):
-    """What happened to one address of a test send."""
-
-    address: str
-    status: Literal["sent", "failed", "skipped"]
-    provider_message_id: str | None = None
-    reason: str | None = None
-
-
-def send_test(tenant_id: str, campaign: Campaign, addresses: Sequence[str]) -> list[TestSendResult]:
-    """Send the campaign's first template to ``addresses`` only: no ledger, no counters.
-
-    Rendered with the contact's data when an address belongs to a contact (then with its
-    unsubscribe link), else with the address alone. Suppressed addresses are skipped. The
-    messages carry only the tenant tag, so their provider events correlate to no campaign.
-    """
-    step = campaign.main_step
-    content = load_content(tenant_id, step.template_ids, step.sender_ids)
-    suppressed = suppressed_among(tenant_id, addresses)
-    pacer = Pacer(worker_rate(campaign.channel))
-    deadline = clock.now() + timedelta(seconds=TEST_SEND_SECONDS)
-    results = []
-    for address in dict.fromkeys(addresses):
-        if address in suppressed:
-            results.append(TestSendResult(address=address, status="skipped", reason="suppressed"))
-        elif not content.templates or not content.senders:
-            lacking = (
-                SkipReason.RENDER_ERROR if not content.templates else SkipReason.SENDER_UNUSABLE
-            )
-            results.append(TestSendResult(address=address, status="skipped", reason=lacking.value))
-        else:
-            results.append(
-                _send_one_test(
-                    tenant_id, campaign, address, content=content, pacer=pacer, deadline=deadline
-                )
-            )
-    return results
-
-
-def _send_one_test(
-    tenant_id: str,
-    campaign: Campaign,
-    address: str,
-    *,
-    content: Content,
-    pacer: Pacer,
-    deadline: datetime,
-) -> TestSendResult:
-    contact = (
-        find_by_email(tenant_id, address) if "@" in address else find_by_phone(tenant_id, address)
-    )
-    template, sender = content.templates[0], content.senders[0]
-    tags = {TAG_TENANT: tenant_id}
-
-    def time_left() -> float:
-        return (deadline - clock.now()).total_seconds()
-
-    try:
-        message = compose(
-            tenant_id, campaign, contact, address, template=template, sender=sender, tags=tags
-        )
-    except Exception as error:  # any render failure is reported, not raised
-        reason = f"{RENDER_ERROR_PREFIX}: {error}"
-        return TestSendResult(address=address, status="skipped", reason=reason)
-    try:
-        result = send_with_retries(channel_for(campaign.channel), message, pacer, time_left)
-    except PermanentSendError as error:
-        return TestSendResult(address=address, status="failed", reason=f"{error.code}: {error}")
-    except QuotaSpent as error:
-        return TestSendResult(address=address, status="failed", reason=str(error))
-    if result is None:
-        return TestSendResult(
-            address=address, status="failed", reason="the provider kept throttling"
-        )
-    return TestSendResult(
-        address=address, status="sent", provider_message_id=result.provider_message_id
-    )
