@@ -38,7 +38,7 @@ from bench import capacity
 
 _START = "bench_meter_start"
 _CHUNK = 64 * 1024  # SQS, SNS and EventBridge bill one request per 64 KB of payload
-_POOL_THREAD_PREFIX = "send"  # the sender's thread pool (thread_name_prefix in sender.py)
+_POOL_THREAD_PREFIX = "send"  # the send pool (thread_name_prefix in pipeline/send/batch.py)
 CPU_SAMPLE_EVERY = 16
 CPU_SAMPLE_FIRST = 3
 
