@@ -88,7 +88,7 @@ def test_each_queue_function_in_app_reads_its_own_row(role, monkeypatch):
 
 
 def test_every_tick_job_is_listed_in_app():
-    assert set(herald.TICK_JOBS) == {"campaigns.overdue", "callback-windows"}
+    assert set(herald.TICK_JOBS) == {"campaigns.overdue", "campaigns.watchdog", "callback-windows"}
     assert all(callable(job) for job in herald.TICK_JOBS.values())
 
 
