@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.aws import client
 from chalicelib.domain import clock
+from chalicelib.domain.limits import LimitChanges
 from chalicelib.local.poller import drain
 from chalicelib.pipeline.send.batch import DEADLINE_MARGIN_SECONDS
 from chalicelib.pipeline.send.compose import forget_cached_content
@@ -26,6 +27,7 @@ from chalicelib.store import campaigns as campaign_store
 from chalicelib.store.contacts import set_status
 from chalicelib.store.ledger import list_messages
 from chalicelib.store.lists import add_members, create_list, remove_members
+from chalicelib.store.quotas import set_limits
 from chalicelib.store.table import tenant_table
 from tests.send_kit import (
     START,
@@ -145,6 +147,30 @@ def test_a_spent_daily_quota_pauses_the_campaign_until_the_window_rolls_over(
 
     frozen.advance(timedelta(minutes=31))
     drain_all()
+    delivered = recipients_of(sent_mail())
+    assert len(delivered) == 30 and set(delivered.values()) == {1}
+    detail = assert_books_balance(shop, campaign_id)
+    assert (detail["status"], detail["sent"], detail["error_message"]) == ("sent", 30, None)
+
+
+def test_the_tenants_daily_send_limit_cuts_the_batch_and_pauses_until_the_next_day(
+    shop: Shop, frozen: clock.FrozenClock
+) -> None:
+    set_limits(shop.tenant.id, LimitChanges(sends_per_day=12))
+    shop.contacts(30)
+    campaign_id = shop.campaign()
+    shop.send(campaign_id)
+    drain_all()
+
+    paused = shop.detail(campaign_id)
+    assert paused["status"] == "paused"
+    assert "sends_per_day limit (12)" in paused["error_message"]
+    assert len(sent_mail()) == 12  # what fit in today's window went out, nothing more
+
+    for day, total in ((1, 24), (2, 30)):
+        frozen.advance(timedelta(hours=12 if day == 1 else 24))  # past midnight UTC
+        drain_all()
+        assert len(sent_mail()) == total
     delivered = recipients_of(sent_mail())
     assert len(delivered) == 30 and set(delivered.values()) == {1}
     detail = assert_books_balance(shop, campaign_id)

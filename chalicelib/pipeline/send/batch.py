@@ -28,6 +28,7 @@ from chalicelib.domain.delivery import (
 )
 from chalicelib.domain.errors import InvalidTransition, NotFound
 from chalicelib.domain.feedback import TAG_CAMPAIGN, TAG_MESSAGE, TAG_TENANT
+from chalicelib.domain.limits import RateName
 from chalicelib.observability import logger, metrics
 from chalicelib.pipeline.feedback import on_messages_sent
 from chalicelib.pipeline.messages import BatchMessage
@@ -45,6 +46,7 @@ from chalicelib.pipeline.send.pacing import (
 from chalicelib.pipeline.send.screen import screen
 from chalicelib.resources import herald_resources
 from chalicelib.settings import get_settings
+from chalicelib.store import quotas
 from chalicelib.store.campaigns import apply_action, get_campaign
 from chalicelib.store.contacts import get_contacts
 from chalicelib.store.counters import add_counts_once
@@ -200,6 +202,7 @@ class BatchRun:
     outcomes: list[Outcome] = field(default_factory=list)
     children: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     quota_error: str | None = None
+    quota_resume_at: datetime | None = None
 
     @property
     def channel(self) -> Channel:
@@ -237,8 +240,12 @@ class BatchRun:
         screened = screen(tenant_id, self.channel, present)
         self.outcomes.extend(skipped(reason) for reason in screened.skipped)
         todo = self._defer_quiet_hours(screened.eligible)
-        delivered = self._deliver_all(todo, watch)
+        allowed = self._within_tenant_limits(todo) if todo else todo
+        delivered = self._deliver_all(allowed, watch)
         self.outcomes.extend(delivered)
+        if len(allowed) < len(todo):
+            self.outcomes.extend(UNSENT for _ in todo[len(allowed) :])
+            watch.stop("quota")
         self._check_renders(delivered)
         self._conclude(watch)
 
@@ -322,6 +329,31 @@ class BatchRun:
         for child in children:
             assert child.not_before is not None
             _requeue(child, child.not_before - now)
+
+    def _within_tenant_limits(self, todo: list[tuple[Contact, str]]) -> list[tuple[Contact, str]]:
+        """The part of ``todo`` the tenant's daily limits (``sends_per_day``, and
+        ``sms_per_day`` for SMS) let out now, counted before it is sent.
+
+        When a limit cuts the batch, the reason and the window's end are kept: the rest is
+        handed back like after a spent provider quota (the campaign pauses and resumes by
+        itself when the window rolls over). Each attempt counts what it is about to send,
+        so a crash between the count and the sends can only over-count, never send past a
+        limit.
+        """
+        now = clock.now()
+        names: list[RateName] = ["sends_per_day"]
+        if self.campaign.channel == "sms":
+            names.append("sms_per_day")
+        for name in names:
+            allowance = quotas.charge(self.batch.tenant_id, name, len(todo), now)
+            if allowance.allowed:
+                continue
+            room = allowance.limit - allowance.used
+            fits = 0 < room < len(todo) and quotas.charge(self.batch.tenant_id, name, room, now)
+            todo = todo[:room] if fits and fits.allowed else []
+            self.quota_error = f"the tenant's {name} limit ({allowance.limit}) is reached"
+            self.quota_resume_at = now + timedelta(seconds=allowance.retry_after)
+        return todo
 
     def _deliver_all(self, todo: list[tuple[Contact, str]], watch: StopWatch) -> list[Outcome]:
         if not todo:
@@ -505,10 +537,16 @@ class BatchRun:
             logger.warning("lease taken over; the newer attempt sends the rest")
             return
         if reason == "quota":
-            resume_at = clock.now() + timedelta(minutes=get_settings().quota_retry_minutes)
+            resume_at = self.quota_resume_at or clock.now() + timedelta(
+                minutes=get_settings().quota_retry_minutes
+            )
+            spent = (
+                self.quota_error
+                if self.quota_resume_at
+                else (f"the provider's daily sending quota is spent ({self.quota_error})")
+            )
             self._pause(
-                f"paused: the provider's daily sending quota is spent ({self.quota_error}); "
-                f"resumes by itself at {resume_at.isoformat(timespec='seconds')}",
+                f"paused: {spent}; resumes by itself at {resume_at.isoformat(timespec='seconds')}",
                 resume_at=resume_at,
             )
             _requeue_paused(self.batch)
