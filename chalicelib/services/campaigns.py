@@ -47,7 +47,13 @@ from chalicelib.domain.campaigns import (
 from chalicelib.domain.contacts import EmailAddress, PhoneNumber
 from chalicelib.domain.errors import NotFound, ValidationFailed
 from chalicelib.domain.senders import Sender, usability
-from chalicelib.domain.templates import SmsTemplate, Template, check_template
+from chalicelib.domain.templates import (
+    RenderError,
+    SmsTemplate,
+    Template,
+    check_renders,
+    check_template,
+)
 from chalicelib.observability import logger
 from chalicelib.pipeline import scheduling
 from chalicelib.store import campaigns as store
@@ -169,6 +175,24 @@ def _check_content(tenant_id: str, campaign: Campaign, pending: Mapping[str, str
     check_channels(campaign, templates, _channels(get_sender, tenant_id, campaign.sender_ids))
 
 
+def _check_renders(tenant_id: str, campaign: Campaign) -> None:
+    """422 naming ``template_ids.<n>.<part>`` when a template of the campaign breaks the
+    sandbox's rules or budgets for a sample contact (``templates.check_renders``)."""
+    for index, template_id in enumerate(campaign.template_ids):
+        try:
+            template = get_template(tenant_id, template_id)
+        except NotFound:
+            continue  # a template this request creates was checked when it was made
+        try:
+            check_renders(template)
+        except RenderError as error:
+            raise RenderError(
+                f"template_ids.{index}.{error.field}",
+                error.reason,
+                f"template '{template_id}' cannot render: {error.detail}",
+            ) from None
+
+
 def _channels(
     read: Callable[[str, str], Template | Sender], tenant_id: str, ids: list[str]
 ) -> dict[str, str]:
@@ -245,8 +269,9 @@ def _decide(
         outcome = _planned(outcome, plan, now)
     if outcome.status == "scheduled":
         check_sendable(tenant_id, outcome, pending)
-        # The sandbox's "the campaign's templates render" check belongs here: it is where
-        # every schedule and send-now (and every edit of a scheduled campaign) is decided.
+        # Every schedule and send-now (and every edit of a scheduled campaign) is decided
+        # here: a template that can only fail never reaches the send workers.
+        _check_renders(tenant_id, outcome)
     return _Decision(fields, sms_template, move, move_fields, plan)
 
 

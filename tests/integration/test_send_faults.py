@@ -370,6 +370,27 @@ def test_a_paused_then_cancelled_campaign_ends_cancelled_with_every_recipient_co
 
 
 # -- renders that fail --------------------------------------------------------------------
+def test_a_template_that_can_only_fail_is_refused_when_the_campaign_is_sent(
+    shop: Shop,
+) -> None:
+    shop.contacts(3)
+    campaign_id = shop.campaign()
+    # Saved by an older Herald, before the render budget: the store holds it as it was.
+    item = tenant_table(shop.tenant.id).get("TEMPLATE", shop.template_id)
+    assert item is not None
+    item["content"]["html"] = "{{ ['x' * 1000] * 100000 }}"
+    tenant_table(shop.tenant.id).put("TEMPLATE", shop.template_id, item)
+
+    response = shop.tenant.call("POST", f"/v1/campaigns/{campaign_id}/send")
+
+    assert response.status_code == 422
+    error = response.json_body["error"]
+    assert (error["code"], error["field"]) == ("render_error", "template_ids.0.html")
+    assert shop.detail(campaign_id)["status"] == "draft"
+    drain_all()
+    assert sent_mail() == []
+
+
 def test_render_failures_are_per_recipient_and_a_campaign_that_keeps_failing_pauses(
     shop: Shop,
 ) -> None:
