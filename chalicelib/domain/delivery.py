@@ -41,6 +41,7 @@ class SkipReason(StrEnum):
     RENDER_ERROR = "render_error"
     SENDER_UNUSABLE = "sender_unusable"  # no usable sender identity for the message
     OPTED_OUT = "opted_out"  # SNS says the phone number opted out of SMS
+    COUNTRY_NOT_ALLOWED = "country_not_allowed"  # SMS outside the tenant's sms_countries
     CANCELLED = "cancelled"  # the campaign was cancelled before this recipient's turn
     CAMPAIGN_FREQUENCY_CAP = "campaign_frequency_cap"  # a flow's own cap (the tenant's passed)
     MAX_LATENESS = "max_lateness"  # it could only go out later than the flow's max_lateness

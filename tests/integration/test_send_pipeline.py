@@ -21,6 +21,7 @@ from moto.sns.models import sns_backends
 from chalicelib.domain import clock
 from chalicelib.domain.contacts import ContactFields
 from chalicelib.domain.feedback import TAG_CAMPAIGN
+from chalicelib.domain.limits import LimitChanges
 from chalicelib.local.poller import drain
 from chalicelib.pipeline.send.compose import forget_cached_content
 from chalicelib.pipeline.send.pacing import Pacer, worker_rate
@@ -32,6 +33,7 @@ from chalicelib.store.counters import read_counts
 from chalicelib.store.ledger import get_message, list_messages
 from chalicelib.store.lists import add_members, create_list
 from chalicelib.store.provider_messages import find_provider_message
+from chalicelib.store.quotas import set_limits
 from chalicelib.store.suppression import suppress
 from tests.send_kit import (
     FROM,
@@ -187,6 +189,30 @@ def test_sms_campaign_reaches_phones_and_leaves_provider_pointers(shop: Shop) ->
         ref = find_provider_message(provider_id)
         assert ref is not None
         assert get_message(shop.tenant.id, ref.campaign_id, ref.message_id).channel == "sms"
+
+
+def test_sms_to_a_country_the_tenant_may_not_reach_is_skipped_with_its_reason(
+    shop: Shop,
+) -> None:
+    set_limits(shop.tenant.id, LimitChanges(sms_countries=["DE"]))
+    sender = shop.ok("POST", "/v1/senders", {"channel": "sms", "sender_id": "Herald"})
+    template = shop.ok("POST", "/v1/templates", {"name": "P", "channel": "sms", "body": "Hi"})
+    for phone in ("+4915112345670", "+14155550123", "+447911123456"):
+        create_contact(shop.tenant.id, ContactFields(phone=phone))
+    campaign_id = shop.campaign(
+        channel="sms", template_ids=[template["id"]], sender_ids=[sender["id"]]
+    )
+    shop.send(campaign_id)
+    drain()
+
+    sms = sns_backends[DEFAULT_ACCOUNT_ID][REGION].sms_messages
+    assert [number for number, _ in sms.values()] == ["+4915112345670"]
+    detail = assert_books_balance(shop, campaign_id)
+    assert (detail["status"], detail["sent"], detail["skipped"]) == (
+        "sent",
+        1,
+        {"country_not_allowed": 2},
+    )
 
 
 def test_pacer_spaces_calls_to_the_worker_share_of_the_account_rate(

@@ -3,7 +3,8 @@
 The planner screens each page when it plans it, the sender each batch again when it
 sends it (a contact may have unsubscribed, lost its address or been suppressed in
 between): both call ``screen``, so both skip for the same reasons, in the same order
-(the contact's status, its address on the channel, the suppression list).
+(the contact's status, its address on the channel, for SMS the destination countries
+the tenant may reach, the suppression list).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from chalicelib.channels.base import Channel
 from chalicelib.domain.contacts import Contact
 from chalicelib.domain.delivery import SkipReason, contact_skip
+from chalicelib.domain.limits import sms_allowed
+from chalicelib.store.quotas import LIMITS_CACHE_SECONDS, get_limits
 from chalicelib.store.suppression import suppressed_among
 
 
@@ -36,6 +39,11 @@ def screen(tenant_id: str, channel: Channel, contacts: Iterable[Contact]) -> Scr
             skipped.append(reason or SkipReason.NO_ADDRESS)
         else:
             pending.append((contact, address))
+    if channel.name == "sms" and pending:
+        limits = get_limits(tenant_id, max_age=LIMITS_CACHE_SECONDS)
+        reachable = [(c, a) for c, a in pending if sms_allowed(a, limits)]
+        skipped.extend(SkipReason.COUNTRY_NOT_ALLOWED for _ in range(len(pending) - len(reachable)))
+        pending = reachable
     suppressed = suppressed_among(tenant_id, [a for _, a in pending]) if pending else set()
     eligible = []
     for contact, address in pending:
