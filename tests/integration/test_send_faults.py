@@ -29,6 +29,7 @@ from chalicelib.store.ledger import list_messages
 from chalicelib.store.lists import add_members, create_list, remove_members
 from chalicelib.store.quotas import set_limits
 from chalicelib.store.table import tenant_table
+from tests.conftest import Tenant
 from tests.send_kit import (
     START,
     Shop,
@@ -370,6 +371,50 @@ def test_a_paused_then_cancelled_campaign_ends_cancelled_with_every_recipient_co
 
 
 # -- renders that fail --------------------------------------------------------------------
+def test_a_poisoned_campaign_does_not_hold_up_another_tenants_clean_one(
+    shop: Shop, other_tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HERALD_SEND_BATCH_SIZE", "10")
+    monkeypatch.setenv("HERALD_RENDER_FAILURE_PAUSE_COUNT", "5")
+    get_settings.cache_clear()
+    clean = Shop(other_tenant, from_email="news@globex.example")
+    clean.contacts(5)
+    clean_id = clean.campaign()
+    shop.contacts(25, attributes={"n": 2000})
+    # Renders for the sample contact at save; for these contacts, 4 million loop steps:
+    # each render is stopped by the sandbox's budget and fails on its own.
+    poison = shop.ok(
+        "POST",
+        "/v1/templates",
+        {
+            "name": "Poison",
+            "channel": "email",
+            "subject": "Hi",
+            "html": (
+                "{% for i in range(contact.n | default(1)) %}"
+                "{% for j in range(contact.n | default(1)) %}x{% endfor %}{% endfor %}"
+            ),
+        },
+    )
+    poisoned_id = shop.campaign(template_ids=[poison["id"]])
+    shop.send(poisoned_id)
+    clean.send(clean_id)
+    drain_all()
+
+    detail = assert_books_balance(clean, clean_id)
+    assert (detail["status"], detail["sent"]) == ("sent", 5)
+    poisoned = shop.detail(poisoned_id)
+    assert poisoned["status"] == "paused"
+    assert "could not be rendered" in poisoned["error_message"]
+    # The first batch failed recipient by recipient; the campaign paused before the rest.
+    failed, _ = list_messages(shop.tenant.id, poisoned_id, ["main"], status="failed", limit=50)
+    assert len(failed) == 10
+    assert {m.error for m in failed} == {
+        "render_error: html: the template does more than 100000 steps of work per message"
+    }
+    assert sorted(recipients_of(sent_mail())) == [f"person{n}@example.com" for n in range(5)]
+
+
 def test_a_template_that_can_only_fail_is_refused_when_the_campaign_is_sent(
     shop: Shop,
 ) -> None:
