@@ -41,6 +41,7 @@ from chalicelib.pipeline import feedback as provider_feedback
 from chalicelib.pipeline import imports as import_jobs
 from chalicelib.pipeline import lists as list_jobs
 from chalicelib.pipeline import messages as kinds
+from chalicelib.pipeline import sms_logs as sms_status_logs
 from chalicelib.pipeline import tick as ticking
 from chalicelib.pipeline.dispatch import Consumer
 from chalicelib.pipeline.send import batch as send_batches
@@ -95,6 +96,7 @@ QUEUE_CONSUMERS: dict[QueueRole, Consumer] = {
         {
             kinds.SNS: provider_feedback.on_provider_event,
             kinds.EVENTBRIDGE: provider_feedback.on_provider_event,
+            kinds.SMS_STATUS: provider_feedback.on_provider_event,
         },
         scopes=(provider_feedback.feedback_batch,),
     ),
@@ -155,6 +157,12 @@ def callback_worker(event: Any) -> dict[str, Any]:
     return dispatch.handle_batch(
         "callbacks", QUEUE_CONSUMERS["callbacks"], event.to_dict(), event.context
     )
+
+
+@app.lambda_function(name=resources.sms_status_logs.handler)
+def sms_status_forwarder(event: dict[str, Any], context: Any) -> dict[str, int]:
+    """CloudWatch Logs' subscription to SNS's SMS delivery-status logs (infra/sms_status.py)."""
+    return {"forwarded": sms_status_logs.forward_sms_status_logs(event)}
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))

@@ -115,6 +115,34 @@ def _camel_case(shouted: str) -> str:
 
 
 @dataclass(frozen=True)
+class SmsStatusLogsSpec:
+    """SNS's SMS delivery-status logs and the function that forwards them to the feedback queue.
+
+    SNS writes the status of each SMS to CloudWatch Logs only (docs/feedback.md says why
+    Herald reads them there): successes to ``sns/<region>/<account>/DirectPublishToPhoneNumber``,
+    failures to ``…/Failure``, names SNS fixes per account and region. A subscription filter
+    on each invokes ``handler``; the invocations Lambda gives up on go to ``dead_letter_name``.
+    """
+
+    handler: str
+    dead_letter_name: str
+    log_group_suffixes: tuple[str, ...] = (
+        "DirectPublishToPhoneNumber",
+        "DirectPublishToPhoneNumber/Failure",
+    )
+    # Percentage of successful SMS SNS logs (failures are always logged): all of them, or
+    # the campaign's "delivered" count would be a sample.
+    success_sampling_rate: int = 100
+    timeout_seconds: int = 60
+    log_retention_days: int = 30
+    dead_letter_retention_seconds: int = 14 * 24 * 3600
+
+    @staticmethod
+    def log_group_prefix(region: str, account_id: str) -> str:
+        return f"sns/{region}/{account_id}/"
+
+
+@dataclass(frozen=True)
 class HeraldResources:
     table: TableSpec
     queues: tuple[QueueSpec, ...]
@@ -124,6 +152,7 @@ class HeraldResources:
     schedule_group: str
     scheduler_role: str
     configuration_set: ConfigurationSetSpec
+    sms_status_logs: SmsStatusLogsSpec
     tick_handler: str = "tick"
     api_handler: str = "api_handler"
 
@@ -174,12 +203,6 @@ def herald_resources(settings: Settings) -> HeraldResources:
                 delivers_to="feedback",
                 published_by="ses.amazonaws.com",
             ),
-            TopicSpec(
-                settings.sms_events_topic_name,
-                delivers_to="feedback",
-                # AWS End User Messaging SMS, which sends SNS's SMS, publishes delivery events.
-                published_by="sms-voice.amazonaws.com",
-            ),
         ),
         event_bus=settings.event_bus_name,
         rules=(
@@ -196,5 +219,9 @@ def herald_resources(settings: Settings) -> HeraldResources:
             name=settings.ses_configuration_set,
             event_destination=f"{settings.prefix}-events-to-sns",
             topic_name=settings.ses_events_topic_name,
+        ),
+        sms_status_logs=SmsStatusLogsSpec(
+            handler="sms_status_forwarder",
+            dead_letter_name=f"{settings.prefix}-sms-status-dlq",
         ),
     )

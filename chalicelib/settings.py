@@ -189,10 +189,6 @@ class Settings(BaseModel):
         return f"{self.prefix}-ses-events"
 
     @property
-    def sms_events_topic_name(self) -> str:
-        return f"{self.prefix}-sms-events"
-
-    @property
     def event_bus_name(self) -> str:
         return f"{self.prefix}-bus"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from chalicelib.observability import SERVICE, metrics
 from infra.naming import SES_MAX_SEND_RATE, Json, Stack, ref, setting_variable
 from infra.policy import access_policy_id, consume_policy_id
+from infra.sms_status import forwarder_overrides
 
 LOG_RETENTION_DAYS = 30
 
@@ -19,6 +20,7 @@ LOG_RETENTION_DAYS = 30
 def function_overrides(stack: Stack) -> Json:
     """Per function: the merge onto chalice's resource, plus its log group."""
     consumers = {spec.handler: spec for spec in stack.resources.queues}
+    forwarder = stack.resources.sms_status_logs.handler
     rendered: Json = {}
     for handler in stack.handlers:
         function_id = stack.function_id(handler)
@@ -32,6 +34,8 @@ def function_overrides(stack: Stack) -> Json:
             "Tracing": "Active",
             "Environment": {"Variables": environment(stack)},
         }
+        if handler == forwarder:
+            properties.update(forwarder_overrides(stack))
         spec = consumers.get(handler)
         if spec is not None:
             depends_on.append(consume_policy_id(stack, spec))

@@ -19,6 +19,7 @@ from infra.naming import (
     ALARM_TOPIC,
     DASHBOARD,
     HAS_ALARM_EMAIL,
+    SMS_STATUS_DEAD_LETTER_QUEUE,
     Json,
     Stack,
     get_att,
@@ -70,6 +71,17 @@ def _alarms(stack: Stack) -> Json:
             statistic="Maximum",
             threshold=0,
         )
+    sms_status = stack.resources.sms_status_logs
+    alarms[f"{SMS_STATUS_DEAD_LETTER_QUEUE}Alarm"] = _alarm(
+        name=f"{prefix}-sms-status-dead-letters",
+        description="SMS delivery-status log deliveries the forwarder failed to put on the "
+        f"feedback queue wait in {sms_status.dead_letter_name}: fix, then forward them again.",
+        namespace="AWS/SQS",
+        metric="ApproximateNumberOfMessagesVisible",
+        dimensions={"QueueName": get_att(SMS_STATUS_DEAD_LETTER_QUEUE, "QueueName")},
+        statistic="Maximum",
+        threshold=0,
+    )
     for handler in stack.handlers:
         function_id = stack.function_id(handler)
         alarms[f"{function_id}ErrorsAlarm"] = _alarm(
@@ -148,7 +160,7 @@ def _widgets(stack: Stack) -> list[Json]:
     functions = [stack.function_name(h) for h in stack.handlers]
 
     def per_queue(metric: str, dead_letters: bool = False) -> list[list[Any]]:
-        return [
+        lines = [
             [
                 "AWS/SQS",
                 metric,
@@ -158,6 +170,10 @@ def _widgets(stack: Stack) -> list[Json]:
             ]
             for q in queues
         ]
+        if dead_letters:
+            name = stack.resources.sms_status_logs.dead_letter_name
+            lines.append(["AWS/SQS", metric, "QueueName", name, {"label": "sms-status"}])
+        return lines
 
     def per_function(metric: str, stat: str) -> list[list[Any]]:
         return [

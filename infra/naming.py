@@ -27,6 +27,7 @@ TABLE = "Table"
 EVENT_BUS = "EventBus"
 SCHEDULE_GROUP = "ScheduleGroup"
 SCHEDULER_ROLE = "SchedulerRole"
+SMS_STATUS_DEAD_LETTER_QUEUE = "SmsStatusDeadLetterQueue"
 CONFIGURATION_SET = "ConfigurationSet"
 ALARM_TOPIC = "AlarmTopic"
 DASHBOARD = "Dashboard"
@@ -76,8 +77,10 @@ class Stack:
     @property
     def handlers(self) -> tuple[str, ...]:
         """Every Lambda function chalice generates, by its handler name in app.py."""
-        consumers = tuple(spec.handler for spec in self.resources.queues)
-        return (self.resources.api_handler, *consumers, self.resources.tick_handler)
+        resources = self.resources
+        consumers = tuple(spec.handler for spec in resources.queues)
+        forwarder = resources.sms_status_logs.handler
+        return (resources.api_handler, *consumers, resources.tick_handler, forwarder)
 
     def function_id(self, handler: str) -> str:
         if handler == self.resources.api_handler:

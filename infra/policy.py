@@ -12,7 +12,8 @@ fails when a call is not granted to that function. A queue consumer also gets
 The callbacks worker talks to URLs tenants choose, so it holds the least: the table items
 of callbacks and webhooks only (a ``dynamodb:LeadingKeys`` condition on the partition
 keys), sending to its own queue and dead-letter queue, and nothing of SES, SNS, the bus or
-the scheduler.
+the scheduler. The SMS status forwarder (``infra.sms_status``) holds less still: sending to
+the feedback queue and to its own dead-letter queue, nothing of the table.
 
 ``sns:Publish`` (SMS, by the send worker and the API's test sends) needs ``Resource: "*"``:
 an SMS to a phone number has no ARN to name. So the same policy denies ``sns:Publish`` on
@@ -35,6 +36,7 @@ from chalicelib.settings import QueueRole
 from infra.naming import (
     EVENT_BUS,
     SCHEDULER_ROLE,
+    SMS_STATUS_DEAD_LETTER_QUEUE,
     TABLE,
     Json,
     Stack,
@@ -85,6 +87,7 @@ Need = Literal[
     "callback_items",  # only the items of CALLBACK_PARTITIONS
     "enqueue",  # send to every Herald queue
     "enqueue_callbacks",  # send to the callbacks queue and, by hand, its dead-letter queue
+    "forward_sms_status",  # send to the feedback queue and the forwarder's dead-letter queue
     "send_email",
     "send_sms",
     "read_identities",
@@ -92,8 +95,9 @@ Need = Literal[
     "bus",
     "schedules",
 ]
-# What each function does with AWS (by queue role; "api" and "tick" for the other two).
-FUNCTION_NEEDS: dict[QueueRole | Literal["api", "tick"], frozenset[Need]] = {
+# What each function does with AWS (by queue role; "api", "tick" and "sms_status" for the
+# other three).
+FUNCTION_NEEDS: dict[QueueRole | Literal["api", "tick", "sms_status"], frozenset[Need]] = {
     # Routes: everything a tenant can ask for, test sends (email and SMS) included.
     "api": frozenset(
         {
@@ -114,6 +118,8 @@ FUNCTION_NEEDS: dict[QueueRole | Literal["api", "tick"], frozenset[Need]] = {
     "triggers": frozenset({"table", "enqueue"}),
     "callbacks": frozenset({"callback_items", "enqueue_callbacks"}),
     "tick": frozenset({"table", "enqueue"}),
+    # The SMS status forwarder (pipeline.sms_logs): a log record in, a feedback message out.
+    "sms_status": frozenset({"forward_sms_status"}),
 }
 
 
@@ -139,6 +145,8 @@ def needs_of(stack: Stack, handler: str) -> frozenset[Need]:
         return FUNCTION_NEEDS["api"]
     if handler == resources.tick_handler:
         return FUNCTION_NEEDS["tick"]
+    if handler == resources.sms_status_logs.handler:
+        return FUNCTION_NEEDS["sms_status"]
     [spec] = [q for q in resources.queues if q.handler == handler]
     return FUNCTION_NEEDS[spec.role]
 
@@ -199,6 +207,19 @@ def _statements(stack: Stack, needs: frozenset[Need]) -> list[Json]:
                 "EnqueueCallbacks",
                 ENQUEUE_ACTIONS,
                 [stack.queue_arn("callbacks"), stack.dead_letter_queue_arn("callbacks")],
+            )
+        )
+    if "forward_sms_status" in needs:
+        statements.append(
+            _allow("ForwardToFeedbackQueue", ENQUEUE_ACTIONS, [stack.queue_arn("feedback")])
+        )
+        # Lambda itself (the function's DeadLetterConfig) sends a log delivery it failed to
+        # forward, with the function's role.
+        statements.append(
+            _allow(
+                "DeadLetterFailedDeliveries",
+                ("sqs:SendMessage",),
+                [get_att(SMS_STATUS_DEAD_LETTER_QUEUE, "Arn")],
             )
         )
     if "send_email" in needs:

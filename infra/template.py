@@ -31,6 +31,12 @@ from infra.naming import (
 )
 from infra.policy import iam_resources
 from infra.services import service_resources
+from infra.sms_status import (
+    SMS_STATUS_ROLE,
+    sms_status_conditions,
+    sms_status_parameters,
+    sms_status_resources,
+)
 
 
 def merge_template(stack: Stack) -> Json:
@@ -41,6 +47,7 @@ def merge_template(stack: Stack) -> Json:
         function_overrides(stack),
         api_overrides(stack),
         monitoring_resources(stack),
+        sms_status_resources(stack),
     ):
         clashes = resources.keys() & part.keys()
         if clashes:
@@ -52,6 +59,7 @@ def merge_template(stack: Stack) -> Json:
         "Conditions": {
             HAS_PUBLIC_BASE_URL: _not_empty(PUBLIC_BASE_URL),
             HAS_ALARM_EMAIL: _not_empty(ALARM_EMAIL),
+            **sms_status_conditions(),
         },
         "Resources": resources,
         "Outputs": _outputs(stack),
@@ -81,6 +89,7 @@ def _parameters() -> Json:
             "Description": "Your SES account's maximum send rate (emails per second, "
             "aws sesv2 get-account): Herald paces sending to stay under it.",
         },
+        **sms_status_parameters(),
     }
 
 
@@ -99,6 +108,11 @@ def _outputs(stack: Stack) -> Json:
         "ConfigurationSetName": ("SES configuration set every email uses", ref(CONFIGURATION_SET)),
         "AlarmTopicArn": ("SNS topic alarms notify", ref(ALARM_TOPIC)),
         "DashboardName": ("CloudWatch dashboard", ref(DASHBOARD)),
+        "SmsDeliveryStatusRoleArn": (
+            "Role SNS logs SMS delivery status with (aws sns set-sms-attributes "
+            "DeliveryStatusIAMRole, docs/deploy.md)",
+            get_att(SMS_STATUS_ROLE, "Arn"),
+        ),
     }
     return {
         name: {"Description": description, "Value": value}

@@ -5,10 +5,11 @@ DeliveryDelay, Rendering Failure, Subscription) from the configuration set; iden
 notifications carry the same sections under ``notificationType`` and no tags. The record
 reaches the feedback queue wrapped in an SNS notification (``Message`` is the record as a
 string), raw (SNS raw delivery), or as an EventBridge event (``detail``). SNS logs the
-delivery status of each SMS (``{"notification", "delivery", "status"}``) and the infra
-forwards those records to the SMS events topic. ``parse_notification`` turns any of these
-into a ``DeliveryEvent``: a native event kind, the provider message id, Herald's ids from
-the message tags, and the event's own time.
+delivery status of each SMS (``{"notification", "delivery", "status"}``) to CloudWatch
+Logs, and Herald's forwarder puts those records on the feedback queue
+(``SMS_STATUS_KIND``). ``parse_notification`` turns any of these into a ``DeliveryEvent``:
+a native event kind, the provider message id, Herald's ids from the message tags, and the
+event's own time.
 
 The status of a message only moves forward along ``STATUS_ORDER``: late, duplicated and
 out-of-order events can then be applied in any order and leave the same result, because
@@ -416,17 +417,22 @@ def parse_ses_record(record: Mapping[str, Any]) -> DeliveryEvent | None:
 
 
 # -- SNS SMS delivery status --------------------------------------------------------------
-# Provider responses that say the number itself is unusable: a permanent failure, which
-# is a bounce (seed 003: "bounced | Permanent delivery failure") and suppresses. Any other
-# failure (unreachable phone, carrier trouble, unknown) may well work tomorrow: a soft
-# bounce, counted as such, neither suppressed nor called back as ``bounced``.
+# The provider responses (SNS's "SMS delivery failure reasons") that say the NUMBER is
+# unusable: the phone or the number is blocked, opted out or does not exist. Only those
+# become ``bounced`` (a permanent failure, the seed's ``bounced`` callback) and suppress the
+# number. Every other failure (phone or carrier unreachable, carrier filtering, price
+# limit, unknown error) is a temporary one: ``soft_bounced``, no callback, the number
+# stays sendable because it may well work tomorrow.
 PERMANENT_SMS_FAILURES = (
     "invalid phone number",
     "phone number is opted out",
     "phone has blocked sms",
-    "destination phone number is invalid",
-    "not a valid phone number",
+    "phone is on a blocked list",
+    "destination is on a blocked list",
 )
+# What Herald's SMS status forwarder (``pipeline.sms_logs``) puts a log record in on the
+# feedback queue: ``{"kind": SMS_STATUS_KIND, "status": <the record>}``.
+SMS_STATUS_KIND = "sms.status"
 
 
 class _SmsNotification(_Loose):
@@ -456,12 +462,19 @@ def is_sms_status(record: Mapping[str, Any]) -> bool:
     return {"notification", "delivery", "status"} <= record.keys()
 
 
-def parse_sms_status(record: Mapping[str, Any]) -> DeliveryEvent:
-    """One SNS SMS delivery-status log record: SUCCESS → delivered, FAILURE → bounced when
-    permanent (``PERMANENT_SMS_FAILURES``), else soft_bounced.
+def is_permanent_sms_failure(provider_response: str | None) -> bool:
+    """Whether an SMS failure's provider response says the number itself is unusable."""
+    response = (provider_response or "").lower()
+    return any(phrase in response for phrase in PERMANENT_SMS_FAILURES)
 
-    The record's timestamp is when SNS accepted the message; the event happened
-    ``dwellTimeMs`` later (when SNS handed it to the carrier).
+
+def parse_sms_status(record: Mapping[str, Any]) -> DeliveryEvent:
+    """One SNS SMS delivery-status log record.
+
+    SUCCESS → ``delivered``; FAILURE → ``bounced`` (suppressing) when the provider response
+    is a permanent one, else ``soft_bounced``. ``bounce_type`` says which, as for email
+    (``Permanent`` / ``Transient``). The record's timestamp is when SNS accepted the
+    message; the event happened ``dwellTimeMs`` later (when SNS handed it to the carrier).
     """
     try:
         parsed = _SmsStatus.model_validate(record)
@@ -470,11 +483,10 @@ def parse_sms_status(record: Mapping[str, Any]) -> DeliveryEvent:
         raise UnrecognizedNotification(f"malformed SMS delivery status: {error}") from error
     response = parsed.delivery.provider_response
     delivered = parsed.status == "SUCCESS"
-    permanent = not delivered and any(
-        phrase in (response or "").lower() for phrase in PERMANENT_SMS_FAILURES
-    )
+    permanent = not delivered and is_permanent_sms_failure(response)
+    kind: EventKind = "delivered" if delivered else "bounced" if permanent else "soft_bounced"
     return DeliveryEvent(
-        kind="delivered" if delivered else "bounced" if permanent else "soft_bounced",
+        kind=kind,
         channel="sms",
         provider="sns",
         provider_event=parsed.status,
@@ -482,6 +494,7 @@ def parse_sms_status(record: Mapping[str, Any]) -> DeliveryEvent:
         occurred_at=published_at + timedelta(milliseconds=parsed.delivery.dwell_time_ms),
         sent_at=published_at,
         recipients=(parsed.delivery.destination,),
+        bounce_type=None if delivered else "Permanent" if permanent else "Transient",
         detail=_short(response),
         suppress=permanent,
     )
@@ -489,7 +502,13 @@ def parse_sms_status(record: Mapping[str, Any]) -> DeliveryEvent:
 
 # -- envelopes ----------------------------------------------------------------------------
 def _record_of(body: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The provider record inside an SNS notification, an EventBridge event, or as is."""
+    """The provider record inside an SNS notification, an EventBridge event, Herald's SMS
+    status envelope, or as is."""
+    if body.get("kind") == SMS_STATUS_KIND:
+        status = body.get("status")
+        if not isinstance(status, dict):
+            raise UnrecognizedNotification("SMS status envelope without its record")
+        return status
     if body.get("Type") == "Notification" and "Message" in body:
         try:
             inner = json.loads(body["Message"])

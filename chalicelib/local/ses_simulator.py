@@ -3,9 +3,11 @@
 moto accepts mail and SMS but never reports what became of them. This service watches
 this process's own SES v2 ``SendEmail`` and SNS ``Publish`` calls (botocore hooks on the
 clients ``chalicelib.aws`` hands out, so Herald's code is unchanged) and, after
-``simulator_delay_seconds``, publishes what AWS would publish to the same SNS topics the
-configuration set and the SMS status forwarder use, in the same format: the events then
-travel the real path (topic → feedback queue → feedback worker).
+``simulator_delay_seconds``, does what AWS would, in the same format, so the events travel
+the real path: SES events are published to the topic the configuration set publishes to
+(topic → feedback queue → feedback worker); SMS statuses are delivered as CloudWatch Logs
+delivers SNS's delivery-status log records to a subscription, to app.py's SMS status
+forwarder (forwarder → feedback queue → feedback worker).
 
 Recipients follow SES's mailbox simulator (a ``+label`` is allowed, as in SES); of the
 events below, only the types the configuration set publishes are sent (Herald's set leaves
@@ -34,8 +36,10 @@ of the message id, so a run is reproducible.
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
+import gzip
 import hashlib
 import json
 import re
@@ -49,8 +53,9 @@ from typing import Any
 
 from chalicelib.aws import client
 from chalicelib.domain import clock
+from chalicelib.local.poller import invoke_handler
 from chalicelib.local.services import Worker
-from chalicelib.resources import herald_resources
+from chalicelib.resources import SmsStatusLogsSpec, herald_resources
 from chalicelib.settings import Settings, get_settings
 
 SIMULATOR_DOMAIN = "simulator.amazonses.com"
@@ -68,8 +73,9 @@ _SUPPRESSION_DIAGNOSTIC = (
 @dataclass(frozen=True)
 class _Pending:
     due: float  # time.monotonic()
-    topic: str
+    destination: str  # an SNS topic name, or a log group name for SMS statuses
     message: str
+    logged: bool = False  # an SMS status log record (delivered to the forwarder)
 
 
 def scenario(recipient: str, ses_message_id: str) -> list[str]:
@@ -298,6 +304,35 @@ def sms_status(phone: str, sns_message_id: str, now: datetime) -> dict[str, Any]
     }
 
 
+def sms_status_log_group(record: Mapping[str, Any]) -> str:
+    """The log group SNS writes a status record to: successes and failures apart."""
+    settings = get_settings()
+    spec = herald_resources(settings).sms_status_logs
+    success, failure = spec.log_group_suffixes
+    suffix = success if record.get("status") == "SUCCESS" else failure
+    return SmsStatusLogsSpec.log_group_prefix(settings.region, settings.account_id) + suffix
+
+
+def logs_subscription_event(log_group: str, messages: list[str], now: datetime) -> dict[str, Any]:
+    """CloudWatch Logs' event to a subscription's Lambda function: the log events, as JSON,
+    gzipped and base64-encoded under ``awslogs.data``."""
+    settings = get_settings()
+    millis = int(now.timestamp() * 1000)
+    payload = {
+        "messageType": "DATA_MESSAGE",
+        "owner": settings.account_id,
+        "logGroup": log_group,
+        "logStream": uuid.uuid4().hex,
+        "subscriptionFilters": [f"{settings.prefix}-sms-status"],
+        "logEvents": [
+            {"id": f"{millis}{index:06d}", "timestamp": millis, "message": message}
+            for index, message in enumerate(messages)
+        ],
+    }
+    data = gzip.compress(json.dumps(payload).encode())
+    return {"awslogs": {"data": base64.b64encode(data).decode()}}
+
+
 class FeedbackSimulator:
     """A local-stack service: hooks the SES and SNS clients, publishes their feedback."""
 
@@ -349,12 +384,12 @@ class FeedbackSimulator:
         phone, message_id = params.get("PhoneNumber"), parsed.get("MessageId")
         if phone and message_id:  # an SMS, not a topic publish (like the simulator's own)
             record = sms_status(str(phone), str(message_id), clock.now())
-            self._schedule(get_settings().sms_events_topic_name, record)
+            self._schedule(sms_status_log_group(record), record, logged=True)
 
-    def _schedule(self, topic: str, record: dict[str, Any]) -> None:
+    def _schedule(self, destination: str, record: dict[str, Any], *, logged: bool = False) -> None:
         due = time.monotonic() + get_settings().simulator_delay_seconds
         with self._lock:
-            self._pending.append(_Pending(due, topic, json.dumps(record)))
+            self._pending.append(_Pending(due, destination, json.dumps(record), logged))
 
     # -- publishing ---------------------------------------------------------------------
     def publish_due(self, *, everything: bool = False) -> int:
@@ -367,9 +402,22 @@ class FeedbackSimulator:
                 (due if everything or pending.due <= now else waiting).append(pending)
             self._pending = waiting
         sns = client("sns")
+        logged: dict[str, list[str]] = {}
         for pending in due:
-            sns.publish(TopicArn=self._topic_arn(pending.topic), Message=pending.message)
+            if pending.logged:
+                logged.setdefault(pending.destination, []).append(pending.message)
+            else:
+                sns.publish(TopicArn=self._topic_arn(pending.destination), Message=pending.message)
+        for log_group, messages in logged.items():
+            self._deliver_logs(log_group, messages)
         return len(due)
+
+    @staticmethod
+    def _deliver_logs(log_group: str, messages: list[str]) -> None:
+        """What a subscription filter on ``log_group`` does: invoke the forwarder."""
+        spec = herald_resources(get_settings()).sms_status_logs
+        event = logs_subscription_event(log_group, messages, clock.now())
+        invoke_handler(spec.handler, event, spec.timeout_seconds)
 
     def flush(self) -> int:
         """Publish everything now (tests)."""

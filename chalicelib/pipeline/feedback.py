@@ -1,8 +1,9 @@
 """The feedback worker: provider events → message status, campaign stats, suppression,
 callbacks and webhooks.
 
-Each feedback-queue message (an SNS notification from the SES events or SMS events topic,
-or an EventBridge SES event) is parsed into a ``DeliveryEvent`` and applied:
+Each feedback-queue message (an SNS notification from the SES events topic, an EventBridge
+SES event, or an SMS delivery status from the SMS status forwarder) is parsed into a
+``DeliveryEvent`` and applied:
 
 1. Correlate: the SES tags name tenant, campaign and message; an SMS status is looked up
    by SNS message id (``store.provider_messages``).
@@ -125,7 +126,8 @@ def feedback_batch() -> Iterator[_BatchEffects]:
 
 
 def on_provider_event(message: dict[str, Any]) -> None:
-    """One SES event or SMS delivery status from the feedback queue."""
+    """One SES event (SNS or EventBridge) or SMS delivery status (from the SMS status
+    forwarder, ``pipeline.sms_logs``) from the feedback queue."""
     event = parse_notification(message)
     if event is None:
         return

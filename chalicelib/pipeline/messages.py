@@ -7,9 +7,11 @@ so a message can never be written in one shape and read in another.
 Models ignore fields they do not know: during a deployment, messages written by the new
 version may be read by the old one (and the reverse) for as long as a queue holds them.
 
-Two kinds are not Herald's own: EventBridge envelopes (bus events, provider feedback)
+Three kinds are not Herald's own: EventBridge envelopes (bus events, provider feedback)
 and SNS notifications arrive without a ``kind`` and are recognised by their shape
-(``chalicelib.pipeline.dispatch``); ``ENVELOPES`` names them.
+(``chalicelib.pipeline.dispatch``); SNS's SMS delivery-status log records name no tenant
+and come wrapped by the SMS status forwarder (``pipeline.sms_logs``) as
+``{"kind": SMS_STATUS, "status": <record>}``. ``ENVELOPES`` names the three.
 """
 
 from __future__ import annotations
@@ -19,15 +21,17 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chalicelib.domain.feedback import CallbackEvent
+from chalicelib.domain.feedback import SMS_STATUS_KIND, CallbackEvent
 from chalicelib.settings import QueueRole
 
 EVENTBRIDGE = "eventbridge"  # the kind of bus events, which carry no ``kind`` of their own
 SNS = "sns"  # the kind of SNS notifications (SNS → SQS, not raw): provider feedback
+SMS_STATUS = SMS_STATUS_KIND  # an SNS SMS status log record, as the forwarder queues it
 # The queues each foreign envelope reaches (by infra's subscriptions and bus rules).
 ENVELOPES: dict[str, frozenset[QueueRole]] = {
     EVENTBRIDGE: frozenset({"feedback", "triggers"}),
     SNS: frozenset({"feedback"}),
+    SMS_STATUS: frozenset({"feedback"}),
 }
 
 
