@@ -7,7 +7,9 @@ the values a test needs (tags, ids, times, recipients).
 
 from __future__ import annotations
 
+import base64
 import copy
+import gzip
 import json
 import uuid
 from datetime import datetime
@@ -37,42 +39,10 @@ SECTIONS = {
     "DeliveryDelay": "deliveryDelay",
     "Subscription": "subscription",
 }
-# SNS's SMS delivery-status log records (AWS re:Post knowledge center examples).
-SMS_SUCCESS = {
-    "notification": {
-        "messageId": "34d9b400-c6dd-5444-820d-fbeb0f1f54cf",
-        "timestamp": "2016-06-28 00:40:34.558",
-    },
-    "delivery": {
-        "phoneCarrier": "My Phone Carrier",
-        "mnc": 270,
-        "destination": "+1XXX5550100",
-        "priceInUSD": 0.00645,
-        "smsType": "Transactional",
-        "mcc": 310,
-        "providerResponse": "Message has been accepted by phone carrier",
-        "dwellTimeMs": 599,
-        "dwellTimeMsUntilDeviceAck": 1344,
-    },
-    "status": "SUCCESS",
-}
-SMS_FAILURE = {
-    "notification": {
-        "messageId": "1077257a-92f3-5ca3-bc97-6a915b310625",
-        "timestamp": "2016-06-28 00:40:34.559",
-    },
-    "delivery": {
-        "mnc": 0,
-        "destination": "+1XXX5550100",
-        "priceInUSD": 0.00645,
-        "smsType": "Transactional",
-        "mcc": 0,
-        "providerResponse": "Unknown error attempting to reach phone",
-        "dwellTimeMs": 1420,
-        "dwellTimeMsUntilDeviceAck": 1692,
-    },
-    "status": "FAILURE",
-}
+# SNS's SMS delivery-status log records (tests/data/sns-sms/README.md names the source).
+SMS_DATA = Path(__file__).resolve().parent / "data" / "sns-sms"
+SMS_SUCCESS: dict[str, Any] = json.loads((SMS_DATA / "sms_status_success.json").read_text())
+SMS_FAILURE: dict[str, Any] = json.loads((SMS_DATA / "sms_status_failure.json").read_text())
 EVENTBRIDGE_DETAIL_TYPES = {
     "Send": "Email Sent",
     "Delivery": "Email Delivered",
@@ -166,7 +136,7 @@ def eventbridge_envelope(record: dict[str, Any]) -> dict[str, Any]:
 def sms_status(
     *, success: bool, sns_message_id: str, phone: str, at: datetime, response: str | None = None
 ) -> dict[str, Any]:
-    """An SNS SMS delivery-status record (the knowledge-center samples) for one message."""
+    """An SNS SMS delivery-status record (tests/data/sns-sms) for one message."""
     record = copy.deepcopy(SMS_SUCCESS if success else SMS_FAILURE)
     record["notification"]["messageId"] = sns_message_id
     record["notification"]["timestamp"] = at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
@@ -174,3 +144,29 @@ def sms_status(
     if response is not None:
         record["delivery"]["providerResponse"] = response
     return record
+
+
+def logs_subscription_event(
+    log_group: str, messages: list[str], message_type: str = "DATA_MESSAGE"
+) -> dict[str, Any]:
+    """CloudWatch Logs' event to a subscription's Lambda function (CloudWatch Logs user
+    guide, "Subscription filters with AWS Lambda"): the JSON below, gzipped, base64'd, under
+    ``awslogs.data``. Built here, not with Herald's simulator, so the two are checked
+    against each other."""
+    payload = {
+        "messageType": message_type,
+        "owner": "123456789012",
+        "logGroup": log_group,
+        "logStream": "1f9a6f3e0f6d4c4a9a1c8f0b7e2d5c3a",
+        "subscriptionFilters": ["herald-test-sms-status"],
+        "logEvents": [
+            {
+                "id": f"3195310660696698337880902507980421114328961542429822{i:04d}",
+                "timestamp": 1432826855000 + i,
+                "message": message,
+            }
+            for i, message in enumerate(messages)
+        ],
+    }
+    data = gzip.compress(json.dumps(payload).encode())
+    return {"awslogs": {"data": base64.b64encode(data).decode()}}

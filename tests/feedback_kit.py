@@ -17,11 +17,13 @@ from moto.sqs.models import sqs_backends
 from chalicelib.aws import client
 from chalicelib.domain.contacts import ContactFields
 from chalicelib.domain.feedback import TAG_CAMPAIGN, TAG_MESSAGE, TAG_TENANT
-from chalicelib.local.poller import drain
+from chalicelib.local.poller import drain, invoke_handler
 from chalicelib.pipeline.queues import queue_url
+from chalicelib.resources import herald_resources
 from chalicelib.settings import get_settings
 from chalicelib.store.contacts import create_contact
 from chalicelib.store.ledger import MessageRecord, list_messages
+from tests.aws_events import logs_subscription_event
 from tests.conftest import Tenant, body_of, own
 
 FROM = "news@acme.example.com"
@@ -109,6 +111,19 @@ def publish(records: Iterable[dict[str, Any]], topic_name: str | None = None) ->
     arn = sns.create_topic(Name=topic_name or get_settings().ses_events_topic_name)["TopicArn"]
     for record in records:
         sns.publish(TopicArn=arn, Message=json.dumps(record))
+
+
+def log_sms_statuses(lines: Iterable[str], *, failures: bool = False) -> Any:
+    """What a subscription filter on SNS's SMS status log group (the ``/Failure`` one with
+    ``failures``) does with these log lines: invoke app.py's forwarder, as Lambda would."""
+    settings = get_settings()
+    spec = herald_resources(settings).sms_status_logs
+    success_group, failure_group = spec.log_group_suffixes
+    group = spec.log_group_prefix(settings.region, settings.account_id) + (
+        failure_group if failures else success_group
+    )
+    event = logs_subscription_event(group, list(lines))
+    return invoke_handler(spec.handler, event, spec.timeout_seconds)
 
 
 def put_on_feedback_queue(bodies: Iterable[dict[str, Any]]) -> None:

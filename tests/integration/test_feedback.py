@@ -9,6 +9,7 @@ Herald set. Nothing of Herald's is stubbed.
 from __future__ import annotations
 
 import email
+import json
 import random
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,16 +23,23 @@ from moto.ses.models import ses_backends
 from chalicelib.domain import clock
 from chalicelib.domain.delivery import message_id
 from chalicelib.domain.feedback import TAG_CAMPAIGN, TAG_MESSAGE, TAG_TENANT
-from chalicelib.local.poller import drain
+from chalicelib.local.poller import drain, invoke_handler
 from chalicelib.local.ses_simulator import FeedbackSimulator
+from chalicelib.resources import herald_resources
 from chalicelib.settings import get_settings
 from chalicelib.store.counters import read_counts
 from chalicelib.store.suppression import is_suppressed
-from tests.aws_events import eventbridge_envelope, ses_record, sms_status
+from tests.aws_events import (
+    eventbridge_envelope,
+    logs_subscription_event,
+    ses_record,
+    sms_status,
+)
 from tests.conftest import Tenant, body_of
 from tests.feedback_kit import (
     Shop,
     dead_letters,
+    log_sms_statuses,
     publish,
     put_on_feedback_queue,
     release_delayed_messages,
@@ -341,6 +349,8 @@ def test_permanent_bounce_and_complaint_suppress_and_transient_bounce_does_not(
 def test_sms_status_maps_to_delivered_bounced_and_soft_bounced(
     shop: Shop, simulator: FeedbackSimulator
 ) -> None:
+    """The simulator logs what SNS would and delivers it as a subscription filter does: to
+    the forwarder, then the feedback queue and worker (the path an AWS deployment runs)."""
     failing = get_settings().simulator_failing_numbers[0]
     invalid = get_settings().simulator_invalid_numbers[0]
     shop.contacts(["+4915112345678", failing, invalid])
@@ -359,6 +369,66 @@ def test_sms_status_maps_to_delivered_bounced_and_soft_bounced(
     # "Unknown error attempting to reach phone" may pass: counted, not suppressed.
     assert not is_suppressed(shop.tenant.id, failing)
     assert is_suppressed(shop.tenant.id, invalid)  # "Invalid phone number" is permanent
+    assert dead_letters("feedback") == []
+
+
+def test_temporary_sms_failure_soft_bounces_and_keeps_the_number(shop: Shop) -> None:
+    """AWS's failure sample ("Unknown error attempting to reach phone") for a sent SMS, as
+    the subscription on the Failure log group delivers it."""
+    shop.contacts(["+4915112345678", "+4915187654321"])
+    campaign_id = shop.campaign("sms")
+    shop.send(campaign_id)
+    messages = shop.messages(campaign_id)
+    soft, hard = messages["+4915112345678"], messages["+4915187654321"]
+    at = datetime.now(UTC)
+    lines = [
+        json.dumps(
+            sms_status(
+                success=False,
+                sns_message_id=str(soft.provider_message_id),
+                phone=soft.address,
+                at=at,
+            )
+        ),
+        json.dumps(
+            sms_status(
+                success=False,
+                sns_message_id=str(hard.provider_message_id),
+                phone=hard.address,
+                at=at,
+                response="Phone number is opted out",
+            )
+        ),
+    ]
+    assert log_sms_statuses(lines, failures=True) == {"forwarded": 2}
+    assert drain() == 2
+    stats = shop.stats(campaign_id)
+    assert (stats["soft_bounced"], stats["bounced"], stats["delivered"]) == (1, 1, 0)
+    after = shop.messages(campaign_id)
+    assert (after[soft.address].status, after[hard.address].status) == ("soft_bounced", "bounced")
+    assert not is_suppressed(shop.tenant.id, soft.address)
+    assert is_suppressed(shop.tenant.id, hard.address)
+    # A second delivery of the same log lines (Lambda retried the forwarder) counts nothing.
+    log_sms_statuses(lines, failures=True)
+    drain()
+    assert shop.stats(campaign_id) == stats
+
+
+def test_forwarder_ignores_control_messages_and_dead_letters_lines_that_are_no_status(
+    shop: Shop,
+) -> None:
+    """CloudWatch Logs checks a new subscription with a CONTROL_MESSAGE: nothing to forward.
+    A line that is no status record fails in the worker and waits in the feedback DLQ."""
+    settings = get_settings()
+    spec = herald_resources(settings).sms_status_logs
+    control = logs_subscription_event(
+        "sns/x/y/DirectPublishToPhoneNumber", ["CWL CONTROL MESSAGE"], "CONTROL_MESSAGE"
+    )
+    assert invoke_handler(spec.handler, control, spec.timeout_seconds) == {"forwarded": 0}
+    assert drain() == 0
+    assert log_sms_statuses(["not a status record"]) == {"forwarded": 1}
+    drain()  # fails maxReceiveCount times, then the queue moves it to its DLQ
+    assert dead_letters("feedback") == [{"kind": "sms.status", "status": "not a status record"}]
 
 
 def test_sms_status_for_no_herald_message_is_retried_while_young_then_dropped(
@@ -370,7 +440,7 @@ def test_sms_status_for_no_herald_message_is_retried_while_young_then_dropped(
     old = sms_status(
         success=True, sns_message_id="old", phone="+4915100000002", at=START - timedelta(days=1)
     )
-    publish([young, old], get_settings().sms_events_topic_name)
+    log_sms_statuses([json.dumps(young), json.dumps(old)])
     assert drain() == 2
     release_delayed_messages()
     assert drain() == 1  # the young one came back once

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from chalicelib.domain.feedback import (
+    SMS_STATUS_KIND,
     STATUS_ORDER,
     TAG_CAMPAIGN,
     TAG_MESSAGE,
@@ -188,34 +189,91 @@ def test_lambda_envelope_samples_are_not_provider_events():
         parse_notification({"body": sqs["body"]})
 
 
-def test_sms_success_is_delivered_and_a_temporary_failure_is_a_soft_bounce():
-    delivered = parse_notification(sns_envelope(SMS_SUCCESS))
-    bounced = parse_notification(sns_envelope(SMS_FAILURE))
-    assert delivered is not None and bounced is not None
+def test_sms_success_is_delivered_and_the_sample_failure_is_a_soft_failure():
+    """AWS's two samples, verbatim, in the envelope the SMS status forwarder uses."""
+    delivered = parse_notification({"kind": SMS_STATUS_KIND, "status": SMS_SUCCESS})
+    failed = parse_notification({"kind": SMS_STATUS_KIND, "status": SMS_FAILURE})
+    assert delivered is not None and failed is not None
     assert (delivered.kind, delivered.channel, delivered.provider) == ("delivered", "sms", "sns")
     assert delivered.provider_message_id == "34d9b400-c6dd-5444-820d-fbeb0f1f54cf"
     assert delivered.sent_at == datetime(2016, 6, 28, 0, 40, 34, 558000, tzinfo=UTC)
     assert delivered.occurred_at == datetime(2016, 6, 28, 0, 40, 35, 157000, tzinfo=UTC)
     assert delivered.recipients == ("+1XXX5550100",)
-    # "Unknown error attempting to reach phone" may work tomorrow: not the seed's bounced.
-    assert (bounced.kind, bounced.suppress) == ("soft_bounced", False)
-    assert callback_event(bounced.kind, "sms") is None
+    assert (delivered.suppress, delivered.bounce_type) == (False, None)
+    # "Unknown error attempting to reach phone" is temporary: soft, no callback, sendable.
+    assert failed.provider_message_id == "1077257a-92f3-5ca3-bc97-6a915b310625"
+    assert (failed.kind, failed.suppress, failed.bounce_type) == (
+        "soft_bounced",
+        False,
+        "Transient",
+    )
+    assert failed.detail == "Unknown error attempting to reach phone"
+    assert callback_event(failed.kind, "sms") is None
+    assert callback_event("delivered", "sms") == "delivered"
     assert callback_event("opened", "sms") is None
     assert callback_event("bounced", "sms") == "bounced"
     assert not calls_back("submitted", "sms")  # seed 003: SMS gives delivered and bounced only
     assert calls_back("submitted", "email")
 
 
-def test_sms_failure_for_an_invalid_number_suppresses():
+@pytest.mark.parametrize(
+    "response",
+    [
+        "Invalid phone number",
+        "Phone number is opted out",
+        "Phone has blocked SMS",
+        "Phone is on a blocked list",
+        "Destination is on a blocked list",
+    ],
+)
+def test_permanent_sms_failure_bounces_and_suppresses(response: str):
     record = sms_status(
         success=False,
         sns_message_id="abc",
         phone="+15555550100",
         at=datetime(2026, 1, 1, tzinfo=UTC),
-        response="Invalid phone number",
+        response=response,
     )
-    event = parse_notification(record)
-    assert event is not None and (event.kind, event.suppress) == ("bounced", True)
+    event = parse_notification({"kind": SMS_STATUS_KIND, "status": record})
+    assert event is not None
+    assert (event.kind, event.suppress, event.bounce_type) == ("bounced", True, "Permanent")
+    assert callback_event(event.kind, "sms") == "bounced"
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "Unknown error attempting to reach phone",
+        "Phone is currently unreachable/unavailable",
+        "Phone carrier is currently unreachable/unavailable",
+        "Phone carrier has blocked this message",
+        "Blocked as spam by phone carrier",
+        "This delivery would exceed max price",
+    ],
+)
+def test_temporary_sms_failure_is_a_soft_failure_that_keeps_the_number(response: str):
+    record = sms_status(
+        success=False,
+        sns_message_id="abc",
+        phone="+15555550100",
+        at=datetime(2026, 1, 1, tzinfo=UTC),
+        response=response,
+    )
+    event = parse_notification({"kind": SMS_STATUS_KIND, "status": record})
+    assert event is not None
+    assert (event.kind, event.suppress, event.bounce_type) == ("soft_bounced", False, "Transient")
+
+
+def test_sms_status_is_read_raw_and_in_an_sns_envelope_too():
+    for body in (SMS_SUCCESS, sns_envelope(SMS_SUCCESS)):
+        event = parse_notification(body)
+        assert event is not None and event.kind == "delivered"
+
+
+@pytest.mark.parametrize("status", ["not json", ["a list"], None])
+def test_sms_status_envelope_without_a_record_is_refused(status: object):
+    with pytest.raises(UnrecognizedNotification):
+        parse_notification({"kind": SMS_STATUS_KIND, "status": status})
 
 
 def test_malformed_sms_status_is_refused():
