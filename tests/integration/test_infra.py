@@ -543,3 +543,102 @@ def test_a_cold_start_of_the_package_compiles_nothing(template_path: Path, tmp_p
     assert any("chalicelib/api/__pycache__/models." in path for path in from_package)
     assert any("jinja2/__pycache__/sandbox." in path for path in from_package)
     assert [path for path in from_package if not path.endswith(".pyc")] == []
+
+
+# -- SMS delivery status ------------------------------------------------------------------
+SMS_LOG_GROUPS = {
+    suffix: {"Fn::Sub": f"sns/${{AWS::Region}}/${{AWS::AccountId}}/{suffix}"}
+    for suffix in RESOURCES.sms_status_logs.log_group_suffixes
+}
+SMS_LOGS_ARN = {
+    "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:"
+    "log-group:sns/${AWS::Region}/${AWS::AccountId}/DirectPublishToPhoneNumber*"
+}
+
+
+def test_both_sms_status_log_groups_are_subscribed_by_the_forwarder(template: Json) -> None:
+    forwarder_id, forwarder = function_of(template, RESOURCES.sms_status_logs.handler)
+    groups = {k: v for k, v in of_type(template, "AWS::Logs::LogGroup").items() if "Condition" in v}
+    # Made by the stack unless the SmsStatusLogGroupsExist parameter says they exist.
+    assert sorted(g["Properties"]["LogGroupName"]["Fn::Sub"] for g in groups.values()) == sorted(
+        n["Fn::Sub"] for n in SMS_LOG_GROUPS.values()
+    )
+    condition = {g["Condition"] for g in groups.values()}
+    assert [template["Conditions"][c] for c in condition] == [
+        {"Fn::Equals": [{"Ref": "SmsStatusLogGroupsExist"}, "false"]}
+    ]
+    filters = [v["Properties"] for v in of_type(template, "AWS::Logs::SubscriptionFilter").values()]
+    subscribed = []
+    for properties in filters:
+        assert properties["DestinationArn"] == {"Fn::GetAtt": [forwarder_id, "Arn"]}
+        assert properties["FilterPattern"] == ""  # every record: successes and failures
+        [_, made, existing] = properties["LogGroupName"]["Fn::If"]
+        assert groups[made["Ref"]]["Properties"]["LogGroupName"] == existing
+        subscribed.append(existing)
+    assert sorted(s["Fn::Sub"] for s in subscribed) == sorted(
+        n["Fn::Sub"] for n in SMS_LOG_GROUPS.values()
+    )
+    [permission] = [
+        v["Properties"]
+        for v in of_type(template, "AWS::Lambda::Permission").values()
+        if v["Properties"]["FunctionName"] == {"Fn::GetAtt": [forwarder_id, "Arn"]}
+    ]
+    assert permission["Principal"] == "logs.amazonaws.com"
+    assert permission["SourceArn"] == SMS_LOGS_ARN
+    assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert "Events" not in forwarder["Properties"]  # invoked by CloudWatch Logs only
+
+
+def test_the_forwarder_may_only_send_to_the_feedback_queue_and_its_dead_letter_queue(
+    template: Json,
+) -> None:
+    _, forwarder = function_of(template, RESOURCES.sms_status_logs.handler)
+    role_id = forwarder["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements = statements_for_role(template, role_id)
+    feedback = {"Fn::GetAtt": [queue_id(template, RESOURCES.queue("feedback").name), "Arn"]}
+    dead_letters = {
+        "Fn::GetAtt": [queue_id(template, RESOURCES.sms_status_logs.dead_letter_name), "Arn"]
+    }
+    assert forwarder["Properties"]["DeadLetterQueue"] == {"Type": "SQS", "TargetArn": dead_letters}
+    assert grants(statements, "sqs:SendMessage", feedback)
+    assert grants(statements, "sqs:SendMessage", dead_letters)
+    heralds = {
+        json.dumps(r)
+        for s in statements
+        for r in as_list(s["Resource"])
+        if "Fn::GetAtt" in json.dumps(r) or "Fn::Sub" in json.dumps(r)
+    }
+    # Nothing else of Herald's: no table, no SES, no bus, no other queue.
+    assert heralds == {json.dumps(feedback), json.dumps(dead_letters)}
+    actions = {a for s in statements for a in as_list(s["Action"])}
+    assert not any(a.startswith(("dynamodb:", "ses:", "sns:", "events:")) for a in actions)
+
+
+def test_sns_may_log_sms_status_only_to_its_two_groups(template: Json) -> None:
+    [(role_id, role)] = [
+        (k, v)
+        for k, v in of_type(template, "AWS::IAM::Role").items()
+        if v["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
+        == {"Service": "sns.amazonaws.com"}
+    ]
+    [trust] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    [statement] = statements_for_role(template, role_id)
+    assert statement["Resource"] == [SMS_LOGS_ARN]
+    assert "logs:PutLogEvents" in statement["Action"]
+    # The ARN docs/deploy.md passes to `aws sns set-sms-attributes`.
+    assert template["Outputs"]["SmsDeliveryStatusRoleArn"]["Value"] == {
+        "Fn::GetAtt": [role_id, "Arn"]
+    }
+
+
+def test_the_forwarders_dead_letters_alarm(template: Json) -> None:
+    dead_letter_id = queue_id(template, RESOURCES.sms_status_logs.dead_letter_name)
+    alarms = [a["Properties"] for a in of_type(template, "AWS::CloudWatch::Alarm").values()]
+    assert any(
+        a["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        and a["Dimensions"]
+        == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dead_letter_id, "QueueName"]}}]
+        and a["Threshold"] == 0
+        for a in alarms
+    )
