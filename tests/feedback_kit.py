@@ -105,10 +105,10 @@ def tags_of(tenant_id: str, record: MessageRecord) -> dict[str, str]:
     return {TAG_TENANT: tenant_id, TAG_CAMPAIGN: record.campaign_id, TAG_MESSAGE: record.message_id}
 
 
-def publish(records: Iterable[dict[str, Any]], topic_name: str | None = None) -> None:
-    """Publish provider records to the SES (or another) events topic, as AWS does."""
+def publish(records: Iterable[dict[str, Any]]) -> None:
+    """Publish provider records to the SES events topic, as the configuration set does."""
     sns = client("sns")
-    arn = sns.create_topic(Name=topic_name or get_settings().ses_events_topic_name)["TopicArn"]
+    arn = sns.create_topic(Name=get_settings().ses_events_topic_name)["TopicArn"]
     for record in records:
         sns.publish(TopicArn=arn, Message=json.dumps(record))
 
