@@ -27,10 +27,13 @@ def stack() -> Iterator[EmbeddedStack]:
         running.stop()
 
 
-def test_sms_campaign_counts_deliveries_and_permanent_failures(stack: EmbeddedStack) -> None:
+def test_sms_campaign_counts_deliveries_and_permanent_and_temporary_failures(
+    stack: EmbeddedStack,
+) -> None:
     api = Api(stack)
-    failing = get_settings().simulator_failing_numbers[0]  # "Invalid phone number"
-    for phone in (DELIVERED, failing):
+    failing = get_settings().simulator_failing_numbers[0]  # "Unknown error ... reach phone"
+    invalid = get_settings().simulator_invalid_numbers[0]  # "Invalid phone number"
+    for phone in (DELIVERED, failing, invalid):
         api.ok("POST", "/v1/contacts", {"phone": phone})
     sender = api.ok("POST", "/v1/senders", {"channel": "sms", "sender_id": "ACME"})["id"]
     template = api.ok(
@@ -48,7 +51,7 @@ def test_sms_campaign_counts_deliveries_and_permanent_failures(stack: EmbeddedSt
         },
     )["id"]
     api.ok("POST", f"/v1/campaigns/{campaign}/send")
-    expected = {"sent": 2, "delivered": 1, "bounced": 1, "soft_bounced": 0}
+    expected = {"sent": 3, "delivered": 1, "bounced": 1, "soft_bounced": 1}
 
     def settled() -> dict[str, Any] | None:
         stats = api.ok("GET", f"/v1/campaigns/{campaign}/stats")
@@ -58,7 +61,9 @@ def test_sms_campaign_counts_deliveries_and_permanent_failures(stack: EmbeddedSt
     messages = api.ok("GET", f"/v1/campaigns/{campaign}/messages")["items"]
     assert {m["address"]: m["status"] for m in messages} == {
         DELIVERED: "delivered",
-        failing: "bounced",
+        failing: "soft_bounced",
+        invalid: "bounced",
     }
+    # Only the permanent failure suppresses the number.
     suppressed = api.ok("GET", "/v1/suppressions")["items"]
-    assert [(s["address"], s["reason"]) for s in suppressed] == [(failing, "bounced")]
+    assert [(s["address"], s["reason"]) for s in suppressed] == [(invalid, "bounced")]

@@ -1,11 +1,12 @@
 """Each function's IAM policy against what the function really does.
 
 Herald's real handlers run a day in moto (an email campaign with a callback and a webhook,
-feedback, the tick, an SMS campaign, a scheduled campaign, a test send, a posted contact
-event) while every AWS call is recorded with the function that made it. Every call must
-be allowed by that function's own policy in the merge template (``infra.policy``), and the
-callbacks worker, which talks to tenant URLs, must touch only its own table items and
-queues. A function that starts doing something new fails here until its policy says so.
+feedback, the tick, an SMS campaign and its status through the SMS status forwarder, a
+scheduled campaign, a test send, a posted contact event) while every AWS call is recorded
+with the function that made it. Every call must be allowed by that function's own policy
+in the merge template (``infra.policy``); the callbacks worker, which talks to tenant URLs,
+must touch only its own table items and queues, and the SMS status forwarder only the
+feedback queue. A function that starts doing something new fails here until its policy says so.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pytest
 import app as herald
 from chalicelib.aws import client
 from chalicelib.domain import clock
-from chalicelib.local import poller
+from chalicelib.local import poller, ses_simulator
 from chalicelib.local.ses_simulator import FeedbackSimulator
 from chalicelib.pipeline.tick import run_tick
 from chalicelib.resources import herald_resources
@@ -115,6 +116,8 @@ def recorder(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
             return original(name, event, timeout_seconds)
 
     monkeypatch.setattr(poller, "invoke_handler", invoke_handler)
+    # The simulator invokes the SMS status forwarder as CloudWatch Logs would.
+    monkeypatch.setattr(ses_simulator, "invoke_handler", invoke_handler)
     for service in SERVICES:
         client(service).meta.events.register("before-parameter-build", recording)
     try:
@@ -234,3 +237,12 @@ def test_the_callbacks_worker_touches_only_its_own_items_and_queues(day: list[Aw
     own_queues = {settings.queue_name("callbacks"), settings.dead_letter_queue_name("callbacks")}
     queues = {c.queue.rsplit("/", 1)[-1] for c in calls if c.queue}
     assert queues <= own_queues
+
+
+def test_the_sms_status_forwarder_only_sends_to_the_feedback_queue(day: list[AwsCall]) -> None:
+    forwarder = herald_resources(get_settings()).sms_status_logs.handler
+    calls = [c for c in day if c.function == forwarder]
+    assert {c.action for c in calls} <= {"sqs:SendMessage", "sqs:GetQueueUrl"}
+    assert {c.queue.rsplit("/", 1)[-1] for c in calls if c.queue} == {
+        get_settings().queue_name("feedback")
+    }
