@@ -23,6 +23,7 @@ from chalicelib.domain.contacts import ContactFields, new_contact
 from chalicelib.domain.imports import ChunkPlan
 from chalicelib.local.poller import SQS_RECEIVE_LIMIT, drain, invoke, sqs_event
 from chalicelib.pipeline.queues import queue_url
+from chalicelib.pipeline.send.compose import forget_cached_content
 from chalicelib.resources import herald_resources
 from chalicelib.settings import QUEUE_ROLES, get_settings
 from chalicelib.store.contacts import write_import_plan
@@ -31,6 +32,17 @@ from tests.conftest import Tenant, body_of, own
 REGION = "us-east-1"
 FROM = "news@acme.com"
 START = datetime(2026, 6, 1, 12, 30, tzinfo=UTC)  # Tokyo 21:30, Berlin 14:30, LA 05:30
+
+
+@pytest.fixture
+def fast_sends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Pacing off (its arithmetic has its own test) and no content cached across tests."""
+    monkeypatch.setenv("HERALD_SES_MAX_SEND_RATE", "1000000")
+    get_settings.cache_clear()
+    forget_cached_content()
+    yield
+    get_settings.cache_clear()
+    forget_cached_content()
 
 
 @pytest.fixture

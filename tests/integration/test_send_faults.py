@@ -43,14 +43,7 @@ from tests.send_kit import (
 Hook = Callable[..., None]
 
 
-@pytest.fixture(autouse=True)
-def fast_and_fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("HERALD_SES_MAX_SEND_RATE", "1000000")
-    get_settings.cache_clear()
-    forget_cached_content()
-    yield
-    get_settings.cache_clear()
-    forget_cached_content()
+pytestmark = pytest.mark.usefixtures("fast_sends")
 
 
 @pytest.fixture

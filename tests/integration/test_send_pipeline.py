@@ -9,7 +9,6 @@ stubbing Herald's code.
 from __future__ import annotations
 
 import email
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +22,6 @@ from chalicelib.domain.contacts import ContactFields
 from chalicelib.domain.feedback import TAG_CAMPAIGN
 from chalicelib.domain.limits import LimitChanges
 from chalicelib.local.poller import drain
-from chalicelib.pipeline.send.compose import forget_cached_content
 from chalicelib.pipeline.send.pacing import Pacer, worker_rate
 from chalicelib.pipeline.send.trial import send_test
 from chalicelib.settings import get_settings
@@ -49,17 +47,7 @@ from tests.send_kit import (
     sent_mail,
 )
 
-
-# -- fixtures ----------------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def fast_and_fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Pacing off (its arithmetic has its own test) and no content cached across tests."""
-    monkeypatch.setenv("HERALD_SES_MAX_SEND_RATE", "1000000")
-    get_settings.cache_clear()
-    forget_cached_content()
-    yield
-    get_settings.cache_clear()
-    forget_cached_content()
+pytestmark = pytest.mark.usefixtures("fast_sends")
 
 
 # -- the broadcast ------------------------------------------------------------------------

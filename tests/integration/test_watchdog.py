@@ -3,7 +3,6 @@ with a reason that says what was stuck, never ``sending`` for ever."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,20 +13,10 @@ from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.local.poller import drain, poll_once
 from chalicelib.pipeline.queues import queue_url
-from chalicelib.pipeline.send.compose import forget_cached_content
 from chalicelib.pipeline.tick import run_tick
-from chalicelib.settings import get_settings
 from tests.send_kit import Shop, assert_books_balance, drain_all, recipients_of, sent_mail
 
-
-@pytest.fixture(autouse=True)
-def fast_and_fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("HERALD_SES_MAX_SEND_RATE", "1000000")
-    get_settings.cache_clear()
-    forget_cached_content()
-    yield
-    get_settings.cache_clear()
-    forget_cached_content()
+pytestmark = pytest.mark.usefixtures("fast_sends")
 
 
 def lose_queued_sends() -> None:
