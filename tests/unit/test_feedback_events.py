@@ -14,6 +14,7 @@ from chalicelib.domain.feedback import (
     TAG_CAMPAIGN,
     TAG_MESSAGE,
     TAG_TENANT,
+    DeliveryEvent,
     UnrecognizedNotification,
     callback_event,
     calls_back,
@@ -216,6 +217,20 @@ def test_sms_success_is_delivered_and_the_sample_failure_is_a_soft_failure():
     assert calls_back("submitted", "email")
 
 
+def _failed_sms(response: str) -> DeliveryEvent:
+    """The feedback event of a failed SMS whose provider answered ``response``."""
+    record = sms_status(
+        success=False,
+        sns_message_id="abc",
+        phone="+15555550100",
+        at=datetime(2026, 1, 1, tzinfo=UTC),
+        response=response,
+    )
+    event = parse_notification({"kind": SMS_STATUS_KIND, "status": record})
+    assert event is not None
+    return event
+
+
 @pytest.mark.parametrize(
     "response",
     [
@@ -227,15 +242,7 @@ def test_sms_success_is_delivered_and_the_sample_failure_is_a_soft_failure():
     ],
 )
 def test_permanent_sms_failure_bounces_and_suppresses(response: str):
-    record = sms_status(
-        success=False,
-        sns_message_id="abc",
-        phone="+15555550100",
-        at=datetime(2026, 1, 1, tzinfo=UTC),
-        response=response,
-    )
-    event = parse_notification({"kind": SMS_STATUS_KIND, "status": record})
-    assert event is not None
+    event = _failed_sms(response)
     assert (event.kind, event.suppress, event.bounce_type) == ("bounced", True, "Permanent")
     assert callback_event(event.kind, "sms") == "bounced"
 
@@ -252,15 +259,7 @@ def test_permanent_sms_failure_bounces_and_suppresses(response: str):
     ],
 )
 def test_temporary_sms_failure_is_a_soft_failure_that_keeps_the_number(response: str):
-    record = sms_status(
-        success=False,
-        sns_message_id="abc",
-        phone="+15555550100",
-        at=datetime(2026, 1, 1, tzinfo=UTC),
-        response=response,
-    )
-    event = parse_notification({"kind": SMS_STATUS_KIND, "status": record})
-    assert event is not None
+    event = _failed_sms(response)
     assert (event.kind, event.suppress, event.bounce_type) == ("soft_bounced", False, "Transient")
 
 

@@ -340,17 +340,19 @@ class BatchRun:
         so a crash between the count and the sends can only over-count, never send past a
         limit.
         """
-        now = clock.now()
+        now, tenant_id = clock.now(), self.batch.tenant_id
         names: list[RateName] = ["sends_per_day"]
         if self.campaign.channel == "sms":
             names.append("sms_per_day")
         for name in names:
-            allowance = quotas.charge(self.batch.tenant_id, name, len(todo), now)
+            allowance = quotas.charge(tenant_id, name, len(todo), now)
             if allowance.allowed:
                 continue
             room = allowance.limit - allowance.used
-            fits = 0 < room < len(todo) and quotas.charge(self.batch.tenant_id, name, room, now)
-            todo = todo[:room] if fits and fits.allowed else []
+            if 0 < room < len(todo) and quotas.charge(tenant_id, name, room, now).allowed:
+                todo = todo[:room]  # what still fits today goes out
+            else:
+                todo = []
             self.quota_error = f"the tenant's {name} limit ({allowance.limit}) is reached"
             self.quota_resume_at = now + timedelta(seconds=allowance.retry_after)
         return todo
