@@ -107,6 +107,7 @@ QUEUE_CONSUMERS: dict[QueueRole, Consumer] = {
             kinds.HttpDelivery.KIND: notifications.deliver,
         }
     ),
+    "flows": Consumer({}),
 }
 TICK_JOBS: dict[str, ticking.Job] = {
     "campaigns.overdue": scheduling.start_overdue,
@@ -157,6 +158,11 @@ def callback_worker(event: Any) -> dict[str, Any]:
     return dispatch.handle_batch(
         "callbacks", QUEUE_CONSUMERS["callbacks"], event.to_dict(), event.context
     )
+
+
+@_consumes("flows")
+def flow_worker(event: Any) -> dict[str, Any]:
+    return dispatch.handle_batch("flows", QUEUE_CONSUMERS["flows"], event.to_dict(), event.context)
 
 
 @app.lambda_function(name=resources.sms_status_logs.handler)

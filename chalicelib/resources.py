@@ -169,6 +169,8 @@ _CONSUMERS: dict[QueueRole, tuple[str, int, int, int]] = {
     "feedback": ("feedback_worker", 60, 100, 1),
     "triggers": ("trigger_worker", 60, 10, 1),
     "callbacks": ("callback_worker", 60, 10, 0),
+    # Flow steps (docs/flows.md): one enrolment woken per message, walked until it waits.
+    "flows": ("flow_worker", 120, 10, 0),
 }
 
 

@@ -16,8 +16,15 @@ from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
-QueueRole = Literal["control", "send", "feedback", "triggers", "callbacks"]
-QUEUE_ROLES: tuple[QueueRole, ...] = ("control", "send", "feedback", "triggers", "callbacks")
+QueueRole = Literal["control", "send", "feedback", "triggers", "callbacks", "flows"]
+QUEUE_ROLES: tuple[QueueRole, ...] = (
+    "control",
+    "send",
+    "feedback",
+    "triggers",
+    "callbacks",
+    "flows",
+)
 ENV_PREFIX = "HERALD_"
 
 

@@ -117,6 +117,8 @@ FUNCTION_NEEDS: dict[QueueRole | Literal["api", "tick", "sms_status"], frozenset
     "feedback": frozenset({"table", "enqueue"}),
     "triggers": frozenset({"table", "enqueue"}),
     "callbacks": frozenset({"callback_items", "enqueue_callbacks"}),
+    # The flow runtime: steps (contact changes, sends, webhooks via the callbacks queue).
+    "flows": frozenset({"table", "enqueue", "send_email", "send_sms", "read_identities", "bus"}),
     "tick": frozenset({"table", "enqueue"}),
     # The SMS status forwarder (pipeline.sms_logs): a log record in, a feedback message out.
     "sms_status": frozenset({"forward_sms_status"}),

@@ -34,17 +34,37 @@ from pydantic import (
 from chalicelib.domain.audience import AudienceSpec
 from chalicelib.domain.contacts import EmailAddress, TimezoneName
 from chalicelib.domain.errors import Conflict, InvalidTransition, ValidationFailed
+from chalicelib.domain.events import EventName
+from chalicelib.domain.flows.graph import FlowSettings, Reentry, Workflow
+from chalicelib.domain.flows.nodes import SendAction
+from chalicelib.domain.flows.policy import CampaignCap
+from chalicelib.domain.flows.timing import Duration
 from chalicelib.domain.net import URL_MAX_LENGTH, parse_target_url
 
 CampaignStatus = Literal[
-    "draft", "scheduled", "calculating", "sending", "paused", "sent", "failed", "cancelled"
+    "draft",
+    "scheduled",
+    "calculating",
+    "sending",
+    "active",
+    "paused",
+    "sent",
+    "completed",
+    "failed",
+    "cancelled",
 ]
 STATUSES: tuple[CampaignStatus, ...] = get_args(CampaignStatus)
-FINAL_STATUSES: frozenset[CampaignStatus] = frozenset({"sent", "failed", "cancelled"})
+FINAL_STATUSES: frozenset[CampaignStatus] = frozenset({"sent", "completed", "failed", "cancelled"})
 Channel = Literal["email", "sms"]
 CampaignType = Literal["broadcast", "automation", "event_triggered", "sequence", "workflow"]
 SUPPORTED_TYPES: frozenset[CampaignType] = frozenset({"broadcast"})
+# Two families share the table below: a broadcast plans its audience once and sends it
+# (docs/engine.md); a flow enrols contacts one by one and walks each through its graph
+# (docs/flows.md). Sequences and event-triggered sends are flows under another name.
+Family = Literal["broadcast", "flow"]
+FLOW_TYPES: frozenset[CampaignType] = frozenset({"workflow", "sequence", "event_triggered"})
 Action = Literal[
+    "activate",
     "schedule",
     "reschedule",
     "unschedule",
@@ -60,9 +80,11 @@ Action = Literal[
 ACTIONS: tuple[Action, ...] = get_args(Action)
 MAIN_STEP = "main"
 
-# The state machine: for each status, the actions allowed in it and where each leads.
-# Anything not listed is refused. ``start`` (by the planner, when the schedule fires),
-# ``planned``, ``complete`` and ``fail`` are the system's; the rest are the API's.
+# The state machine: for each family and status, the actions allowed in it and where
+# each leads. Anything not listed is refused. For broadcasts ``start`` (by the planner,
+# when the schedule fires), ``planned``, ``complete`` and ``fail`` are the system's; the
+# rest are the API's. A flow's ``complete`` is the API's (or its ``ends_at``): a flow
+# never completes just because nobody is waiting in it.
 TRANSITIONS: Mapping[CampaignStatus, Mapping[Action, CampaignStatus]] = MappingProxyType(
     {
         "draft": {"schedule": "scheduled", "send_now": "scheduled", "cancel": "cancelled"},
@@ -93,12 +115,33 @@ TRANSITIONS: Mapping[CampaignStatus, Mapping[Action, CampaignStatus]] = MappingP
         "cancelled": {},
     }
 )
-# Every action leads to one status wherever it is allowed: that status is what an
-# illegal request is reported as asking for ("cannot move from 'draft' to 'paused'").
-ACTION_TARGETS: Mapping[Action, CampaignStatus] = MappingProxyType(
-    {action: target for moves in TRANSITIONS.values() for action, target in moves.items()}
+FLOW_TRANSITIONS: Mapping[CampaignStatus, Mapping[Action, CampaignStatus]] = MappingProxyType(
+    {
+        "draft": {"activate": "active", "cancel": "cancelled"},
+        "active": {"pause": "paused", "complete": "completed", "cancel": "cancelled"},
+        "paused": {"resume": "active", "complete": "completed", "cancel": "cancelled"},
+        "completed": {},
+        "cancelled": {},
+    }
 )
+TRANSITIONS_BY_FAMILY: Mapping[Family, Mapping[CampaignStatus, Mapping[Action, CampaignStatus]]] = (
+    MappingProxyType({"broadcast": TRANSITIONS, "flow": FLOW_TRANSITIONS})
+)
+# Within a family every action leads to one status wherever it is allowed: that status
+# is what an illegal request is reported as asking for ("cannot move from 'draft' to
+# 'paused'").
+ACTION_TARGETS_BY_FAMILY: Mapping[Family, Mapping[Action, CampaignStatus]] = MappingProxyType(
+    {
+        family: MappingProxyType(
+            {action: target for moves in table.values() for action, target in moves.items()}
+        )
+        for family, table in TRANSITIONS_BY_FAMILY.items()
+    }
+)
+ACTION_TARGETS = ACTION_TARGETS_BY_FAMILY["broadcast"]
 EDITABLE_STATUSES: frozenset[CampaignStatus] = frozenset({"draft", "scheduled"})
+# A live flow is edited only while paused (docs/flows.md, "Editing a live flow").
+FLOW_EDITABLE_STATUSES: frozenset[CampaignStatus] = frozenset({"draft", "paused"})
 DELETABLE_STATUSES: frozenset[CampaignStatus] = frozenset({"draft", *FINAL_STATUSES})
 
 # EventBridge Scheduler fires at(), never before it; a start message may still arrive a
@@ -383,9 +426,43 @@ class Campaign(BaseModel):
         default=None,
         description="A campaign the pipeline paused for the provider's quota resumes itself then.",
     )
+    # -- flows only (docs/flows.md): the graph and its campaign-level rules ------------
+    workflow: Workflow | None = Field(
+        default=None, description="A flow's graph; its send nodes are the campaign's steps."
+    )
+    reentry: Reentry = Field(default_factory=Reentry)
+    exit_on: list[EventName] = Field(
+        default_factory=list, description="Goal events: one exits the contact (reason goal)."
+    )
+    max_lateness: Duration | None = None
+    campaign_frequency_cap: CampaignCap | None = Field(
+        default=None,
+        description="This campaign's own cap per contact; the tenant-wide frequency_cap "
+        "applies as well.",
+    )
+    starts_at: datetime | None = Field(
+        default=None, description="A flow enrols nobody before this (reason before_start)."
+    )
+    ends_at: datetime | None = Field(default=None, description="A flow completes at this time.")
     created_at: datetime
     updated_at: datetime
     revision: int = Field(default=0, description="Bumped by every write; optimistic locking.")
+
+    @property
+    def family(self) -> Family:
+        return family_of(self.type)
+
+    @property
+    def flow_settings(self) -> FlowSettings:
+        return FlowSettings(
+            reentry=self.reentry,
+            exit_on=self.exit_on,
+            max_lateness=self.max_lateness,
+            frequency_cap=self.campaign_frequency_cap,
+        )
+
+    def step(self, step_id: str) -> Step | None:
+        return next((s for s in self.steps if s.id == step_id), None)
 
     @property
     def main_step(self) -> Step:
@@ -470,6 +547,24 @@ def new_campaign(campaign_id: str, number: int, fields: NewCampaign, now: dateti
         updated_at=now,
     )
     return _with_fields(blank, fields, now)
+
+
+def flow_steps(workflow: Workflow) -> list[Step]:
+    """A flow's steps: one per send node (``Step.id`` is the node id), in graph order.
+
+    The sender, the ledger and the stats read a message's channel and pools from its
+    step, the same for a broadcast's one step and a flow's many.
+    """
+    return [
+        Step(
+            id=node.id,
+            channel=node.config.channel,
+            template_ids=list(node.config.template_ids),
+            sender_ids=list(node.config.sender_ids or []),
+        )
+        for node in workflow.nodes
+        if isinstance(node.config, SendAction)
+    ]
 
 
 def edit(campaign: Campaign, fields: CampaignFields, now: datetime) -> Campaign:
@@ -580,12 +675,27 @@ def check_channels(
 
 
 # -- the state machine -------------------------------------------------------------------
-def transition(current: CampaignStatus, action: Action) -> CampaignStatus:
-    """Where ``action`` leads from ``current``; InvalidTransition when the table forbids it."""
-    target = TRANSITIONS[current].get(action)
+def family_of(campaign_type: CampaignType) -> Family:
+    return "flow" if campaign_type in FLOW_TYPES else "broadcast"
+
+
+def transition(
+    current: CampaignStatus, action: Action, family: Family = "broadcast"
+) -> CampaignStatus:
+    """Where ``action`` leads from ``current`` in ``family``'s table; InvalidTransition
+    when the table forbids it (or the status is the other family's)."""
+    target = TRANSITIONS_BY_FAMILY[family].get(current, {}).get(action)
     if target is None:
-        raise InvalidTransition(current, ACTION_TARGETS[action])
+        raise InvalidTransition(current, _requested(action, family))
     return target
+
+
+def _requested(action: Action, family: Family) -> str:
+    """The status ``action`` asks for, in ``family`` if it has the action, else the other."""
+    for targets in (ACTION_TARGETS_BY_FAMILY[family], *ACTION_TARGETS_BY_FAMILY.values()):
+        if action in targets:
+            return targets[action]
+    return action
 
 
 def is_due(campaign: Campaign, now: datetime) -> bool:
@@ -599,6 +709,7 @@ PROGRESS_FIELDS = frozenset(
 _SCHEDULE_FIELDS = frozenset({"scheduled_at", "timezone"})
 _STAMPS: Mapping[Action, str] = MappingProxyType(
     {
+        "activate": "started_at",
         "start": "started_at",
         "complete": "completed_at",
         "fail": "completed_at",
@@ -615,7 +726,7 @@ def advance(campaign: Campaign, action: Action, now: datetime, **fields: Any) ->
     ``schedule``/``reschedule`` need ``scheduled_at`` (aware) and may set ``timezone``;
     ``send_now`` schedules at ``now``; ``unschedule`` clears the time.
     """
-    target = transition(campaign.status, action)
+    target = transition(campaign.status, action, campaign.family)
     schedules = action in ("schedule", "reschedule")
     unknown = set(fields) - PROGRESS_FIELDS - (_SCHEDULE_FIELDS if schedules else set())
     if unknown:

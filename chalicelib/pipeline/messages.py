@@ -107,6 +107,21 @@ class ListPurge(QueueMessage):
     list_id: str
 
 
+class FlowWake(QueueMessage):
+    """Wake one enrolment that stands on ``visit`` (docs/flows.md): the flow worker takes
+    its steps until it waits or exits. A wake whose visit is no longer the enrolment's
+    (a duplicate, a stale timer) changes nothing. ``event`` is the event that woke it
+    (a ``wait_for_event`` or a goal), as the timeline stores it."""
+
+    KIND = "flow.wake"
+    QUEUE = "flows"
+
+    campaign_id: str
+    contact_id: str
+    visit: int = Field(ge=0)
+    event: dict[str, Any] | None = None
+
+
 class CallbackFlush(QueueMessage):
     """Turn one closed callback window into POSTs."""
 

@@ -101,6 +101,7 @@ def test_cli_reports_dead_letter_depths(aws: None, capsys: pytest.CaptureFixture
         "feedback": 0,
         "triggers": 0,
         "callbacks": 0,
+        "flows": 0,
     }
     enqueue("control", [{"kind": "no.such.kind"}])
     drain(["control"])  # fails five times, then SQS moves it to the dead-letter queue

@@ -324,7 +324,11 @@ def test_the_callbacks_worker_holds_no_sending_and_only_its_own_items(template: 
 
 
 def test_only_the_senders_publish_sms_and_no_function_publishes_to_a_topic(template: Json) -> None:
-    senders = {RESOURCES.api_handler, RESOURCES.queue("send").handler}
+    senders = {
+        RESOURCES.api_handler,
+        RESOURCES.queue("send").handler,
+        RESOURCES.queue("flows").handler,  # a flow's send step sends from its worker
+    }
     handlers = [
         RESOURCES.api_handler,
         RESOURCES.tick_handler,

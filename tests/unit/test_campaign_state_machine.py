@@ -12,8 +12,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from chalicelib.domain.campaigns import (
     ACTION_TARGETS,
+    ACTION_TARGETS_BY_FAMILY,
     ACTIONS,
     FINAL_STATUSES,
+    FLOW_TRANSITIONS,
     START_LEEWAY,
     STATUSES,
     TRANSITIONS,
@@ -61,6 +63,17 @@ EXPECTED = {
     ("paused", "fail"): "failed",
     ("paused", "cancel"): "cancelled",
 }
+# The flow family (workflows, sequences, event-triggered sends): docs/flows.md.
+EXPECTED_FLOW = {
+    ("draft", "activate"): "active",
+    ("draft", "cancel"): "cancelled",
+    ("active", "pause"): "paused",
+    ("active", "complete"): "completed",
+    ("active", "cancel"): "cancelled",
+    ("paused", "resume"): "active",
+    ("paused", "complete"): "completed",
+    ("paused", "cancel"): "cancelled",
+}
 
 
 def ready_draft(**changes) -> Campaign:
@@ -94,7 +107,9 @@ def test_every_state_and_action_follows_the_table(status, action):
         with pytest.raises(InvalidTransition) as raised:
             transition(status, action)
         assert raised.value.current == status
-        assert raised.value.requested == ACTION_TARGETS[action]
+        assert raised.value.requested == ACTION_TARGETS.get(
+            action, ACTION_TARGETS_BY_FAMILY["flow"].get(action)
+        )
         assert f"'{status}'" in raised.value.message
         with pytest.raises(InvalidTransition):
             advance(in_status(status), action, NOW, **fields_for(action))
@@ -103,17 +118,36 @@ def test_every_state_and_action_follows_the_table(status, action):
         assert advance(in_status(status), action, NOW, **fields_for(action)).status == expected
 
 
+@pytest.mark.parametrize("status", STATUSES)
+@pytest.mark.parametrize("action", ACTIONS)
+def test_every_flow_state_and_action_follows_the_flow_table(status, action):
+    expected = EXPECTED_FLOW.get((status, action))
+    if expected is None:
+        with pytest.raises(InvalidTransition) as raised:
+            transition(status, action, "flow")
+        assert raised.value.current == status
+    else:
+        assert transition(status, action, "flow") == expected
+        flow = in_status(status).model_copy(update={"type": "workflow"})
+        assert advance(flow, action, NOW).status == expected
+
+
+def test_the_flow_table_is_exactly_the_documented_one():
+    allowed = {(s, a): t for s, moves in FLOW_TRANSITIONS.items() for a, t in moves.items()}
+    assert allowed == EXPECTED_FLOW
+
+
 def test_the_table_is_exactly_the_documented_one():
     allowed = {(s, a): t for s, moves in TRANSITIONS.items() for a, t in moves.items()}
     assert allowed == EXPECTED
-    assert all(not TRANSITIONS[s] for s in FINAL_STATUSES)
+    assert all(not TRANSITIONS[s] for s in FINAL_STATUSES if s in TRANSITIONS)
     # Every action leads to the same status wherever it is allowed.
     for (_, action), target in EXPECTED.items():
         assert ACTION_TARGETS[action] == target
 
 
 def test_cancel_is_allowed_from_every_state_that_is_not_final():
-    for status in STATUSES:
+    for status in TRANSITIONS:
         if status in FINAL_STATUSES:
             with pytest.raises(InvalidTransition):
                 transition(status, "cancel")
@@ -188,7 +222,7 @@ def test_channel_change_moves_the_step_along():
 
 def test_delete_only_when_nothing_can_be_sent_any_more():
     for status in STATUSES:
-        if status in ("draft", "sent", "failed", "cancelled"):
+        if status in ("draft", "sent", "completed", "failed", "cancelled"):
             ensure_deletable(in_status(status))
         else:
             with pytest.raises(CampaignLocked):
