@@ -206,13 +206,16 @@ def _beyond(key: SortKey, position: SortKey, descending: bool) -> bool:
 # -- writes ----------------------------------------------------------------------------
 def create_campaign(tenant_id: str, fields: NewCampaign, now: datetime) -> Campaign:
     """A new draft; its number is allocated only once the fields are known to be valid."""
-    campaign_id = new_campaign_id(now)
-    draft = new_campaign(campaign_id, 0, fields, now)
+    return add_campaign(tenant_id, new_campaign(new_campaign_id(now), 0, fields, now))
+
+
+def add_campaign(tenant_id: str, draft: Campaign) -> Campaign:
+    """Store a new campaign decided in full by the caller, numbering it first."""
     campaign = draft.model_copy(
-        update={"number": allocate_number(tenant_id, NUMBER_KIND, campaign_id)}
+        update={"number": allocate_number(tenant_id, NUMBER_KIND, draft.id)}
     )
     tenant_table(tenant_id).put(
-        _CAMPAIGNS, campaign_id, _document(campaign), condition=Condition.absent()
+        _CAMPAIGNS, campaign.id, _document(campaign), condition=Condition.absent()
     )
     return campaign
 
