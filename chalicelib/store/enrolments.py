@@ -13,13 +13,13 @@ Layout (key strings from ``chalicelib.domain.flows.timers``; ScopedTable adds th
 - ``FLOWDUE#<minute>#<shard>`` / ``<tenant>#<campaign>#<contact>#<visit>`` (system scope):
   the due index the one-minute sweep reads; entries expire, they are never deleted
 - ``CAPS#<contact>`` / ``-``: the contact's message counts per hour bucket (``t#<hour>``
-  tenant-wide, ``c#<campaign>#<hour>`` per flow) and a version ``v`` that makes
+  tenant-wide, ``c#<campaign>#<hour>`` per campaign) and a version ``v`` that makes
   ``count_send`` an atomic check-and-add
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -156,7 +156,27 @@ def due_entries(due: FileDue) -> Iterator[DueEntry]:
 
 # -- cap counters ---------------------------------------------------------------------
 def cap_counts(tenant_id: str, contact_id: str, campaign_id: str) -> CapCounts:
+    """The contact's counts as they are now (a strongly consistent GetItem)."""
     item = tenant_table(tenant_id).get(_caps_partition(contact_id), "-") or {}
+    return _cap_counts(item, campaign_id)
+
+
+def cap_counts_among(
+    tenant_id: str, contact_ids: Iterable[str], campaign_id: str
+) -> dict[str, CapCounts]:
+    """Counts of many contacts by contact id, one eventually consistent BatchGetItem per
+    100: a stale read costs nothing but a retry, since ``count_send`` checks the version."""
+    ids = list(dict.fromkeys(contact_ids))
+    found = tenant_table(tenant_id).batch_get(
+        (_caps_partition(contact_id), "-") for contact_id in ids
+    )
+    return {
+        contact_id: _cap_counts(found.get((_caps_partition(contact_id), "-"), {}), campaign_id)
+        for contact_id in ids
+    }
+
+
+def _cap_counts(item: Mapping[str, Any], campaign_id: str) -> CapCounts:
     counts = {k: int(v) for k, v in item.items() if k.startswith(("t#", "c#"))}
     campaign_prefix = f"c#{campaign_id}#"
     return CapCounts(
@@ -199,6 +219,21 @@ def count_send(
     except ConditionFailed:
         return False
     return True
+
+
+def uncount_send(tenant_id: str, contact_id: str, campaign_id: str, *, bucket: str) -> None:
+    """Take back a message ``count_send`` added that never went out (a spent quota, the
+    batch out of time, a provider's refusal), so the retry that sends it is not capped by
+    its own count. It only ever gives a slot back, so it needs no version."""
+    try:
+        tenant_table(tenant_id).update(
+            _caps_partition(contact_id),
+            "-",
+            add_values={f"t#{bucket}": -1, f"c#{campaign_id}#{bucket}": -1, "v": 1},
+            condition=Condition.present(),
+        )
+    except ConditionFailed:
+        return  # nothing was counted (pruned or never written): nothing to give back
 
 
 def _caps_partition(contact_id: str) -> str:

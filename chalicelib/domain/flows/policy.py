@@ -1,4 +1,4 @@
-"""Whether a message due now may go out: the one policy for flows (and, next, broadcasts).
+"""Whether a message due now may go out: the one policy for flows and broadcasts.
 
 Three rules, in this order, each giving a reason the trace shows:
 
@@ -52,6 +52,11 @@ class SendPolicy:
     tenant_cap: FrequencyCap | None = None
     campaign_cap: FrequencyCap | None = None
 
+    @property
+    def capped(self) -> bool:
+        """Whether any cap applies: without one, nothing is read or counted."""
+        return self.tenant_cap is not None or self.campaign_cap is not None
+
 
 @dataclass(frozen=True)
 class Allow:
@@ -88,12 +93,32 @@ def decide_send(
     ``due_at`` is when the step first became due (the enrolment reached the node);
     ``*_counts`` map hour buckets to the messages the contact got in that scope.
     """
+    return when_to_send(policy, now=now, due_at=due_at, zone=zone) or within_caps(
+        policy, now=now, tenant_counts=tenant_counts, campaign_counts=campaign_counts
+    )
+
+
+def when_to_send(
+    policy: SendPolicy, *, now: datetime, due_at: datetime, zone: zoneinfo.ZoneInfo
+) -> Defer | Skip | None:
+    """Rules 1 and 2, which need no counts: None means "now, if the caps let it"."""
     opens = next_allowed(now, zone, policy.quiet_hours)
     ready = opens or now
     if policy.max_lateness is not None and ready - due_at > policy.max_lateness:
         return Skip(SkipReason.MAX_LATENESS)
     if opens is not None:
         return Defer(opens)
+    return None
+
+
+def within_caps(
+    policy: SendPolicy,
+    *,
+    now: datetime,
+    tenant_counts: Mapping[str, int],
+    campaign_counts: Mapping[str, int],
+) -> Allow | Skip:
+    """Rule 3: the tenant-wide cap first, then the campaign's own."""
     if cap_reached(policy.tenant_cap, tenant_counts, now):
         return Skip(SkipReason.FREQUENCY_CAP)
     if cap_reached(policy.campaign_cap, campaign_counts, now):
