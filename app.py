@@ -20,6 +20,7 @@ from chalicelib.api import (
     docs,
     events,
     imports,
+    inbox_threads,
     limits,
     lists,
     routing,
@@ -61,6 +62,7 @@ app.register_blueprint(events.blueprint)
 app.register_blueprint(campaigns.blueprint)
 app.register_blueprint(templates.blueprint)
 app.register_blueprint(senders.blueprint)
+app.register_blueprint(inbox_threads.blueprint)
 app.register_blueprint(limits.blueprint)
 app.register_blueprint(suppressions.blueprint)
 app.register_blueprint(stats.blueprint)

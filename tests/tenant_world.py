@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.aws import client
+from chalicelib.domain import clock
 from chalicelib.domain.unsubscribe import UnsubscribeClaim
 from chalicelib.local.poller import drain
+from chalicelib.store.inbox_threads import open_thread
 from chalicelib.store.secrets import unsubscribe_token
 from tests.conftest import Tenant, body_of, own
 
@@ -55,7 +57,8 @@ def ok(tenant: Tenant, method: str, path: str, body: Any = None) -> Any:
 
 def build_world(tenant: Tenant, marker: str) -> World:
     """Contacts, a list, a segment, templates, a sender, a sent campaign with its messages,
-    a webhook, an import, a suppression, a second API key and seed 002/003 campaigns."""
+    a webhook, an import, a suppression, a second API key, an operator inbox thread and
+    seed 002/003 campaigns."""
     world = World(tenant=tenant, marker=marker)
     p = world.params
     sender_address = f"news@{marker}.example.com"
@@ -109,6 +112,15 @@ def build_world(tenant: Tenant, marker: str) -> World:
     ok(tenant, "POST", "/v1/suppressions", {"address": p["address"]})
     p["key_id"] = ok(tenant, "POST", "/v1/api-keys", {"name": f"{marker} key"})["id"]
     p["tenant_id"] = tenant.id
+    p["thread_id"] = open_thread(  # as a flow's notify_inbox step opens one
+        tenant.id,
+        thread_id=f"{p['campaign_id']}#{p['contact_id']}#call#0",
+        contact_id=p["contact_id"],
+        campaign_id=p["campaign_id"],
+        node_id="call",
+        title=f"{marker} call",
+        now=clock.now(),
+    ).id
     p["name"] = "explorer.js"  # a file of the API explorer (public, the same for everyone)
     p["token"] = unsubscribe_token(UnsubscribeClaim(tenant.id, contacts[1]["id"], "email"))
     seed002 = {"name": f"{marker} seed002", "channel": "email"}
