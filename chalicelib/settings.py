@@ -103,6 +103,26 @@ class Settings(BaseModel):
         ),
     )
 
+    # The deliverability breaker (docs/engine.md): a campaign whose complaint or
+    # hard-bounce rate over a window crosses its limit pauses itself, once the window
+    # holds breaker_min_volume messages with a delivery outcome. Rates are fractions.
+    breaker_complaint_rate_1h: float = Field(default=0.01, gt=0, le=1)
+    breaker_complaint_rate_24h: float = Field(default=0.003, gt=0, le=1)
+    breaker_hard_bounce_rate_1h: float = Field(default=0.10, gt=0, le=1)
+    breaker_hard_bounce_rate_24h: float = Field(default=0.05, gt=0, le=1)
+    breaker_min_volume: int = Field(default=300, ge=1)
+    # The delivery gate of automation iterations (docs/engine.md).
+    gate_settled_share: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="An iteration's feedback has settled when this share of its sends has "
+        "an outcome (delivered, bounced, complained, rejected)…",
+    )
+    gate_settle_minutes: int = Field(
+        default=30, ge=1, description="…or this long after its last send, whichever first."
+    )
+
     # Per-tenant limits: the defaults; an admin sets a tenant's own (chalicelib.domain.limits).
     limit_sends_per_day: int = Field(default=100_000, ge=0)
     limit_test_sends_per_hour: int = Field(default=100, ge=0)

@@ -426,6 +426,15 @@ class Campaign(BaseModel):
         default=None,
         description="A campaign the pipeline paused for the provider's quota resumes itself then.",
     )
+    pause_reason: str | None = Field(
+        default=None,
+        description="The code of a pause the campaign gave itself (domain.deliverability "
+        "PAUSE_*: the campaign.paused webhook's reason); cleared on resume.",
+    )
+    resumed_at: datetime | None = Field(
+        default=None,
+        description="The last resume: the deliverability breaker counts only outcomes after it.",
+    )
     # -- flows only (docs/flows.md): the graph and its campaign-level rules ------------
     workflow: Workflow | None = Field(
         default=None, description="A flow's graph; its send nodes are the campaign's steps."
@@ -704,7 +713,14 @@ def is_due(campaign: Campaign, now: datetime) -> bool:
 
 # Fields the pipeline records on its way (any action); schedule actions add their own.
 PROGRESS_FIELDS = frozenset(
-    {"total_recipients", "planned_batches", "planning_done", "error_message", "resume_at"}
+    {
+        "total_recipients",
+        "planned_batches",
+        "planning_done",
+        "error_message",
+        "resume_at",
+        "pause_reason",
+    }
 )
 _SCHEDULE_FIELDS = frozenset({"scheduled_at", "timezone"})
 _STAMPS: Mapping[Action, str] = MappingProxyType(
@@ -714,6 +730,7 @@ _STAMPS: Mapping[Action, str] = MappingProxyType(
         "complete": "completed_at",
         "fail": "completed_at",
         "cancel": "cancelled_at",
+        "resume": "resumed_at",
     }
 )
 
@@ -750,6 +767,7 @@ def advance(campaign: Campaign, action: Action, now: datetime, **fields: Any) ->
         # Why the pipeline paused it (a quota, failing renders) no longer holds.
         values["error_message"] = None
         values["resume_at"] = None
+        values["pause_reason"] = None
     if action in _STAMPS:
         values[_STAMPS[action]] = now
     if target != "draft":

@@ -51,6 +51,7 @@ from chalicelib.domain.suppression import SuppressionReason
 from chalicelib.domain.unsubscribe import Unsubscribed
 from chalicelib.domain.webhooks import message_event_type
 from chalicelib.observability import logger, metrics
+from chalicelib.pipeline.breaker import record_outcomes
 from chalicelib.pipeline.callbacks import (
     CallbackHit,
     WebhookNotice,
@@ -95,17 +96,24 @@ class _BatchEffects:
 
     def campaign(self, ref: MessageRef) -> Campaign | None:
         """The event's campaign, read once per batch (None if it was deleted)."""
-        key = (ref.tenant_id, ref.campaign_id)
+        return self._campaign(ref.tenant_id, ref.campaign_id)
+
+    def _campaign(self, tenant_id: str, campaign_id: str) -> Campaign | None:
+        key = (tenant_id, campaign_id)
         if key not in self.campaigns:
             try:
-                self.campaigns[key] = get_campaign(ref.tenant_id, ref.campaign_id)
+                self.campaigns[key] = get_campaign(tenant_id, campaign_id)
             except NotFound:
                 self.campaigns[key] = None
         return self.campaigns[key]
 
     def write(self) -> None:
+        now = clock.now()
         for (tenant_id, campaign_id), counts in self.counts.items():
             add_counts(tenant_id, campaign_id, counts, shard_key=uuid.uuid4().hex)
+            campaign = self._campaign(tenant_id, campaign_id)
+            if campaign is not None:  # the breaker's windows (pipeline.breaker)
+                record_outcomes(tenant_id, campaign, counts, now)
         buffer_callbacks(self.callbacks)
         notify_webhooks(self.notices)
 
