@@ -34,6 +34,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from chalicelib import aws
+from chalicelib.domain import ids
 from chalicelib.domain.errors import HeraldError, ValidationFailed
 from chalicelib.domain.limits import LimitChanges
 from chalicelib.domain.tenants import is_tenant_id
@@ -47,9 +48,11 @@ def _print(payload: Any) -> None:
 
 
 def _tenant_id(value: str) -> str:
-    if not is_tenant_id(value):
+    """A tenant id, native (32 hex) or as its dashed UUID."""
+    tenant_id = ids.native(value, "")
+    if not is_tenant_id(tenant_id):
         raise argparse.ArgumentTypeError(f"not a tenant id: {value!r}")
-    return value
+    return tenant_id
 
 
 def _moment(value: str) -> datetime:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from chalicelib.api import errors as api_errors
 from chalicelib.api import idempotency
-from chalicelib.domain import clock, errors
+from chalicelib.domain import clock, errors, ids
 from chalicelib.domain.tenants import ADMIN_SCOPE, parse_key
 from chalicelib.observability import logger
 from chalicelib.services import limits
@@ -115,7 +115,11 @@ def endpoint(
             request = app.current_request
             assert request is not None  # Chalice sets it before calling a view
             try:
-                call = Call(request=request, tenant_id=_authenticate(request, auth), params=params)
+                call = Call(
+                    request=request,
+                    tenant_id=_authenticate(request, auth),
+                    params=_native_ids(params),
+                )
                 if call.tenant_id and call.tenant_id != ADMIN_SCOPE:
                     logger.append_keys(tenant_id=call.tenant_id)
                     limits.admit_request(call.tenant_id)  # requests_per_minute (429)
@@ -131,7 +135,7 @@ def endpoint(
                         request,
                         call.tenant_id,
                         f"{method} {path}",
-                        params,
+                        call.params,
                         lambda: to_response(handler(call), status),
                     )
                 return to_response(handler(call), status)
@@ -167,6 +171,14 @@ def endpoint(
         return handler
 
     return decorator
+
+
+def _native_ids(params: dict[str, str]) -> dict[str, str]:
+    """Path ids given as dashed UUIDs (or prefix + dashed UUID) in their native form."""
+    return {
+        name: ids.native(value, ids.PATH_PREFIXES[name]) if name in ids.PATH_PREFIXES else value
+        for name, value in params.items()
+    }
 
 
 def gateway_errors(request: Request, get_response: Callable[[Request], Response]) -> Response:

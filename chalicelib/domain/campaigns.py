@@ -13,7 +13,6 @@ and workflows, which come later, add steps, and the send ledger is already keyed
 from __future__ import annotations
 
 import re
-import secrets
 import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta
@@ -39,6 +38,7 @@ from chalicelib.domain.flows.graph import FlowSettings, Reentry, Workflow
 from chalicelib.domain.flows.nodes import SendAction
 from chalicelib.domain.flows.policy import CampaignCap
 from chalicelib.domain.flows.timing import Duration
+from chalicelib.domain.ids import collapsed, uuid7_hex
 from chalicelib.domain.net import URL_MAX_LENGTH, parse_target_url
 
 CampaignStatus = Literal[
@@ -188,13 +188,12 @@ class NotDue(InvalidTransition):
 
 # -- ids -------------------------------------------------------------------------------
 def new_campaign_id(now: datetime) -> str:
-    """``cmp_`` + 12 hex digits of milliseconds + 20 random: ids sort by creation time.
+    """``cmp_`` + a UUIDv7 in hex (``chalicelib.domain.ids``): ids sort by creation time.
 
     The store keeps campaigns under their id as sort key, so a listing newest first is a
     plain reverse Query; the id is also the EventBridge schedule's name (≤ 64 characters).
     """
-    millis = int(now.timestamp() * 1000)
-    return f"cmp_{millis:012x}{secrets.token_hex(10)}"
+    return "cmp_" + uuid7_hex(now)
 
 
 def is_campaign_id(value: str) -> bool:
@@ -278,7 +277,12 @@ CampaignName = Annotated[
     str, Field(min_length=1, max_length=NAME_MAX_LENGTH), AfterValidator(_single_line)
 ]
 Description = Annotated[str, Field(max_length=DESCRIPTION_MAX_LENGTH)]
-ResourceId = Annotated[str, Field(min_length=1, max_length=64, pattern=_RESOURCE_ID)]
+# A prefixed dashed UUID (``tpl_3c90c3cc-0d44-…``) is taken for the native id.
+ResourceId = Annotated[
+    str,
+    BeforeValidator(lambda v: collapsed(v) if isinstance(v, str) else v),
+    Field(min_length=1, max_length=64, pattern=_RESOURCE_ID),
+]
 IdPool = Annotated[list[ResourceId], Field(max_length=POOL_MAX), AfterValidator(_unique)]
 FromName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_single_line)]
 CallbackUrl = Annotated[str, Field(max_length=URL_MAX_LENGTH), AfterValidator(check_callback_url)]

@@ -17,7 +17,7 @@ from moto.ses.models import ses_backends
 
 import app as herald
 from chalicelib.aws import client
-from chalicelib.domain import clock
+from chalicelib.domain import clock, ids
 from chalicelib.domain.campaigns import ACTIONS, TRANSITIONS, NewCampaign
 from chalicelib.domain.errors import InvalidTransition, NotFound
 from chalicelib.domain.senders import IdentityStatus, SenderFields
@@ -677,3 +677,15 @@ def test_the_openapi_document_describes_the_campaign_routes(tenant: Tenant):
     detail = document["components"]["schemas"]["CampaignDetail"]["properties"]
     assert {"sent", "failed", "skipped", "template_ids", "status"} <= set(detail)
     assert "revision" not in detail and "steps" not in detail
+
+
+def test_a_campaign_is_found_by_its_dashed_uuid_too(tenant: Tenant):
+    created = create(tenant)
+    dashed = ids.dashed(created["id"])
+    for given in (dashed, dashed.upper(), "cmp_" + dashed):
+        response = tenant.call("GET", f"/v1/campaigns/{given}")
+        assert response.status_code == 200, given
+        assert body_of(response)["id"] == created["id"]
+    patched = tenant.call("PATCH", f"/v1/campaigns/{dashed}", {"name": "Renamed"})
+    assert body_of(patched)["name"] == "Renamed"
+    assert tenant.call("GET", f"/v1/campaigns/{uuid.uuid4()}").status_code == 404
