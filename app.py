@@ -18,6 +18,7 @@ from chalicelib.api import (
     campaigns,
     contacts,
     docs,
+    enrolments,
     events,
     imports,
     inbox_threads,
@@ -47,6 +48,7 @@ from chalicelib.pipeline import tick as ticking
 from chalicelib.pipeline.dispatch import Consumer
 from chalicelib.pipeline.send import batch as send_batches
 from chalicelib.resources import herald_resources
+from chalicelib.services import enrolments as flow_entry
 from chalicelib.settings import QueueRole, get_settings
 
 settings = get_settings()
@@ -60,6 +62,7 @@ app.register_blueprint(lists.blueprint)
 app.register_blueprint(segments.blueprint)
 app.register_blueprint(events.blueprint)
 app.register_blueprint(campaigns.blueprint)
+app.register_blueprint(enrolments.blueprint)
 app.register_blueprint(templates.blueprint)
 app.register_blueprint(senders.blueprint)
 app.register_blueprint(inbox_threads.blueprint)
@@ -73,6 +76,9 @@ app.register_blueprint(seed003.blueprint)
 
 # What an unsubscribe link does beyond suppressing (the API function runs it).
 on_unsubscribe(provider_feedback.count_unsubscribe)
+on_unsubscribe(flow_entry.exit_on_unsubscribe)
+# What a recorded contact event does: enrol by trigger.event, exit on goals, wake waits.
+contact_events.on_contact_event(flow_entry.on_event)
 
 
 app.register_middleware(routing.gateway_errors, "http")

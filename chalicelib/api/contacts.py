@@ -1,4 +1,6 @@
-"""Contacts: create, read, update (partial), delete, list. Saving one emits ``contact.saved``."""
+"""Contacts: create, read, update (partial), delete, list. Saving one emits ``contact.saved``;
+deleting one, or changing its status to unsubscribed, bounced or complained, ends its
+flows (chalicelib.services.enrolments)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pydantic import BeforeValidator, Field
 
 from chalicelib.api.models import Input, ListPage, ListQuery
 from chalicelib.api.routing import Call, endpoint
+from chalicelib.domain import clock
 from chalicelib.domain.contacts import (
     Contact,
     ContactFields,
@@ -17,7 +20,9 @@ from chalicelib.domain.contacts import (
     EmailAddress,
     PhoneNumber,
 )
+from chalicelib.domain.flows.step import ExitReason
 from chalicelib.observability import logger, metrics
+from chalicelib.services import enrolments as flow_entry
 from chalicelib.store import contacts as store
 from chalicelib.store.events_out import publish_events
 
@@ -126,6 +131,8 @@ def update_contact(call: Call) -> Contact:
     contact, changed = store.update_contact(call.tenant_id, call.params["contact_id"], call.body)
     if changed:
         _announce(call.tenant_id, contact, created=False, changed=changed)
+    if "status" in changed:
+        flow_entry.exit_on_status(call.tenant_id, contact, clock.now())
     return contact
 
 
@@ -136,7 +143,11 @@ def update_contact(call: Call) -> Contact:
     auth="tenant",
     tag="contacts",
     status=204,
-    summary="Delete a contact and free its email and phone",
+    summary="Delete a contact and free its email and phone (it leaves every flow)",
 )
 def delete_contact(call: Call) -> None:
-    store.delete_contact(call.tenant_id, call.params["contact_id"])
+    contact = store.get_contact(call.tenant_id, call.params["contact_id"])
+    # Flows first: if the deletion then fails, a retry finds the contact and finishes;
+    # the other way round, a retry would meet a 404 and leave its enrolments behind.
+    flow_entry.exit_contact_everywhere(call.tenant_id, contact.id, ExitReason.DELETED, clock.now())
+    store.delete_contact(call.tenant_id, contact.id)

@@ -6,7 +6,9 @@ Posted events take the same road as any producer's: they are published to the bu
 chalicelib.pipeline.events records them. The route resolves each contact first, in the
 caller's tenant only, so an event for an unknown contact (or another tenant's) is reported
 back instead of being lost downstream; the tenant id in the published detail is the API
-key's, never the body's (a body naming one is refused as an unknown field).
+key's, never the body's (a body naming one is refused as an unknown field). An event
+with an ``event_id`` the tenant used in the last 7 days is not published again: its
+answer says ``duplicate`` and carries the first one's id.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from chalicelib.domain.contacts import EmailAddress, PhoneNumber
 from chalicelib.domain.events import EventName, Properties, TimelineEvent, new_event_id
 from chalicelib.store import contacts as contact_store
 from chalicelib.store.events_out import BusEvent, publish_events
-from chalicelib.store.timeline import list_timeline
+from chalicelib.store.timeline import claim_event_id, list_timeline, release_event_id
 
 blueprint = Blueprint(__name__)
 
@@ -47,6 +49,13 @@ class EventContact(Input):
 
 class PostedEvent(Input):
     name: EventName
+    event_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Your id of the event, unique per tenant for 7 days: a repeat is answered "
+        "with duplicate true and not processed again.",
+    )
     contact: EventContact
     properties: Properties = Field(
         default_factory=dict, description="Any JSON object, at most 16 KB serialized."
@@ -70,6 +79,11 @@ class PostEvents(Input):
 class AcceptedEvent(ApiModel):
     index: int = Field(description="Position in the request's events.")
     id: str = Field(description="The event's id, as its timeline entry will show it.")
+    duplicate: bool = Field(
+        default=False,
+        description="Its event_id was seen in the last 7 days: id is the first one's, and "
+        "this one is not processed.",
+    )
 
 
 class UnknownContact(ApiModel):
@@ -103,12 +117,19 @@ def post_events(call: Call) -> EventsAccepted:
     accepted: list[AcceptedEvent] = []
     unknown: list[UnknownContact] = []
     published: list[BusEvent] = []
+    claimed: list[tuple[str, str]] = []
     for index, event in enumerate(events):
         contact_id = owners.get(index)
         if contact_id is None:
             unknown.append(UnknownContact(index=index, contact=event.contact))
             continue
         event_id = new_event_id()
+        if event.event_id is not None:
+            first = claim_event_id(call.tenant_id, event.event_id, event_id, now)
+            if first is not None:
+                accepted.append(AcceptedEvent(index=index, id=first, duplicate=True))
+                continue
+            claimed.append((event.event_id, event_id))
         occurred_at = event.occurred_at or now
         detail = {
             "event_id": event_id,
@@ -118,7 +139,12 @@ def post_events(call: Call) -> EventsAccepted:
         }
         published.append(BusEvent(event.name, detail))
         accepted.append(AcceptedEvent(index=index, id=event_id))
-    publish_events(call.tenant_id, published)
+    try:
+        publish_events(call.tenant_id, published)
+    except Exception:
+        for given, owner in claimed:  # not published: a retry must not be a "duplicate"
+            release_event_id(call.tenant_id, given, owner)
+        raise
     return EventsAccepted(accepted=accepted, unknown_contacts=unknown)
 
 

@@ -76,7 +76,9 @@ class EventDetail(BaseModel):
     event_id: str | None = Field(
         default=None,
         max_length=100,
-        description="Herald's id for events it accepted over HTTP; else the bus event id is used.",
+        description="The event's id: Herald's for events it accepted over HTTP; another "
+        "producer's own id is unique per tenant for 7 days (a repeat is dropped). "
+        "Without one, the bus event id is used.",
     )
 
 

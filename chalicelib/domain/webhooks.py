@@ -45,6 +45,8 @@ WebhookEventType = Literal[
     "message.opened",
     "message.clicked",
     "message.unsubscribed",
+    "enrollment.entered",
+    "enrollment.exited",
 ]
 WEBHOOK_EVENT_TYPES: tuple[WebhookEventType, ...] = get_args(WebhookEventType)
 ALL_EVENTS = "*"

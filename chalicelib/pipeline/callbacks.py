@@ -8,9 +8,9 @@ window whose flush went missing. The flush turns the window into POSTs (500 addr
 each) queued as ``http.deliver`` messages, so a flush never waits on a receiver. Delivery
 is at most window + a few seconds after the event, well inside the seed's five minutes.
 
-Webhooks. ``notify_webhooks`` queues one ``http.deliver`` per (event, endpoint that wants
-it); the body is fixed when queued, and each attempt is signed afresh (new timestamp,
-same ``webhook-id``).
+Webhooks. ``notify_webhooks`` (chalicelib.services.notices, so that services emit them
+too) queues one ``http.deliver`` per (event, endpoint that wants it); the body is fixed
+when queued, and each attempt is signed afresh (new timestamp, same ``webhook-id``).
 
 Delivery. ``deliver`` POSTs through the SSRF-safe client, under one deadline per attempt
 (``Settings.callback_deadline_seconds``), so a batch of 10 ends inside the worker's timeout
@@ -32,10 +32,10 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from chalicelib.aws import client
 from chalicelib.channels.http import HttpOutcome, RefusedTarget, post
@@ -48,18 +48,11 @@ from chalicelib.domain.callbacks import (
 )
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.feedback import CallbackEvent, Channel
-from chalicelib.domain.webhooks import (
-    WebhookEventType,
-    new_delivery_id,
-    payload,
-    retry_delay,
-    signed_headers,
-    verdict,
-    wants,
-)
+from chalicelib.domain.webhooks import retry_delay, signed_headers, verdict
 from chalicelib.observability import logger, metrics
 from chalicelib.pipeline.messages import CallbackFlush, HttpDelivery
 from chalicelib.pipeline.queues import enqueue
+from chalicelib.services.notices import new_delivery
 from chalicelib.settings import get_settings
 from chalicelib.store import callbacks as buffer
 from chalicelib.store import webhooks as endpoints
@@ -184,7 +177,7 @@ def flush_window(message: dict[str, Any]) -> None:
         addresses.extend(chunk.addresses)
         posts[(chunk.url, chunk.channel)] = (addresses, min(first_at, chunk.first_at))
     deliveries = [
-        _delivery(
+        new_delivery(
             tenant_id=window.tenant_id,
             target="callback",
             target_id=window.campaign_id,
@@ -199,69 +192,7 @@ def flush_window(message: dict[str, Any]) -> None:
     buffer.clear_window(window, [key for key, _ in chunks])
 
 
-# -- webhooks -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class WebhookNotice:
-    """One event a tenant's webhook endpoints may want."""
-
-    tenant_id: str
-    event_type: WebhookEventType
-    occurred_at: datetime
-    data: Mapping[str, Any]
-
-
-def notify_webhooks(notices: Iterable[WebhookNotice]) -> int:
-    """Queue a delivery per (notice, enabled endpoint wanting it): one Query per tenant."""
-    by_tenant: dict[str, list[WebhookNotice]] = {}
-    for notice in notices:
-        by_tenant.setdefault(notice.tenant_id, []).append(notice)
-    deliveries: list[HttpDelivery] = []
-    for tenant_id, tenant_notices in by_tenant.items():
-        registered = [e for e, _ in endpoints.signing_endpoints(tenant_id) if e.enabled]
-        for notice in tenant_notices:
-            body = json.dumps(
-                payload(notice.event_type, notice.occurred_at, dict(notice.data)),
-                separators=(",", ":"),
-                default=str,
-            )
-            deliveries.extend(
-                _delivery(
-                    tenant_id=tenant_id,
-                    target="webhook",
-                    target_id=endpoint.id,
-                    event_type=notice.event_type,
-                    url=None,
-                    body=body,
-                )
-                for endpoint in registered
-                if wants(endpoint.event_types, notice.event_type)
-            )
-    if deliveries:
-        enqueue("callbacks", [d.as_message() for d in deliveries])
-    return len(deliveries)
-
-
 # -- delivery -----------------------------------------------------------------------------
-def _delivery(
-    *,
-    tenant_id: str,
-    target: Literal["callback", "webhook"],
-    target_id: str,
-    event_type: str,
-    url: str | None,
-    body: str,
-) -> HttpDelivery:
-    return HttpDelivery(
-        tenant_id=tenant_id,
-        target=target,
-        target_id=target_id,
-        event_type=event_type,
-        delivery_id=new_delivery_id(),
-        body=body,
-        url=url,
-    )
-
-
 def deliver(body: dict[str, Any]) -> None:
     """One attempt of one delivery; schedules the next attempt or ends the delivery."""
     message = HttpDelivery.model_validate(body)

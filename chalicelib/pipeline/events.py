@@ -11,9 +11,11 @@ share one path). ``receive_bus_event`` then, for each EventBridge envelope:
    event for a contact the tenant does not have (never created, deleted, or another
    tenant's id) is an orphan: logged, counted in the ``events_orphaned`` metric, dropped.
    Contacts are never created from events: consent comes with a contact, not a click;
-3. writes the timeline item, conditional on its key (time + event id): only the first
+3. drops a duplicate: a detail's ``event_id`` (from a producer other than Herald) already
+   carried by another bus event in the last 7 days (``store.timeline.claim_event_id``);
+4. writes the timeline item, conditional on its key (time + event id): only the first
    delivery succeeds, and only then is the event counted on the contact (``record_event``);
-4. hands the event to every reactor registered with ``on_contact_event`` (the campaign
+5. hands the event to every reactor registered with ``on_contact_event`` (the campaign
    engine's triggers). Reactors also run on a redelivery (a reactor that failed is why the
    message came back), so a reactor must be idempotent per event id.
 
@@ -46,7 +48,8 @@ from chalicelib.domain.events import (
 from chalicelib.domain.tenants import is_tenant_id
 from chalicelib.observability import logger, metrics
 from chalicelib.store import contacts
-from chalicelib.store.timeline import record_on_timeline
+from chalicelib.store.events_out import EVENT_SOURCE
+from chalicelib.store.timeline import claim_event_id, record_on_timeline
 
 ContactEventReactor = Callable[[str, TimelineEvent, Contact], None]
 _REACTORS: dict[str, ContactEventReactor] = {}
@@ -78,6 +81,10 @@ def receive_bus_event(message: dict[str, Any]) -> None:
         logger.warning("orphan event dropped", extra={"event": name, "bus_event_id": envelope.id})
         metrics.add_metric(name="events_orphaned", unit="Count", value=1)
         return
+    if _seen_before(tenant_id, envelope, detail):
+        logger.info("duplicate event dropped", extra={"event": name, "bus_event_id": envelope.id})
+        metrics.add_metric(name="events_duplicate", unit="Count", value=1)
+        return
     event = TimelineEvent(
         id=detail.event_id or envelope.id,
         name=name,
@@ -97,6 +104,18 @@ def receive_bus_event(message: dict[str, Any]) -> None:
         metrics.add_metric(name="events_recorded", unit="Count", value=1)
     for reactor in list(_REACTORS.values()):
         reactor(tenant_id, event, current)
+
+
+def _seen_before(tenant_id: str, envelope: BusEnvelope, detail: EventDetail) -> bool:
+    """Whether another bus event carried this producer's ``event_id`` in the last 7 days.
+
+    The claim's owner is the bus event's own id, so SQS redelivering THIS event (a reactor
+    failed) is processed again, while a second PutEvents of the same event_id is not.
+    Herald's own events are unique already (``POST /v1/events`` checked the caller's id).
+    """
+    if detail.event_id is None or envelope.source == EVENT_SOURCE:
+        return False
+    return claim_event_id(tenant_id, detail.event_id, envelope.id, clock.now()) is not None
 
 
 def _detail(name: str, raw: Any) -> EventDetail:

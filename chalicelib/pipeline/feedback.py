@@ -52,13 +52,10 @@ from chalicelib.domain.unsubscribe import Unsubscribed
 from chalicelib.domain.webhooks import message_event_type
 from chalicelib.observability import logger, metrics
 from chalicelib.pipeline.breaker import record_outcomes
-from chalicelib.pipeline.callbacks import (
-    CallbackHit,
-    WebhookNotice,
-    buffer_callbacks,
-    notify_webhooks,
-)
+from chalicelib.pipeline.callbacks import CallbackHit, buffer_callbacks
 from chalicelib.pipeline.queues import enqueue
+from chalicelib.services.enrolments import STATUS_EXITS, exit_contact_everywhere
+from chalicelib.services.notices import WebhookNotice, notify_webhooks
 from chalicelib.store import ledger
 from chalicelib.store.campaigns import get_campaign
 from chalicelib.store.counters import add_counts
@@ -168,6 +165,7 @@ def apply_event(event: DeliveryEvent, effects: _BatchEffects) -> None:
                 suppress(ref.tenant_id, address, reason, event.occurred_at)
             except ValidationFailed:  # not an address Herald could send to anyway
                 logger.warning("unsuppressible address in feedback", extra={"kind": event.kind})
+        _leave_flows(ref, event)
     if event.status is None or not _first_time(event, ref):
         return
     counter = KIND_COUNTER[event.kind]
@@ -209,6 +207,17 @@ def _correlate(event: DeliveryEvent) -> MessageRef | None:
     except ValueError:
         return None  # tags that look like ours but are not a Herald message id
     return ref
+
+
+def _leave_flows(ref: MessageRef, event: DeliveryEvent) -> None:
+    """A hard bounce, a complaint or an opt-out ends the contact's flows (idempotent, so
+    done on every delivery of the event like the suppression)."""
+    try:
+        _, contact_id, _ = parse_message_id(ref.message_id)
+    except ValueError:
+        return
+    reason = STATUS_EXITS[_SUPPRESSION_REASONS[event.kind]]
+    exit_contact_everywhere(ref.tenant_id, contact_id, reason, clock.now())
 
 
 def _retry_if_young(event: DeliveryEvent) -> None:

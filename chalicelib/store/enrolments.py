@@ -15,15 +15,31 @@ Layout (key strings from ``chalicelib.domain.flows.timers``; ScopedTable adds th
 - ``CAPS#<contact>`` / ``-``: the contact's message counts per hour bucket (``t#<hour>``
   tenant-wide, ``c#<campaign>#<hour>`` per campaign) and a version ``v`` that makes
   ``count_send`` an atomic check-and-add
+- ``ENROLLED#<contact>`` / ``<campaign>``: the flows a contact was ever enrolled in, written
+  just before its enrolment (``index_contacts``), so an event, an unsubscribe or a deletion
+  finds the contact's enrolments with one Query instead of a scan
+- ``FLOWDEDUPE#<campaign>#<sha256 of the value>`` / ``-``: a business event (an order id,
+  an event id) that enrolled someone; written in the same transaction as the enrolment,
+  on condition that it is new, so the same event never enrols twice
+- index ``gsi1``: ``ENROLSTATUS#<campaign>#<status>#<shard>`` / ``<contact>`` on every
+  enrolment, status ``waiting | active | exited`` (``status_of``): the listing by status.
+  16 shards (crc32 of the contact) because every step rewrites the enrolment, and one
+  index partition per (flow, status) would take all of a big flow's writes
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import base64
+import binascii
+import hashlib
+import json
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
+from chalicelib.domain.errors import ValidationFailed
 from chalicelib.domain.flows.policy import stale_buckets
 from chalicelib.domain.flows.step import Enrolment, ExitReason, Step, TraceEntry, TriggerEvent
 from chalicelib.domain.flows.timers import (
@@ -44,6 +60,11 @@ from chalicelib.store.table import (
 )
 
 TRACE_RETENTION = timedelta(days=90)
+DEDUPE_RETENTION = timedelta(days=365)  # how long a business event is remembered per flow
+STATUS_SHARDS = 16
+_STATUS_INDEX = "gsi1"
+EnrolmentStatus = Literal["waiting", "active", "exited"]
+ENROLMENT_STATUSES: tuple[EnrolmentStatus, ...] = ("waiting", "active", "exited")
 
 
 @dataclass(frozen=True)
@@ -68,21 +89,200 @@ class CapCounts:
 
 
 # -- enrolments -----------------------------------------------------------------------
-def start(tenant_id: str, enrolment: Enrolment, previous: Enrolment | None) -> bool:
-    """Write a new enrolment; False when another one got there first (the caller answers
-    ``already_enrolled``). ``previous`` is the exited enrolment it replaces, if any."""
+def status_of(enrolment: Enrolment) -> EnrolmentStatus:
+    """``exited``; ``waiting`` (on a timer or an event); else ``active`` (a step is due,
+    or it is held while its flow is paused or a draft)."""
+    if enrolment.exited:
+        return "exited"
+    return "waiting" if enrolment.wake_at is not None else "active"
+
+
+def start(
+    tenant_id: str,
+    enrolment: Enrolment,
+    previous: Enrolment | None,
+    *,
+    dedupe: Sequence[str] = (),
+    now: datetime | None = None,
+) -> bool:
+    """Write a new enrolment, with the ``dedupe`` values (the business events that must
+    enrol once) in the same transaction when there are any; False when another enrolment
+    got there first or a dedupe value was seen already (the caller reads again to tell
+    which). ``previous`` is the exited enrolment it replaces, if any. The contact's index
+    item is ``index_contacts``'s, written first."""
+    table = tenant_table(tenant_id)
     partition, sort = enrolment_key(enrolment.campaign_id, enrolment.contact_id)
     condition = Condition.absent() if previous is None else _standing_on(previous)
+    stored, index = _stored(enrolment), _status_index(enrolment)
     try:
-        tenant_table(tenant_id).put(partition, sort, _stored(enrolment), condition=condition)
+        if not dedupe:
+            table.put(partition, sort, stored, condition=condition, index_keys=index)
+            return True
+        expires = int(((now or enrolment.entered_at) + DEDUPE_RETENTION).timestamp())
+        requests = [
+            table.put_request(partition, sort, stored, condition=condition, index_keys=index)
+        ]
+        requests += [
+            table.put_request(
+                _dedupe_partition(enrolment.campaign_id, value),
+                "-",
+                {TableSpec.ttl_attribute: expires},
+                condition=Condition.absent(),
+            )
+            for value in dict.fromkeys(dedupe)
+        ]
+        transact_write(requests)
     except ConditionFailed:
         return False
     return True
 
 
+def index_contacts(tenant_id: str, campaign_id: str, contact_ids: Iterable[str]) -> int:
+    """Note the flow in each contact's index (``ENROLLED#<contact>``), 25 a BatchWriteItem,
+    before their enrolments are written: an index item whose enrolment lost its race names
+    a flow where the contact has no enrolment of this attempt, which readers take as it is
+    (they read the enrolments themselves); an enrolment is never missing from the index."""
+    return tenant_table(tenant_id).batch_put(
+        (_contact_partition(c), campaign_id, {"campaign_id": campaign_id}) for c in contact_ids
+    )
+
+
 def read(tenant_id: str, campaign_id: str, contact_id: str) -> Enrolment | None:
     item = tenant_table(tenant_id).get(*enrolment_key(campaign_id, contact_id))
     return _enrolment(campaign_id, contact_id, item) if item else None
+
+
+def read_many(tenant_id: str, campaign_id: str, contact_ids: Iterable[str]) -> dict[str, Enrolment]:
+    """The enrolments of ``contact_ids`` in one flow, by contact (BatchGetItem, consistent)."""
+    keys = [enrolment_key(campaign_id, c) for c in contact_ids]
+    found = tenant_table(tenant_id).batch_get(keys, consistent=True)
+    return {sort: _enrolment(campaign_id, sort, item) for (_, sort), item in found.items()}
+
+
+def enrolments_of_contact(tenant_id: str, contact_id: str) -> list[Enrolment]:
+    """Every enrolment of one contact, in any flow, exited ones included: one Query of the
+    contact's index, one BatchGetItem of the enrolments."""
+    table = tenant_table(tenant_id)
+    campaigns = [
+        item["campaign_id"]
+        for item in table.query_all(_contact_partition(contact_id), consistent=True)
+    ]
+    found = table.batch_get((enrolment_key(c, contact_id) for c in campaigns), consistent=True)
+    return [
+        _enrolment(c, contact_id, item)
+        for c in campaigns
+        if (item := found.get(enrolment_key(c, contact_id))) is not None
+    ]
+
+
+def list_by_status(
+    tenant_id: str,
+    campaign_id: str,
+    statuses: Sequence[EnrolmentStatus] = ENROLMENT_STATUSES,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Enrolment], str | None]:
+    """A page of a flow's enrolments in ``statuses`` and the cursor of the next (None at
+    the end). Walks each status's shards in order; read from an index, so a step taken a
+    moment ago may not show yet."""
+    position, shard, inner = _decode_cursor(cursor, len(statuses))
+    table = tenant_table(tenant_id)
+    found: list[Enrolment] = []
+    while len(found) < limit:
+        page = table.query(
+            _status_partition(campaign_id, statuses[position], shard),
+            index=_STATUS_INDEX,
+            limit=limit - len(found),
+            cursor=inner,
+        )
+        found.extend(_enrolment(campaign_id, item["contact_id"], item) for item in page.items)
+        inner = page.cursor
+        if inner is None:
+            shard += 1
+            if shard == STATUS_SHARDS:
+                position, shard = position + 1, 0
+                if position == len(statuses):
+                    return found, None
+    return found, _encode_cursor(position, shard, inner)
+
+
+def all_in_status(
+    tenant_id: str, campaign_id: str, statuses: Sequence[EnrolmentStatus]
+) -> Iterator[Enrolment]:
+    """Every enrolment of a flow in ``statuses``, page by page."""
+    cursor: str | None = None
+    while True:
+        page, cursor = list_by_status(tenant_id, campaign_id, statuses, limit=500, cursor=cursor)
+        yield from page
+        if cursor is None:
+            return
+
+
+def purge_contact(tenant_id: str, contact_id: str) -> int:
+    """Delete everything the flows keep about a deleted contact: its enrolments, their
+    traces, its index and its cap counters. Returns how many items went."""
+    table = tenant_table(tenant_id)
+    keys: list[tuple[str, str]] = []
+    for item in table.query_all(_contact_partition(contact_id), consistent=True):
+        campaign_id = item["campaign_id"]
+        trace = _trace_partition(campaign_id, contact_id)
+        keys += [(trace, sort) for sort in _trace_sort_keys(tenant_id, campaign_id, contact_id)]
+        keys.append(enrolment_key(campaign_id, contact_id))
+        keys.append((_contact_partition(contact_id), campaign_id))
+    keys.append((_caps_partition(contact_id), "-"))
+    return table.batch_delete(keys)
+
+
+def _trace_sort_keys(tenant_id: str, campaign_id: str, contact_id: str) -> list[str]:
+    return [
+        f"{int(item['visit']):010d}#{int(item['n'])}"
+        for item in tenant_table(tenant_id).query_all(
+            _trace_partition(campaign_id, contact_id), consistent=True
+        )
+    ]
+
+
+def _contact_partition(contact_id: str) -> str:
+    return f"ENROLLED#{contact_id}"
+
+
+def _dedupe_partition(campaign_id: str, value: str) -> str:
+    return f"FLOWDEDUPE#{campaign_id}#{hashlib.sha256(value.encode()).hexdigest()}"
+
+
+def _status_partition(campaign_id: str, status: EnrolmentStatus, shard: int) -> str:
+    return f"ENROLSTATUS#{campaign_id}#{status}#{shard:02d}"
+
+
+def _status_index(enrolment: Enrolment) -> dict[str, tuple[str, str]]:
+    shard = zlib.crc32(enrolment.contact_id.encode()) % STATUS_SHARDS
+    partition = _status_partition(enrolment.campaign_id, status_of(enrolment), shard)
+    return {_STATUS_INDEX: (partition, enrolment.contact_id)}
+
+
+def _encode_cursor(position: int, shard: int, inner: str | None) -> str:
+    plain = json.dumps({"status": position, "shard": shard, "after": inner}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(plain.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None, statuses: int) -> tuple[int, int, str | None]:
+    """The status (its position in the listing's), the shard and the position in it (the
+    table refuses a position of another tenant's or flow's partition)."""
+    if not cursor:
+        return 0, 0, None
+    try:
+        plain = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        position, shard, inner = plain["status"], plain["shard"], plain["after"]
+        if not isinstance(position, int) or not 0 <= position < statuses:
+            raise ValueError("bad status")
+        if not isinstance(shard, int) or not 0 <= shard < STATUS_SHARDS:
+            raise ValueError("bad shard")
+        if inner is not None and not isinstance(inner, str):
+            raise ValueError("bad position")
+    except (ValueError, KeyError, TypeError, binascii.Error) as error:
+        raise ValidationFailed("cursor is not valid", field="cursor") from error
+    return position, shard, inner
 
 
 def commit_step(tenant_id: str, step: Step, now: datetime) -> bool:
@@ -100,11 +300,15 @@ def commit_step(tenant_id: str, step: Step, now: datetime) -> bool:
         {"#node": "node_id", "#visit": "visit"},
         {":node": node_id, ":visit": visit},
     )
-    requests = [table.put_request(partition, sort, _stored(after), condition=claim)]
+    requests = [
+        table.put_request(
+            partition, sort, _stored(after), condition=claim, index_keys=_status_index(after)
+        )
+    ]
     expires = int((now + TRACE_RETENTION).timestamp())
     trace_partition = _trace_partition(after.campaign_id, after.contact_id)
     for n, entry in enumerate(step.trace):
-        stored = {**_plain(asdict(entry)), TableSpec.ttl_attribute: expires}
+        stored = {**_plain(asdict(entry)), "n": n, TableSpec.ttl_attribute: expires}
         requests.append(table.put_request(trace_partition, f"{entry.visit:010d}#{n}", stored))
     try:
         transact_write(requests)

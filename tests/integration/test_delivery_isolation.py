@@ -19,10 +19,10 @@ import pytest
 from chalicelib.aws import client
 from chalicelib.channels.http import post
 from chalicelib.local.poller import drain, invoke, sqs_event
-from chalicelib.pipeline.callbacks import WebhookNotice, notify_webhooks
 from chalicelib.pipeline.messages import HttpDelivery
 from chalicelib.pipeline.queues import enqueue, queue_url
 from chalicelib.resources import herald_resources
+from chalicelib.services.notices import WebhookNotice, notify_webhooks
 from chalicelib.settings import Settings, get_settings
 from tests.conftest import Tenant, body_of
 from tests.feedback_kit import receiver

@@ -223,6 +223,7 @@ def test_the_openapi_document_names_the_header_on_the_create_routes_only(tenant:
 
     assert carrying == [
         "POST /v1/campaigns",
+        "POST /v1/campaigns/{campaign_id}/enrollments",
         "POST /v1/contacts",
         "POST /v1/events",
         "POST /v1/imports",

@@ -1,0 +1,83 @@
+"""Telling a tenant's webhook endpoints what happened: one queued delivery per (event,
+endpoint that wants it).
+
+Here, below the handlers, because use cases emit webhooks too (``enrollment.entered``
+from the enrolment service, ``campaign.paused``), and the queue workers (the feedback
+worker's ``message.*``) call the same function. The deliveries themselves (signing,
+retries, 410 Gone) are the callbacks worker's (chalicelib.pipeline.callbacks).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from chalicelib.domain.webhooks import WebhookEventType, new_delivery_id, payload, wants
+from chalicelib.pipeline.messages import HttpDelivery
+from chalicelib.pipeline.queues import enqueue
+from chalicelib.store import webhooks as endpoints
+
+
+@dataclass(frozen=True)
+class WebhookNotice:
+    """One event a tenant's webhook endpoints may want."""
+
+    tenant_id: str
+    event_type: WebhookEventType
+    occurred_at: datetime
+    data: Mapping[str, Any]
+
+
+def notify_webhooks(notices: Iterable[WebhookNotice]) -> int:
+    """Queue a delivery per (notice, enabled endpoint wanting it): one Query per tenant."""
+    by_tenant: dict[str, list[WebhookNotice]] = {}
+    for notice in notices:
+        by_tenant.setdefault(notice.tenant_id, []).append(notice)
+    deliveries: list[HttpDelivery] = []
+    for tenant_id, tenant_notices in by_tenant.items():
+        registered = [e for e, _ in endpoints.signing_endpoints(tenant_id) if e.enabled]
+        for notice in tenant_notices:
+            body = json.dumps(
+                payload(notice.event_type, notice.occurred_at, dict(notice.data)),
+                separators=(",", ":"),
+                default=str,
+            )
+            deliveries.extend(
+                new_delivery(
+                    tenant_id=tenant_id,
+                    target="webhook",
+                    target_id=endpoint.id,
+                    event_type=notice.event_type,
+                    url=None,
+                    body=body,
+                )
+                for endpoint in registered
+                if wants(endpoint.event_types, notice.event_type)
+            )
+    if deliveries:
+        enqueue("callbacks", [d.as_message() for d in deliveries])
+    return len(deliveries)
+
+
+def new_delivery(
+    *,
+    tenant_id: str,
+    target: Literal["callback", "webhook"],
+    target_id: str,
+    event_type: str,
+    url: str | None,
+    body: str,
+) -> HttpDelivery:
+    """The first attempt of a delivery, under a new ``webhook-id`` its retries keep."""
+    return HttpDelivery(
+        tenant_id=tenant_id,
+        target=target,
+        target_id=target_id,
+        event_type=event_type,
+        delivery_id=new_delivery_id(),
+        body=body,
+        url=url,
+    )
