@@ -189,6 +189,9 @@ MESSAGE_TYPES: tuple[type[QueueMessage], ...] = (
     BatchMessage,
     ImportChunk,
     ListPurge,
+    SegmentCheck,
+    SegmentSweep,
+    SegmentSweepTenants,
     CallbackFlush,
     HttpDelivery,
 )
