@@ -3,9 +3,9 @@
 A flow's ``trigger.segment_entry`` / ``trigger.segment_exit`` fires when a contact moves
 into or out of a segment. Herald keeps, on each contact, its last known membership of
 every WATCHED segment (one that a live segment trigger names) as a small state string,
-``"<revision>:in"`` or ``"<revision>:out"``. A segment's revision changes when its rules
-change or when it was left unwatched (``needs_new_revision``), which makes every stored
-state stale at once without touching a contact.
+``"<revision>:in:<moves>"`` or ``"<revision>:out:<moves>"``. A segment's revision
+changes when its rules change or when it was left unwatched (``needs_new_revision``),
+which makes every stored state stale at once without touching a contact.
 
 A stale or missing state is not a "was out": the contact was never looked at under this
 revision, so the first evaluation only records where it stands (the baseline) and
@@ -70,19 +70,22 @@ def _moves_with_clock(rule: Rule) -> bool:
     return text == "now" or text[:1] in ("+", "-")
 
 
-def state(rev: str, member: bool) -> str:
-    """The stored state of a contact's membership under revision ``rev``."""
-    return f"{rev}:{'in' if member else 'out'}"
+def state(rev: str, member: bool, moves: int = 0) -> str:
+    """The stored state of a contact's membership under revision ``rev``: its side, and
+    how many entries and exits it made under this revision (which names each one)."""
+    return f"{rev}:{'in' if member else 'out'}:{moves}"
 
 
 @dataclass(frozen=True)
 class Decision:
     """What one evaluation of one contact against one watched segment found: the state
-    to store (``write``: it differs from the stored one) and the change, if any."""
+    to store (``write``: it differs from the stored one) and the change, if any, with the
+    number of the move it is (``moves``, counted per contact, segment and revision)."""
 
     new_state: str
     write: bool
     change: Change | None = None
+    moves: int = 0
 
 
 def decide(stored: str | None, rev: str, member: bool, *, created: bool = False) -> Decision:
@@ -92,16 +95,26 @@ def decide(stored: str | None, rev: str, member: bool, *, created: bool = False)
     - no state, and this evaluation is of the contact's creation: it was out;
     - otherwise (no state, or a state of an older revision): the baseline, no change.
     """
-    new = state(rev, member)
-    if stored is not None and stored.startswith(f"{rev}:"):
-        was_member = stored == state(rev, True)
+    stored_rev, _, rest = (stored or "").partition(":")
+    side, _, counted = rest.partition(":")
+    if stored is not None and stored_rev == rev:
+        was_member, moves = side == "in", int(counted or 0)
     elif stored is None and created:
-        was_member = False
+        was_member, moves = False, 0
     else:
-        return Decision(new, write=stored != new)
+        return Decision(state(rev, member), write=True)
     if member == was_member:
-        return Decision(new, write=stored != new)
-    return Decision(new, write=True, change="entered" if member else "exited")
+        new = state(rev, member, moves)
+        return Decision(new, write=stored != new, moves=moves)
+    change: Change = "entered" if member else "exited"
+    return Decision(state(rev, member, moves + 1), write=True, change=change, moves=moves + 1)
+
+
+def move_id(segment_id: str, rev: str, moves: int, contact_id: str) -> str:
+    """The id of one entry or exit: the same for every evaluation that sees the same move
+    (a redelivery, a racing copy), another for the contact's next one."""
+    text = f"{segment_id}|{rev}|{moves}|{contact_id}"
+    return "seg_" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 _EVENT_PROPERTIES = frozenset({"count", "first_at", "last_at"})

@@ -25,10 +25,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from chalicelib.domain.contacts import Contact
+from chalicelib.domain.events import TimelineEvent
 from chalicelib.domain.segment_watch import (
     Change,
+    Decision,
     decide,
     is_time_relative,
+    move_id,
     needs_new_revision,
     next_revision,
     reads_event,
@@ -40,6 +43,7 @@ from chalicelib.pipeline.messages import SegmentCheck, SegmentSweep
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.store import contacts as contact_store
 from chalicelib.store import flow_triggers
+from chalicelib.store.events_out import EVENT_SOURCE
 from chalicelib.store.flow_triggers import LiveTrigger
 from chalicelib.store.segment_watch import WatchRecord, put_watch_record, watch_records
 from chalicelib.store.segments import get_segments
@@ -67,12 +71,17 @@ class WatchedSegment:
 
 @dataclass(frozen=True)
 class Transition:
-    """A contact that entered or left a watched segment, and the triggers that fire."""
+    """A contact that entered or left a watched segment, the triggers that fire, and the
+    event that says so (``segment.entered`` / ``segment.exited``, with the segment id in
+    its properties): the flow carries it into every later send's template context, and
+    its id, the same for every evaluation that sees this move, lets the enrolment
+    service refuse a second enrolment for it."""
 
     segment_id: str
     contact_id: str
     change: Change
     triggers: tuple[LiveTrigger, ...]
+    event: TimelineEvent
 
 
 _batch_cache: ContextVar[dict[str, list[WatchedSegment]] | None] = ContextVar(
@@ -204,8 +213,7 @@ def evaluate(
                 continue
             transition = None
             if decision.change is not None:
-                fired = segment.on_entry if decision.change == "entered" else segment.on_exit
-                transition = Transition(segment.segment_id, contact.id, decision.change, fired)
+                transition = _transition(segment, contact.id, decision, now)
                 enrol(tenant_id, transition, now)
             moved = contact_store.move_segment_state(
                 tenant_id, contact.id, segment.segment_id, decision.new_state, stored
@@ -218,13 +226,35 @@ def evaluate(
     return made
 
 
+def _transition(
+    segment: WatchedSegment, contact_id: str, decision: Decision, now: datetime
+) -> Transition:
+    change = decision.change
+    assert change is not None  # only a change is a transition
+    return Transition(
+        segment_id=segment.segment_id,
+        contact_id=contact_id,
+        change=change,
+        triggers=segment.on_entry if change == "entered" else segment.on_exit,
+        event=TimelineEvent(
+            id=move_id(segment.segment_id, segment.rev, decision.moves, contact_id),
+            name=f"segment.{change}",
+            occurred_at=now,
+            received_at=now,
+            source=EVENT_SOURCE,
+            properties={"segment_id": segment.segment_id},
+        ),
+    )
+
+
 def enrol(tenant_id: str, transition: Transition, now: datetime) -> None:
     """Enrol the contact into the flow of every trigger that fired.
 
-    The one call into flow-entry's ``chalicelib.services.enrolments.enrol_contacts``
-    (idempotent per contact and flow by its re-entry policy), wired here once that
-    service exists: ``enrol_contacts(tenant_id, trigger.campaign_id,
-    [transition.contact_id], now, trigger_node_id=trigger.node_id)`` for each trigger.
+    The one call into flow-entry's ``chalicelib.services.enrolments.enrol_contacts``,
+    wired here once that service is on main: ``enrol_contacts(tenant_id,
+    trigger.campaign_id, [transition.contact_id], now, trigger_node_id=trigger.node_id,
+    event=transition.event)`` for each trigger (the event's id makes a repeated call for
+    the same move a ``duplicate_event``).
     """
     for trigger in transition.triggers:
         logger.info(

@@ -32,20 +32,27 @@ from tests.send_kit import drain_delivering_twice
 GOLD = [{"field": "attributes.plan", "operator": "eq", "value": "gold"}]
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
-Fired = list[tuple[str, str, str, str]]  # (campaign id, node id, contact id, change)
+
+class Fired(list[tuple[str, str, str, str]]):
+    """(campaign id, node id, contact id, change) of each enrolment asked for, in order;
+    ``events`` the id of the event each one carried."""
+
+    events: list[str]
 
 
 @pytest.fixture
 def fired(monkeypatch: pytest.MonkeyPatch) -> Fired:
     """Every enrolment the segment triggers asked for, in order."""
-    calls: Fired = []
+    calls = Fired()
+    calls.events = []
     real = segment_triggers.enrol
 
     def spy(tenant_id: str, transition: Transition, now: datetime) -> None:
-        calls.extend(
-            (t.campaign_id, t.node_id, transition.contact_id, transition.change)
-            for t in transition.triggers
-        )
+        for trigger in transition.triggers:
+            calls.append(
+                (trigger.campaign_id, trigger.node_id, transition.contact_id, transition.change)
+            )
+            calls.events.append(transition.event.id)
         real(tenant_id, transition, now)
 
     monkeypatch.setattr(segment_triggers, "enrol", spy)
@@ -96,7 +103,8 @@ def patch(tenant: Tenant, contact_id: str, fields: dict[str, Any]) -> None:
 
 def state(tenant: Tenant, contact_id: str, segment_id: str) -> str | None:
     [(_, states)] = contact_store.get_with_segment_states(tenant.id, [contact_id]).values()
-    return states.get(segment_id, "").rpartition(":")[2] or None
+    found = states.get(segment_id)
+    return found.split(":")[1] if found else None
 
 
 def test_attribute_change_enters_once_even_when_redelivered(tenant: Tenant, fired: Fired):
@@ -145,6 +153,10 @@ def test_exit_trigger_fires_on_leaving(tenant: Tenant, fired: Fired):
     patch(tenant, dan, {"attributes": {"plan": "gold"}})
     drain()
     assert fired[1:] == [(campaign, "in", dan, "entered")]
+    patch(tenant, dan, {"attributes": {"plan": "free"}})
+    drain()
+    assert fired[2:] == [(campaign, "out", dan, "exited")]
+    assert len(set(fired.events)) == 3  # each move its own event: a re-entry is not a repeat
 
 
 def test_unwatched_segments_are_never_read(tenant: Tenant, fired: Fired):
@@ -278,6 +290,9 @@ def test_of_two_concurrent_deliveries_one_moves_the_state(tenant: Tenant, fired:
     # ... but only one moves the state and reports the transition.
     assert [t.change for t in first] == ["entered"] and second == []
     assert len(fired) == 2 and state(tenant, ivy, gold) == "in"
+    # Both asked with the same event id: the enrolment service takes the second as a
+    # duplicate_event.
+    assert fired.events[0] == fired.events[1]
     drain()  # the bus copy of the change finds the state moved
     assert len(fired) == 2
 
