@@ -37,7 +37,7 @@ from chalicelib.api import (
 from chalicelib.api.dialects import seed002, seed003
 from chalicelib.domain.unsubscribe import on_unsubscribe
 from chalicelib.pipeline import callbacks as notifications
-from chalicelib.pipeline import dispatch, planner, scheduling, watchdog
+from chalicelib.pipeline import dispatch, planner, scheduling, segment_triggers, watchdog
 from chalicelib.pipeline import events as contact_events
 from chalicelib.pipeline import feedback as provider_feedback
 from chalicelib.pipeline import imports as import_jobs
@@ -77,8 +77,10 @@ app.register_blueprint(seed003.blueprint)
 # What an unsubscribe link does beyond suppressing (the API function runs it).
 on_unsubscribe(provider_feedback.count_unsubscribe)
 on_unsubscribe(flow_entry.exit_on_unsubscribe)
-# What a recorded contact event does: enrol by trigger.event, exit on goals, wake waits.
+# What a recorded contact event does beyond the timeline (the trigger worker runs them):
+# enrol by trigger.event, exit on goals, wake waits; move watched segment memberships.
 contact_events.on_contact_event(flow_entry.on_event)
+contact_events.on_contact_event(segment_triggers.on_contact_event)
 
 
 app.register_middleware(routing.gateway_errors, "http")
@@ -97,6 +99,8 @@ QUEUE_CONSUMERS: dict[QueueRole, Consumer] = {
             kinds.PlanMessage.KIND: planner.continue_plan,
             kinds.ImportChunk.KIND: import_jobs.process_chunk,
             kinds.ListPurge.KIND: list_jobs.purge_list,
+            kinds.SegmentSweepTenants.KIND: segment_triggers.sweep_tenants,
+            kinds.SegmentSweep.KIND: segment_triggers.sweep_segments,
         }
     ),
     "send": Consumer({kinds.BatchMessage.KIND: send_batches.send_batch}),
@@ -108,7 +112,13 @@ QUEUE_CONSUMERS: dict[QueueRole, Consumer] = {
         },
         scopes=(provider_feedback.feedback_batch,),
     ),
-    "triggers": Consumer({kinds.EVENTBRIDGE: contact_events.receive_bus_event}),
+    "triggers": Consumer(
+        {
+            kinds.EVENTBRIDGE: contact_events.receive_bus_event,
+            kinds.SegmentCheck.KIND: segment_triggers.check_contacts,
+        },
+        scopes=(segment_triggers.batch_scope,),
+    ),
     "callbacks": Consumer(
         {
             kinds.CallbackFlush.KIND: notifications.flush_window,
@@ -121,6 +131,7 @@ TICK_JOBS: dict[str, ticking.Job] = {
     "campaigns.overdue": scheduling.start_overdue,
     "callback-windows": notifications.queue_due_flushes,
     "campaigns.watchdog": watchdog.watch_running_campaigns,
+    "segments.hourly": segment_triggers.start_hourly_sweep,
 }
 
 

@@ -18,6 +18,7 @@ from chalicelib.domain.lists import (
     MembershipChange,
 )
 from chalicelib.pipeline.lists import schedule_purge
+from chalicelib.services import segment_triggers
 from chalicelib.store import contacts as contact_store
 from chalicelib.store import lists as store
 
@@ -152,7 +153,11 @@ def delete_list(call: Call) -> None:
 )
 def add_members(call: Call) -> MembershipChange:
     body: Members = call.body
-    return store.add_members(call.tenant_id, call.params["list_id"], body.contact_ids, body.emails)
+    change, added = store.add_members(
+        call.tenant_id, call.params["list_id"], body.contact_ids, body.emails
+    )
+    segment_triggers.queue_check(call.tenant_id, added)
+    return change
 
 
 @endpoint(
@@ -167,9 +172,11 @@ def add_members(call: Call) -> MembershipChange:
 )
 def remove_members(call: Call) -> MembershipChange:
     body: Members = call.body
-    return store.remove_members(
+    change, removed = store.remove_members(
         call.tenant_id, call.params["list_id"], body.contact_ids, body.emails
     )
+    segment_triggers.queue_check(call.tenant_id, removed)
+    return change
 
 
 @endpoint(

@@ -13,9 +13,11 @@ from pydantic import Field, ValidationError
 from chalicelib.api.errors import field_path
 from chalicelib.api.models import ApiModel, Input, ListPage, ListQuery
 from chalicelib.api.routing import Call, endpoint
+from chalicelib.domain import clock
 from chalicelib.domain.contacts import Contact
 from chalicelib.domain.errors import ValidationFailed
 from chalicelib.domain.segments import Condition, Rule, Rules, Segment, SegmentGroup
+from chalicelib.services import segment_triggers
 from chalicelib.store import segments as store
 from chalicelib.store.audience import preview_segment
 
@@ -117,9 +119,12 @@ def update_segment(call: Call) -> Segment:
     if body.condition is not None or body.rules is not None:
         current = store.get_segment(call.tenant_id, segment_id)
         tree = _tree(body.condition or current.condition, body.rules or current.rules)
-    return store.update_segment(
+    updated = store.update_segment(
         call.tenant_id, segment_id, name=body.name, description=body.description, tree=tree
     )
+    if tree is not None:  # watched under new rules: a new baseline, nobody "entered"
+        segment_triggers.on_watch_changed(call.tenant_id, clock.now())
+    return updated
 
 
 def _tree(condition: Condition, rules: list[Rule | SegmentGroup]) -> SegmentGroup:

@@ -30,6 +30,7 @@ from chalicelib.domain.imports import (
 from chalicelib.observability import logger
 from chalicelib.pipeline.messages import ImportChunk
 from chalicelib.pipeline.queues import enqueue
+from chalicelib.services import segment_triggers
 from chalicelib.store import contacts as contact_store
 from chalicelib.store import imports as store
 from chalicelib.store.events_out import publish_events
@@ -75,6 +76,11 @@ def process_chunk(message: dict[str, Any]) -> None:
                     contact_store.saved_event(c, created=new, changed=changed)
                     for c, new, changed in plan.saved()
                 ),
+            )
+        else:  # no contact.saved to carry the change to the segment triggers
+            saved = list(plan.saved())
+            segment_triggers.queue_check(
+                tenant_id, [c.id for c, _, _ in saved], created=[c.id for c, new, _ in saved if new]
             )
     except Exception as error:
         store.note_failure(tenant_id, import_id, f"chunk {index}: {error}", now)

@@ -107,6 +107,39 @@ class ListPurge(QueueMessage):
     list_id: str
 
 
+class SegmentCheck(QueueMessage):
+    """Re-evaluate the watched segments of these contacts: they changed without a
+    ``contact.saved`` on the bus (list membership, an import that publishes no events).
+    ``created`` names those the change created (they were in no segment before)."""
+
+    KIND = "segment.check"
+    QUEUE = "triggers"
+
+    contact_ids: list[str] = Field(min_length=1, max_length=500)
+    created: list[str] = Field(default_factory=list, max_length=500)
+
+
+class SegmentSweep(QueueMessage):
+    """Re-evaluate ``segment_ids`` for one more page of the tenant's contacts: the hourly
+    sweep of time-relative segments, or the baseline walk of a new revision."""
+
+    KIND = "segment.sweep"
+    QUEUE = "control"
+
+    segment_ids: list[str] = Field(min_length=1, max_length=100)
+    cursor: str | None = None
+
+
+class SegmentSweepTenants(QueueMessage):
+    """Start the hourly sweep for one more page of tenants (the tick queues the first)."""
+
+    KIND = "segment.sweep_tenants"
+    QUEUE = "control"
+
+    tenant_id: str = Field(default="SYS", min_length=1, description="No tenant: all of them.")
+    cursor: str | None = None
+
+
 class FlowWake(QueueMessage):
     """Wake one enrolment that stands on ``visit`` (docs/flows.md): the flow worker takes
     its steps until it waits or exits. A wake whose visit is no longer the enrolment's
@@ -156,6 +189,9 @@ MESSAGE_TYPES: tuple[type[QueueMessage], ...] = (
     BatchMessage,
     ImportChunk,
     ListPurge,
+    SegmentCheck,
+    SegmentSweep,
+    SegmentSweepTenants,
     CallbackFlush,
     HttpDelivery,
 )

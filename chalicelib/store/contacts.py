@@ -186,16 +186,25 @@ def scan_contacts(
     Walks the shards in order; each contact appears exactly once over a full walk (a
     contact created or deleted meanwhile may or may not appear).
     """
+    items, cursor = _scan_items(tenant_id, cursor, limit)
+    return [_contact_from_item(i) for i in items], cursor
+
+
+def _scan_items(
+    tenant_id: str, cursor: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
     shard, inner = _decode_scan_cursor(tenant_id, cursor)
-    contacts: list[Contact] = []
-    while len(contacts) < limit:
-        page, inner = scan_shard(tenant_id, shard, inner, limit - len(contacts))
-        contacts.extend(page)
+    items: list[dict[str, Any]] = []
+    table = tenant_table(tenant_id)
+    while len(items) < limit:
+        page = table.query(_contacts_partition(shard), limit=limit - len(items), cursor=inner)
+        items.extend(page.items)
+        inner = page.cursor
         if inner is None:
             shard += 1
             if shard == CONTACT_SHARDS:
-                return contacts, None
-    return contacts, _encode_scan_cursor(tenant_id, shard, inner)
+                return items, None
+    return items, _encode_scan_cursor(tenant_id, shard, inner)
 
 
 def _encode_scan_cursor(tenant_id: str, shard: int, inner: str | None) -> str:
@@ -513,3 +522,62 @@ def write_import_plan(tenant_id: str, plan: ChunkPlan) -> None:
                     tenant_id, contact.id, _profile_update(contact, changed), Condition.present()
                 )
     table.batch_delete((_identity_partition(i), _IDENTITY_SORT) for i in plan.released)
+
+
+# -- segment membership states (docs/flows.md, "Segment triggers") ---------------------
+# Top-level ``seg#<segment id>`` attributes, like the event summaries: one conditional
+# SET moves one segment's state without reading or rewriting anything else.
+_SEGMENT_PREFIX = "seg#"
+SegmentStates = dict[str, str]
+
+
+def _segment_states(item: dict[str, Any]) -> SegmentStates:
+    return {
+        attribute[len(_SEGMENT_PREFIX) :]: str(value)
+        for attribute, value in item.items()
+        if attribute.startswith(_SEGMENT_PREFIX)
+    }
+
+
+def get_with_segment_states(
+    tenant_id: str, contact_ids: Iterable[str]
+) -> dict[str, tuple[Contact, SegmentStates]]:
+    """The contacts among ``contact_ids`` that exist, each with its stored segment states
+    (consistent BatchGetItem: a change just written is seen)."""
+    keys = [_contact_key(i) for i in dict.fromkeys(contact_ids) if is_contact_id(i)]
+    found = tenant_table(tenant_id).batch_get(keys, consistent=True)
+    return {
+        sort: (_contact_from_item(item), _segment_states(item)) for (_, sort), item in found.items()
+    }
+
+
+def scan_with_segment_states(
+    tenant_id: str, cursor: str | None = None, limit: int = 500
+) -> tuple[list[tuple[Contact, SegmentStates]], str | None]:
+    """``scan_contacts``, each contact with its stored segment states."""
+    items, cursor = _scan_items(tenant_id, cursor, limit)
+    return [(_contact_from_item(i), _segment_states(i)) for i in items], cursor
+
+
+def move_segment_state(
+    tenant_id: str, contact_id: str, segment_id: str, new: str, expected: str | None
+) -> bool:
+    """Set the contact's state for ``segment_id`` to ``new`` if it is still ``expected``
+    (None: no state). False when another writer moved it first, or the contact is gone:
+    of two deliveries of one change, only one moves the state."""
+    attribute = f"{_SEGMENT_PREFIX}{segment_id}"
+    if expected is None:
+        condition = Condition(
+            "attribute_exists(pk) AND attribute_not_exists(#c_s)", {"#c_s": attribute}
+        )
+    else:
+        condition = Condition(
+            "attribute_exists(pk) AND #c_s = :c_s", {"#c_s": attribute}, {":c_s": expected}
+        )
+    try:
+        ExpressionUpdate().assign(attribute, new).run(
+            tenant_table(tenant_id), _contact_key(contact_id), condition
+        )
+    except ConditionFailed:
+        return False
+    return True

@@ -171,8 +171,9 @@ def _current_members(tenant_id: str, list_id: str, contact_ids: list[str]) -> se
 
 def add_members(
     tenant_id: str, list_id: str, contact_ids: list[str], emails: list[str]
-) -> MembershipChange:
-    """Add contacts (by id or email) to a list; unknown contacts are reported, not fatal."""
+) -> tuple[MembershipChange, list[str]]:
+    """Add contacts (by id or email) to a list; unknown contacts are reported, not fatal.
+    Returns what changed and the ids of the contacts added."""
     get_list(tenant_id, list_id)
     known, unknown_ids, unknown_emails = resolve_contacts(tenant_id, contact_ids, emails)
     already = _current_members(tenant_id, list_id, known)
@@ -181,20 +182,21 @@ def add_members(
         contacts.set_list_membership(tenant_id, contact_id, list_id, True)
     table = tenant_table(tenant_id)
     table.batch_put((_members(list_id), i, {"contact_id": i}) for i in new)
-    return MembershipChange(
+    change = MembershipChange(
         changed=len(new),
         unchanged=len(already),
         unknown_contact_ids=unknown_ids,
         unknown_emails=unknown_emails,
         member_count=_add_to_count(tenant_id, list_id, len(new)),
     )
+    return change, new
 
 
 def remove_members(
     tenant_id: str, list_id: str, contact_ids: list[str], emails: list[str]
-) -> MembershipChange:
+) -> tuple[MembershipChange, list[str]]:
     """Remove contacts (by id or email) from a list; ids that are members but whose
-    contact was deleted are removed too."""
+    contact was deleted are removed too. Returns what changed and the ids removed."""
     get_list(tenant_id, list_id)
     known, unknown_ids, unknown_emails = resolve_contacts(tenant_id, contact_ids, emails)
     # A deleted contact's member item outlives it: look its id up as a member as well.
@@ -203,13 +205,14 @@ def remove_members(
     gone = [i for i in candidates if i in members]
     _unset_on_contacts(tenant_id, list_id, gone)
     tenant_table(tenant_id).batch_delete((_members(list_id), i) for i in gone)
-    return MembershipChange(
+    change = MembershipChange(
         changed=len(gone),
         unchanged=len(known) - len([i for i in known if i in members]),
         unknown_contact_ids=[i for i in unknown_ids if i not in members],
         unknown_emails=unknown_emails,
         member_count=_add_to_count(tenant_id, list_id, -len(gone)),
     )
+    return change, gone
 
 
 def _unset_on_contacts(tenant_id: str, list_id: str, contact_ids: list[str]) -> None:

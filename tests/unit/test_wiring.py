@@ -23,6 +23,9 @@ SAMPLES: dict[type[messages.QueueMessage], messages.QueueMessage] = {
     ),
     messages.ImportChunk: messages.ImportChunk(tenant_id="t", import_id="i", chunk=0),
     messages.ListPurge: messages.ListPurge(tenant_id="t", list_id="l"),
+    messages.SegmentCheck: messages.SegmentCheck(tenant_id="t", contact_ids=["c"]),
+    messages.SegmentSweep: messages.SegmentSweep(tenant_id="t", segment_ids=["s"], cursor="x"),
+    messages.SegmentSweepTenants: messages.SegmentSweepTenants(cursor="x"),
     messages.CallbackFlush: messages.CallbackFlush(
         tenant_id="t", campaign_id="c", event="delivered", start=60, due=120
     ),
@@ -88,7 +91,12 @@ def test_each_queue_function_in_app_reads_its_own_row(role, monkeypatch):
 
 
 def test_every_tick_job_is_listed_in_app():
-    assert set(herald.TICK_JOBS) == {"campaigns.overdue", "campaigns.watchdog", "callback-windows"}
+    assert set(herald.TICK_JOBS) == {
+        "campaigns.overdue",
+        "campaigns.watchdog",
+        "callback-windows",
+        "segments.hourly",
+    }
     assert all(callable(job) for job in herald.TICK_JOBS.values())
 
 
