@@ -4,6 +4,7 @@ while paused, and a resume re-arms it (new windows: only later outcomes count)."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -52,8 +53,12 @@ def test_complaints_over_the_threshold_pause_a_broadcast_until_resumed(
     assert paused.status == "paused"
     assert paused.pause_reason == PAUSE_COMPLAINT_RATE
     assert paused.error_message is not None
-    assert paused.error_message.startswith("complaint rate 10% over the last 1 h")
-    assert "(50 messages with an outcome)" in paused.error_message
+    # Which 50 outcomes come first depends on the send order: about one in ten complains.
+    assert re.fullmatch(
+        r"complaint rate \d+% over the last 1 h is above the limit of 1% "
+        r"\(50 messages with an outcome\)",
+        paused.error_message,
+    ), paused.error_message
 
     # Paused: the other batches park, nothing more goes out.
     drain(["send"])
