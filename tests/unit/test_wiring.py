@@ -26,6 +26,7 @@ SAMPLES: dict[type[messages.QueueMessage], messages.QueueMessage] = {
     messages.SegmentCheck: messages.SegmentCheck(tenant_id="t", contact_ids=["c"]),
     messages.SegmentSweep: messages.SegmentSweep(tenant_id="t", segment_ids=["s"], cursor="x"),
     messages.SegmentSweepTenants: messages.SegmentSweepTenants(cursor="x"),
+    messages.EndFlow: messages.EndFlow(tenant_id="t", campaign_id="c"),
     messages.CallbackFlush: messages.CallbackFlush(
         tenant_id="t", campaign_id="c", event="delivered", start=60, due=120
     ),
