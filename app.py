@@ -111,6 +111,7 @@ QUEUE_CONSUMERS: dict[QueueRole, Consumer] = {
             kinds.SegmentSweepTenants.KIND: segment_triggers.sweep_tenants,
             kinds.SegmentSweep.KIND: segment_triggers.sweep_segments,
             kinds.EndFlow.KIND: flow_schedules.end_flow,
+            kinds.EnterAudience.KIND: flow_schedules.enter_audience,
         }
     ),
     "send": Consumer({kinds.BatchMessage.KIND: send_batches.send_batch}),

@@ -169,6 +169,12 @@ FLOW_FIELDS = frozenset(
 # little early by clock skew. Later than this before ``scheduled_at`` it is stale (a
 # schedule that a reschedule moved) and is refused, so nothing starts early.
 START_LEEWAY = timedelta(seconds=15)
+# Why a campaign paused, as the ``campaign.paused`` webhook says: a person (``manual``:
+# ``pause_reason`` stays empty), the provider's daily quota, a template that keeps
+# failing to render, or a deliverability breaker code (chalicelib.domain.deliverability).
+PAUSE_MANUAL = "manual"
+PAUSE_QUOTA = "quota"
+PAUSE_RENDER_FAILURES = "render_failures"
 NAME_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 2000
 POOL_MAX = 20

@@ -217,6 +217,7 @@ MESSAGE_TYPES: tuple[type[QueueMessage], ...] = (
     SegmentSweep,
     SegmentSweepTenants,
     EndFlow,
+    EnterAudience,
     CallbackFlush,
     HttpDelivery,
 )

@@ -58,6 +58,7 @@ from chalicelib.domain.templates import (
 )
 from chalicelib.observability import logger
 from chalicelib.pipeline import scheduling
+from chalicelib.services.notices import campaign_paused, notify_webhooks
 from chalicelib.store import campaigns as store
 from chalicelib.store.counters import read_counts, skipped_by_reason
 from chalicelib.store.lists import get_lists
@@ -519,8 +520,10 @@ def unschedule(tenant_id: str, campaign_id: str, now: datetime) -> Campaign:
 
 
 def pause(tenant_id: str, campaign_id: str, now: datetime) -> Campaign:
-    """Pause a sending campaign: its remaining batches wait."""
-    return store.apply_action(tenant_id, campaign_id, "pause", now)
+    """Pause a sending campaign: its remaining batches wait (webhook ``campaign.paused``)."""
+    paused = store.apply_action(tenant_id, campaign_id, "pause", now)
+    notify_webhooks([campaign_paused(tenant_id, paused, now)])
+    return paused
 
 
 def resume(tenant_id: str, campaign_id: str, now: datetime) -> Campaign:

@@ -24,6 +24,7 @@ from datetime import datetime
 
 from chalicelib.domain import campaigns as domain
 from chalicelib.domain.campaigns import (
+    FINAL_STATUSES,
     Action,
     Campaign,
     CampaignFields,
@@ -42,10 +43,12 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.flows.graph import Node, Workflow, load_workflow
 from chalicelib.domain.flows.nodes import SegmentTrigger, SendAction
+from chalicelib.domain.flows.step import ExitReason
 from chalicelib.domain.templates import RenderError, check_renders
 from chalicelib.pipeline import flow_scheduling
 from chalicelib.pipeline.messages import FlowWake
 from chalicelib.pipeline.queues import enqueue
+from chalicelib.services import enrolments as enrolment_service
 from chalicelib.services.campaigns import (
     CheckedTestSend,
     audience_problems,
@@ -53,6 +56,7 @@ from chalicelib.services.campaigns import (
     checked_addresses,
     default_sender,
 )
+from chalicelib.services.notices import campaign_paused, notify_webhooks
 from chalicelib.store import campaigns as store
 from chalicelib.store import enrolments, flow_triggers
 from chalicelib.store.segments import get_segments
@@ -265,11 +269,23 @@ def _move(tenant_id: str, campaign_id: str, action: Action, now: datetime) -> Ca
         flow_scheduling.follow(tenant_id, done.before, now)
         raise
     flow_triggers.publish(tenant_id, done.after)
-    return done.after
+    after = done.after
+    if after.status == "active":  # activated or resumed: whoever was held moves on
+        enrolment_service.wake_held(tenant_id, campaign_id)
+    elif after.status == "paused":
+        notify_webhooks([campaign_paused(tenant_id, after, now)])
+    elif after.status in FINAL_STATUSES:
+        enrolment_service.remove_flow_enrolments(
+            tenant_id, campaign_id, ExitReason.CAMPAIGN_ENDED, now
+        )
+    return after
 
 
 def delete(tenant_id: str, campaign_id: str, now: datetime) -> Campaign:
-    """Delete a draft or finished flow; its triggers and schedules go with it."""
+    """Delete a draft or finished flow; its triggers, schedules and enrolments (a draft
+    may hold some, enrolled by hand) go with it."""
+    domain.ensure_deletable(store.get_campaign(tenant_id, campaign_id))
+    enrolment_service.remove_flow_enrolments(tenant_id, campaign_id, ExitReason.CAMPAIGN_ENDED, now)
     deleted = store.delete_campaign(tenant_id, campaign_id)
     flow_triggers.withdraw(tenant_id, campaign_id)
     flow_scheduling.disarm(deleted)

@@ -3,15 +3,31 @@ cycle, edits while paused, the dry run, schedules, node test sends, the paused w
 
 from __future__ import annotations
 
+import email
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ses.models import ses_backends
 
+from chalicelib.aws import client
 from chalicelib.domain import clock
+from chalicelib.domain.deliverability import Trip
 from chalicelib.domain.senders import IdentityStatus, SenderFields
 from chalicelib.domain.templates import EmailTemplate, SmsTemplate
-from chalicelib.store import flow_triggers
+from chalicelib.local.poller import drain
+from chalicelib.local.scheduler import ScheduleEmulator
+from chalicelib.pipeline import scheduling
+from chalicelib.pipeline.breaker import pause_for
+from chalicelib.pipeline.flow_schedules import end_flow
+from chalicelib.pipeline.flow_scheduling import end_schedule_name, trigger_schedule_name
+from chalicelib.pipeline.messages import EndFlow, FlowWake
+from chalicelib.pipeline.queues import queue_url
+from chalicelib.services.enrolments import enrol_contacts
+from chalicelib.settings import get_settings
+from chalicelib.store import enrolments, flow_triggers
 from chalicelib.store.senders import create_sender
 from chalicelib.store.table import tenant_table
 from chalicelib.store.templates import create_template
@@ -401,3 +417,212 @@ def test_another_tenants_flow_is_not_found(tenant, other_tenant):
         response = other_tenant.call(method, path + suffix, body)
         assert response.status_code == 404, (method, suffix, response.body)
     assert body_of(tenant.call("GET", path))["name"] == "Onboarding"
+
+
+# -- schedules: ends_at and trigger.scheduled --------------------------------------------
+def contacts(tenant: Tenant, count: int) -> list[str]:
+    return [
+        body_of(tenant.call("POST", "/v1/contacts", {"email": f"p{n}@example.com"}))["id"]
+        for n in range(count)
+    ]
+
+
+def schedule_names() -> set[str]:
+    group = get_settings().schedule_group_name
+    listed = client("scheduler").list_schedules(GroupName=group)["Schedules"]
+    return {s["Name"] for s in listed if s.get("GroupName") == group}
+
+
+def test_ends_at_completes_the_flow_through_its_schedule_and_ends_every_enrolment(tenant, frozen):
+    template_id, sender_id = email_content(tenant)
+    ends_at = NOW + timedelta(hours=1)
+    flow = create_flow(tenant, graph(template_id, sender_id), ends_at=ends_at.isoformat())
+    act(tenant, flow["id"], "activate")
+    ids = contacts(tenant, 2)
+    enrol_contacts(tenant.id, flow["id"], ids, NOW)
+    assert schedule_names() == {end_schedule_name(flow["id"])}
+
+    frozen.advance(timedelta(hours=1))
+    assert ScheduleEmulator().fire_due_schedules(clock.now()) == [end_schedule_name(flow["id"])]
+    drain(["control"])
+
+    ended = body_of(tenant.call("GET", f"/v1/campaigns/{flow['id']}"))
+    assert ended["status"] == "completed"
+    for contact_id in ids:
+        enrolment = enrolments.read(tenant.id, flow["id"], contact_id)
+        assert enrolment is not None and enrolment.exit_reason == "campaign_ended"
+    assert flow_triggers.live_triggers(tenant.id) == []
+
+
+def test_a_lost_end_schedule_is_caught_by_the_overdue_sweep(tenant, frozen):
+    template_id, sender_id = email_content(tenant)
+    ends_at = NOW + timedelta(hours=1)
+    flow = create_flow(tenant, graph(template_id, sender_id), ends_at=ends_at.isoformat())
+    act(tenant, flow["id"], "activate")
+    scheduling.delete_schedule(end_schedule_name(flow["id"]))
+
+    frozen.advance(timedelta(hours=1, seconds=30))
+    scheduling.start_overdue(clock.now())  # within the minute's grace: not yet
+    drain(["control"])
+    assert body_of(tenant.call("GET", f"/v1/campaigns/{flow['id']}"))["status"] == "active"
+    frozen.advance(timedelta(minutes=1))
+    scheduling.start_overdue(clock.now())
+    drain(["control"])
+
+    assert body_of(tenant.call("GET", f"/v1/campaigns/{flow['id']}"))["status"] == "completed"
+
+
+def test_an_end_moved_later_while_paused_does_not_end_the_flow_early(tenant, frozen):
+    template_id, sender_id = email_content(tenant)
+    flow = create_flow(
+        tenant, graph(template_id, sender_id), ends_at=(NOW + timedelta(hours=1)).isoformat()
+    )
+    act(tenant, flow["id"], "activate")
+    stale = ScheduleEmulator()
+    act(tenant, flow["id"], "pause")
+    later = (NOW + timedelta(days=1)).isoformat()
+    assert (
+        tenant.call("PATCH", f"/v1/campaigns/{flow['id']}", {"ends_at": later}).status_code == 200
+    )
+
+    frozen.advance(timedelta(hours=2))
+    assert stale.fire_due_schedules(clock.now()) == []  # the schedule moved with it
+    end_flow(EndFlow(tenant_id=tenant.id, campaign_id=flow["id"]).as_message())  # a stale copy
+
+    assert body_of(tenant.call("GET", f"/v1/campaigns/{flow['id']}"))["status"] == "paused"
+
+
+def test_a_scheduled_trigger_enrols_the_audience_and_rearms_its_cron(tenant, frozen):
+    template_id, sender_id = email_content(tenant)
+    ids = contacts(tenant, 3)
+    list_id = body_of(tenant.call("POST", "/v1/lists", {"name": "Members"}))["id"]
+    tenant.call("POST", f"/v1/lists/{list_id}/members", {"contact_ids": ids[:2]})
+    daily = {
+        "kind": "trigger.scheduled",
+        "config": {"cron": "0 9 * * *", "timezone": "Europe/Berlin"},
+    }
+    flow = create_flow(
+        tenant, graph(template_id, sender_id, **daily), audience={"list_ids": [list_id]}
+    )
+    act(tenant, flow["id"], "activate")
+    name = trigger_schedule_name(flow["id"], "start")
+    assert name in schedule_names()
+    first = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # 09:00 in Berlin (CET)
+    assert schedule_at(name) == "at(2026-11-23T08:00:00)"
+
+    frozen.advance(first - NOW)
+    assert ScheduleEmulator().fire_due_schedules(clock.now()) == [name]
+    drain(["control"])
+
+    enrolled = {c for c in ids if enrolments.read(tenant.id, flow["id"], c) is not None}
+    assert enrolled == set(ids[:2])  # the audience, not the third contact
+    assert schedule_at(name) == "at(2026-11-24T08:00:00)"  # the next firing, armed
+    act(tenant, flow["id"], "pause")
+    assert name not in schedule_names()  # disarmed while paused
+    act(tenant, flow["id"], "resume")
+    assert schedule_at(name) == "at(2026-11-24T08:00:00)"
+
+
+def test_a_scheduled_trigger_without_an_audience_cannot_be_activated(tenant):
+    template_id, sender_id = email_content(tenant)
+    once = {"kind": "trigger.scheduled", "config": {"at": "2026-12-01T09:00:00Z"}}
+    flow = create_flow(tenant, graph(template_id, sender_id, **once))
+
+    response = act(tenant, flow["id"], "activate")
+
+    assert response.status_code == 422
+    assert error_of(response)["field"] == "audience"
+
+
+def schedule_at(name: str) -> str:
+    group = get_settings().schedule_group_name
+    return client("scheduler").get_schedule(Name=name, GroupName=group)["ScheduleExpression"]
+
+
+# -- the dry run and node_removed --------------------------------------------------------
+def test_the_dry_run_counts_who_waits_on_removed_nodes_and_the_edit_wakes_them(tenant):
+    template_id, sender_id = email_content(tenant)
+    flow = create_flow(tenant, graph(template_id, sender_id))
+    act(tenant, flow["id"], "activate")
+    ids = contacts(tenant, 2)
+    enrol_contacts(tenant.id, flow["id"], ids, NOW)  # they stand on 'start' until woken
+    signup = {"kind": "trigger.event", "config": {"event_type": "signup"}}
+    edited = graph(template_id, sender_id, **signup)
+    edited["nodes"][0]["id"] = "signup"
+    edited["edges"][0]["source"] = "signup"
+    path = f"/v1/campaigns/{flow['id']}"
+
+    dry = body_of(tenant.call("POST", f"{path}/workflow/check", {"workflow": edited}))
+    assert dry == {
+        "valid": True,
+        "problems": [],
+        "removed_nodes": [{"node_id": "start", "waiting": 2}],
+    }
+    broken = body_of(
+        tenant.call("POST", f"{path}/workflow/check", {"workflow": {"nodes": [], "edges": []}})
+    )
+    assert broken["valid"] is False and broken["problems"][0]["field"] == "workflow.nodes"
+
+    act(tenant, flow["id"], "pause")
+    purge("flows")
+    assert tenant.call("PATCH", path, {"workflow": edited}).status_code == 200
+
+    wakes = [FlowWake.model_validate(m) for m in queued("flows")]
+    assert sorted((w.contact_id, w.visit) for w in wakes) == sorted((c, 0) for c in ids)
+
+
+def purge(role: str) -> None:
+    client("sqs").purge_queue(QueueUrl=queue_url(role))
+
+
+def queued(role: str) -> list[dict[str, Any]]:
+    sqs = client("sqs")
+    found: list[dict[str, Any]] = []
+    while True:
+        got = sqs.receive_message(QueueUrl=queue_url(role), MaxNumberOfMessages=10)
+        if not got.get("Messages"):
+            return found
+        found.extend(json.loads(m["Body"]) for m in got["Messages"])
+
+
+# -- node test sends -----------------------------------------------------------------------
+def test_a_send_node_is_test_sent_and_other_nodes_are_not(tenant):
+    client("ses").verify_domain_identity(Domain="example.com")
+    template_id, sender_id = email_content(tenant)
+    flow = create_flow(tenant, graph(template_id, sender_id))
+    path = f"/v1/campaigns/{flow['id']}/nodes"
+
+    sent = tenant.call("POST", f"{path}/welcome/test", {"addresses": ["ann@example.com"]})
+    assert sent.status_code == 200, sent.body
+    assert [r["status"] for r in body_of(sent)["results"]] == ["sent"]
+    [mail] = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages
+    assert email.message_from_string(mail.raw_data)["To"] == "ann@example.com"
+
+    delay = tenant.call("POST", f"{path}/pause/test", {"addresses": ["ann@example.com"]})
+    assert delay.status_code == 422 and error_of(delay)["field"] == "node_id"
+    ghost = tenant.call("POST", f"{path}/ghost/test", {"addresses": ["ann@example.com"]})
+    assert ghost.status_code == 404
+    bad = tenant.call("POST", f"{path}/welcome/test", {"addresses": ["+12065550100"]})
+    assert bad.status_code == 422 and error_of(bad)["field"] == "addresses.0"
+
+
+# -- campaign.paused ---------------------------------------------------------------------
+def test_campaign_paused_is_announced_with_its_reason(tenant):
+    template_id, sender_id = email_content(tenant)
+    hook = {"url": "https://hooks.example.com/herald", "event_types": ["campaign.paused"]}
+    assert tenant.call("POST", "/v1/webhooks", hook).status_code == 201
+    flow = create_flow(tenant, graph(template_id, sender_id))
+    act(tenant, flow["id"], "activate")
+    purge("callbacks")
+
+    act(tenant, flow["id"], "pause")
+    act(tenant, flow["id"], "resume")
+    pause_for(tenant.id, flow["id"], Trip("complaint_rate", "complaints at 1%"), NOW)
+
+    bodies = [json.loads(m["body"]) for m in queued("callbacks")]
+    assert [(b["type"], b["data"]["reason"]) for b in bodies] == [
+        ("campaign.paused", "manual"),
+        ("campaign.paused", "complaint_rate"),
+    ]
+    assert bodies[0]["data"]["campaign_id"] == flow["id"]
+    assert bodies[1]["data"]["message"] == "complaints at 1%"
