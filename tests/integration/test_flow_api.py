@@ -626,3 +626,14 @@ def test_campaign_paused_is_announced_with_its_reason(tenant):
     ]
     assert bodies[0]["data"]["campaign_id"] == flow["id"]
     assert bodies[1]["data"]["message"] == "complaints at 1%"
+
+
+def test_the_openapi_document_describes_the_workflow_routes(tenant):
+    document = body_of(tenant.call("GET", "/v1/openapi.json"))
+    paths = document["paths"]
+    for action in ("activate", "complete", "workflow/check", "nodes/{node_id}/test"):
+        assert "post" in paths[f"/v1/campaigns/{{campaign_id}}/{action}"], action
+    schemas = document["components"]["schemas"]
+    create = schemas["CreateCampaign"]["properties"]
+    assert {"workflow", "reentry", "exit_on", "starts_at", "ends_at"} <= set(create)
+    assert {"nodes", "edges"} <= set(schemas["Workflow-Input"]["properties"])
