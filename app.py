@@ -20,6 +20,7 @@ from chalicelib.api import (
     docs,
     enrolments,
     events,
+    flows,
     imports,
     inbox_threads,
     limits,
@@ -37,7 +38,14 @@ from chalicelib.api import (
 from chalicelib.api.dialects import seed002, seed003
 from chalicelib.domain.unsubscribe import on_unsubscribe
 from chalicelib.pipeline import callbacks as notifications
-from chalicelib.pipeline import dispatch, planner, scheduling, segment_triggers, watchdog
+from chalicelib.pipeline import (
+    dispatch,
+    flow_schedules,
+    planner,
+    scheduling,
+    segment_triggers,
+    watchdog,
+)
 from chalicelib.pipeline import events as contact_events
 from chalicelib.pipeline import feedback as provider_feedback
 from chalicelib.pipeline import imports as import_jobs
@@ -63,6 +71,7 @@ app.register_blueprint(segments.blueprint)
 app.register_blueprint(events.blueprint)
 app.register_blueprint(campaigns.blueprint)
 app.register_blueprint(enrolments.blueprint)
+app.register_blueprint(flows.blueprint)
 app.register_blueprint(templates.blueprint)
 app.register_blueprint(senders.blueprint)
 app.register_blueprint(inbox_threads.blueprint)
@@ -101,6 +110,8 @@ QUEUE_CONSUMERS: dict[QueueRole, Consumer] = {
             kinds.ListPurge.KIND: list_jobs.purge_list,
             kinds.SegmentSweepTenants.KIND: segment_triggers.sweep_tenants,
             kinds.SegmentSweep.KIND: segment_triggers.sweep_segments,
+            kinds.EndFlow.KIND: flow_schedules.end_flow,
+            kinds.EnterAudience.KIND: flow_schedules.enter_audience,
         }
     ),
     "send": Consumer({kinds.BatchMessage.KIND: send_batches.send_batch}),

@@ -57,8 +57,8 @@ def ok(tenant: Tenant, method: str, path: str, body: Any = None) -> Any:
 
 def build_world(tenant: Tenant, marker: str) -> World:
     """Contacts, a list, a segment, templates, a sender, a sent campaign with its messages,
-    a webhook, an import, a suppression, a second API key, an operator inbox thread and
-    seed 002/003 campaigns."""
+    an active workflow, a webhook, an import, a suppression, a second API key, an operator
+    inbox thread and seed 002/003 campaigns."""
     world = World(tenant=tenant, marker=marker)
     p = world.params
     sender_address = f"news@{marker}.example.com"
@@ -104,6 +104,23 @@ def build_world(tenant: Tenant, marker: str) -> World:
     drain()
     messages = ok(tenant, "GET", f"/v1/campaigns/{p['campaign_id']}/messages")["items"]
     p["message_id"] = messages[0]["message_id"]
+    p["node_id"] = f"{marker}-send"
+    flow = {
+        "name": f"{marker} flow",
+        "type": "workflow",
+        "workflow": {
+            "nodes": [
+                {"id": "start", "kind": "trigger.event", "config": {"event_type": "signup"}},
+                {
+                    "id": p["node_id"],
+                    "kind": "send",
+                    "config": {"channel": "email", "template_ids": [p["template_id"]]},
+                },
+            ],
+            "edges": [{"source": "start", "target": p["node_id"]}],
+        },
+    }
+    ok(tenant, "POST", f"/v1/campaigns/{ok(tenant, 'POST', '/v1/campaigns', flow)['id']}/activate")
     webhook = {"url": f"https://hooks.example.com/{marker}", "event_types": ["message.delivered"]}
     p["webhook_id"] = ok(tenant, "POST", "/v1/webhooks", webhook)["id"]
     rows = f"email,first_name\n{marker}-cy@example.com,cy\n"

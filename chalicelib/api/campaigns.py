@@ -28,11 +28,12 @@ from chalicelib.domain.campaigns import (
     Ordering,
     ScheduledTime,
     Step,
+    family_of,
 )
 from chalicelib.domain.contacts import TimezoneName
 from chalicelib.pipeline.send.trial import TestSendResult, send_test
 from chalicelib.services import campaigns as service
-from chalicelib.services import limits
+from chalicelib.services import flows, limits
 from chalicelib.services.campaigns import TEST_ADDRESSES_MAX
 
 blueprint = Blueprint(__name__)
@@ -104,15 +105,15 @@ class CampaignView(Campaign, ApiModel):
     planned_batches: int | None = Field(default=None, exclude=True)
     planning_done: bool = Field(default=False, exclude=True)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field(description="A broadcast's pool; a workflow's are on its send nodes.")  # type: ignore[prop-decorator]
     @property
     def template_ids(self) -> list[str]:
-        return self.main_step.template_ids
+        return self.main_step.template_ids if self.family == "broadcast" else []
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field(description="A broadcast's pool; a workflow's are on its send nodes.")  # type: ignore[prop-decorator]
     @property
     def sender_ids(self) -> list[str]:
-        return self.main_step.sender_ids
+        return self.main_step.sender_ids if self.family == "broadcast" else []
 
     @classmethod
     def of(cls, campaign: Campaign) -> CampaignView:
@@ -156,7 +157,9 @@ class CampaignDetail(CampaignView):
     response=CampaignDetail,
 )
 def create_campaign(call: Call) -> CampaignDetail:
-    campaign = service.create(call.tenant_id, call.body, clock.now())
+    body: CreateCampaign = call.body
+    create = flows.create if family_of(body.type or "broadcast") == "flow" else service.create
+    campaign = create(call.tenant_id, body, clock.now())
     return CampaignDetail.read(call.tenant_id, campaign)
 
 
@@ -198,12 +201,13 @@ def get_campaign(call: Call) -> CampaignDetail:
     "PATCH",
     auth="tenant",
     tag="campaigns",
-    summary="Edit a draft or scheduled campaign",
+    summary="Edit a draft or scheduled campaign (a workflow: draft or paused)",
     body=UpdateCampaign,
     response=CampaignDetail,
 )
 def update_campaign(call: Call) -> CampaignDetail:
-    campaign = service.edit(call.tenant_id, call.params["campaign_id"], call.body, clock.now())
+    edit = flows.edit if _is_flow(call) else service.edit
+    campaign = edit(call.tenant_id, call.params["campaign_id"], call.body, clock.now())
     return CampaignDetail.read(call.tenant_id, campaign)
 
 
@@ -217,7 +221,14 @@ def update_campaign(call: Call) -> CampaignDetail:
     summary="Delete a draft or finished campaign (cancel a scheduled or running one first)",
 )
 def delete_campaign(call: Call) -> None:
-    service.delete(call.tenant_id, call.params["campaign_id"], clock.now())
+    delete = flows.delete if _is_flow(call) else service.delete
+    delete(call.tenant_id, call.params["campaign_id"], clock.now())
+
+
+def _is_flow(call: Call) -> bool:
+    """Whether the campaign the path names is of the flow family (its use cases differ;
+    a campaign never changes family). 404 for an unknown id."""
+    return service.get(call.tenant_id, call.params["campaign_id"]).family == "flow"
 
 
 # -- actions ---------------------------------------------------------------------------
@@ -259,11 +270,12 @@ def send_campaign(call: Call) -> CampaignDetail:
     "POST",
     auth="tenant",
     tag="campaigns",
-    summary="Pause a sending campaign: remaining batches wait",
+    summary="Pause a sending campaign (remaining batches wait) or an active workflow",
     response=CampaignDetail,
 )
 def pause_campaign(call: Call) -> CampaignDetail:
-    campaign = service.pause(call.tenant_id, call.params["campaign_id"], clock.now())
+    pause = flows.pause if _is_flow(call) else service.pause
+    campaign = pause(call.tenant_id, call.params["campaign_id"], clock.now())
     return CampaignDetail.read(call.tenant_id, campaign)
 
 
@@ -273,11 +285,12 @@ def pause_campaign(call: Call) -> CampaignDetail:
     "POST",
     auth="tenant",
     tag="campaigns",
-    summary="Resume a paused campaign where it stopped",
+    summary="Resume a paused campaign where it stopped (a workflow: active again)",
     response=CampaignDetail,
 )
 def resume_campaign(call: Call) -> CampaignDetail:
-    campaign = service.resume(call.tenant_id, call.params["campaign_id"], clock.now())
+    resume = flows.resume if _is_flow(call) else service.resume
+    campaign = resume(call.tenant_id, call.params["campaign_id"], clock.now())
     return CampaignDetail.read(call.tenant_id, campaign)
 
 
@@ -291,7 +304,8 @@ def resume_campaign(call: Call) -> CampaignDetail:
     response=CampaignDetail,
 )
 def cancel_campaign(call: Call) -> CampaignDetail:
-    campaign = service.cancel(call.tenant_id, call.params["campaign_id"], clock.now())
+    cancel = flows.cancel if _is_flow(call) else service.cancel
+    campaign = cancel(call.tenant_id, call.params["campaign_id"], clock.now())
     return CampaignDetail.read(call.tenant_id, campaign)
 
 

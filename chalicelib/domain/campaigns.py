@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -34,8 +35,14 @@ from chalicelib.domain.audience import AudienceSpec
 from chalicelib.domain.contacts import EmailAddress, TimezoneName
 from chalicelib.domain.errors import Conflict, InvalidTransition, ValidationFailed
 from chalicelib.domain.events import EventName
-from chalicelib.domain.flows.graph import FlowSettings, Reentry, Workflow
-from chalicelib.domain.flows.nodes import SendAction
+from chalicelib.domain.flows.graph import (
+    MAX_EXIT_ON,
+    FlowSettings,
+    Reentry,
+    Workflow,
+    load_workflow,
+)
+from chalicelib.domain.flows.nodes import ScheduledTrigger, SendAction
 from chalicelib.domain.flows.policy import CampaignCap
 from chalicelib.domain.flows.timing import Duration
 from chalicelib.domain.ids import collapsed, uuid7_hex
@@ -57,7 +64,9 @@ STATUSES: tuple[CampaignStatus, ...] = get_args(CampaignStatus)
 FINAL_STATUSES: frozenset[CampaignStatus] = frozenset({"sent", "completed", "failed", "cancelled"})
 Channel = Literal["email", "sms"]
 CampaignType = Literal["broadcast", "automation", "event_triggered", "sequence", "workflow"]
-SUPPORTED_TYPES: frozenset[CampaignType] = frozenset({"broadcast"})
+# What the native API creates; sequences and event-triggered sends are made through their
+# own dialects (readable natively, never created or retyped here).
+SUPPORTED_TYPES: frozenset[CampaignType] = frozenset({"broadcast", "workflow"})
 # Two families share the table below: a broadcast plans its audience once and sends it
 # (docs/engine.md); a flow enrols contacts one by one and walks each through its graph
 # (docs/flows.md). Sequences and event-triggered sends are flows under another name.
@@ -143,11 +152,29 @@ EDITABLE_STATUSES: frozenset[CampaignStatus] = frozenset({"draft", "scheduled"})
 # A live flow is edited only while paused (docs/flows.md, "Editing a live flow").
 FLOW_EDITABLE_STATUSES: frozenset[CampaignStatus] = frozenset({"draft", "paused"})
 DELETABLE_STATUSES: frozenset[CampaignStatus] = frozenset({"draft", *FINAL_STATUSES})
+# What a caller may set on a flow only (docs/flows.md, "Campaign-level settings").
+FLOW_FIELDS = frozenset(
+    {
+        "workflow",
+        "reentry",
+        "exit_on",
+        "max_lateness",
+        "campaign_frequency_cap",
+        "starts_at",
+        "ends_at",
+    }
+)
 
 # EventBridge Scheduler fires at(), never before it; a start message may still arrive a
 # little early by clock skew. Later than this before ``scheduled_at`` it is stale (a
 # schedule that a reschedule moved) and is refused, so nothing starts early.
 START_LEEWAY = timedelta(seconds=15)
+# Why a campaign paused, as the ``campaign.paused`` webhook says: a person (``manual``:
+# ``pause_reason`` stays empty), the provider's daily quota, a template that keeps
+# failing to render, or a deliverability breaker code (chalicelib.domain.deliverability).
+PAUSE_MANUAL = "manual"
+PAUSE_QUOTA = "quota"
+PAUSE_RENDER_FAILURES = "render_failures"
 NAME_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 2000
 POOL_MAX = 20
@@ -215,7 +242,7 @@ def _unique(values: list[str]) -> list[str]:
 
 def _supported_type(value: CampaignType) -> CampaignType:
     if value not in SUPPORTED_TYPES:
-        raise ValueError(f"'{value}' campaigns are not yet supported (only broadcast)")
+        raise ValueError(f"'{value}' campaigns are not yet supported (only broadcast and workflow)")
     return value
 
 
@@ -288,6 +315,20 @@ FromName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_s
 CallbackUrl = Annotated[str, Field(max_length=URL_MAX_LENGTH), AfterValidator(check_callback_url)]
 EditionId = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_single_line)]
 SupportedType = Annotated[CampaignType, AfterValidator(_supported_type)]
+FlowTime = Annotated[
+    AwareDatetime,
+    BeforeValidator(parse_instant),
+    Field(description="ISO 8601 with an offset, or Unix seconds"),
+]
+
+
+def _loaded_workflow(value: Any) -> Any:
+    """A workflow payload checked whole by ``load_workflow``: its ValidationFailures (a 422
+    listing every problem in ``details``) is not a ValueError, so it leaves pydantic as is."""
+    return value if isinstance(value, Workflow) else load_workflow(value)
+
+
+WorkflowInput = Annotated[Workflow, BeforeValidator(_loaded_workflow)]
 ScheduledTime = Annotated[
     datetime,
     BeforeValidator(parse_instant),
@@ -521,6 +562,16 @@ class CampaignFields(BaseModel):
     track_clicks: bool | None = None
     event_callback: CallbackUrl | None = None
     edition_id: EditionId | None = None
+    # -- a workflow's graph and rules (docs/flows.md); refused on a broadcast -----------
+    workflow: WorkflowInput | None = Field(
+        default=None, description="The graph: {nodes, edges}. Its send nodes carry the content."
+    )
+    reentry: Reentry | None = None
+    exit_on: list[EventName] | None = Field(default=None, max_length=MAX_EXIT_ON)
+    max_lateness: Duration | None = None
+    campaign_frequency_cap: CampaignCap | None = None
+    starts_at: FlowTime | None = Field(default=None, description="Nobody enters before this.")
+    ends_at: FlowTime | None = Field(default=None, description="The flow completes then.")
 
     @field_validator(
         "name",
@@ -532,6 +583,9 @@ class CampaignFields(BaseModel):
         "timezone",
         "track_opens",
         "track_clicks",
+        "workflow",
+        "reentry",
+        "exit_on",
     )
     @classmethod
     def _not_null(cls, value: Any) -> Any:
@@ -542,10 +596,20 @@ class CampaignFields(BaseModel):
 
 
 class NewCampaign(CampaignFields):
-    """The body of a create: a name and a channel at least; everything else can wait."""
+    """The body of a create: a name and a channel at least; everything else can wait.
+
+    A workflow needs no channel: its channel is its first send node's (else email).
+    """
 
     name: CampaignName
-    channel: Channel
+    channel: Channel = Field(description="Required for a broadcast; a workflow's is derived.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flow_channel(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("type") in FLOW_TYPES and "channel" not in data:
+            return {**data, "channel": "email"}  # a placeholder: every write derives it
+        return data
 
 
 def new_campaign(campaign_id: str, number: int, fields: NewCampaign, now: datetime) -> Campaign:
@@ -555,6 +619,7 @@ def new_campaign(campaign_id: str, number: int, fields: NewCampaign, now: dateti
         number=number,
         name=fields.name,
         channel=fields.channel,
+        type=fields.type or "broadcast",
         steps=[Step(channel=fields.channel)],
         created_at=now,
         updated_at=now,
@@ -584,10 +649,12 @@ def edit(campaign: Campaign, fields: CampaignFields, now: datetime) -> Campaign:
     """``campaign`` with the fields the caller sent; unchanged when nothing differs.
 
     Only a draft or a scheduled campaign can be edited; a scheduled one must stay ready
-    to start (its pools and audience cannot be emptied).
+    to start (its pools and audience cannot be emptied). A flow is edited while draft or
+    paused, never while active (pause it first).
     """
-    if campaign.status not in EDITABLE_STATUSES:
-        raise CampaignLocked(campaign.status, "edited", EDITABLE_STATUSES)
+    editable = FLOW_EDITABLE_STATUSES if campaign.family == "flow" else EDITABLE_STATUSES
+    if campaign.status not in editable:
+        raise CampaignLocked(campaign.status, "edited", editable)
     edited = _with_fields(campaign, fields, now)
     if edited.model_dump(exclude={"updated_at"}) == campaign.model_dump(exclude={"updated_at"}):
         return campaign
@@ -597,6 +664,18 @@ def edit(campaign: Campaign, fields: CampaignFields, now: datetime) -> Campaign:
 
 
 def _with_fields(campaign: Campaign, fields: CampaignFields, now: datetime) -> Campaign:
+    if "type" in fields.model_fields_set and family_of(fields.type or "broadcast") != (
+        campaign.family
+    ):
+        raise ValidationFailed(
+            f"a {campaign.family} cannot become a {family_of(fields.type or 'broadcast')}",
+            field="type",
+        )
+    if campaign.family == "flow":
+        return _with_flow_fields(campaign, fields, now)
+    for name in FLOW_FIELDS & fields.model_fields_set:
+        if getattr(fields, name) is not None:
+            raise ValidationFailed(f"only a workflow has {name}", field=name)
     values = campaign.model_dump()
     step = campaign.main_step.model_dump()
     for name in fields.model_fields_set:
@@ -611,6 +690,49 @@ def _with_fields(campaign: Campaign, fields: CampaignFields, now: datetime) -> C
     values["steps"] = [step, *[s for s in values["steps"] if s["id"] != MAIN_STEP]]
     values["updated_at"] = now
     return Campaign.model_validate(values)
+
+
+def _with_flow_fields(campaign: Campaign, fields: CampaignFields, now: datetime) -> Campaign:
+    """A flow's edit: its content lives on its send nodes, so its steps and channel are
+    derived from the graph on every write, never given."""
+    for name in ("template_ids", "sender_ids"):
+        if name in fields.model_fields_set:
+            raise ValidationFailed(
+                f"a workflow's {name} are on its send nodes (workflow.nodes.<i>.config)",
+                field=name,
+            )
+    values = campaign.model_dump()
+    for name in fields.model_fields_set:
+        given = getattr(fields, name)
+        if name == "description" and given is None:
+            given = ""
+        values[name] = given.model_dump() if isinstance(given, BaseModel) else given
+    workflow = Workflow.model_validate(values["workflow"]) if values["workflow"] else None
+    steps = flow_steps(workflow) if workflow is not None else []
+    values["channel"] = steps[0].channel if steps else "email"
+    values["steps"] = [s.model_dump() for s in steps] or [{"channel": values["channel"]}]
+    values["updated_at"] = now
+    edited = Campaign.model_validate(values)
+    if edited.starts_at and edited.ends_at and edited.starts_at >= edited.ends_at:
+        raise ValidationFailed("ends_at must be after starts_at", field="ends_at")
+    return edited
+
+
+def check_flow_ready(campaign: Campaign, now: datetime) -> None:
+    """What a flow needs before it is activated (beyond its tenant's data, which the
+    service checks): its graph, an end not yet past, and an audience for any
+    ``trigger.scheduled`` to enter."""
+    if campaign.workflow is None:
+        raise ValidationFailed("the workflow has no graph yet: set workflow", field="workflow")
+    if campaign.ends_at is not None and campaign.ends_at <= now:
+        raise ValidationFailed("ends_at has passed", field="ends_at")
+    scheduled = any(isinstance(n.config, ScheduledTrigger) for n in campaign.workflow.nodes)
+    if scheduled and campaign.audience.is_empty:
+        raise ValidationFailed(
+            "a trigger.scheduled enters the campaign's audience: set all_contacts, "
+            "segment_ids or list_ids",
+            field="audience",
+        )
 
 
 def planned(
@@ -840,14 +962,16 @@ class CampaignFilter(BaseModel):
     statuses: frozenset[CampaignStatus] = frozenset()
     channel: Channel | None = None
     edition_id: str | None = None
+    family: Family | None = None
 
     @property
     def active(self) -> bool:
-        return bool(self.search or self.statuses or self.channel or self.edition_id)
+        return bool(self.search or self.statuses or self.channel or self.edition_id or self.family)
 
     def matches(self, campaign: Campaign) -> bool:
         return (
-            (not self.search or self.search.casefold() in campaign.name.casefold())
+            (self.family is None or campaign.family == self.family)
+            and (not self.search or self.search.casefold() in campaign.name.casefold())
             and (not self.statuses or campaign.status in self.statuses)
             and (self.channel is None or campaign.channel == self.channel)
             and (self.edition_id is None or campaign.edition_id == self.edition_id)

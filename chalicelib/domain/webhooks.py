@@ -47,6 +47,7 @@ WebhookEventType = Literal[
     "message.unsubscribed",
     "enrollment.entered",
     "enrollment.exited",
+    "campaign.paused",
 ]
 WEBHOOK_EVENT_TYPES: tuple[WebhookEventType, ...] = get_args(WebhookEventType)
 ALL_EVENTS = "*"

@@ -18,6 +18,7 @@ from chalicelib.domain.campaigns import Campaign
 from chalicelib.domain.deliverability import OUTCOMES, Threshold, Trip, breaker_trip
 from chalicelib.domain.errors import InvalidTransition
 from chalicelib.observability import logger, metrics
+from chalicelib.services.notices import campaign_paused, notify_webhooks
 from chalicelib.settings import Settings, get_settings
 from chalicelib.store.campaigns import apply_action
 from chalicelib.store.outcome_windows import add_outcomes, read_window
@@ -56,7 +57,7 @@ def record_outcomes(
 def pause_for(tenant_id: str, campaign_id: str, trip: Trip, now: datetime) -> bool:
     """Pause the campaign with the trip's reason; False if it was not running any more."""
     with contextlib.suppress(InvalidTransition):
-        apply_action(
+        paused = apply_action(
             tenant_id,
             campaign_id,
             "pause",
@@ -64,6 +65,7 @@ def pause_for(tenant_id: str, campaign_id: str, trip: Trip, now: datetime) -> bo
             error_message=trip.message,
             pause_reason=trip.code,
         )
+        notify_webhooks([campaign_paused(tenant_id, paused, now)])
         logger.warning("campaign paused itself", extra={"reason": trip.message})
         metrics.add_metric(name="campaigns_self_paused", unit="Count", value=1)
         return True

@@ -155,6 +155,30 @@ class FlowWake(QueueMessage):
     event: dict[str, Any] | None = None
 
 
+class EndFlow(QueueMessage):
+    """Complete a flow whose ``ends_at`` has come (from its schedule or the overdue sweep).
+    A flow whose ``ends_at`` moved later, or that is no longer live, is left alone."""
+
+    KIND = "flow.end"
+    QUEUE = "control"
+
+    campaign_id: str
+
+
+class EnterAudience(QueueMessage):
+    """A ``trigger.scheduled`` fired at ``fire_at``: enrol one page of the flow's audience
+    (page 0 from the trigger's schedule, each next page queued by the one before)."""
+
+    KIND = "flow.enter_audience"
+    QUEUE = "control"
+
+    campaign_id: str
+    node_id: str
+    fire_at: datetime
+    page: int = Field(default=0, ge=0)
+    cursor: str | None = None
+
+
 class CallbackFlush(QueueMessage):
     """Turn one closed callback window into POSTs."""
 
@@ -192,6 +216,8 @@ MESSAGE_TYPES: tuple[type[QueueMessage], ...] = (
     SegmentCheck,
     SegmentSweep,
     SegmentSweepTenants,
+    EndFlow,
+    EnterAudience,
     CallbackFlush,
     HttpDelivery,
 )

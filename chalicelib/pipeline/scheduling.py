@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 from chalicelib.aws import client
 from chalicelib.domain.campaigns import Action, Campaign, resolve_scheduled_at
 from chalicelib.observability import logger, metrics
-from chalicelib.pipeline.messages import StartCampaign
+from chalicelib.pipeline.messages import EndFlow, StartCampaign
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.settings import get_settings
 from chalicelib.store import campaigns as store
@@ -51,13 +51,25 @@ def schedule_request(tenant_id: str, campaign: Campaign) -> dict[str, Any]:
     UpdateSchedule replaces every field, so both calls send the whole definition.
     """
     assert campaign.scheduled_at is not None
+    return one_time_schedule(
+        campaign.id,
+        campaign.scheduled_at,
+        f"Start of campaign {campaign.number} of tenant {tenant_id}",
+        start_message(tenant_id, campaign.id),
+    )
+
+
+def one_time_schedule(
+    name: str, at: datetime, description: str, message: dict[str, Any]
+) -> dict[str, Any]:
+    """A schedule in Herald's group that sends ``message`` to the control queue once,
+    ``at`` (whole seconds, UTC), and is deleted by Scheduler after it fires."""
     settings = get_settings()
-    at = campaign.scheduled_at.astimezone(UTC)
     return {
-        "Name": campaign.id,
+        "Name": name,
         "GroupName": settings.schedule_group_name,
-        "Description": f"Start of campaign {campaign.number} of tenant {tenant_id}",
-        "ScheduleExpression": f"at({at:%Y-%m-%dT%H:%M:%S})",
+        "Description": description,
+        "ScheduleExpression": f"at({at.astimezone(UTC):%Y-%m-%dT%H:%M:%S})",
         "ScheduleExpressionTimezone": "UTC",
         "FlexibleTimeWindow": {"Mode": "OFF"},
         "State": "ENABLED",
@@ -65,19 +77,23 @@ def schedule_request(tenant_id: str, campaign: Campaign) -> dict[str, Any]:
         "Target": {
             "Arn": settings.queue_arn("control"),
             "RoleArn": settings.scheduler_role_arn,
-            "Input": json.dumps(start_message(tenant_id, campaign.id), separators=(",", ":")),
+            "Input": json.dumps(message, separators=(",", ":")),
         },
     }
 
 
 def put_schedule(tenant_id: str, campaign: Campaign, *, exists: bool) -> None:
-    """Create the campaign's schedule, or update it when it ``exists``.
+    """Create the campaign's schedule, or update it when it ``exists``."""
+    put_schedule_request(schedule_request(tenant_id, campaign), exists=exists)
+
+
+def put_schedule_request(request: dict[str, Any], *, exists: bool) -> None:
+    """Create a schedule, or update it when it ``exists``.
 
     Either call falls back to the other when the schedule turns out to be (or not be)
     there: a schedule lost, or left behind by an earlier attempt.
     """
     scheduler = client("scheduler")
-    request = schedule_request(tenant_id, campaign)
     first, fallback, expected = (
         (scheduler.update_schedule, scheduler.create_schedule, "ResourceNotFoundException")
         if exists
@@ -180,7 +196,8 @@ def unschedule(tenant_id: str, campaign_id: str, now: datetime) -> Campaign:
 
 # -- the sweep ---------------------------------------------------------------------------
 def start_overdue(now: datetime) -> None:
-    """Queue the start of every campaign whose time passed over a minute ago without one.
+    """Queue the start of every campaign whose time passed over a minute ago without one
+    (and the end of every flow whose ``ends_at`` did).
 
     A lost or failed schedule is the only way to get here. The entry is forgotten once
     the start is queued, so each is queued once; a start queued twice (the schedule fired
@@ -189,7 +206,14 @@ def start_overdue(now: datetime) -> None:
     entries = store.due_entries(until=now - OVERDUE_AFTER, limit=SWEEP_LIMIT)
     if not entries:
         return
-    enqueue("control", [start_message(e.tenant_id, e.campaign_id) for e in entries])
+    enqueue("control", [_due_message(e) for e in entries])
     store.forget_due(entries)
     metrics.add_metric(name="campaign_starts_swept", unit="Count", value=len(entries))
     logger.warning("started overdue campaigns", extra={"count": len(entries)})
+
+
+def _due_message(entry: store.DueEntry) -> dict[str, Any]:
+    """A broadcast's start, or a flow's end (its ``ends_at`` schedule went missing)."""
+    if entry.due == "end":
+        return EndFlow(tenant_id=entry.tenant_id, campaign_id=entry.campaign_id).as_message()
+    return start_message(entry.tenant_id, entry.campaign_id)

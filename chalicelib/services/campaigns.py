@@ -32,9 +32,11 @@ from chalicelib.channels.http import check_url
 from chalicelib.domain import campaigns as domain
 from chalicelib.domain.campaigns import (
     DELETABLE_STATUSES,
+    Audience,
     Campaign,
     CampaignFields,
     CampaignFilter,
+    Family,
     NewCampaign,
     Ordering,
     advance,
@@ -56,6 +58,7 @@ from chalicelib.domain.templates import (
 )
 from chalicelib.observability import logger
 from chalicelib.pipeline import scheduling
+from chalicelib.services.notices import campaign_paused, notify_webhooks
 from chalicelib.store import campaigns as store
 from chalicelib.store.counters import read_counts, skipped_by_reason
 from chalicelib.store.lists import get_lists
@@ -105,12 +108,20 @@ class Plan:
 
 
 # -- reads -------------------------------------------------------------------------------
-def get(tenant_id: str, campaign_id: str) -> Campaign:
-    return store.get_campaign(tenant_id, campaign_id)
+def get(tenant_id: str, campaign_id: str, *, family: Family | None = None) -> Campaign:
+    """The campaign; ``family``: only one of that family (the seed dialects speak only of
+    broadcasts: a flow is not found through them)."""
+    return _of_family(store.get_campaign(tenant_id, campaign_id), family)
 
 
-def get_by_number(tenant_id: str, number: int) -> Campaign:
-    return store.get_campaign_by_number(tenant_id, number)
+def get_by_number(tenant_id: str, number: int, *, family: Family | None = None) -> Campaign:
+    return _of_family(store.get_campaign_by_number(tenant_id, number), family)
+
+
+def _of_family(campaign: Campaign, family: Family | None) -> Campaign:
+    if family is not None and campaign.family != family:
+        raise NotFound(f"campaign '{campaign.id}' not found", field="campaign_id")
+    return campaign
 
 
 def page(
@@ -154,7 +165,13 @@ def check_sendable(
 
     ``pending``: templates this request is about to create (id → channel).
     """
-    audience = campaign.audience
+    for problem in audience_problems(tenant_id, campaign.audience):
+        raise ValidationFailed(problem["message"], field=problem["field"])
+    _check_content(tenant_id, campaign, pending or {})
+
+
+def audience_problems(tenant_id: str, audience: Audience) -> Iterator[dict[str, str]]:
+    """Each list and segment of ``audience`` that does not exist, as ``{field, message}``."""
     sources = (
         ("list", "list_ids", audience.list_ids, get_lists),
         ("segment", "segment_ids", audience.segment_ids, get_segments),
@@ -164,15 +181,15 @@ def check_sendable(
         found = read(tenant_id, ids) if ids else {}
         for index, source_id in enumerate(ids):
             if source_id not in found:
-                raise ValidationFailed(
-                    f"{kind} '{source_id}' not found", field=f"audience.{field}.{index}"
-                )
-    _check_content(tenant_id, campaign, pending or {})
+                yield {
+                    "field": f"audience.{field}.{index}",
+                    "message": f"{kind} '{source_id}' not found",
+                }
 
 
 def _check_content(tenant_id: str, campaign: Campaign, pending: Mapping[str, str]) -> None:
-    templates = {**_channels(get_template, tenant_id, campaign.template_ids), **pending}
-    check_channels(campaign, templates, _channels(get_sender, tenant_id, campaign.sender_ids))
+    templates = {**channels_of(get_template, tenant_id, campaign.template_ids), **pending}
+    check_channels(campaign, templates, channels_of(get_sender, tenant_id, campaign.sender_ids))
 
 
 def _check_renders(tenant_id: str, campaign: Campaign) -> None:
@@ -193,7 +210,7 @@ def _check_renders(tenant_id: str, campaign: Campaign) -> None:
             ) from None
 
 
-def _channels(
+def channels_of(
     read: Callable[[str, str], Template | Sender], tenant_id: str, ids: list[str]
 ) -> dict[str, str]:
     """The channel of each id that exists (a pool has at most 20: one GetItem each)."""
@@ -503,8 +520,10 @@ def unschedule(tenant_id: str, campaign_id: str, now: datetime) -> Campaign:
 
 
 def pause(tenant_id: str, campaign_id: str, now: datetime) -> Campaign:
-    """Pause a sending campaign: its remaining batches wait."""
-    return store.apply_action(tenant_id, campaign_id, "pause", now)
+    """Pause a sending campaign: its remaining batches wait (webhook ``campaign.paused``)."""
+    paused = store.apply_action(tenant_id, campaign_id, "pause", now)
+    notify_webhooks([campaign_paused(tenant_id, paused, now)])
+    return paused
 
 
 def resume(tenant_id: str, campaign_id: str, now: datetime) -> Campaign:
@@ -539,7 +558,15 @@ def check_test_send(tenant_id: str, campaign_id: str, addresses: list[str]) -> C
     channel (422 naming ``addresses.<n>``), and its templates and senders exist and fit
     the channel. The sender's ``send_test`` then sends it (it sits above the services)."""
     campaign = store.get_campaign(tenant_id, campaign_id)
-    address = _ADDRESS_TYPES[campaign.channel]
+    valid = checked_addresses(campaign.channel, addresses)
+    check_pools(campaign)
+    _check_content(tenant_id, campaign, {})
+    return CheckedTestSend(campaign, valid)
+
+
+def checked_addresses(channel: str, addresses: list[str]) -> list[str]:
+    """``addresses`` as valid addresses of ``channel``; 422 naming ``addresses.<n>``."""
+    address = _ADDRESS_TYPES[channel]
     valid = []
     for index, given in enumerate(addresses):
         try:
@@ -547,11 +574,9 @@ def check_test_send(tenant_id: str, campaign_id: str, addresses: list[str]) -> C
         except PydanticValidationError as error:
             message = error.errors(include_url=False)[0]["msg"]
             raise ValidationFailed(
-                f"not a valid {campaign.channel} address: {message}", field=f"addresses.{index}"
+                f"not a valid {channel} address: {message}", field=f"addresses.{index}"
             ) from None
-    check_pools(campaign)
-    _check_content(tenant_id, campaign, {})
-    return CheckedTestSend(campaign, valid)
+    return valid
 
 
 @dataclass(frozen=True)

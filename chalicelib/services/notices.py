@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from chalicelib.domain.campaigns import PAUSE_MANUAL, Campaign
 from chalicelib.domain.webhooks import WebhookEventType, new_delivery_id, payload, wants
 from chalicelib.pipeline.messages import HttpDelivery
 from chalicelib.pipeline.queues import enqueue
@@ -80,4 +81,22 @@ def new_delivery(
         delivery_id=new_delivery_id(),
         body=body,
         url=url,
+    )
+
+
+def campaign_paused(tenant_id: str, campaign: Campaign, now: datetime) -> WebhookNotice:
+    """``campaign.paused`` for a broadcast or a flow just paused: ``reason`` is the code of
+    a pause the campaign gave itself (``pause_reason``), else ``manual``."""
+    return WebhookNotice(
+        tenant_id,
+        "campaign.paused",
+        now,
+        {
+            "campaign_id": campaign.id,
+            "number": campaign.number,
+            "name": campaign.name,
+            "type": campaign.type,
+            "reason": campaign.pause_reason or PAUSE_MANUAL,
+            "message": campaign.error_message,
+        },
     )

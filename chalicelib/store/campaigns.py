@@ -4,9 +4,9 @@ Layout (scope prefixes added by ScopedTable):
 - ``T#<tenant>#CAMPAIGNS / <campaign id>``   the campaign; ids sort by creation time, so
   "newest first" is a reverse Query of the partition
 - ``T#<tenant>#NUMBER#campaign / <n>``       its numeric id (chalicelib.store.numbering)
-- ``SYS#DUE / <scheduled_at>#<tenant>#<id>`` one entry per scheduled campaign, in time
-  order across all tenants: the overdue sweep reads only the entries that are past due,
-  never any tenant's campaigns
+- ``SYS#DUE / <scheduled_at>#<tenant>#<id>`` one entry per scheduled campaign (and per
+  live flow with an ``ends_at``, marked ``due: end``), in time order across all tenants:
+  the overdue sweep reads only the entries that are past due, never any tenant's campaigns
 
 Every write of a campaign is conditional on the status and ``revision`` it was read with
 (optimistic locking) and bumps the revision, so two concurrent actions cannot both
@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
@@ -57,6 +57,7 @@ from chalicelib.store.table import (
     tenant_table,
 )
 
+DueKind = Literal["start", "end"]
 _CAMPAIGNS = "CAMPAIGNS"
 _DUE = "DUE"
 NUMBER_KIND = "campaign"
@@ -78,11 +79,13 @@ class Change:
 
 @dataclass(frozen=True)
 class DueEntry:
-    """A scheduled campaign's start time in the cross-tenant due index."""
+    """A scheduled campaign's start time, or a live flow's end (``ends_at``), in the
+    cross-tenant due index."""
 
     tenant_id: str
     campaign_id: str
     scheduled_at: datetime
+    due: DueKind = "start"
 
 
 def _document(campaign: Campaign) -> dict[str, Any]:
@@ -329,7 +332,7 @@ def _commit(tenant_id: str, before: Campaign, after: Campaign) -> Campaign:
     written = after.model_copy(update={"revision": before.revision + 1})
     due_before, due_after = _due_at(before), _due_at(written)
     if due_after is not None and due_after != due_before:
-        _put_due(tenant_id, written.id, due_after)
+        _put_due(tenant_id, written.id, due_after, "end" if written.family == "flow" else "start")
     old, new = _document(before), _document(written)
     tenant_table(tenant_id).update(
         _CAMPAIGNS,
@@ -345,6 +348,8 @@ def _commit(tenant_id: str, before: Campaign, after: Campaign) -> Campaign:
 
 # -- the due index -----------------------------------------------------------------------
 def _due_at(campaign: Campaign) -> datetime | None:
+    if campaign.family == "flow":
+        return campaign.ends_at if campaign.status in ("active", "paused") else None
     return campaign.scheduled_at if campaign.status == "scheduled" else None
 
 
@@ -352,12 +357,11 @@ def _due_key(tenant_id: str, campaign_id: str, at: datetime) -> str:
     return f"{at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}#{tenant_id}#{campaign_id}"
 
 
-def _put_due(tenant_id: str, campaign_id: str, at: datetime) -> None:
-    system_table().put(
-        _DUE,
-        _due_key(tenant_id, campaign_id, at),
-        {"tenant_id": tenant_id, "campaign_id": campaign_id, "scheduled_at": at.isoformat()},
-    )
+def _put_due(tenant_id: str, campaign_id: str, at: datetime, due: DueKind) -> None:
+    item = {"tenant_id": tenant_id, "campaign_id": campaign_id, "scheduled_at": at.isoformat()}
+    if due != "start":
+        item["due"] = due
+    system_table().put(_DUE, _due_key(tenant_id, campaign_id, at), item)
 
 
 def _drop_due(tenant_id: str, campaign_id: str, at: datetime) -> None:
@@ -385,6 +389,7 @@ def due_entries(until: datetime, limit: int) -> list[DueEntry]:
                 tenant_id=item["tenant_id"],
                 campaign_id=item["campaign_id"],
                 scheduled_at=datetime.fromisoformat(item["scheduled_at"]),
+                due=item.get("due", "start"),
             )
             if entry.scheduled_at > until or len(entries) == limit:
                 return entries

@@ -500,3 +500,16 @@ def _trace_entry(item: Mapping[str, Any]) -> TraceEntry:
         branch=item.get("branch"),
         until=datetime.fromisoformat(until) if until else None,
     )
+
+
+# -- who stands where (flow-api) ---------------------------------------------------------
+def standing_on(tenant_id: str, campaign_id: str, node_ids: Iterable[str]) -> Iterator[Enrolment]:
+    """The flow's enrolments that have not exited and stand on one of ``node_ids``: the
+    contacts an edit that removes those nodes moves out (``workflow/check`` counts them).
+    Reads the not-exited ones through the status index (an edit is rare, made by hand)."""
+    wanted = set(node_ids)
+    if not wanted:
+        return
+    for enrolment in all_in_status(tenant_id, campaign_id, ("waiting", "active")):
+        if enrolment.node_id in wanted:
+            yield enrolment

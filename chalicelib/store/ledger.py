@@ -48,7 +48,7 @@ from chalicelib.domain.delivery import parse_message_id
 from chalicelib.domain.errors import NotFound, ValidationFailed
 from chalicelib.store.table import Condition, ConditionFailed, tenant_table
 
-WorkKind = Literal["PLAN", "BATCH"]
+WorkKind = Literal["PLAN", "BATCH", "FLOWFIRE"]
 LEDGER_SHARDS = 16
 RETENTION = timedelta(days=180)  # message records expire (TTL) after this
 _CONTACT_SENDS_INDEX = "gsi3"  # keys only: see chalicelib/resources.py

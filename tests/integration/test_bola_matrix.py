@@ -40,6 +40,7 @@ FILLERS = {
     "scheduled_at": "2030-01-01T00:00:00Z",
     "addresses": ["probe@example.com"],
     "contact_ids": ["c_probe"],
+    "workflow": {"nodes": [{"id": "probe", "kind": "trigger.manual"}], "edges": []},
 }
 
 

@@ -161,7 +161,7 @@ def test_create_makes_a_numbered_draft_that_get_returns(tenant: Tenant):
         ({"channel": "email"}, 422, "name"),
         ({"name": "x"}, 422, "channel"),
         ({"name": "x", "channel": "email", "colour": "red"}, 422, "colour"),
-        ({"name": "x", "channel": "email", "type": "workflow"}, 422, "type"),
+        ({"name": "x", "channel": "email", "type": "sequence"}, 422, "type"),
         ({"name": "x", "channel": "email", "timezone": "Berlin"}, 422, "timezone"),
         (
             {"name": "x", "channel": "email", "quiet_hours": {"start": "9pm", "end": "08:00"}},

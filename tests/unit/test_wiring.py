@@ -4,6 +4,7 @@ them exactly once, on the queue it travels on, and the Lambda functions read the
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -26,6 +27,10 @@ SAMPLES: dict[type[messages.QueueMessage], messages.QueueMessage] = {
     messages.SegmentCheck: messages.SegmentCheck(tenant_id="t", contact_ids=["c"]),
     messages.SegmentSweep: messages.SegmentSweep(tenant_id="t", segment_ids=["s"], cursor="x"),
     messages.SegmentSweepTenants: messages.SegmentSweepTenants(cursor="x"),
+    messages.EndFlow: messages.EndFlow(tenant_id="t", campaign_id="c"),
+    messages.EnterAudience: messages.EnterAudience(
+        tenant_id="t", campaign_id="c", node_id="n", fire_at=datetime(2027, 1, 4, tzinfo=UTC)
+    ),
     messages.CallbackFlush: messages.CallbackFlush(
         tenant_id="t", campaign_id="c", event="delivered", start=60, due=120
     ),

@@ -498,7 +498,10 @@ def list_campaigns(call: Call) -> Seed002CampaignPage:
     else:
         statuses = frozenset(n for n, s in STATUS_OF.items() if s == params.status)
         filters = CampaignFilter(
-            statuses=statuses, channel=params.channel, edition_id=params.edition_id
+            statuses=statuses,
+            channel=params.channel,
+            edition_id=params.edition_id,
+            family="broadcast",
         )
         found = service.matching(call.tenant_id, filters, "-created")
         words = _search_words(params.search)
@@ -571,12 +574,12 @@ def create_campaign(call: Call) -> Seed002Campaign:
 
 @_route(_ITEM, "GET", "Retrieve campaign", response=Seed002Campaign)
 def retrieve_campaign(call: Call) -> Seed002Campaign:
-    return shown(call.tenant_id, service.get(call.tenant_id, call.params["id"]))
+    return shown(call.tenant_id, service.get(call.tenant_id, call.params["id"], family="broadcast"))
 
 
 def _update(call: Call) -> Seed002Campaign:
     body: Seed002CampaignPatch = call.body
-    current = service.get(call.tenant_id, call.params["id"])
+    current = service.get(call.tenant_id, call.params["id"], family="broadcast")
     with _seed_terms(body.channel or current.channel):
         values, sms_text = _fields(call.tenant_id, body, current)
         fields = native(CampaignFields, values)
@@ -643,6 +646,7 @@ def patch_campaign(call: Call) -> Seed002Campaign:
     f"{_ITEM}/cancel", "POST", "Cancel campaign", response=Seed002Campaign, content_types=_BODIES
 )
 def cancel_campaign(call: Call) -> Seed002Campaign:
+    service.get(call.tenant_id, call.params["id"], family="broadcast")
     campaign = service.cancel(call.tenant_id, call.params["id"], clock.now())
     return shown(call.tenant_id, campaign)
 
@@ -657,7 +661,7 @@ def cancel_campaign(call: Call) -> Seed002Campaign:
 )
 def schedule_campaign(call: Call) -> Seed002Campaign:
     campaign_id, body = call.params["id"], call.body
-    current = service.get(call.tenant_id, campaign_id)
+    current = service.get(call.tenant_id, campaign_id, family="broadcast")
     with _seed_terms(current.channel):
         campaign = service.schedule(
             call.tenant_id,
@@ -683,7 +687,7 @@ def _send_now_route(action: str, summary: str) -> Callable[[Handler], Handler]:
 @_send_now_route("send_now", "Send campaign now")
 def send_campaign_now(call: Call) -> Seed002Campaign:
     campaign_id = call.params["id"]
-    current = service.get(call.tenant_id, campaign_id)
+    current = service.get(call.tenant_id, campaign_id, family="broadcast")
     with _seed_terms(current.channel):
         campaign = service.send_now(
             call.tenant_id, campaign_id, clock.now(), use_default_sender=True
@@ -693,7 +697,7 @@ def send_campaign_now(call: Call) -> Seed002Campaign:
 
 @_route(f"{_ITEM}/stats", "GET", "Get campaign stats", response=Seed002Stats)
 def campaign_stats_view(call: Call) -> Seed002Stats:
-    campaign = service.get(call.tenant_id, call.params["id"])
+    campaign = service.get(call.tenant_id, call.params["id"], family="broadcast")
     counts = service.counts(call.tenant_id, campaign)
     stats = campaign_stats(_to_send(campaign, counts), counts)
     return Seed002Stats.model_validate(stats.model_dump())

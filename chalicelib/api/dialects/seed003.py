@@ -305,7 +305,8 @@ def _number(raw: str, kind: str) -> int:
 
 
 def _campaign(call: Call) -> Campaign:
-    return service.get_by_number(call.tenant_id, _number(call.params["campaign"], "campaign"))
+    number = _number(call.params["campaign"], "campaign")
+    return service.get_by_number(call.tenant_id, number, family="broadcast")
 
 
 def _resolved(kind: str, field: str, read: Callable[[int], T], number: int) -> T:

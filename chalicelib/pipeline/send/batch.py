@@ -16,7 +16,7 @@ from chalicelib.channels.base import (
 )
 from chalicelib.channels.registry import channel_for
 from chalicelib.domain import clock
-from chalicelib.domain.campaigns import Campaign
+from chalicelib.domain.campaigns import PAUSE_QUOTA, PAUSE_RENDER_FAILURES, Campaign
 from chalicelib.domain.contacts import Contact
 from chalicelib.domain.delivery import (
     SkipReason,
@@ -45,6 +45,7 @@ from chalicelib.pipeline.send.pacing import (
 )
 from chalicelib.pipeline.send.screen import screen
 from chalicelib.resources import herald_resources
+from chalicelib.services.notices import campaign_paused, notify_webhooks
 from chalicelib.settings import get_settings
 from chalicelib.store import quotas
 from chalicelib.store.campaigns import apply_action, get_campaign
@@ -477,20 +478,23 @@ class BatchRun:
             f"paused: {failures} of {tried} recipients of batch {self.batch.batch_id} could "
             f"not be rendered ({_first_error(delivered)}); fix the template and resume"
         )
-        self._pause(reason)
+        self._pause(PAUSE_RENDER_FAILURES, reason)
 
-    def _pause(self, reason: str, *, resume_at: datetime | None = None) -> None:
+    def _pause(self, code: str, reason: str, *, resume_at: datetime | None = None) -> None:
+        now = clock.now()
         try:
-            apply_action(
+            paused = apply_action(
                 self.batch.tenant_id,
                 self.campaign.id,
                 "pause",
-                clock.now(),
+                now,
                 error_message=reason[:1000],
                 resume_at=resume_at,
+                pause_reason=code,
             )
         except InvalidTransition:
             return  # paused, cancelled or done meanwhile: nothing to pause
+        notify_webhooks([campaign_paused(self.batch.tenant_id, paused, now)])
         metrics.add_metric(name="campaigns_paused_by_pipeline", unit="Count", value=1)
         logger.warning("campaign paused", extra={"reason": reason})
 
@@ -548,6 +552,7 @@ class BatchRun:
                 else (f"the provider's daily sending quota is spent ({self.quota_error})")
             )
             self._pause(
+                PAUSE_QUOTA,
                 f"paused: {spent}; resumes by itself at {resume_at.isoformat(timespec='seconds')}",
                 resume_at=resume_at,
             )
