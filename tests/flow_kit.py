@@ -12,8 +12,12 @@ from typing import Any
 
 from chalicelib.domain import clock
 from chalicelib.domain.campaigns import Campaign, flow_steps, new_campaign_id
+from chalicelib.domain.flows.entry import enrol
 from chalicelib.domain.flows.graph import load_workflow
-from chalicelib.store import flow_triggers
+from chalicelib.domain.flows.step import Enrolment, TriggerEvent
+from chalicelib.pipeline.messages import FlowWake
+from chalicelib.pipeline.queues import enqueue
+from chalicelib.store import enrolments, flow_triggers
 from chalicelib.store.campaigns import add_campaign
 
 
@@ -47,3 +51,28 @@ def put_flow(
     stored = add_campaign(tenant_id, campaign)
     flow_triggers.publish(tenant_id, stored)
     return stored
+
+
+def enrol_contact(
+    tenant_id: str,
+    campaign: Campaign,
+    contact_id: str,
+    *,
+    event: TriggerEvent | None = None,
+    now: datetime | None = None,
+) -> Enrolment:
+    """Enrol a contact on the flow's first trigger and queue its first wake, as the
+    enrolment service (flow-entry's) does; for tests that run before it is merged."""
+    assert campaign.workflow is not None
+    trigger = next(n for n in campaign.workflow.nodes if n.kind.startswith("trigger."))
+    enrolment = enrol(campaign.id, contact_id, trigger, now or clock.now(), event)
+    assert enrolments.start(tenant_id, enrolment, previous=None)
+    wake = FlowWake(tenant_id=tenant_id, campaign_id=campaign.id, contact_id=contact_id, visit=0)
+    enqueue("flows", [wake.as_message()])
+    return enrolment
+
+
+def outcomes(tenant_id: str, campaign_id: str, contact_id: str) -> list[tuple[str, str]]:
+    """The trace as (node, outcome) pairs, oldest first."""
+    trace = enrolments.read_trace(tenant_id, campaign_id, contact_id)
+    return [(entry.node_id, entry.outcome) for entry in trace]

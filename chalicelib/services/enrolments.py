@@ -37,6 +37,7 @@ from chalicelib.domain.contacts import Contact
 from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed
 from chalicelib.domain.events import TimelineEvent
 from chalicelib.domain.flows import entry
+from chalicelib.domain.flows import stats as flow_stats
 from chalicelib.domain.flows.graph import Node
 from chalicelib.domain.flows.step import (
     Enrolment,
@@ -470,15 +471,9 @@ def _after_exits(
 
 
 def exit_counts(before: Enrolment, reason: ExitReason) -> dict[str, int]:
-    """The counters one exit adds: ``exited.<reason>``, and for a goal the conversion,
-    per node it stood on and per A/B variant it last took."""
-    counts = {f"exited.{reason.value}": 1}
-    if reason == ExitReason.GOAL:
-        counts["conversions"] = 1
-        counts[f"conversions.node.{before.node_id}"] = 1
-        if before.variant is not None:
-            counts[f"conversions.variant.{before.variant}"] = 1
-    return counts
+    """The counters one exit adds (``exited.<reason>``, per node, a goal's conversion per
+    node and A/B variant): the flow stats' one naming, ``domain.flows.stats``."""
+    return flow_stats.exit_counts(before, reason)
 
 
 # -- webhooks -------------------------------------------------------------------------
