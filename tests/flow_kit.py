@@ -12,11 +12,10 @@ from typing import Any
 
 from chalicelib.domain import clock
 from chalicelib.domain.campaigns import Campaign, flow_steps, new_campaign_id
-from chalicelib.domain.flows.entry import enrol
+from chalicelib.domain.events import TimelineEvent
 from chalicelib.domain.flows.graph import load_workflow
-from chalicelib.domain.flows.step import Enrolment, TriggerEvent
-from chalicelib.pipeline.messages import FlowWake
-from chalicelib.pipeline.queues import enqueue
+from chalicelib.domain.flows.step import TriggerEvent
+from chalicelib.services.enrolments import enrol_contacts
 from chalicelib.store import enrolments, flow_triggers
 from chalicelib.store.campaigns import add_campaign
 
@@ -60,16 +59,22 @@ def enrol_contact(
     *,
     event: TriggerEvent | None = None,
     now: datetime | None = None,
-) -> Enrolment:
-    """Enrol a contact on the flow's first trigger and queue its first wake, as the
-    enrolment service (flow-entry's) does; for tests that run before it is merged."""
-    assert campaign.workflow is not None
-    trigger = next(n for n in campaign.workflow.nodes if n.kind.startswith("trigger."))
-    enrolment = enrol(campaign.id, contact_id, trigger, now or clock.now(), event)
-    assert enrolments.start(tenant_id, enrolment, previous=None)
-    wake = FlowWake(tenant_id=tenant_id, campaign_id=campaign.id, contact_id=contact_id, visit=0)
-    enqueue("flows", [wake.as_message()])
-    return enrolment
+) -> None:
+    """Enrol a contact on the flow's trigger through the enrolment service, which queues
+    its first wake (held, without a wake, while the flow is a draft or paused)."""
+    at = now or clock.now()
+    fired = None
+    if event is not None:
+        fired = TimelineEvent(
+            id=event.id,
+            name=event.name,
+            occurred_at=event.occurred_at,
+            received_at=at,
+            source="test",
+            properties=dict(event.properties),
+        )
+    [answer] = enrol_contacts(tenant_id, campaign.id, [contact_id], at, event=fired)
+    assert answer.outcome == "enrolled", answer
 
 
 def outcomes(tenant_id: str, campaign_id: str, contact_id: str) -> list[tuple[str, str]]:

@@ -161,9 +161,10 @@ def test_a_paused_flow_holds_its_contacts_until_resumed(
 def test_a_wake_of_a_finished_flow_ends_the_enrolment(
     shop: Shop, frozen: clock.FrozenClock
 ) -> None:
-    flow = welcome_flow(shop, status="completed")
+    flow = welcome_flow(shop)
     [contact_id] = shop.contacts(1)
     enrol_contact(shop.tenant.id, flow, contact_id)
+    apply_action(shop.tenant.id, flow.id, "complete", clock.now())  # before the wake runs
     drain()
 
     ended = enrolments.read(shop.tenant.id, flow.id, contact_id)

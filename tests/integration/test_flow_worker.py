@@ -125,8 +125,8 @@ def test_a_contact_walks_trigger_send_delay_condition_exit(
     )
     [big] = shop.contacts(1, first_name="Ada", lead_score=60)
     [small] = shop.contacts(1, first_name="Bob", lead_score=10)
-    order = TriggerEvent("ev_1", "order.placed", START, {"order_id": "A-17"})
     for contact_id in (big, small):
+        order = TriggerEvent(f"ev_{contact_id}", "order.placed", START, {"order_id": "A-17"})
         enrol_contact(shop.tenant.id, flow, contact_id, event=order)
 
     drain_delivering_twice(release_delays=False)
