@@ -54,6 +54,8 @@ from chalicelib.pipeline import messages as kinds
 from chalicelib.pipeline import sms_logs as sms_status_logs
 from chalicelib.pipeline import tick as ticking
 from chalicelib.pipeline.dispatch import Consumer
+from chalicelib.pipeline.flows import timers as flow_timers
+from chalicelib.pipeline.flows import worker as flow_worker_steps
 from chalicelib.pipeline.send import batch as send_batches
 from chalicelib.resources import herald_resources
 from chalicelib.services import enrolments as flow_entry
@@ -136,13 +138,19 @@ QUEUE_CONSUMERS: dict[QueueRole, Consumer] = {
             kinds.HttpDelivery.KIND: notifications.deliver,
         }
     ),
-    "flows": Consumer({}),
+    "flows": Consumer(
+        {
+            kinds.FlowWake.KIND: flow_worker_steps.wake,
+            kinds.FlowSweep.KIND: flow_timers.sweep_shard,
+        }
+    ),
 }
 TICK_JOBS: dict[str, ticking.Job] = {
     "campaigns.overdue": scheduling.start_overdue,
     "callback-windows": notifications.queue_due_flushes,
     "campaigns.watchdog": watchdog.watch_running_campaigns,
     "segments.hourly": segment_triggers.start_hourly_sweep,
+    "flows.sweep": flow_timers.sweep_due,
 }
 
 

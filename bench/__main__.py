@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import figures, footprint, prices
+from bench import figures, flows, footprint, prices
 from bench.harness import BroadcastRun, run_broadcast
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +32,8 @@ PROFILE = ROOT / "bench" / "out" / "profile.txt"
 OUT_DIR = ROOT / "bench" / "out"
 FULL_SIZES = (10_000, 100_000)
 QUICK_SIZES = (10_000,)
+FULL_FLOWS = (500, 3_125)  # contacts walked per flow, due entries swept (bench/flows.py)
+QUICK_FLOWS = (50, 1_000)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         cold = footprint.cold_start()
 
     results = _results(runs, cold, package)
+    print("flows…", file=sys.stderr, flush=True)
+    results["flows"] = flows.run(*(QUICK_FLOWS if args.quick else FULL_FLOWS))
     results["machine"] = _machine(load_before)
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
     out = QUICK_RESULTS if args.quick or args.recipients else RESULTS
@@ -193,6 +197,10 @@ def _print_table(results: dict[str, Any]) -> None:
         value = "-" if figure["value"] is None else f"{figure['value']:,}"
         mark = {True: "yes", False: "NO", None: "-"}[figure["met"]]
         print(f"{key:<28}{value:>12}  {figure['target']:<10}{mark}")
+    print("\nflows (bench/flows.py):")
+    for key, figure in results["flows"]["figures"].items():
+        mark = "yes" if figure["met"] else "NO"
+        print(f"  {key:<40}{figure['value']:>10,}  {figure['target']:<10}{mark}")
     for size, run in results["runs"].items():
         sanity = "ok" if run["sanity"]["ok"] else f"FAILED {run['sanity']}"
         print(f"\n{int(size):,} contacts: sanity {sanity}; calls per recipient:")

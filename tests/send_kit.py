@@ -22,6 +22,7 @@ from chalicelib.domain import clock
 from chalicelib.domain.contacts import ContactFields, new_contact
 from chalicelib.domain.imports import ChunkPlan
 from chalicelib.local.poller import SQS_RECEIVE_LIMIT, drain, invoke, sqs_event
+from chalicelib.pipeline.flows.sending import forget_pacers
 from chalicelib.pipeline.queues import queue_url
 from chalicelib.pipeline.send.compose import forget_cached_content
 from chalicelib.resources import herald_resources
@@ -40,6 +41,7 @@ def fast_sends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("HERALD_SES_MAX_SEND_RATE", "1000000")
     get_settings.cache_clear()
     forget_cached_content()
+    forget_pacers()
     yield
     get_settings.cache_clear()
     forget_cached_content()
@@ -83,14 +85,18 @@ def drain_all(rounds: int = 5) -> int:
     return handled
 
 
-def drain_delivering_twice() -> int:
+def drain_delivering_twice(*, release_delays: bool = True) -> int:
     """Like ``drain``, but SQS delivers every message twice: each one received is put back
-    once more (marked, so the copy is not copied again) before its handler runs."""
+    once more (marked, so the copy is not copied again) before its handler runs.
+
+    Delayed messages are released every round unless ``release_delays`` is False (a flow
+    waiting seconds on the frozen clock would otherwise be woken early for ever)."""
     sqs = client("sqs")
     resources = herald_resources(get_settings())
     handled = 0
     while True:
-        release_delayed_messages()
+        if release_delays:
+            release_delayed_messages()
         round_handled = 0
         for role in QUEUE_ROLES:
             url = queue_url(role)

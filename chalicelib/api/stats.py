@@ -1,7 +1,8 @@
 """What happened to a campaign's messages: stats, the message list, one message's timeline.
 
 ``GET /v1/campaigns/{id}/stats`` sums the campaign's sharded counters (one Query) into
-counts and rates (denominators in docs/feedback.md). ``/messages`` lists the ledger's
+counts and rates (denominators in docs/feedback.md); a flow's add its per node and per
+A/B variant counts from the same read (docs/flows.md). ``/messages`` lists the ledger's
 message records, optionally of one status; ``/messages/{message_id}`` is one record with
 its timeline. ``/callback-deliveries`` shows failed attempts to the event callback URL.
 """
@@ -12,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from chalice import Blueprint
+from pydantic import Field
 
 from chalicelib.api.models import ApiModel, ListPage, ListQuery
 from chalicelib.api.routing import Call, endpoint
@@ -22,6 +24,7 @@ from chalicelib.domain.feedback import (
     campaign_stats,
     message_timeline,
 )
+from chalicelib.domain.flows.stats import NodeStats, VariantStats, flow_stats
 from chalicelib.store import ledger
 from chalicelib.store.campaigns import get_campaign
 from chalicelib.store.counters import read_counts
@@ -64,18 +67,39 @@ class MessagesQuery(ListQuery):
     status: MessageStatus | None = None
 
 
+class FlowCampaignStats(CampaignStats):
+    """A campaign's stats; a flow's (``workflow``, ``sequence``, ``event_triggered``) add
+    its enrolments, messages, exits and goals, and per node and per A/B variant counts
+    (docs/flows.md, "Stats"). A broadcast's stats have none of the flow fields."""
+
+    enrollments: int | None = None
+    messages: int | None = None
+    conversions: int | None = None
+    exited: dict[str, int] | None = Field(default=None, description="Exits by reason.")
+    nodes: dict[str, NodeStats] | None = Field(default=None, description="Per node id.")
+    variants: dict[str, dict[str, VariantStats]] | None = Field(
+        default=None, description="Per ab_split node id, per variant name."
+    )
+
+
 @endpoint(
     blueprint,
     f"{_PATH}/stats",
     "GET",
     auth="tenant",
     tag="campaigns",
-    summary="Campaign stats: counts and rates (delivered, opened, clicked, bounced, ...)",
-    response=CampaignStats,
+    summary="Campaign stats: counts and rates (delivered, opened, clicked, bounced, ...); "
+    "a flow's per node and per A/B variant too",
+    response=FlowCampaignStats,
 )
 def get_stats(call: Call) -> CampaignStats:
     campaign = get_campaign(call.tenant_id, call.params["campaign_id"])
-    return campaign_stats(campaign.total_recipients or 0, read_counts(call.tenant_id, campaign.id))
+    counts = read_counts(call.tenant_id, campaign.id)
+    stats = campaign_stats(campaign.total_recipients or 0, counts)
+    if campaign.workflow is None:
+        return stats
+    flow = flow_stats([node.id for node in campaign.workflow.nodes], counts)
+    return FlowCampaignStats(**stats.model_dump(), **flow.model_dump())
 
 
 @endpoint(

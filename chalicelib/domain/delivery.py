@@ -180,19 +180,27 @@ def pick_for(options: Sequence[T], contact_id: str, salt: str) -> T:
 
 
 # -- ids a message carries ----------------------------------------------------------------
-def message_id(step: str, contact_id: str, channel: str) -> str:
-    """Herald's id for the one message of (campaign step, contact, channel).
+def message_id(step: str, contact_id: str, channel: str, occurrence: str | None = None) -> str:
+    """Herald's id for the one message of (campaign step, contact, channel[, occurrence]).
 
-    Deterministic and invertible (url-safe base64 of the three parts), so that a
-    provider event carrying it in a tag leads straight to the ledger item without an index,
-    and a retried send tags the same id. Uses only SES tag characters.
+    Deterministic and invertible (url-safe base64 of the parts), so that a provider event
+    carrying it in a tag leads straight to the ledger item without an index, and a
+    retried send tags the same id. Uses only SES tag characters. A broadcast sends a step
+    once per contact (no occurrence); a flow may send a node to a contact again (re-entry,
+    loops), each time under a new ``occurrence`` (the enrolment's visit, docs/flows.md).
     """
-    raw = "\x1f".join((step, contact_id, channel)).encode()
+    parts = (
+        (step, contact_id, channel)
+        if occurrence is None
+        else (step, contact_id, channel, occurrence)
+    )
+    raw = "\x1f".join(parts).encode()
     return "m_" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def parse_message_id(value: str) -> tuple[str, str, str]:
-    """(step, contact_id, channel) of a ``message_id``; ValueError if it is not one."""
+def parse_message_key(value: str) -> tuple[str, str, str, str | None]:
+    """(step, contact_id, channel, occurrence) of a ``message_id``; ValueError if it is
+    not one. ``occurrence`` is None for a broadcast's message."""
     if not value.startswith("m_"):
         raise ValueError("not a Herald message id")
     encoded = value[2:]
@@ -201,9 +209,15 @@ def parse_message_id(value: str) -> tuple[str, str, str]:
     except (binascii.Error, UnicodeDecodeError) as error:
         raise ValueError("not a Herald message id") from error
     parts = raw.split("\x1f")
-    if len(parts) != 3 or not all(parts):
+    if len(parts) not in (3, 4) or not all(parts):
         raise ValueError("not a Herald message id")
-    return parts[0], parts[1], parts[2]
+    return parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else None
+
+
+def parse_message_id(value: str) -> tuple[str, str, str]:
+    """(step, contact_id, channel) of a ``message_id``; ValueError if it is not one."""
+    step, contact_id, channel, _ = parse_message_key(value)
+    return step, contact_id, channel
 
 
 def tag_value(value: str) -> str:

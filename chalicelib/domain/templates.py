@@ -51,7 +51,8 @@ RenderReason = Literal["syntax", "undefined", "forbidden", "too_large", "too_com
 # each contact's data and stay that recipient's failure.
 TEMPLATE_FAULTS: frozenset[RenderReason] = frozenset({"forbidden", "too_large", "too_complex"})
 
-VARIABLES = frozenset({"contact", "campaign", "unsubscribe_url", "now"})
+# ``event``: the event that enrolled the contact in a flow (empty for a broadcast).
+VARIABLES = frozenset({"contact", "campaign", "unsubscribe_url", "now", "event"})
 
 # Source limits: a stored template must fit one DynamoDB item (400 KB) with room to spare.
 SUBJECT_SOURCE_MAX = 2_000
@@ -181,6 +182,7 @@ class RenderContext:
     now: datetime
     campaign: Mapping[str, Any] = field(default_factory=dict)
     unsubscribe_url: str = ""
+    event: Mapping[str, Any] | None = None  # a flow's enrolling event (name, properties…)
 
     def variables(self) -> dict[str, Any]:
         return {
@@ -188,6 +190,7 @@ class RenderContext:
             "campaign": dict(self.campaign),
             "unsubscribe_url": self.unsubscribe_url,
             "now": self.now,
+            "event": dict(self.event or {}),
         }
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,6 +60,7 @@ from chalicelib.store.webhooks import DeliveryAttempt
 
 SQS_MAX_DELAY_SECONDS = 900
 FLUSH_GRACE_SECONDS = 2  # lets a batch that read the clock just before the end land first
+FLOW_WEBHOOK = "flow.webhook"  # the ``type`` of a flow webhook node's body
 
 
 # -- aggregated callbacks -----------------------------------------------------------------
@@ -192,6 +193,26 @@ def flush_window(message: dict[str, Any]) -> None:
     buffer.clear_window(window, [key for key, _ in chunks])
 
 
+def call_flow_webhook(
+    tenant_id: str, campaign_id: str, url: str, step_key: str, data: Mapping[str, Any]
+) -> None:
+    """Queue a flow's webhook node: one signed POST of ``data`` to ``url``, retried like
+    every delivery, its ``webhook-id`` the step key (the same on every retry of the step,
+    so receivers dedupe a step queued twice by a worker that died before its claim)."""
+    envelope = {"type": FLOW_WEBHOOK, "timestamp": clock.now().isoformat(), "data": dict(data)}
+    body = json.dumps(envelope, separators=(",", ":"), default=str)
+    delivery = HttpDelivery(
+        tenant_id=tenant_id,
+        target="flow",
+        target_id=campaign_id,
+        event_type=FLOW_WEBHOOK,
+        delivery_id=step_key,
+        body=body,
+        url=url,
+    )
+    enqueue("callbacks", [delivery.as_message()])
+
+
 # -- delivery -----------------------------------------------------------------------------
 def deliver(body: dict[str, Any]) -> None:
     """One attempt of one delivery; schedules the next attempt or ends the delivery."""
@@ -241,15 +262,18 @@ def deliver(body: dict[str, Any]) -> None:
 def _request(message: HttpDelivery, now: datetime) -> tuple[str, dict[str, str]] | None:
     """The URL and headers of this attempt; None when the webhook endpoint is gone or off.
 
-    Both kinds are signed the Standard Webhooks way: a webhook with its endpoint's secret,
-    an event callback (seed 003, whose clients ignore the extra headers) with the tenant's
-    callback secret (``GET /v1/callbacks/signing-secret``)."""
+    Every kind is signed the Standard Webhooks way: a webhook with its endpoint's secret,
+    an event callback (seed 003, whose clients ignore the extra headers) and a flow's
+    webhook node (JSON, its ``webhook-id`` the step key) with the tenant's callback secret
+    (``GET /v1/callbacks/signing-secret``)."""
     body = message.body.encode()
     moment = int(now.timestamp())
-    if message.target == "callback":
-        assert message.url is not None  # a callback delivery is queued with its URL
+    if message.target in ("callback", "flow"):
+        assert message.url is not None  # both are queued with their URL
         secret = endpoints.callback_signing_secret(message.tenant_id)
         headers = signed_headers(secret, message.delivery_id, moment, body)
+        if message.target == "flow":
+            return message.url, headers
         return message.url, {**headers, "Content-Type": FORM_CONTENT_TYPE}
     try:
         endpoint, secret = endpoints.get_signing_endpoint(message.tenant_id, message.target_id)

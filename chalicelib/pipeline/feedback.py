@@ -47,6 +47,7 @@ from chalicelib.domain.feedback import (
     statuses_below,
     timestamp_attribute,
 )
+from chalicelib.domain.flows.stats import variant_counter
 from chalicelib.domain.suppression import SuppressionReason
 from chalicelib.domain.unsubscribe import Unsubscribed
 from chalicelib.domain.webhooks import message_event_type
@@ -166,11 +167,18 @@ def apply_event(event: DeliveryEvent, effects: _BatchEffects) -> None:
             except ValidationFailed:  # not an address Herald could send to anyway
                 logger.warning("unsuppressible address in feedback", extra={"kind": event.kind})
         _leave_flows(ref, event)
-    if event.status is None or not _first_time(event, ref):
+    if event.status is None:
+        return
+    record = _first_time(event, ref)
+    if record is None:
         return
     counter = KIND_COUNTER[event.kind]
     if counter:
-        effects.counts.setdefault((ref.tenant_id, ref.campaign_id), Counter())[counter] += 1
+        counts = effects.counts.setdefault((ref.tenant_id, ref.campaign_id), Counter())
+        counts[counter] += 1
+        variant = record.model_extra.get("variant") if record.model_extra else None
+        if isinstance(variant, str):  # a flow message sent after an A/B split
+            counts[variant_counter(variant, counter)] += 1
     effects.notices.append(_notice(event, ref))
     hook = callback_event(event.kind, event.channel)
     campaign = effects.campaign(ref) if hook else None
@@ -227,8 +235,8 @@ def _retry_if_young(event: DeliveryEvent) -> None:
         raise MessageNotRecordedYet(f"no record yet of {event.provider_message_id}")
 
 
-def _first_time(event: DeliveryEvent, ref: MessageRef) -> bool:
-    """Record the event on its message; True if this is the first time it happened."""
+def _first_time(event: DeliveryEvent, ref: MessageRef) -> MessageRecord | None:
+    """Record the event on its message; the record if this is the first time it happened."""
     assert event.status is not None
     attribute = timestamp_attribute(event.kind)
     at = event.occurred_at.isoformat()
@@ -242,14 +250,14 @@ def _first_time(event: DeliveryEvent, ref: MessageRef) -> bool:
             values={attribute: at, **_details(event)},
         )
         if moved is not None:
-            return True
+            return moved
         return ledger.mark_message_event(
             ref.tenant_id, ref.campaign_id, ref.message_id, attribute, at
         )
     except NotFound:
         _retry_if_young(event)
         metrics.add_metric(name="feedback_orphans", unit="Count", value=1)
-        return False
+        return None
 
 
 def _details(event: DeliveryEvent) -> dict[str, Any]:

@@ -179,6 +179,19 @@ class EnterAudience(QueueMessage):
     cursor: str | None = None
 
 
+class FlowSweep(QueueMessage):
+    """Queue a FlowWake for every due entry filed under ``minutes`` in ``shard`` (the
+    one-minute tick fans out one per shard, with every minute not swept yet, docs/flows.md
+    "Timers"). The sweep is cross-tenant: ``tenant_id`` is the system scope's name."""
+
+    KIND = "flow.sweep"
+    QUEUE = "flows"
+
+    tenant_id: str = Field(default="system", min_length=1)
+    minutes: list[str] = Field(min_length=1, max_length=60)
+    shard: int = Field(ge=0)
+
+
 class CallbackFlush(QueueMessage):
     """Turn one closed callback window into POSTs."""
 
@@ -197,8 +210,10 @@ class HttpDelivery(QueueMessage):
     KIND = "http.deliver"
     QUEUE = "callbacks"
 
-    target: Literal["callback", "webhook"]
-    target_id: str = Field(description="The campaign (callback) or the webhook endpoint.")
+    target: Literal["callback", "webhook", "flow"]
+    target_id: str = Field(
+        description="The campaign (callback, a flow's webhook node) or the webhook endpoint."
+    )
     event_type: str
     delivery_id: str
     body: str
@@ -220,4 +235,6 @@ MESSAGE_TYPES: tuple[type[QueueMessage], ...] = (
     EnterAudience,
     CallbackFlush,
     HttpDelivery,
+    FlowWake,
+    FlowSweep,
 )

@@ -35,11 +35,17 @@ def enqueue(role: QueueRole, messages: Iterable[Mapping[str, Any]], delay_second
     Raises if SQS refuses any entry after a retry, so a caller never believes work was
     queued when it was not.
     """
+    return enqueue_delayed(role, ((message, delay_seconds) for message in messages))
+
+
+def enqueue_delayed(role: QueueRole, messages: Iterable[tuple[Mapping[str, Any], int]]) -> int:
+    """``enqueue`` with a ``DelaySeconds`` of each message's own (the timer sweep's: each
+    due contact waits the rest of its minute), still ten to a SendMessageBatch."""
     url = queue_url(role)
     sqs = client("sqs")
     sent = 0
     batch: list[dict[str, Any]] = []
-    for message in messages:
+    for message, delay_seconds in messages:
         batch.append(
             {
                 "Id": str(len(batch)),

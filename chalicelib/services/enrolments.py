@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from chalicelib.domain import clock
@@ -37,6 +37,7 @@ from chalicelib.domain.contacts import Contact
 from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed
 from chalicelib.domain.events import TimelineEvent
 from chalicelib.domain.flows import entry
+from chalicelib.domain.flows import stats as flow_stats
 from chalicelib.domain.flows.graph import Node
 from chalicelib.domain.flows.step import (
     Enrolment,
@@ -45,6 +46,7 @@ from chalicelib.domain.flows.step import (
     TriggerEvent,
     exit_step,
 )
+from chalicelib.domain.flows.timers import SQS_MAX_DELAY
 from chalicelib.domain.unsubscribe import Unsubscribed
 from chalicelib.observability import logger
 from chalicelib.pipeline.messages import FlowWake
@@ -249,12 +251,19 @@ def _wake(woken: Iterable[Enrolment], tenant_id: str, event: TimelineEvent | Non
     return enqueue("flows", messages) if messages else 0
 
 
-def wake_held(tenant_id: str, campaign_id: str) -> int:
-    """Wake every enrolment of the flow that stands still without waiting: those enrolled
-    while it was a draft or paused, and those a pause stopped mid-way. flow-api calls this
-    after ``activate`` and ``resume``. Returns how many wakes were queued; a wake the
-    worker already took is dropped by its claim."""
-    held = list(enrolments.all_in_status(tenant_id, campaign_id, ("active",)))
+def wake_held(tenant_id: str, campaign_id: str, now: datetime) -> int:
+    """Wake every enrolment of the flow that a draft or a pause held: those standing
+    still without waiting (enrolled while held, or stopped mid-way), and those whose wait
+    ends within SQS's longest delay (the wakes queued for them came while the flow was
+    paused and the worker dropped them). Later waits are still in the due index and wake
+    by themselves. The flow's ``activate`` and ``resume`` call this; returns how many
+    wakes were queued. A wake the worker already took is dropped by its claim."""
+    horizon = now + timedelta(seconds=SQS_MAX_DELAY)
+    held = [
+        enrolment
+        for enrolment in enrolments.all_in_status(tenant_id, campaign_id, ("active", "waiting"))
+        if enrolment.wake_at is None or enrolment.wake_at <= horizon
+    ]
     return _wake(held, tenant_id)
 
 
@@ -470,15 +479,9 @@ def _after_exits(
 
 
 def exit_counts(before: Enrolment, reason: ExitReason) -> dict[str, int]:
-    """The counters one exit adds: ``exited.<reason>``, and for a goal the conversion,
-    per node it stood on and per A/B variant it last took."""
-    counts = {f"exited.{reason.value}": 1}
-    if reason == ExitReason.GOAL:
-        counts["conversions"] = 1
-        counts[f"conversions.node.{before.node_id}"] = 1
-        if before.variant is not None:
-            counts[f"conversions.variant.{before.variant}"] = 1
-    return counts
+    """The counters one exit adds (``exited.<reason>``, per node, a goal's conversion per
+    node and A/B variant): the flow stats' one naming, ``domain.flows.stats``."""
+    return flow_stats.exit_counts(before, reason)
 
 
 # -- webhooks -------------------------------------------------------------------------

@@ -271,7 +271,7 @@ def _move(tenant_id: str, campaign_id: str, action: Action, now: datetime) -> Ca
     flow_triggers.publish(tenant_id, done.after)
     after = done.after
     if after.status == "active":  # activated or resumed: whoever was held moves on
-        enrolment_service.wake_held(tenant_id, campaign_id)
+        enrolment_service.wake_held(tenant_id, campaign_id, now)
     elif after.status == "paused":
         notify_webhooks([campaign_paused(tenant_id, after, now)])
     elif after.status in FINAL_STATUSES:

@@ -130,7 +130,7 @@ def _owned_by(contact_id: str) -> Condition:
 # -- reads ------------------------------------------------------------------------------
 def get_contact(tenant_id: str, contact_id: str) -> Contact:
     """The contact, or NotFound (field ``contact_id``), also for ids of another tenant."""
-    return _read_versioned(tenant_id, contact_id)[0]
+    return read_versioned(tenant_id, contact_id)[0]
 
 
 def get_contacts(tenant_id: str, ids: Iterable[str]) -> dict[str, Contact]:
@@ -268,13 +268,23 @@ def list_contacts(
 CONTACT_SAVED = "contact.saved"
 
 
-def saved_event(contact: Contact, *, created: bool, changed: list[str]) -> BusEvent:
-    """The ``contact.saved`` event for a contact just written (publish with publish_events)."""
-    return BusEvent(
-        CONTACT_SAVED,
-        contact_saved_detail(contact, created=created, changed=changed),
-        time=contact.updated_at,
-    )
+def saved_event(
+    contact: Contact,
+    *,
+    created: bool,
+    changed: list[str],
+    source: str | None = None,
+    campaign_id: str | None = None,
+) -> BusEvent:
+    """The ``contact.saved`` event for a contact just written (publish with publish_events).
+
+    A flow's change says ``source: "flow"`` and its ``campaign_id`` in the properties: the
+    flow that made the change is never triggered by it."""
+    detail = contact_saved_detail(contact, created=created, changed=changed)
+    if source is not None:
+        origin = {"source": source, "campaign_id": campaign_id}
+        detail = {**detail, "properties": {**detail["properties"], **origin}}
+    return BusEvent(CONTACT_SAVED, detail, time=contact.updated_at)
 
 
 def _now() -> datetime:
@@ -330,7 +340,7 @@ def update_contact(
     contact; Conflict (409) if the new one belongs to another contact.
     """
     for _ in range(_WRITE_ATTEMPTS):
-        current, version = _read_versioned(tenant_id, contact_id)
+        current, version = read_versioned(tenant_id, contact_id)
         updated, changed = apply_changes(current, fields, now or _now())
         if not changed:
             return current, []
@@ -344,7 +354,7 @@ def update_contact(
     raise Conflict("the contact is being changed concurrently; retry", field="contact_id")
 
 
-def _read_versioned(tenant_id: str, contact_id: str) -> tuple[Contact, int]:
+def read_versioned(tenant_id: str, contact_id: str) -> tuple[Contact, int]:
     """The contact and its version (consistent read); NotFound when there is none."""
     item = None
     if is_contact_id(contact_id):
@@ -352,6 +362,21 @@ def _read_versioned(tenant_id: str, contact_id: str) -> tuple[Contact, int]:
     if item is None:
         raise NotFound(f"contact '{contact_id}' not found", field="contact_id")
     return _contact_from_item(item), int(item.get("version", 0))
+
+
+def change_request(
+    tenant_id: str, after: Contact, changed: list[str], version: int
+) -> dict[str, Any]:
+    """An Update for ``transact_write``: the ``changed`` profile fields of ``after``, on
+    condition that the contact is still at ``version`` (a flow step's contact change joins
+    the step's claim this way; identity fields are not a flow's to change)."""
+    update = _profile_update(after, changed)
+    table = tenant_table(tenant_id)
+    return {
+        "Update": update.request(
+            table, _contact_key(after.id), Condition.equals("version", version)
+        )
+    }
 
 
 def _profile_update(contact: Contact, changed: Iterable[str]) -> ExpressionUpdate:
@@ -398,7 +423,7 @@ def delete_contact(tenant_id: str, contact_id: str) -> Contact:
     """
     table = tenant_table(tenant_id)
     for _ in range(_WRITE_ATTEMPTS):
-        contact, version = _read_versioned(tenant_id, contact_id)
+        contact, version = read_versioned(tenant_id, contact_id)
         owned = [
             i
             for i, owner in resolve_identities(tenant_id, identity_keys(contact)).items()
@@ -425,7 +450,7 @@ def set_status(tenant_id: str, contact_id: str, status: ContactStatus, at: datet
     A read, then one write conditional on the version read; retried if it lost a race.
     """
     for _ in range(_WRITE_ATTEMPTS):
-        current, version = _read_versioned(tenant_id, contact_id)
+        current, version = read_versioned(tenant_id, contact_id)
         changes = status_changes(current, status, utc(at))
         if not changes:
             return current

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from chalicelib.store.table import Condition, ConditionFailed, tenant_table
 
@@ -45,6 +46,18 @@ def add_counts(tenant_id: str, campaign_id: str, counts: Mapping[str, int], shar
     if not deltas:
         return
     tenant_table(tenant_id).update(_partition(campaign_id), shard_of(shard_key), add_values=deltas)
+
+
+def count_request(
+    tenant_id: str, campaign_id: str, counts: Mapping[str, int], shard_key: str
+) -> dict[str, Any] | None:
+    """``add_counts`` as an Update for ``transact_write`` (None when nothing changes): a
+    flow step's counts join its claim, so they count exactly when the step happens."""
+    deltas = {name: amount for name, amount in counts.items() if amount}
+    if not deltas:
+        return None
+    table = tenant_table(tenant_id)
+    return table.update_request(_partition(campaign_id), shard_of(shard_key), add_values=deltas)
 
 
 def _marker(unit: str) -> str:

@@ -285,11 +285,16 @@ def _decode_cursor(cursor: str | None, statuses: int) -> tuple[int, int, str | N
     return position, shard, inner
 
 
-def commit_step(tenant_id: str, step: Step, now: datetime) -> bool:
+def commit_step(
+    tenant_id: str, step: Step, now: datetime, also: Sequence[Mapping[str, Any]] = ()
+) -> bool:
     """Claim ``step`` and record it: the enrolment after it and its trace, all or nothing.
 
-    False when the claim was taken already (a duplicate delivery, a racing worker, an
-    event that moved the enrolment meanwhile): the caller drops the message.
+    ``also`` are more requests of the same transaction (the contact's change, the step's
+    counts), which so happen exactly when the step does. False when the transaction was
+    refused: the claim was taken already (a duplicate delivery, a racing worker, an event
+    that moved the enrolment meanwhile) or a condition of ``also`` failed (the contact
+    changed since it was read); the caller reads the enrolment again to tell which.
     """
     table = tenant_table(tenant_id)
     after = step.enrolment
@@ -310,6 +315,7 @@ def commit_step(tenant_id: str, step: Step, now: datetime) -> bool:
     for n, entry in enumerate(step.trace):
         stored = {**_plain(asdict(entry)), "n": n, TableSpec.ttl_attribute: expires}
         requests.append(table.put_request(trace_partition, f"{entry.visit:010d}#{n}", stored))
+    requests.extend(dict(request) for request in also)
     try:
         transact_write(requests)
     except ConditionFailed:
@@ -475,6 +481,7 @@ def _enrolment(campaign_id: str, contact_id: str, item: Mapping[str, Any]) -> En
         wake_at=when("wake_at"),
         waiting_for=item.get("waiting_for"),
         variant=item.get("variant"),
+        split_id=item.get("split_id"),
         exit_reason=ExitReason(reason) if reason else None,
         trigger_event=_trigger_event(event) if isinstance(event, dict) else None,
     )

@@ -13,17 +13,21 @@ of recipients, a batch's deferred children) is stored on its item (``remember``,
 completion check reconciles the campaign's counters with (docs/engine.md: why no
 transaction).
 
-Message records, one per (campaign, step, contact, channel), written with one conditional
-PutItem right after the provider accepted the message (or refused it for good). A batch
-retried after a crash reads its recipients' records with one BatchGetItem and skips those
-already sent.
+Message records, one per (campaign, step, contact, channel) for a broadcast, and per
+(campaign, step, contact, channel, occurrence) for a flow (the occurrence is the enrolment's
+visit: a node sent again on re-entry or in a loop is a new message, a retry of the same
+step is not), written with one conditional PutItem right after the provider accepted the
+message (or refused it for good). A batch retried after a crash reads its recipients'
+records with one BatchGetItem and skips those already sent; a flow step reads its one
+record with a GetItem.
 
 Layout (ScopedTable adds the tenant scope ``T#<tenant>#`` to every partition):
 - ``PLAN#<campaign>`` / ``<page:06d>``: lease_until, attempt, planned (the page's batches,
   members, skips, next cursor), done_at, outcome
 - ``BATCH#<campaign>`` / ``<batch id>``: lease_until, attempt, children_<attempt> (batches
   split off for quiet hours), done_at, outcome
-- ``LEDGER#<campaign>#<step>#<shard 00..15>`` / ``<contact>#<channel>``: the message record
+- ``LEDGER#<campaign>#<step>#<shard 00..15>`` / ``<contact>#<channel>`` (a flow's:
+  ``<contact>#<channel>#<occurrence>``): the message record
   (status, message_id, provider_message_id, address, batch_id, template_id, sender_id,
   sent_at, error, expires_at; then whatever feedback adds); sent records also carry
   ``gsi3`` = ``CONTACT_SENDS#<contact>`` / ``<sent_at>#<campaign>``, the keys-only index
@@ -44,7 +48,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from chalicelib.domain.delivery import parse_message_id
+from chalicelib.domain.delivery import parse_message_key
 from chalicelib.domain.errors import NotFound, ValidationFailed
 from chalicelib.store.table import Condition, ConditionFailed, tenant_table
 
@@ -229,6 +233,7 @@ class MessageRecord(BaseModel):
     template_id: str | None = None
     sender_id: str | None = None
     error: str | None = None
+    occurrence: str | None = None  # a flow message's enrolment visit (None: a broadcast's)
 
 
 def ledger_shard(contact_id: str) -> int:
@@ -239,8 +244,13 @@ def _ledger_partition(campaign_id: str, step: str, shard: int) -> str:
     return f"LEDGER#{campaign_id}#{step}#{shard:02d}"
 
 
-def _message_key(campaign_id: str, step: str, contact_id: str, channel: str) -> tuple[str, str]:
-    return _ledger_partition(campaign_id, step, ledger_shard(contact_id)), f"{contact_id}#{channel}"
+def _message_key(
+    campaign_id: str, step: str, contact_id: str, channel: str, occurrence: str | None = None
+) -> tuple[str, str]:
+    sort = (
+        f"{contact_id}#{channel}" if occurrence is None else f"{contact_id}#{channel}#{occurrence}"
+    )
+    return _ledger_partition(campaign_id, step, ledger_shard(contact_id)), sort
 
 
 def _stored(record: MessageRecord) -> dict[str, Any]:
@@ -268,7 +278,13 @@ def record_message(tenant_id: str, record: MessageRecord) -> bool:
         }
     try:
         tenant_table(tenant_id).put(
-            *_message_key(record.campaign_id, record.step, record.contact_id, record.channel),
+            *_message_key(
+                record.campaign_id,
+                record.step,
+                record.contact_id,
+                record.channel,
+                record.occurrence,
+            ),
             _stored(record),
             condition=Condition.absent(),
             index_keys=index_keys,
@@ -300,18 +316,25 @@ def messages_among(
 
 def _key_of_message(campaign_id: str, message_id: str) -> tuple[str, str]:
     try:
-        step, contact_id, channel = parse_message_id(message_id)
+        step, contact_id, channel, occurrence = parse_message_key(message_id)
     except ValueError:
         raise NotFound(f"message '{message_id}' not found", field="message_id") from None
-    return _message_key(campaign_id, step, contact_id, channel)
+    return _message_key(campaign_id, step, contact_id, channel, occurrence)
+
+
+def find_message(tenant_id: str, campaign_id: str, message_id: str) -> MessageRecord | None:
+    """A message's record if it has one (one consistent GetItem): a flow step retried after
+    a crash finds the message its first attempt sent."""
+    item = tenant_table(tenant_id).get(*_key_of_message(campaign_id, message_id))
+    return MessageRecord.model_validate(item) if item else None
 
 
 def get_message(tenant_id: str, campaign_id: str, message_id: str) -> MessageRecord:
     """A message by Herald's message id (from the SES tag); NotFound if it has no record."""
-    item = tenant_table(tenant_id).get(*_key_of_message(campaign_id, message_id))
-    if item is None:
+    record = find_message(tenant_id, campaign_id, message_id)
+    if record is None:
         raise NotFound(f"message '{message_id}' not found", field="message_id")
-    return MessageRecord.model_validate(item)
+    return record
 
 
 def set_message_status(
@@ -353,27 +376,27 @@ def set_message_status(
 
 def mark_message_event(
     tenant_id: str, campaign_id: str, message_id: str, attribute: str, value: Any
-) -> bool:
+) -> MessageRecord | None:
     """Set ``attribute`` on an existing message only if it is not set yet (one conditional
     UpdateItem, no read).
 
     Feedback records when an event first happened this way when the event does not move
     the status (a delivery reported after the open), right after ``set_message_status``
-    found the record. True means this call recorded it; False that it was recorded
-    already (a duplicate) or that the message has no record.
+    found the record. The record as it now is means this call recorded it; None that it
+    was recorded already (a duplicate) or that the message has no record.
     """
     first_time = Condition(
         "attribute_exists(pk) AND attribute_not_exists(#c_a)", {"#c_a": attribute}
     )
     try:
-        tenant_table(tenant_id).update(
+        item = tenant_table(tenant_id).update(
             *_key_of_message(campaign_id, message_id),
             set_values={attribute: value},
             condition=first_time,
         )
     except ConditionFailed:
-        return False
-    return True
+        return None
+    return MessageRecord.model_validate(item)
 
 
 def list_messages(

@@ -192,6 +192,51 @@ class ScopedTable:
         condition: Condition | None = None,
     ) -> dict[str, Any]:
         """Set, add to and remove attributes in one write; returns the item as it now is."""
+        request = self._update(
+            partition,
+            sort,
+            set_values=set_values,
+            add_values=add_values,
+            remove=remove,
+            condition=condition,
+        )
+        request["ReturnValues"] = "ALL_NEW"
+        response = self._write(self._db.update_item, request)
+        return from_dynamo(response.get("Attributes", {}))
+
+    def update_request(
+        self,
+        partition: str,
+        sort: str,
+        *,
+        set_values: Mapping[str, Any] | None = None,
+        add_values: Mapping[str, int | float] | None = None,
+        remove: Iterable[str] = (),
+        condition: Condition | None = None,
+    ) -> dict[str, Any]:
+        """An Update for ``transact_write`` (a flow step's contact change and counts join
+        the step's claim this way): the same expression ``update`` runs."""
+        return {
+            "Update": self._update(
+                partition,
+                sort,
+                set_values=set_values,
+                add_values=add_values,
+                remove=remove,
+                condition=condition,
+            )
+        }
+
+    def _update(
+        self,
+        partition: str,
+        sort: str,
+        *,
+        set_values: Mapping[str, Any] | None,
+        add_values: Mapping[str, int | float] | None,
+        remove: Iterable[str],
+        condition: Condition | None,
+    ) -> dict[str, Any]:
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         clauses: list[str] = []
@@ -224,13 +269,11 @@ class ScopedTable:
             "Key": self._key(partition, sort),
             "UpdateExpression": " ".join(clauses),
             "ExpressionAttributeNames": names,
-            "ReturnValues": "ALL_NEW",
         }
         if values:
             request["ExpressionAttributeValues"] = {k: to_dynamo(v) for k, v in values.items()}
         _apply_condition(request, condition)
-        response = self._write(self._db.update_item, request)
-        return from_dynamo(response.get("Attributes", {}))
+        return request
 
     def delete(
         self, partition: str, sort: str, *, condition: Condition | None = None

@@ -133,7 +133,7 @@ def test_a_paused_or_draft_flow_holds_enrolments_until_wake_held(tenant: Tenant)
 
     assert answers == [service.EnrolmentAnswer(ann, "enrolled")]
     assert queued() == []
-    assert service.wake_held(tenant.id, paused.id) == 1
+    assert service.wake_held(tenant.id, paused.id, NOW) == 1
     assert [(w["contact_id"], w["visit"]) for w in queued()] == [(ann, 0)]
     draft = put_flow(tenant.id, MANUAL, status="draft")
     assert service.enrol_contacts(tenant.id, draft.id, [ann], NOW)[0].outcome == "enrolled"

@@ -246,7 +246,7 @@ def test_a_goal_event_exits_with_goal_and_counts_a_conversion(tenant: Tenant) ->
     after = enrolments.read(tenant.id, flow.id, ann)
     assert after is not None and after.exit_reason == ExitReason.GOAL
     counts = read_counts(tenant.id, flow.id)
-    assert (counts["conversions"], counts["conversions.node.await"]) == (1, 1)
+    assert (counts["conversions"], counts["node.await.conversions"]) == (1, 1)
     assert wakes() == []  # a goal wins over the wait it stood on
     exits = [json.loads(d["body"])["data"] for d in webhooks_queued()]
     assert [(e["reason"], e["node_id"]) for e in exits] == [("goal", "await")]

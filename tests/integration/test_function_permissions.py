@@ -2,7 +2,8 @@
 
 Herald's real handlers run a day in moto (an email campaign with a callback and a webhook,
 feedback, the tick, an SMS campaign and its status through the SMS status forwarder, a
-scheduled campaign, a test send, a posted contact event) while every AWS call is recorded
+scheduled campaign, a test send, a posted contact event, a flow walked by the flow worker)
+while every AWS call is recorded
 with the function that made it. Every call must be allowed by that function's own policy
 in the merge template (``infra.policy``); the callbacks worker, which talks to tenant URLs,
 must touch only its own table items and queues, and the SMS status forwarder only the
@@ -28,10 +29,12 @@ from chalicelib.local.ses_simulator import FeedbackSimulator
 from chalicelib.pipeline.tick import run_tick
 from chalicelib.resources import herald_resources
 from chalicelib.settings import Settings, get_settings
+from chalicelib.store import enrolments
 from infra.naming import Stack
 from infra.policy import iam_resources
 from tests.conftest import Tenant
 from tests.feedback_kit import Shop, receiver, release_delayed_messages
+from tests.flow_kit import enrol_contact, put_flow
 
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SIM = "simulator.amazonses.com"
@@ -42,6 +45,13 @@ IAM_ACTION = {
     "sqs:SendMessageBatch": "sqs:SendMessage",
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+TRANSACT_ACTION = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
 }
 
 
@@ -94,6 +104,13 @@ class Recorder:
         action = f"{IAM_PREFIX.get(service, service)}:{model.name}"
         action = IAM_ACTION.get(action, action)
         queue = params.get("QueueUrl") or params.get("QueueName") if service == "sqs" else None
+        if action == "dynamodb:TransactWriteItems":
+            # IAM has no transaction action: each item is authorised by its own action.
+            for item in params["TransactItems"]:
+                [(kind, request)] = item.items()
+                inner = f"dynamodb:{TRANSACT_ACTION[kind]}"
+                self.calls.append(AwsCall(self.function, inner, _partition_keys(request), None))
+            return
         keys = _partition_keys(params) if service == "dynamodb" else ()
         self.calls.append(AwsCall(self.function, action, keys, queue))
 
@@ -190,7 +207,54 @@ def a_day_of_herald(
         frozen.advance(timedelta(seconds=62))
         release_delayed_messages()
         poller.drain()
+        a_flow(recorder, shop, frozen, f"{hook.url}/flow")
         assert hook.requests and gone.requests  # the callbacks worker did deliver
+
+
+def a_flow(recorder: Recorder, shop: Shop, frozen: clock.FrozenClock, webhook_url: str) -> None:
+    """A flow walked by the flow worker: a send, a contact change (which publishes
+    contact.saved), a webhook node, a wait of seconds (an SQS delay) and one of hours (the
+    due index, swept by the tick's fan-out)."""
+    send = {"channel": "email", "template_ids": [shop.email_template]}
+    flow = put_flow(
+        shop.tenant.id,
+        {
+            "nodes": [
+                {"id": "start", "kind": "trigger.manual"},
+                {
+                    "id": "mail",
+                    "kind": "send",
+                    "config": {**send, "sender_ids": [shop.email_sender]},
+                },
+                {"id": "tag", "kind": "add_tag", "config": {"tag": "flowed"}},
+                {"id": "crm", "kind": "webhook", "config": {"url": webhook_url}},
+                {"id": "soon", "kind": "delay", "config": {"amount": 2, "unit": "seconds"}},
+                {"id": "later", "kind": "delay", "config": {"amount": 2, "unit": "hours"}},
+            ],
+            "edges": [
+                {"source": a, "target": b}
+                for a, b in [
+                    ("start", "mail"),
+                    ("mail", "tag"),
+                    ("tag", "crm"),
+                    ("crm", "soon"),
+                    ("soon", "later"),
+                ]
+            ],
+        },
+    )
+    [contact_id] = shop.contacts([f"flow@{SIM}"])
+    enrol_contact(shop.tenant.id, flow, contact_id)
+    poller.drain()
+    frozen.advance(timedelta(seconds=2))
+    release_delayed_messages()
+    poller.drain()
+    frozen.advance(timedelta(hours=2))
+    with recorder.acting_as("tick"):
+        run_tick(herald.TICK_JOBS, clock.now())
+    poller.drain()
+    ended = enrolments.read(shop.tenant.id, flow.id, contact_id)
+    assert ended is not None and ended.exited
 
 
 @pytest.fixture
@@ -212,8 +276,7 @@ def test_every_call_a_function_makes_is_allowed_by_its_own_policy(day: list[AwsC
     policies = policies_by_function()
     functions = {call.function for call in day}
     # The day exercises every function Herald deploys.
-    # FLOW-WORKER: the flow worker joins the day when it handles flow.wake (issue 15).
-    assert functions == set(policies) - {"flow_worker"}, set(policies) - functions
+    assert functions == set(policies), set(policies) - functions
     missing = sorted(
         {(c.function, c.action) for c in day if not allowed(policies[c.function], c.action)}
     )

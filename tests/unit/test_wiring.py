@@ -42,6 +42,8 @@ SAMPLES: dict[type[messages.QueueMessage], messages.QueueMessage] = {
         delivery_id="d",
         body="{}",
     ),
+    messages.FlowWake: messages.FlowWake(tenant_id="t", campaign_id="c", contact_id="k", visit=2),
+    messages.FlowSweep: messages.FlowSweep(minutes=["202612061400"], shard=7),
 }
 
 
@@ -101,6 +103,7 @@ def test_every_tick_job_is_listed_in_app():
         "campaigns.watchdog",
         "callback-windows",
         "segments.hourly",
+        "flows.sweep",
     }
     assert all(callable(job) for job in herald.TICK_JOBS.values())
 

@@ -96,6 +96,7 @@ class Enrolment:
     wake_at: datetime | None = None  # set while it waits on node_id
     waiting_for: str | None = None  # the event type a wait_for_event waits on
     variant: str | None = None  # the last A/B variant it took, for per-variant stats
+    split_id: str | None = None  # the ab_split node that chose ``variant``
     exit_reason: ExitReason | None = None
     trigger_event: TriggerEvent | None = None  # None for manual, segment and scheduled entry
 
@@ -291,17 +292,19 @@ def _intent(node: Node) -> Intent:
 
 def _condition(workflow: Workflow, node: Node, enrolment: Enrolment, context: StepContext) -> Step:
     config, now = node.config, context.now
-    variant = enrolment.variant
+    variant, split_id = enrolment.variant, enrolment.split_id
     if isinstance(config, AttributeCheck):
         branch = "yes" if matches(config.rules, context.contact, now) else "no"
     elif isinstance(config, EventCheck):
         branch = "yes" if event_count(context.history, config, now) >= config.min_count else "no"
     elif isinstance(config, AbSplit):
         branch = variant = ab_variant(config, enrolment.campaign_id, node.id, enrolment.contact_id)
+        split_id = node.id
     else:
         raise AssertionError(f"'{node.kind}' is not a condition")
     entry = _entry(enrolment, "branched", context, branch=branch)
-    return _move_on(workflow, replace(enrolment, variant=variant), now, entry, branch)
+    chose = replace(enrolment, variant=variant, split_id=split_id)
+    return _move_on(workflow, chose, now, entry, branch)
 
 
 def event_count(history: Sequence[EventLike], config: EventCheck, now: datetime) -> int:

@@ -14,7 +14,7 @@ from chalicelib.channels.base import (
 )
 from chalicelib.channels.identities import sender_usability
 from chalicelib.domain import clock
-from chalicelib.domain.campaigns import Campaign
+from chalicelib.domain.campaigns import Campaign, Step
 from chalicelib.domain.contacts import Contact
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.feedback import TAG_MESSAGE
@@ -112,23 +112,31 @@ def compose(
     template: Template,
     sender: Sender,
     tags: Mapping[str, str],
+    step: Step | None = None,
+    event: Mapping[str, Any] | None = None,
 ) -> OutboundMessage:
     """Render ``template`` for one recipient; RenderError when it cannot be rendered.
 
     A contact gets an unsubscribe link and the one-click headers; an address with no
-    contact (a test send to a colleague) gets neither.
+    contact (a test send to a colleague) gets neither. ``step`` is the campaign's step
+    being sent (a flow's send node; a broadcast's main step by default); ``event`` the
+    event that enrolled the contact in a flow, rendered as ``{{ event.properties.x }}``.
     """
     settings = get_settings()
-    step = campaign.main_step.id
+    sent = step or campaign.main_step
     token = None
     if contact is not None:
-        claim = UnsubscribeClaim(tenant_id, contact.id, campaign.channel, campaign.id, step)
+        # A flow's message is named by its full message id (one per visit); a broadcast's
+        # by its step, the message id following from it.
+        ref = tags.get(TAG_MESSAGE, sent.id) if step is not None else sent.id
+        claim = UnsubscribeClaim(tenant_id, contact.id, sent.channel, campaign.id, ref)
         token = unsubscribe_token(claim)
     context = RenderContext(
         contact=contact_variables(contact) if contact is not None else {"email": address},
         now=clock.now(),
         campaign={"id": campaign.id, "name": campaign.name, "number": campaign.number},
         unsubscribe_url=unsubscribe_url(token, settings) if token else "",
+        event=event,
     )
     content = template.content
     if isinstance(content, SmsTemplate):

@@ -1,0 +1,381 @@
+"""The flow worker: walks one enrolment through its flow, each step exactly once.
+
+A ``flow.wake`` names an enrolment and the visit it stood on when the wake was queued.
+``wake``:
+
+1. reads the campaign. A paused (or draft) flow advances nobody: the wake is dropped and
+   the enrolment stays where it is; ``services.enrolments.wake_held``, which the flow's
+   activate and resume call, wakes every enrolment not waiting on a later timer. A completed or
+   cancelled flow ends the enrolment (``campaign_ended``).
+2. reads the enrolment; a wake for another visit is a duplicate or a stale timer and is
+   dropped, unless the enrolment stands further on without waiting (the walk of an earlier
+   delivery died half-way: this one goes on from there; ``_due``).
+3. takes steps (``take_step``) until the enrolment waits or exits, at most
+   ``MAX_STEPS_PER_WAKE`` (graph validation puts a wait on every loop; a long path goes on
+   in a new wake queued before the last claim). For each step: the intents are carried
+   out keyed by the step (a send through the ledger with the visit as occurrence, a
+   webhook whose ``webhook-id`` is the step key, an inbox thread whose id is the step
+   key), the wake of a wait is filed, and then ``enrolments.commit_step`` claims the
+   step in ONE transaction with its trace, its contact change (conditional on the
+   contact's version) and its counts. A refused claim is re-read: another worker took
+   the step (stop), or the contact changed under us (take the step again).
+4. announces the contact changes its claims wrote (``contact.saved`` with ``source: flow``
+   and the campaign id, which never triggers that flow again), in one PutEvents.
+
+docs/flows.md, "Exactly once per step", has the crash points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from chalicelib.domain import clock
+from chalicelib.domain.campaigns import Campaign
+from chalicelib.domain.contacts import Contact
+from chalicelib.domain.errors import NotFound
+from chalicelib.domain.events import TimelineEvent
+from chalicelib.domain.flows.changes import ChangeRefused, ContactIntent, apply_intent
+from chalicelib.domain.flows.graph import Workflow
+from chalicelib.domain.flows.nodes import EventCheck
+from chalicelib.domain.flows.stats import send_counts, step_counts
+from chalicelib.domain.flows.step import (
+    CallWebhook,
+    Enrolment,
+    EventLike,
+    ExitReason,
+    NotifyInbox,
+    Score,
+    Send,
+    SetField,
+    Step,
+    StepContext,
+    Tag,
+    WaitForEventUntil,
+    WaitUntilTime,
+    defer,
+    exit_step,
+    skip,
+    take_step,
+)
+from chalicelib.domain.flows.timers import step_key
+from chalicelib.observability import logger, metrics
+from chalicelib.pipeline.callbacks import call_flow_webhook
+from chalicelib.pipeline.flows.sending import send_step
+from chalicelib.pipeline.flows.timers import schedule_wake, wake_of
+from chalicelib.pipeline.messages import FlowWake
+from chalicelib.pipeline.queues import enqueue
+from chalicelib.resources import herald_resources
+from chalicelib.settings import get_settings
+from chalicelib.store import contacts, enrolments, inbox_threads
+from chalicelib.store.campaigns import get_campaign
+from chalicelib.store.counters import count_request
+from chalicelib.store.events_out import BusEvent, publish_events
+from chalicelib.store.timeline import list_timeline
+
+MAX_STEPS_PER_WAKE = 50
+CLAIM_ATTEMPTS = 3  # a step taken again when the contact changed between read and claim
+DEADLINE_MARGIN_SECONDS = 20  # no send starts this close to the Lambda timeout
+_HISTORY_PAGES = 5  # event_check reads at most this many pages of 100 timeline events
+
+
+def wake(message: dict[str, Any]) -> None:
+    """Handle one ``flow.wake`` (steps in the module docstring)."""
+    wake_message = FlowWake.model_validate(message)
+    tenant_id = wake_message.tenant_id
+    now = clock.now()
+    try:
+        campaign = get_campaign(tenant_id, wake_message.campaign_id)
+    except NotFound:
+        logger.info("wake of a deleted flow dropped")
+        return
+    workflow = campaign.workflow
+    enrolment = enrolments.read(tenant_id, campaign.id, wake_message.contact_id)
+    if workflow is None or enrolment is None or not _due(enrolment, wake_message.visit):
+        metrics.add_metric(name="flow_wakes_stale", unit="Count", value=1)
+        return
+    if campaign.status in ("completed", "cancelled"):
+        _end(tenant_id, campaign, enrolment, now)
+        return
+    if campaign.status != "active":
+        return  # held: services.enrolments.wake_held wakes it when the flow is active again
+    event = TimelineEvent.model_validate(wake_message.event) if wake_message.event else None
+    walk = _Walk(
+        tenant_id,
+        campaign,
+        workflow=workflow,
+        enrolment=enrolment,
+        event=event,
+        deadline=_deadline(now),
+    )
+    walk.run()
+
+
+def _due(enrolment: Enrolment, visit: int) -> bool:
+    """Whether a wake for ``visit`` still has work: the enrolment stands on that visit, or
+    on a later one without waiting (the walk that got it there died before it ended: the
+    redelivered wake goes on from where it stopped). A wake for a visit the enrolment never
+    reached (its step's claim failed) or one behind a waiting or exited enrolment is stale.
+    """
+    if enrolment.exited or enrolment.visit < visit:
+        return False
+    return enrolment.visit == visit or enrolment.wake_at is None
+
+
+def _deadline(now: datetime) -> datetime:
+    timeout = herald_resources(get_settings()).queue("flows").consumer_timeout_seconds
+    return now + timedelta(seconds=timeout - DEADLINE_MARGIN_SECONDS)
+
+
+def _end(tenant_id: str, campaign: Campaign, enrolment: Enrolment, now: datetime) -> None:
+    """A wake of a flow that ended: the enrolment exits with ``campaign_ended``."""
+    step = exit_step(enrolment, ExitReason.CAMPAIGN_ENDED, now)
+    counts = count_request(
+        tenant_id, campaign.id, step_counts(enrolment, step), enrolment.contact_id
+    )
+    enrolments.commit_step(tenant_id, step, now, [counts] if counts else [])
+
+
+@dataclass(frozen=True)
+class _Done:
+    """What a claimed step leaves: go on with the next one, or stop (waiting, exited, or
+    the step belonged to someone else)."""
+
+    go_on: bool
+
+
+class _Walk:
+    """One wake's steps along one enrolment."""
+
+    def __init__(
+        self,
+        tenant_id: str,
+        campaign: Campaign,
+        *,
+        workflow: Workflow,
+        enrolment: Enrolment,
+        event: EventLike | None,
+        deadline: datetime,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.campaign = campaign
+        self.workflow = workflow
+        self.enrolment = enrolment
+        self.event = event
+        self.deadline = deadline
+        self.contact: Contact | None = None
+        self.version = 0
+        self.saved: list[BusEvent] = []  # contact.saved of the changes claimed so far
+
+    def run(self) -> None:
+        try:
+            for taken in range(MAX_STEPS_PER_WAKE):
+                last = taken == MAX_STEPS_PER_WAKE - 1
+                if not self._one_step(last=last).go_on:
+                    return
+                self.event = None  # the waking event is for the first step only
+        finally:
+            self._announce()
+
+    def _read_contact(self) -> Contact | None:
+        try:
+            self.contact, self.version = contacts.read_versioned(
+                self.tenant_id, self.enrolment.contact_id
+            )
+        except NotFound:
+            self.contact = None
+        return self.contact
+
+    def _one_step(self, *, last: bool) -> _Done:
+        for _ in range(CLAIM_ATTEMPTS):
+            contact = self.contact or self._read_contact()
+            now = clock.now()
+            if contact is None:
+                decided = _Decided(exit_step(self.enrolment, ExitReason.DELETED, now))
+            else:
+                decided = self._decide(contact, now)
+            go_on = self._arrange_next(decided.step, now, last=last)
+            if self._claim(decided, now):
+                self._changed(decided.change)
+                self.enrolment = decided.step.enrolment
+                return _Done(go_on)
+            current = enrolments.read(self.tenant_id, self.campaign.id, self.enrolment.contact_id)
+            if current != self.enrolment:
+                metrics.add_metric(name="flow_claims_lost", unit="Count", value=1)
+                return _Done(False)  # another worker (or an event) took the step
+            self.contact = None  # the contact changed under us: read it again
+        raise RuntimeError("the contact kept changing; the wake is retried")
+
+    # -- deciding and carrying out -----------------------------------------------------
+    def _decide(self, contact: Contact, now: datetime) -> _Decided:
+        """The step, with its intents carried out (all keyed by the step) and the policy's
+        answer for a send applied; the contact change it makes, if any."""
+        enrolment = self.enrolment
+        context = StepContext(
+            now=now,
+            contact=contact,
+            campaign_timezone=self.campaign.timezone,
+            history=self._history(contact, now),
+            event=self.event,
+        )
+        step = take_step(self.workflow, self.campaign.flow_settings, enrolment, context)
+        decided = _Decided(step)
+        for intent in step.intents:
+            if isinstance(intent, Send):
+                decided = self._send(step, contact, now)
+            elif isinstance(intent, (SetField, Tag, Score)):
+                decided = self._change(step, contact, intent, now)
+            elif isinstance(intent, CallWebhook):
+                call_flow_webhook(
+                    self.tenant_id,
+                    self.campaign.id,
+                    intent.url,
+                    self._step_key(),
+                    self._webhook_data(contact, intent),
+                )
+            elif isinstance(intent, NotifyInbox):
+                decided = self._notify_inbox(step, contact, intent, now)
+        return decided
+
+    def _send(self, step: Step, contact: Contact, now: datetime) -> _Decided:
+        enrolment = self.enrolment
+        outcome = send_step(
+            self.tenant_id, self.campaign, contact, enrolment, deadline=self.deadline
+        )
+        if outcome.defer_until is not None:
+            reason = outcome.defer_reason or "quiet_hours"
+            return _Decided(defer(enrolment, outcome.defer_until, reason, now))
+        if outcome.skip is not None:
+            return _Decided(skip(self.workflow, enrolment, str(outcome.skip), now))
+        return _Decided(step, sent=True)
+
+    def _change(
+        self, step: Step, contact: Contact, intent: ContactIntent, now: datetime
+    ) -> _Decided:
+        try:
+            after, changed = apply_intent(contact, intent, now)
+        except ChangeRefused as refused:
+            logger.info("flow contact change refused", extra={"reason": str(refused)})
+            return _Decided(skip(self.workflow, self.enrolment, "invalid_value", now))
+        return _Decided(step, change=_Change(after, changed) if changed else None)
+
+    def _notify_inbox(
+        self, step: Step, contact: Contact, intent: NotifyInbox, now: datetime
+    ) -> _Decided:
+        """An operator inbox thread, idempotent on its id (the step key)."""
+        inbox_threads.open_thread(
+            self.tenant_id,
+            thread_id=self._step_key(),
+            contact_id=contact.id,
+            campaign_id=self.campaign.id,
+            node_id=self.enrolment.node_id,
+            title=intent.title,
+            now=now,
+        )
+        return _Decided(step)
+
+    def _webhook_data(self, contact: Contact, intent: CallWebhook) -> dict[str, Any]:
+        trigger = self.enrolment.trigger_event
+        return {
+            "campaign_id": self.campaign.id,
+            "node_id": self.enrolment.node_id,
+            "contact": {"id": contact.id, "email": contact.email, "phone": contact.phone},
+            "event": asdict(trigger) if trigger is not None else None,
+            "body": dict(intent.body) if intent.body is not None else None,
+        }
+
+    def _history(self, contact: Contact, now: datetime) -> list[TimelineEvent]:
+        """The contact's recent events, read only for an ``event_check`` node."""
+        node = self.workflow.by_id.get(self.enrolment.node_id)
+        if node is None or not isinstance(node.config, EventCheck):
+            return []
+        since = now - node.config.within.as_timedelta()
+        events: list[TimelineEvent] = []
+        cursor = None
+        for _ in range(_HISTORY_PAGES):
+            page, cursor = list_timeline(self.tenant_id, contact.id, limit=100, cursor=cursor)
+            events.extend(page)
+            if cursor is None or (page and page[-1].occurred_at < since):
+                break
+        return events
+
+    def _step_key(self) -> str:
+        enrolment = self.enrolment
+        return step_key(
+            enrolment.campaign_id, enrolment.contact_id, enrolment.node_id, enrolment.visit
+        )
+
+    # -- after the decision ------------------------------------------------------------
+    def _arrange_next(self, step: Step, now: datetime, *, last: bool) -> bool:
+        """File the step's wait, or the next wake of a long walk, BEFORE the claim (see
+        ``schedule_wake``); True when the walk goes on in this invocation."""
+        after = step.enrolment
+        if after.exited:
+            return False
+        waits = [i for i in step.intents if isinstance(i, (WaitUntilTime, WaitForEventUntil))]
+        if waits and not schedule_wake(self.tenant_id, after, now):
+            return False
+        if last:
+            enqueue("flows", [wake_of(self.tenant_id, after).as_message()])
+            return False
+        return True
+
+    def _claim(self, decided: _Decided, now: datetime) -> bool:
+        counts = step_counts(self.enrolment, decided.step)
+        if decided.sent:
+            for name, n in send_counts(self.enrolment, self.enrolment.node_id).items():
+                counts[name] = counts.get(name, 0) + n
+        also = []
+        change = decided.change
+        if change is not None:
+            also.append(
+                contacts.change_request(self.tenant_id, change.contact, change.fields, self.version)
+            )
+        counted = count_request(self.tenant_id, self.campaign.id, counts, self.enrolment.contact_id)
+        if counted is not None:
+            also.append(counted)
+        return enrolments.commit_step(self.tenant_id, decided.step, now, also)
+
+    def _changed(self, change: _Change | None) -> None:
+        """Keep the contact as the claim wrote it, and its ``contact.saved`` to announce."""
+        if change is None:
+            return
+        self.contact, self.version = change.contact, self.version + 1
+        self.saved.append(
+            contacts.saved_event(
+                change.contact,
+                created=False,
+                changed=change.fields,
+                source="flow",
+                campaign_id=self.campaign.id,
+            )
+        )
+
+    def _announce(self) -> None:
+        """``contact.saved`` for every change the walk's claims wrote, in one PutEvents
+        when the walk ends (however it ends); a failure is logged: the changes are made,
+        and their claims will not be taken again to announce them."""
+        if not self.saved:
+            return
+        try:
+            publish_events(self.tenant_id, self.saved)
+        except Exception:
+            logger.exception("contact.saved of a flow change not published")
+            metrics.add_metric(name="events_not_published", unit="Count", value=1)
+
+
+@dataclass(frozen=True)
+class _Change:
+    contact: Contact
+    fields: list[str]
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """A step ready to claim: the contact change it makes, and whether its message went
+    out (its claim then adds the send counts)."""
+
+    step: Step
+    change: _Change | None = None
+    sent: bool = False
