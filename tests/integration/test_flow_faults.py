@@ -18,9 +18,9 @@ from chalicelib.domain import clock
 from chalicelib.domain.contacts import ContactFields
 from chalicelib.domain.flows.step import ExitReason
 from chalicelib.local.poller import drain
-from chalicelib.pipeline.flows.worker import resume_enrolments
 from chalicelib.pipeline.messages import FlowWake
 from chalicelib.pipeline.queues import enqueue
+from chalicelib.services.enrolments import wake_held
 from chalicelib.store import contacts, enrolments
 from chalicelib.store.campaigns import apply_action
 from chalicelib.store.counters import read_counts
@@ -151,11 +151,11 @@ def test_a_paused_flow_holds_its_contacts_until_resumed(
     assert sent_mail() == []
 
     apply_action(shop.tenant.id, flow.id, "resume", clock.now())
-    assert resume_enrolments(shop.tenant.id, flow.id, clock.now()) == 1
+    assert wake_held(shop.tenant.id, flow.id, clock.now()) == 1
     drain()
 
     assert recipients_of(sent_mail()) == {"person0@example.com": 1}
-    assert resume_enrolments(shop.tenant.id, flow.id, clock.now()) == 0  # it has exited
+    assert wake_held(shop.tenant.id, flow.id, clock.now()) == 0  # it has exited
 
 
 def test_a_wake_of_a_finished_flow_ends_the_enrolment(
