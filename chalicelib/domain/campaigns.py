@@ -516,7 +516,16 @@ class CampaignFields(BaseModel):
         default=None, description="IANA; reads quiet hours and offset-less scheduled times."
     )
     quiet_hours: QuietHours | None = None
-    frequency_cap: FrequencyCap | None = None
+    frequency_cap: FrequencyCap | None = Field(
+        default=None,
+        description="At most max_messages per contact in 24 h, counting the messages of "
+        "every campaign of the tenant that has a cap.",
+    )
+    campaign_frequency_cap: CampaignCap | None = Field(
+        default=None,
+        description="At most max_messages per contact in per_hours hours from this "
+        "campaign alone; frequency_cap must pass as well.",
+    )
     track_opens: bool | None = None
     track_clicks: bool | None = None
     event_callback: CallbackUrl | None = None
