@@ -9,6 +9,7 @@ stubbing Herald's code.
 from __future__ import annotations
 
 import email
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -489,6 +490,33 @@ def test_a_broadcasts_own_cap_skips_contacts_it_already_reached(
     drain()
     assert shop.detail(capped)["skipped"] == {"frequency_cap": 5}
     assert len(sent_mail()) == 3
+
+
+def test_caps_cost_one_read_per_batch_and_one_write_per_message_and_nothing_uncapped(
+    shop: Shop,
+) -> None:
+    shop.contacts(150)  # two batches of the default send_batch_size (100)
+    calls: list[str] = []
+
+    def on_cap_counters(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if "CAPS#" in str(params.get("Key") or params.get("RequestItems")):
+            calls.append(model.name)
+
+    events = client("dynamodb").meta.events
+    events.register("provide-client-params.dynamodb", on_cap_counters)
+    try:
+        uncapped = shop.campaign()
+        shop.send(uncapped)
+        drain()
+        assert (shop.detail(uncapped)["sent"], calls) == (150, [])
+
+        capped = shop.campaign(frequency_cap={"max_messages": 5})
+        shop.send(capped)
+        drain()
+    finally:
+        events.unregister("provide-client-params.dynamodb", on_cap_counters)
+    assert shop.detail(capped)["sent"] == 150
+    assert sorted(Counter(calls).items()) == [("BatchGetItem", 2), ("UpdateItem", 150)]
 
 
 def test_a_message_that_did_not_go_out_gives_its_cap_slot_back(
