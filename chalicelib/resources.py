@@ -57,9 +57,6 @@ class TableSpec:
     indexes: tuple[IndexSpec, ...] = (
         IndexSpec("gsi1", "gsi1pk", "gsi1sk"),
         IndexSpec("gsi2", "gsi2pk", "gsi2sk"),
-        # Contact sends (frequency caps): one entry per message sent, whose status feedback
-        # then updates once or more; keys only, so those updates never touch the index.
-        IndexSpec("gsi3", "gsi3pk", "gsi3sk", projection="KEYS_ONLY"),
     )
 
 

@@ -152,14 +152,14 @@ EDITABLE_STATUSES: frozenset[CampaignStatus] = frozenset({"draft", "scheduled"})
 # A live flow is edited only while paused (docs/flows.md, "Editing a live flow").
 FLOW_EDITABLE_STATUSES: frozenset[CampaignStatus] = frozenset({"draft", "paused"})
 DELETABLE_STATUSES: frozenset[CampaignStatus] = frozenset({"draft", *FINAL_STATUSES})
-# What a caller may set on a flow only (docs/flows.md, "Campaign-level settings").
+# What a caller may set on a flow only (docs/flows.md, "Campaign-level settings");
+# ``campaign_frequency_cap`` is for every campaign (docs/engine.md).
 FLOW_FIELDS = frozenset(
     {
         "workflow",
         "reentry",
         "exit_on",
         "max_lateness",
-        "campaign_frequency_cap",
         "starts_at",
         "ends_at",
     }
@@ -557,7 +557,16 @@ class CampaignFields(BaseModel):
         default=None, description="IANA; reads quiet hours and offset-less scheduled times."
     )
     quiet_hours: QuietHours | None = None
-    frequency_cap: FrequencyCap | None = None
+    frequency_cap: FrequencyCap | None = Field(
+        default=None,
+        description="At most max_messages per contact in 24 h, counting the messages of "
+        "every campaign of the tenant that has a cap.",
+    )
+    campaign_frequency_cap: CampaignCap | None = Field(
+        default=None,
+        description="At most max_messages per contact in per_hours hours from this "
+        "campaign alone; frequency_cap must pass as well.",
+    )
     track_opens: bool | None = None
     track_clicks: bool | None = None
     event_callback: CallbackUrl | None = None
@@ -569,7 +578,6 @@ class CampaignFields(BaseModel):
     reentry: Reentry | None = None
     exit_on: list[EventName] | None = Field(default=None, max_length=MAX_EXIT_ON)
     max_lateness: Duration | None = None
-    campaign_frequency_cap: CampaignCap | None = None
     starts_at: FlowTime | None = Field(default=None, description="Nobody enters before this.")
     ends_at: FlowTime | None = Field(default=None, description="The flow completes then.")
 

@@ -1,9 +1,10 @@
 """The rules that decide, for one recipient at one moment, whether a message goes out.
 
 Pure functions used by the planner and the sender: why a recipient is skipped
-(``SkipReason``), when a quiet-hours window lets a message out (``next_allowed``),
-whether a frequency cap is reached (``cap_reached``), which of a campaign's templates and
-senders a recipient gets (``pick_for``), and the ids a message carries to SES
+(``SkipReason``), when a quiet-hours window lets a message out (``next_allowed``), what a
+frequency cap is (``FrequencyCap``; the send policy counts it, ``domain.flows.policy``),
+which of a campaign's templates and senders a recipient gets (``pick_for``), and the ids
+a message carries to SES
 (``message_id``, ``tag_value``). Nothing here reads the clock: callers pass ``now``, so
 every rule is testable at any instant in any timezone.
 """
@@ -16,7 +17,7 @@ import hashlib
 import random
 import re
 import zoneinfo
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from typing import Protocol, TypeVar
@@ -145,25 +146,14 @@ def next_allowed(
 
 # -- frequency caps -----------------------------------------------------------------------
 class FrequencyCap(Protocol):
-    """At most ``max_messages`` messages per contact in any ``per_hours`` rolling hours."""
+    """At most ``max_messages`` messages per contact in ``per_hours`` hours, counted in
+    hourly buckets (``domain.flows.policy.cap_reached``)."""
 
     @property
     def max_messages(self) -> int: ...
 
     @property
     def per_hours(self) -> int: ...
-
-
-def cap_window_start(now_utc: datetime, cap: FrequencyCap) -> datetime:
-    """The oldest send time that still counts against ``cap`` at ``now_utc``."""
-    return now_utc - timedelta(hours=cap.per_hours)
-
-
-def cap_reached(recent_sends: Iterable[datetime], now_utc: datetime, cap: FrequencyCap) -> bool:
-    """Whether one more message would exceed ``cap``, given the contact's send times."""
-    since = cap_window_start(now_utc, cap)
-    in_window = sum(1 for sent_at in recent_sends if sent_at > since)
-    return in_window >= cap.max_messages
 
 
 # -- rotation -----------------------------------------------------------------------------

@@ -29,10 +29,8 @@ Layout (ScopedTable adds the tenant scope ``T#<tenant>#`` to every partition):
 - ``LEDGER#<campaign>#<step>#<shard 00..15>`` / ``<contact>#<channel>`` (a flow's:
   ``<contact>#<channel>#<occurrence>``): the message record
   (status, message_id, provider_message_id, address, batch_id, template_id, sender_id,
-  sent_at, error, expires_at; then whatever feedback adds); sent records also carry
-  ``gsi3`` = ``CONTACT_SENDS#<contact>`` / ``<sent_at>#<campaign>``, the keys-only index
-  frequency caps read (the send time is in its sort key, so feedback's updates of the
-  record never rewrite the index).
+  sent_at, error, expires_at; then whatever feedback adds). Frequency caps are counted
+  elsewhere, only for campaigns that have one (``store.enrolments``, ``CAPS#<contact>``).
 """
 
 from __future__ import annotations
@@ -55,7 +53,6 @@ from chalicelib.store.table import Condition, ConditionFailed, tenant_table
 WorkKind = Literal["PLAN", "BATCH", "FLOWFIRE"]
 LEDGER_SHARDS = 16
 RETENTION = timedelta(days=180)  # message records expire (TTL) after this
-_CONTACT_SENDS_INDEX = "gsi3"  # keys only: see chalicelib/resources.py
 _LIST_READS_PER_CALL = 2 * LEDGER_SHARDS  # DynamoDB pages one listing call reads at most
 
 
@@ -264,18 +261,8 @@ def record_message(tenant_id: str, record: MessageRecord) -> bool:
     """Write a message's record if it has none yet (one conditional PutItem).
 
     False means another attempt recorded it first: the caller must count a duplicate
-    prevented, not a second send. A ``sent`` record joins the contact's send history
-    (``recent_send_times``).
+    prevented, not a second send.
     """
-    index_keys = None
-    if record.status == "sent" and record.sent_at is not None:
-        sent_at = record.sent_at.astimezone(UTC).isoformat()
-        index_keys = {
-            _CONTACT_SENDS_INDEX: (
-                f"CONTACT_SENDS#{record.contact_id}",
-                f"{sent_at}#{record.campaign_id}",
-            )
-        }
     try:
         tenant_table(tenant_id).put(
             *_message_key(
@@ -287,7 +274,6 @@ def record_message(tenant_id: str, record: MessageRecord) -> bool:
             ),
             _stored(record),
             condition=Condition.absent(),
-            index_keys=index_keys,
         )
     except ConditionFailed:
         return False
@@ -457,15 +443,3 @@ def _decode_list_cursor(cursor: str | None, positions: int) -> tuple[int, str | 
     except (ValueError, KeyError, TypeError, binascii.Error) as error:
         raise ValidationFailed("cursor is not valid", field="cursor") from error
     return position, inner
-
-
-def recent_send_times(tenant_id: str, contact_id: str, limit: int) -> list[datetime]:
-    """When the contact's last ``limit`` messages were sent, newest first, across campaigns.
-
-    One Query on the contact-sends index (eventually consistent: a send a second ago in
-    another campaign may be missed, see docs/engine.md).
-    """
-    sort_keys = tenant_table(tenant_id).index_sort_keys(
-        f"CONTACT_SENDS#{contact_id}", index=_CONTACT_SENDS_INDEX, limit=limit, newest_first=True
-    )
-    return [datetime.fromisoformat(key.split("#", 1)[0]) for key in sort_keys]

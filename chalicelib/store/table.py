@@ -27,9 +27,7 @@ from chalicelib.settings import get_settings
 
 BATCH_WRITE_LIMIT = 25  # AWS's limit; moto accepts more, so we enforce it here.
 BATCH_GET_LIMIT = 100
-_KEY_ATTRIBUTES = frozenset(
-    {"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk"}
-)
+_KEY_ATTRIBUTES = frozenset({"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"})
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -325,22 +323,6 @@ class ScopedTable:
             items=[from_dynamo(i) for i in response.get("Items", [])],
             cursor=self._encode_cursor(last) if last else None,
         )
-
-    def index_sort_keys(
-        self, partition: str, *, index: str, limit: int, newest_first: bool = False
-    ) -> list[str]:
-        """The first ``limit`` sort keys of an index partition: all a keys-only index holds
-        besides the table's own keys (``query`` hides key attributes from its items)."""
-        request = self._query_request(
-            partition,
-            sort_prefix=None,
-            index=index,
-            limit=limit,
-            cursor=None,
-            newest_first=newest_first,
-            consistent=False,
-        )
-        return [item[f"{index}sk"]["S"] for item in self._db.query(**request).get("Items", [])]
 
     def _query_request(
         self,

@@ -137,6 +137,7 @@ def test_create_makes_a_numbered_draft_that_get_returns(tenant: Tenant):
         timezone="Europe/Berlin",
         quiet_hours={"start": "21:00", "end": "08:00"},
         frequency_cap={"max_messages": 2},
+        campaign_frequency_cap={"max_messages": 1, "per_hours": 72},
         event_callback="https://hooks.example.com/herald?secret=1",
         reply_to="help@example.com",
         from_name="Acme Shop",
@@ -147,6 +148,7 @@ def test_create_makes_a_numbered_draft_that_get_returns(tenant: Tenant):
     assert created["status"] == "draft" and created["type"] == "broadcast"
     assert created["quiet_hours"] == {"start": "21:00", "end": "08:00"}
     assert created["frequency_cap"] == {"max_messages": 2, "per_hours": 24}
+    assert created["campaign_frequency_cap"] == {"max_messages": 1, "per_hours": 72}
     assert created["template_ids"] == ["t1", "t2"] and created["sender_ids"] == []
     assert created["sent"] == 0 and created["skipped"] == {}
     assert "revision" not in created and "steps" not in created
@@ -172,6 +174,15 @@ def test_create_makes_a_numbered_draft_that_get_returns(tenant: Tenant):
             {"name": "x", "channel": "email", "frequency_cap": {"max_messages": -1}},
             422,
             "frequency_cap.max_messages",
+        ),
+        (
+            {
+                "name": "x",
+                "channel": "email",
+                "campaign_frequency_cap": {"max_messages": 1, "per_hours": 745},
+            },
+            422,
+            "campaign_frequency_cap.per_hours",
         ),
         ({"name": "x", "channel": "email", "event_callback": "file:///etc"}, 422, "event_callback"),
         (
@@ -206,6 +217,20 @@ def test_patch_changes_what_is_sent_and_null_clears(tenant: Tenant, frozen):
     refused = tenant.call("PATCH", f"/v1/campaigns/{created['id']}", {"name": None})
     assert refused.status_code == 422 and error_of(refused)["field"] == "name"
     assert body_of(tenant.call("GET", f"/v1/campaigns/{created['id']}"))["name"] == "Winter sale"
+
+
+def test_patch_sets_and_clears_the_campaigns_own_cap(tenant: Tenant):
+    created = create(tenant)
+    path = f"/v1/campaigns/{created['id']}"
+    cap = {"max_messages": 2, "per_hours": 6}
+    capped = body_of(tenant.call("PATCH", path, {"campaign_frequency_cap": cap}))
+    assert capped["campaign_frequency_cap"] == cap
+    assert store.get_campaign(tenant.id, created["id"]).campaign_frequency_cap is not None
+    cleared = body_of(tenant.call("PATCH", path, {"campaign_frequency_cap": None}))
+    assert cleared["campaign_frequency_cap"] is None
+    refused = tenant.call("PATCH", path, {"campaign_frequency_cap": {"max_messages": 0}})
+    assert refused.status_code == 422
+    assert error_of(refused)["field"] == "campaign_frequency_cap.max_messages"
 
 
 def test_a_running_campaign_cannot_be_edited_or_deleted(tenant: Tenant, frozen):

@@ -9,6 +9,7 @@ stubbing Herald's code.
 from __future__ import annotations
 
 import email
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,22 +18,27 @@ from botocore.exceptions import ClientError
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sns.models import sns_backends
 
+from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.domain.contacts import ContactFields
 from chalicelib.domain.feedback import TAG_CAMPAIGN
+from chalicelib.domain.flows.policy import hour_bucket
 from chalicelib.domain.limits import LimitChanges
 from chalicelib.local.poller import drain
 from chalicelib.pipeline.send.pacing import Pacer, worker_rate
+from chalicelib.pipeline.send.policy import Allow, admit
 from chalicelib.pipeline.send.trial import send_test
 from chalicelib.settings import get_settings
 from chalicelib.store import campaigns as campaign_store
-from chalicelib.store.contacts import create_contact, set_status
+from chalicelib.store.contacts import create_contact, get_contacts, set_status
 from chalicelib.store.counters import read_counts
+from chalicelib.store.enrolments import cap_counts
 from chalicelib.store.ledger import get_message, list_messages
 from chalicelib.store.lists import add_members, create_list
 from chalicelib.store.provider_messages import find_provider_message
 from chalicelib.store.quotas import set_limits
 from chalicelib.store.suppression import suppress
+from tests.flow_kit import put_flow
 from tests.send_kit import (
     FROM,
     REGION,
@@ -385,11 +391,13 @@ def test_quiet_hours_hold_in_each_contacts_timezone(shop: Shop, frozen: clock.Fr
     assert (detail["status"], detail["sent"]) == ("sent", 8)
 
 
-def test_frequency_cap_counts_messages_of_every_campaign(
+def test_frequency_cap_counts_messages_of_every_capped_campaign(
     shop: Shop, frozen: clock.FrozenClock
 ) -> None:
+    """The tenant-wide cap counts the messages of every campaign that has a cap (a
+    campaign without one is not counted: docs/engine.md, frequency caps)."""
     shop.contacts(10)
-    first = shop.campaign()  # no cap of its own, but its messages count against others'
+    first = shop.campaign(frequency_cap={"max_messages": 5})  # roomy, but it counts
     shop.send(first)
     drain()
     frozen.advance(timedelta(hours=1))
@@ -406,12 +414,137 @@ def test_frequency_cap_counts_messages_of_every_campaign(
     shop.send(roomier)
     drain()
     assert shop.detail(roomier)["sent"] == 10
-    frozen.advance(timedelta(hours=24))  # the first campaign's sends leave the window
+    frozen.advance(timedelta(hours=24))  # both campaigns' hourly buckets leave the window
     later = shop.campaign(frequency_cap={"max_messages": 2})
     shop.send(later)
     drain()
     assert shop.detail(later)["sent"] == 10
     assert len(sent_mail()) == 30
+
+
+def test_a_broadcast_and_a_flow_racing_for_the_last_slot_send_once(
+    shop: Shop, frozen: clock.FrozenClock
+) -> None:
+    """The flow's send is admitted between the broadcast batch's read of the contact's
+    counts and its write: the broadcast's conditional write fails, it reads again, and
+    the contact is capped; the uncontested contact gets the broadcast."""
+    contested, other = shop.contacts(2)
+    broadcast = shop.campaign(frequency_cap={"max_messages": 1})
+    flow = put_flow(
+        shop.tenant.id,
+        {
+            "nodes": [
+                {"id": "start", "kind": "trigger.manual"},
+                {
+                    "id": "mail",
+                    "kind": "send",
+                    "config": {"channel": "email", "template_ids": [shop.template_id]},
+                },
+            ],
+            "edges": [{"source": "start", "target": "mail"}],
+        },
+        frequency_cap={"max_messages": 1},
+    )
+    person = get_contacts(shop.tenant.id, [contested])[contested]
+    flow_answers: list[object] = []
+
+    def the_flow_sends_first(params: dict[str, Any], **_: Any) -> None:
+        if not flow_answers and f"CAPS#{contested}" in str(params.get("Key")):
+            flow_answers.append("racing")
+            flow_answers[0] = admit(shop.tenant.id, flow, person, clock.now(), due_at=clock.now())
+
+    events = client("dynamodb").meta.events
+    events.register("provide-client-params.dynamodb.UpdateItem", the_flow_sends_first)
+    try:
+        shop.send(broadcast)
+        drain()
+    finally:
+        events.unregister("provide-client-params.dynamodb.UpdateItem", the_flow_sends_first)
+
+    assert flow_answers == [Allow(hour_bucket(clock.now()))]
+    detail = assert_books_balance(shop, broadcast)
+    assert (detail["sent"], detail["skipped"]) == (1, {"frequency_cap": 1})
+    assert list(recipients_of(sent_mail())) == ["person1@example.com"]
+    assert cap_counts(shop.tenant.id, contested, broadcast).tenant == {hour_bucket(clock.now()): 1}
+    assert cap_counts(shop.tenant.id, other, broadcast).campaign == {hour_bucket(clock.now()): 1}
+
+
+def test_a_broadcasts_own_cap_skips_contacts_it_already_reached(
+    shop: Shop, frozen: clock.FrozenClock
+) -> None:
+    people = shop.contacts(5)
+    broadcast = shop.campaign(campaign_frequency_cap={"max_messages": 1, "per_hours": 48})
+    stored = campaign_store.get_campaign(shop.tenant.id, broadcast)
+    # Two of them already got a message of this campaign (its flow side, say).
+    for person in get_contacts(shop.tenant.id, people[:2]).values():
+        assert isinstance(admit(shop.tenant.id, stored, person, START, due_at=START), Allow)
+
+    shop.send(broadcast)
+    drain()
+
+    detail = assert_books_balance(shop, broadcast)
+    assert (detail["sent"], detail["skipped"]) == (3, {"campaign_frequency_cap": 2})
+    # It has no tenant-wide cap of its own, but its messages count against others'.
+    capped = shop.campaign(frequency_cap={"max_messages": 1})
+    shop.send(capped)
+    drain()
+    assert shop.detail(capped)["skipped"] == {"frequency_cap": 5}
+    assert len(sent_mail()) == 3
+
+
+def test_caps_cost_one_read_per_batch_and_one_write_per_message_and_nothing_uncapped(
+    shop: Shop,
+) -> None:
+    shop.contacts(150)  # two batches of the default send_batch_size (100)
+    calls: list[str] = []
+
+    def on_cap_counters(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if "CAPS#" in str(params.get("Key") or params.get("RequestItems")):
+            calls.append(model.name)
+
+    events = client("dynamodb").meta.events
+    events.register("provide-client-params.dynamodb", on_cap_counters)
+    try:
+        uncapped = shop.campaign()
+        shop.send(uncapped)
+        drain()
+        assert (shop.detail(uncapped)["sent"], calls) == (150, [])
+
+        capped = shop.campaign(frequency_cap={"max_messages": 5})
+        shop.send(capped)
+        drain()
+    finally:
+        events.unregister("provide-client-params.dynamodb", on_cap_counters)
+    assert shop.detail(capped)["sent"] == 150
+    assert sorted(Counter(calls).items()) == [("BatchGetItem", 2), ("UpdateItem", 150)]
+
+
+def test_a_message_that_did_not_go_out_gives_its_cap_slot_back(
+    shop: Shop, frozen: clock.FrozenClock, ses_hooks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quota spent mid-batch hands the batch back; the retry sends the recipient whose
+    slot was counted and then released, instead of capping it on its own count."""
+    monkeypatch.setenv("HERALD_SEND_CONCURRENCY", "1")
+    get_settings.cache_clear()
+    shop.contacts(4)
+    capped = shop.campaign(frequency_cap={"max_messages": 1})
+
+    def quota_spent_on_the_third(call: int) -> None:
+        if call == 3:
+            raise ClientError(
+                {"Error": {"Code": "LimitExceededException", "Message": "quota"}}, "SendEmail"
+            )
+
+    ses_hooks("before-call", quota_spent_on_the_third)
+    shop.send(capped)
+    drain()
+    assert shop.detail(capped)["status"] == "paused"
+    frozen.advance(timedelta(minutes=61))  # the quota window rolls over, the cap's does not
+    drain_all()
+
+    detail = assert_books_balance(shop, capped)
+    assert (detail["status"], detail["sent"], detail["skipped"]) == ("sent", 4, {})
+    assert set(recipients_of(sent_mail()).values()) == {1}
 
 
 # -- test sends ---------------------------------------------------------------------------

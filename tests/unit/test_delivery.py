@@ -13,7 +13,6 @@ from chalicelib.domain import clock
 from chalicelib.domain.delivery import (
     SkipReason,
     backoff_seconds,
-    cap_reached,
     message_id,
     next_allowed,
     parse_message_id,
@@ -28,12 +27,6 @@ from chalicelib.domain.delivery import (
 class Window:
     start: str
     end: str
-
-
-@dataclass(frozen=True)
-class Cap:
-    max_messages: int
-    per_hours: int = 24
 
 
 NIGHT = Window("21:00", "08:00")
@@ -156,24 +149,6 @@ def test_zone_falls_back_from_contact_to_campaign_to_utc() -> None:
     assert zone_for(None, "Europe/Berlin").key == "Europe/Berlin"
     assert zone_for("Not/AZone", "Europe/Berlin").key == "Europe/Berlin"
     assert zone_for(None, None).key == "UTC"
-
-
-# -- frequency caps -------------------------------------------------------------------------
-def test_cap_counts_only_the_rolling_window() -> None:
-    now = at("2026-06-01T12:00:00+00:00")
-    sends = [now - timedelta(hours=1), now - timedelta(hours=23), now - timedelta(hours=25)]
-    assert cap_reached(sends, now, Cap(max_messages=2))
-    assert not cap_reached(sends, now, Cap(max_messages=3))
-    assert not cap_reached(sends, now, Cap(max_messages=2, per_hours=12))
-
-
-def test_cap_with_no_history_allows() -> None:
-    assert not cap_reached([], at("2026-06-01T12:00:00+00:00"), Cap(max_messages=1))
-
-
-def test_a_send_exactly_at_the_window_edge_no_longer_counts() -> None:
-    now = at("2026-06-01T12:00:00+00:00")
-    assert not cap_reached([now - timedelta(hours=24)], now, Cap(max_messages=1))
 
 
 # -- rotation, ids, statuses ----------------------------------------------------------------

@@ -12,8 +12,9 @@ A ``send.batch`` message names up to ``send_batch_size`` contact ids. Handling i
    counted in ``batches_spawned`` (once) and queued with a delay; every retry counts and
    queues again what earlier attempts stored;
 5. the rest are sent concurrently (``send_concurrency`` threads) at the paced rate: for
-   each, frequency cap, render (a failure is the recipient's own ``render_error``),
-   deadline check after the pacer's slot, provider call, then one conditional ledger put;
+   each, render (a failure is the recipient's own ``render_error``), the send policy
+   (frequency caps decided and counted atomically, only for a capped campaign), deadline
+   check after the pacer's slot, provider call, then one conditional ledger put;
 6. a recipient left without an outcome (paused, out of time, throttled to the end, the
    quota spent) hands the whole batch back; otherwise the callbacks go out, the counts
    are added exactly once, the batch is marked done, and the completion check (O(1),
@@ -26,5 +27,6 @@ seconds while a batch runs, so both take effect mid-batch.
 Modules: ``batch`` (the handler and one attempt at a batch), ``pacing`` (the pacer, the
 stop watch, provider retries), ``compose`` (content and rendering), ``screen`` (who may
 get a message, shared with the planner), ``completion`` (when a campaign is sent),
-``trial`` (test sends).
+``trial`` (test sends), ``policy`` (whether a message may go out now: quiet hours,
+lateness, caps; shared with the flow worker).
 """

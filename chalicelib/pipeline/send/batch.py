@@ -10,22 +10,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from chalicelib.channels.base import (
-    Channel,
-    PermanentSendError,
-)
+from chalicelib.channels.base import Channel, OutboundMessage, PermanentSendError
 from chalicelib.channels.registry import channel_for
 from chalicelib.domain import clock
 from chalicelib.domain.campaigns import PAUSE_QUOTA, PAUSE_RENDER_FAILURES, Campaign
 from chalicelib.domain.contacts import Contact
-from chalicelib.domain.delivery import (
-    SkipReason,
-    cap_reached,
-    message_id,
-    next_allowed,
-    pick_for,
-    zone_for,
-)
+from chalicelib.domain.delivery import SkipReason, message_id, pick_for
 from chalicelib.domain.errors import InvalidTransition, NotFound
 from chalicelib.domain.feedback import TAG_CAMPAIGN, TAG_MESSAGE, TAG_TENANT
 from chalicelib.domain.limits import RateName
@@ -43,6 +33,14 @@ from chalicelib.pipeline.send.pacing import (
     send_with_retries,
     worker_rate,
 )
+from chalicelib.pipeline.send.policy import (
+    Defer,
+    Skip,
+    admit_as_read,
+    read_caps,
+    release,
+    timing,
+)
 from chalicelib.pipeline.send.screen import screen
 from chalicelib.resources import herald_resources
 from chalicelib.services.notices import campaign_paused, notify_webhooks
@@ -51,6 +49,7 @@ from chalicelib.store import quotas
 from chalicelib.store.campaigns import apply_action, get_campaign
 from chalicelib.store.contacts import get_contacts
 from chalicelib.store.counters import add_counts_once
+from chalicelib.store.enrolments import CapCounts
 from chalicelib.store.ledger import (
     LeaseResult,
     MessageRecord,
@@ -58,7 +57,6 @@ from chalicelib.store.ledger import (
     finish,
     mark_once,
     messages_among,
-    recent_send_times,
     record_message,
     release_lease,
     take_lease,
@@ -204,10 +202,16 @@ class BatchRun:
     children: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     quota_error: str | None = None
     quota_resume_at: datetime | None = None
+    caps: Mapping[str, CapCounts] = field(default_factory=dict)
 
     @property
     def channel(self) -> Channel:
         return channel_for(self.campaign.channel)
+
+    @property
+    def due_at(self) -> datetime:
+        """When the broadcast's messages became due: ``max_lateness`` counts from here."""
+        return self.campaign.started_at or self.started
 
     def run(self) -> None:
         tenant_id, batch = self.batch.tenant_id, self.batch
@@ -242,6 +246,9 @@ class BatchRun:
         self.outcomes.extend(skipped(reason) for reason in screened.skipped)
         todo = self._defer_quiet_hours(screened.eligible)
         allowed = self._within_tenant_limits(todo) if todo else todo
+        # The caps of the whole batch in one read (none without a cap); each send then
+        # decides and counts from its recipient's counts (``admit_as_read``).
+        self.caps = read_caps(tenant_id, self.campaign, [c.id for c, _ in allowed])
         delivered = self._deliver_all(allowed, watch)
         self.outcomes.extend(delivered)
         if len(allowed) < len(todo):
@@ -267,19 +274,24 @@ class BatchRun:
 
     def _defer_quiet_hours(self, todo: list[tuple[Contact, str]]) -> list[tuple[Contact, str]]:
         """Move recipients inside their quiet hours into child batches, grouped by the
-        minute their window opens; record the children once, then queue them."""
-        window = self.campaign.quiet_hours
-        if window is None or not todo:
+        minute their window opens; record the children once, then queue them. The send
+        policy's timing rules decide (``policy.timing``); one it says is too late is
+        skipped with its reason."""
+        if self.campaign.quiet_hours is None or not todo:
             return todo
         now = clock.now()
         groups: dict[datetime, list[str]] = {}
         kept = []
         for contact, address in todo:
-            opens = next_allowed(now, zone_for(contact.timezone, self.campaign.timezone), window)
-            if opens is None:
+            wait = timing(self.campaign, contact, now, due_at=self.due_at)
+            if wait is None:
                 kept.append((contact, address))
+            elif isinstance(wait, Skip):
+                self.outcomes.append(skipped(wait.reason))
             else:
-                groups.setdefault(opens.replace(second=0, microsecond=0), []).append(contact.id)
+                groups.setdefault(wait.until.replace(second=0, microsecond=0), []).append(
+                    contact.id
+                )
         if groups:
             self._spawn(groups)
         return kept
@@ -378,14 +390,9 @@ class BatchRun:
     def _deliver(
         self, contact: Contact, address: str, content: Content, pacer: Pacer, watch: StopWatch
     ) -> Outcome:
-        """Everything for one recipient: cap, render, send, record."""
+        """Everything for one recipient: render, the send policy, send, record."""
         if watch.stop_reason() is not None:
             return UNSENT
-        cap = self.campaign.frequency_cap
-        if cap is not None:
-            recent = recent_send_times(self.batch.tenant_id, contact.id, cap.max_messages)
-            if cap_reached(recent, clock.now(), cap):
-                return skipped(SkipReason.FREQUENCY_CAP)
         if not content.senders:
             return skipped(SkipReason.SENDER_UNUSABLE)
         if not content.templates:
@@ -423,6 +430,28 @@ class BatchRun:
             )
         except Exception as error:  # any render failure is this recipient's alone
             return self._render_failed(record, error)
+        decision = admit_as_read(
+            tenant_id,
+            self.campaign,
+            contact,
+            clock.now(),
+            due_at=self.due_at,
+            read=self.caps.get(contact.id),
+        )
+        if isinstance(decision, Skip):
+            return skipped(decision.reason)
+        if isinstance(decision, Defer):
+            return UNSENT  # its quiet hours began since the split: the retry defers it
+        outcome = self._send(record, message, pacer, watch)
+        if outcome.kind != "sent" and outcome.reason is not SkipReason.DUPLICATE:
+            # Counted, but it did not go out: the slot is the retry's (or nobody's).
+            release(tenant_id, self.campaign, contact.id, decision)
+        return outcome
+
+    def _send(
+        self, record: MessageRecord, message: OutboundMessage, pacer: Pacer, watch: StopWatch
+    ) -> Outcome:
+        """The provider call and the ledger record of one admitted message."""
         try:
             result = send_with_retries(self.channel, message, pacer, watch.time_left)
         except PermanentSendError as error:
@@ -436,7 +465,7 @@ class BatchRun:
         sent = record.model_copy(
             update={"sent_at": clock.now(), "provider_message_id": result.provider_message_id}
         )
-        if not record_message(tenant_id, sent):
+        if not record_message(self.batch.tenant_id, sent):
             # Another attempt recorded this recipient while we sent: a duplicate went out.
             metrics.add_metric(name="duplicate_sends", unit="Count", value=1)
             return skipped(SkipReason.DUPLICATE)

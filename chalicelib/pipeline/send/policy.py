@@ -36,6 +36,21 @@ from chalicelib.store.enrolments import (
     uncount_send,
 )
 
+__all__ = [
+    "MAX_RACES",
+    "Allow",
+    "CapContention",
+    "Decision",
+    "Defer",
+    "Skip",
+    "admit",
+    "admit_as_read",
+    "read_caps",
+    "release",
+    "send_policy",
+    "timing",
+]
+
 # Each lost race means another message was counted for this contact in between: after a
 # few, the contact is being messaged so fast that giving up (an error, retried by the
 # caller's queue) is better than spinning.
