@@ -44,6 +44,7 @@ from chalicelib.pipeline.send.pacing import (
     worker_rate,
 )
 from chalicelib.pipeline.send.screen import screen
+from chalicelib.pipeline.send.verify import verify_recipients
 from chalicelib.resources import herald_resources
 from chalicelib.services.notices import campaign_paused, notify_webhooks
 from chalicelib.settings import get_settings
@@ -240,7 +241,11 @@ class BatchRun:
                 present.append(contact)
         screened = screen(tenant_id, self.channel, present)
         self.outcomes.extend(skipped(reason) for reason in screened.skipped)
-        todo = self._defer_quiet_hours(screened.eligible)
+        verified, unverified = verify_recipients(
+            tenant_id, self.campaign, screened.eligible, clock.now()
+        )
+        self.outcomes.extend(skipped(SkipReason.VERIFICATION) for _ in range(unverified))
+        todo = self._defer_quiet_hours(verified)
         allowed = self._within_tenant_limits(todo) if todo else todo
         delivered = self._deliver_all(allowed, watch)
         self.outcomes.extend(delivered)
