@@ -251,6 +251,8 @@ MESSAGE_TYPES: tuple[type[QueueMessage], ...] = (
     StartCampaign,
     PlanMessage,
     BatchMessage,
+    IterationSettle,
+    IterationStart,
     ImportChunk,
     ListPurge,
     SegmentCheck,
