@@ -200,3 +200,13 @@ def test_delete_and_unknown_ids(shop: Shop) -> None:
     missing = shop.tenant.call("GET", f"{PATH}/{campaign_id}")
     assert missing.status_code == 404 and body_of(missing)["ok"] is False
     assert shop.tenant.call("GET", f"{PATH}/not-a-uuid").status_code == 404
+
+
+def test_a_bad_reply_to_is_named_in_the_seeds_terms(shop: Shop) -> None:
+    for campaign_type in ("event_triggered", "broadcast"):
+        response = create(
+            shop, send_data={"campaign_type": campaign_type, "reply_to_email": "not-an-address"}
+        )
+        assert response.status_code == 422, response.body
+        assert list(body_of(response)["errors"]) == ["send_data.reply_to_email"]
+    assert body_of(shop.tenant.call("GET", "/v1/campaigns"))["items"] == []

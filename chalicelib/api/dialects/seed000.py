@@ -10,10 +10,10 @@ The seed's campaign is a Herald campaign whose ``send_data`` is translated field
 Herald does not act on (``delivery_type``, ``meta``, ``reply_to_name``,
 ``contact_cache_level``, ``user_platform_role``) is kept in ``dialect_data`` and echoed.
 
-Ids are UUIDs: Herald's ids are a prefix and 32 hex digits, shown dashed; a client may
-send either spelling. Envelopes are Laravel's: ``{"ok": true, "campaign": …}``; 422
-``{"ok": false, "message", "errors": {"field": ["…"]}}``; 401
-``{"ok": false, "message": "Unauthenticated."}``.
+Ids are UUIDs: Herald's ids are a prefix and 32 hex digits (``domain.ids``), shown
+dashed; a client may send either spelling. Envelopes are Laravel's:
+``{"ok": true, "campaign": …}``; 422 ``{"ok": false, "message", "errors": {"field":
+["…"]}}``; 401 ``{"ok": false, "message": "Unauthenticated."}``.
 """
 
 from __future__ import annotations
@@ -22,18 +22,21 @@ import json
 import re
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from chalice import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from chalicelib.api.dialects.common import fields_renamed, native
 from chalicelib.api.errors import json_body
 from chalicelib.api.models import ApiModel
 from chalicelib.api.routing import JSON, Call, endpoint
-from chalicelib.domain import clock
+from chalicelib.domain import clock, ids
 from chalicelib.domain.automation import AutomationPlan, countdown
 from chalicelib.domain.campaigns import (
+    POOL_MAX,
     Audience,
     Campaign,
     CampaignFields,
@@ -91,7 +94,7 @@ class _Part(BaseModel):
 
 class BroadcastSend(_Part):
     send_amount: int | None = Field(default=None, ge=1)
-    scheduled_send_time: str | None = None
+    scheduled_send_time: str | None = Field(default=None, max_length=64)
 
 
 class AutomationSend(_Part):
@@ -99,14 +102,14 @@ class AutomationSend(_Part):
     iteration_send_amount: int = Field(default=200, ge=1)
     min_delivery_rate: float = Field(default=92, ge=0, le=100)
     send_interval: int = Field(default=10, ge=0)
-    scheduled_send_time: str | None = None
+    scheduled_send_time: str | None = Field(default=None, max_length=64)
     is_incremental_send: bool = True
     max_iterations: int = Field(default=0, ge=0)
     max_iteration_send_amount: int = Field(default=1000, ge=1)
 
 
 class EventTriggeredSend(_Part):
-    events: list[str] = Field(default_factory=lambda: ["contact.saved"])
+    events: list[str] = Field(default_factory=lambda: ["contact.saved"], max_length=10)
     contact_cooldown_interval: int = Field(default=3600, ge=1, le=30 * 86400)
     contact_daily_email_cap: int = Field(default=3, ge=1, le=1000)
     enabled: bool = True
@@ -114,8 +117,8 @@ class EventTriggeredSend(_Part):
 
 class SegmentQuery(_Part):
     condition: Literal["AND", "OR"] = "AND"
-    type: str = "builder"
-    rules: list[Any] = Field(default_factory=list)
+    type: str = Field(default="builder", max_length=50)
+    rules: list[Any] = Field(default_factory=list, max_length=100)
     valid: bool | None = None
 
 
@@ -132,11 +135,11 @@ class SendData(_Part):
     """Every field of the seed's ``send_data``, with the seed's example values as defaults."""
 
     campaign_type: CampaignType = "event_triggered"
-    template_ids: list[str] = Field(default_factory=list)
-    mail_account_ids: list[str] = Field(default_factory=list)
-    from_name: str | None = None
-    reply_to_name: str | None = None
-    reply_to_email: str | None = None
+    template_ids: list[str] = Field(default_factory=list, max_length=POOL_MAX)
+    mail_account_ids: list[str] = Field(default_factory=list, max_length=POOL_MAX)
+    from_name: str | None = Field(default=None, max_length=200)
+    reply_to_name: str | None = Field(default=None, max_length=200)
+    reply_to_email: str | None = Field(default=None, max_length=320)
     broadcast_send: BroadcastSend = Field(default_factory=BroadcastSend)
     automation_send: AutomationSend = Field(default_factory=AutomationSend)
     event_triggered_send: EventTriggeredSend = Field(default_factory=EventTriggeredSend)
@@ -144,8 +147,8 @@ class SendData(_Part):
     open_tracking: bool = True
     click_tracking: bool = True
     verification_data: VerificationData = Field(default_factory=VerificationData)
-    contact_cache_level: str = "campaign"
-    user_platform_role: str = "member"
+    contact_cache_level: str = Field(default="campaign", max_length=50)
+    user_platform_role: str = Field(default="member", max_length=50)
 
 
 class Seed000Body(ApiModel):
@@ -241,6 +244,23 @@ def seed_errors(response: Response) -> Response:
     return Response(body=json_body(body), status_code=status, headers=dict(response.headers or {}))
 
 
+# The native field a refusal names → the seed's field.
+_SEED_FIELDS = {
+    "from_name": "send_data.from_name",
+    "reply_to": "send_data.reply_to_email",
+    "template_ids": "send_data.template_ids",
+    "sender_ids": "send_data.mail_account_ids",
+    "audience": "send_data.segment_query",
+    "automation": "send_data.automation_send",
+    "verification": "send_data.verification_data",
+    "scheduled_at": "send_data.scheduled_send_time",
+}
+
+
+def _seed_terms() -> AbstractContextManager[None]:
+    return fields_renamed(lambda field: _SEED_FIELDS.get(field.split(".", 1)[0], field))
+
+
 class _Problems:
     def __init__(self) -> None:
         self.details: list[dict[str, str]] = []
@@ -256,7 +276,7 @@ class _Problems:
 # -- ids ----------------------------------------------------------------------------------
 def shown_id(herald_id: str) -> str:
     """A Herald id (prefix + 32 hex digits) as a dashed UUID."""
-    return str(uuid.UUID(herald_id.rpartition("_")[2]))
+    return ids.dashed(herald_id)
 
 
 def herald_id(prefix: str, given: Any) -> str | None:
@@ -508,6 +528,10 @@ def _flow(
     senders = [str(herald_id("snd", s)) for s in data.mail_account_ids]
     graph = compile_event_triggered(given.events, tree, templates, senders)
     status = "active" if given.enabled else "paused"
+    headers = native(
+        CampaignFields,
+        {"from_name": data.from_name or None, "reply_to": data.reply_to_email or None},
+    )
     values = {
         **(base.model_dump() if base is not None else {}),
         "id": campaign_id,
@@ -520,8 +544,8 @@ def _flow(
         "steps": [s.model_dump() for s in flow_steps(graph)],
         "reentry": cooldown_reentry(given.contact_cooldown_interval).model_dump(),
         "campaign_frequency_cap": daily_cap(given.contact_daily_email_cap).model_dump(),
-        "from_name": data.from_name or None,
-        "reply_to": data.reply_to_email or None,
+        "from_name": headers.from_name,
+        "reply_to": headers.reply_to,
         "track_opens": data.open_tracking,
         "track_clicks": data.click_tracking,
         "verification": _verification(data).model_dump(),
@@ -710,13 +734,14 @@ def create_campaign(call: Call) -> CampaignEnvelope:
     name, data = _decide(call.tenant_id, call.body, None)
     now = clock.now()
     if data.campaign_type == "event_triggered":
-        campaign = seed_campaigns.create_flow(
-            call.tenant_id, _flow(None, new_campaign_id(now), name, data, now)
-        )
+        with _seed_terms():
+            flow = _flow(None, new_campaign_id(now), name, data, now)
+            campaign = seed_campaigns.create_flow(call.tenant_id, flow)
     else:
         values = _broadcast_values(call.tenant_id, None, name, data, None)
-        fields = NewCampaign.model_validate({**values, "channel": "email"})
-        campaign = service.create(call.tenant_id, fields, now)
+        with _seed_terms():
+            fields = native(NewCampaign, {**values, "channel": "email"})
+            campaign = service.create(call.tenant_id, fields, now)
     return shown(call.tenant_id, campaign)
 
 
@@ -744,14 +769,17 @@ def patch_campaign(call: Call) -> CampaignEnvelope:
                 "Only a draft can become an event-triggered campaign.",
                 field="send_data.campaign_type",
             )
-        campaign = seed_campaigns.update_flow(
-            tenant_id, current.id, lambda before: _flow(before, before.id, name, data, now)
-        )
+        with _seed_terms():
+            campaign = seed_campaigns.update_flow(
+                tenant_id, current.id, lambda before: _flow(before, before.id, name, data, now)
+            )
     else:
         if current.family == "flow":
             seed_campaigns.update_flow(tenant_id, current.id, lambda before: _as_draft(before, now))
         values = _broadcast_values(tenant_id, current.id, name, data, current)
-        campaign = service.edit(tenant_id, current.id, CampaignFields.model_validate(values), now)
+        with _seed_terms():
+            fields = native(CampaignFields, values)
+            campaign = service.edit(tenant_id, current.id, fields, now)
     return shown(tenant_id, campaign)
 
 
@@ -788,10 +816,11 @@ def send_campaign(call: Call) -> CampaignEnvelope:
     )
     now = clock.now()
     when = _instant(when_text)
-    if when is not None and when > now:
-        campaign = service.schedule(tenant_id, current.id, when, None, now)
-    else:
-        campaign = service.send_now(tenant_id, current.id, now)
+    with _seed_terms():
+        if when is not None and when > now:
+            campaign = service.schedule(tenant_id, current.id, when, None, now)
+        else:
+            campaign = service.send_now(tenant_id, current.id, now)
     return shown(tenant_id, campaign)
 
 
