@@ -358,7 +358,8 @@ class CampaignLifeCycle(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.now = NOW
-        self.campaign = ready_draft()
+        # an automation: the one type that takes every action of the table (iterate too)
+        self.campaign = ready_draft(type="automation")
         self.expected = "draft"
         self.started = False
 
