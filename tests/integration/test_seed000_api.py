@@ -210,3 +210,17 @@ def test_a_bad_reply_to_is_named_in_the_seeds_terms(shop: Shop) -> None:
         assert response.status_code == 422, response.body
         assert list(body_of(response)["errors"]) == ["send_data.reply_to_email"]
     assert body_of(shop.tenant.call("GET", "/v1/campaigns"))["items"] == []
+
+
+def test_two_lead_events_within_the_cooldown_send_one_email(shop: Shop) -> None:
+    """The event-triggered send end to end: POST /v1/events → bus → enrolment → the flow
+    worker → SES; the second event within contact_cooldown_interval enrols nobody."""
+    (ann,) = shop.contacts(["ann@example.com"])
+    assert create(shop).status_code == 201
+    for _ in range(2):
+        posted = shop.tenant.call(
+            "POST", "/v1/events", {"events": [{"name": "lead.created", "contact": {"id": ann}}]}
+        )
+        assert posted.status_code == 202, posted.body
+        drain()
+    assert recipients_of(sent_mail()) == {"ann@example.com": 1}
