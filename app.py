@@ -35,12 +35,13 @@ from chalicelib.api import (
     unsubscribe,
     webhooks,
 )
-from chalicelib.api.dialects import seed002, seed003
+from chalicelib.api.dialects import seed000, seed002, seed003
 from chalicelib.domain.unsubscribe import on_unsubscribe
 from chalicelib.pipeline import callbacks as notifications
 from chalicelib.pipeline import (
     dispatch,
     flow_schedules,
+    iterations,
     planner,
     scheduling,
     segment_triggers,
@@ -82,6 +83,7 @@ app.register_blueprint(suppressions.blueprint)
 app.register_blueprint(stats.blueprint)
 app.register_blueprint(webhooks.blueprint)
 app.register_blueprint(unsubscribe.blueprint)
+app.register_blueprint(seed000.blueprint)
 app.register_blueprint(seed002.blueprint)
 app.register_blueprint(seed003.blueprint)
 
@@ -108,6 +110,8 @@ QUEUE_CONSUMERS: dict[QueueRole, Consumer] = {
         {
             kinds.StartCampaign.KIND: planner.start_campaign,
             kinds.PlanMessage.KIND: planner.continue_plan,
+            kinds.IterationSettle.KIND: iterations.settle_iteration,
+            kinds.IterationStart.KIND: iterations.start_iteration,
             kinds.ImportChunk.KIND: import_jobs.process_chunk,
             kinds.ListPurge.KIND: list_jobs.purge_list,
             kinds.SegmentSweepTenants.KIND: segment_triggers.sweep_tenants,

@@ -123,6 +123,12 @@ class Settings(BaseModel):
         default=30, ge=1, description="…or this long after its last send, whichever first."
     )
 
+    # Address verification (docs/engine.md): where domain records come from.
+    verification_resolver: Literal["dns", "stub"] = Field(
+        default="dns", description="stub: no network (the embedded stack and the tests)."
+    )
+    verification_dns_timeout_seconds: float = Field(default=2.0, gt=0, le=10)
+
     # Per-tenant limits: the defaults; an admin sets a tenant's own (chalicelib.domain.limits).
     limit_sends_per_day: int = Field(default=100_000, ge=0)
     limit_test_sends_per_hour: int = Field(default=100, ge=0)

@@ -19,6 +19,7 @@ os.environ.update(
     AWS_SECRET_ACCESS_KEY="testing",
     AWS_DEFAULT_REGION="us-east-1",
     HERALD_STAGE="dev",
+    HERALD_VERIFICATION_RESOLVER="stub",
     POWERTOOLS_DEV="false",
     POWERTOOLS_METRICS_NAMESPACE="Herald",
 )

@@ -32,6 +32,9 @@ _DIALECT_ERROR = {
 
 # The seed dialects are their own groups in an explorer, described by their seed number.
 _SEED_TAGS = {
+    "seed 000": "Seed 000's Laravel-style email campaigns API (docs/api-seed-000.md): "
+    "`/public/v1/email/campaigns`, event-triggered sends, delivery-gated automation "
+    "iterations, address verification; `{ok, message, errors}` error shapes.",
     "seed 002": "Seed 002's DRF-style campaigns API (docs/api-seed-002.md): "
     "`/campaigns/`, page-numbered lists, DRF error shapes.",
     "seed 003": "Seed 003's numbered campaigns API (docs/api-seed-003.md): "
@@ -76,7 +79,7 @@ def openapi_document() -> dict[str, Any]:
             "title": "Herald",
             "version": "1.0.0",
             "description": "Herald's native API (`/v1`): contacts, content, campaigns and "
-            "their results; and the seed 002 and seed 003 campaign APIs, each its own group.",
+            "their results; and the seed 000, 002 and 003 campaign APIs, each its own group.",
         },
         "tags": _tags(documented),
         "paths": paths,

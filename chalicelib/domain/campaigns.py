@@ -12,6 +12,7 @@ and workflows, which come later, add steps, and the send ledger is already keyed
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -32,6 +33,7 @@ from pydantic import (
 )
 
 from chalicelib.domain.audience import AudienceSpec
+from chalicelib.domain.automation import AutomationPlan, IterationState
 from chalicelib.domain.contacts import EmailAddress, TimezoneName
 from chalicelib.domain.errors import Conflict, InvalidTransition, ValidationFailed
 from chalicelib.domain.events import EventName
@@ -47,6 +49,7 @@ from chalicelib.domain.flows.policy import CampaignCap
 from chalicelib.domain.flows.timing import Duration
 from chalicelib.domain.ids import collapsed, uuid7_hex
 from chalicelib.domain.net import URL_MAX_LENGTH, parse_target_url
+from chalicelib.domain.verification import VerificationSettings
 
 CampaignStatus = Literal[
     "draft",
@@ -66,7 +69,7 @@ Channel = Literal["email", "sms"]
 CampaignType = Literal["broadcast", "automation", "event_triggered", "sequence", "workflow"]
 # What the native API creates; sequences and event-triggered sends are made through their
 # own dialects (readable natively, never created or retyped here).
-SUPPORTED_TYPES: frozenset[CampaignType] = frozenset({"broadcast", "workflow"})
+SUPPORTED_TYPES: frozenset[CampaignType] = frozenset({"broadcast", "automation", "workflow"})
 # Two families share the table below: a broadcast plans its audience once and sends it
 # (docs/engine.md); a flow enrols contacts one by one and walks each through its graph
 # (docs/flows.md). Sequences and event-triggered sends are flows under another name.
@@ -85,6 +88,7 @@ Action = Literal[
     "pause",
     "resume",
     "cancel",
+    "iterate",
 ]
 ACTIONS: tuple[Action, ...] = get_args(Action)
 MAIN_STEP = "main"
@@ -105,7 +109,9 @@ TRANSITIONS: Mapping[CampaignStatus, Mapping[Action, CampaignStatus]] = MappingP
             "cancel": "cancelled",
         },
         "calculating": {"planned": "sending", "fail": "failed", "cancel": "cancelled"},
+        # An automation plans its next iteration (docs/engine.md, "Automation iterations").
         "sending": {
+            "iterate": "calculating",
             "pause": "paused",
             "complete": "sent",
             "fail": "failed",
@@ -178,6 +184,7 @@ PAUSE_RENDER_FAILURES = "render_failures"
 NAME_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 2000
 POOL_MAX = 20
+DIALECT_DATA_MAX = 16_384
 MAX_MESSAGES_PER_DAY = 1000
 _CAMPAIGN_ID = re.compile(r"^cmp_[0-9a-f]{32}$")
 _RESOURCE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
@@ -242,7 +249,9 @@ def _unique(values: list[str]) -> list[str]:
 
 def _supported_type(value: CampaignType) -> CampaignType:
     if value not in SUPPORTED_TYPES:
-        raise ValueError(f"'{value}' campaigns are not yet supported (only broadcast and workflow)")
+        raise ValueError(
+            f"'{value}' campaigns are not yet supported (only broadcast, automation and workflow)"
+        )
     return value
 
 
@@ -300,6 +309,13 @@ def resolve_scheduled_at(value: datetime, timezone: str) -> datetime:
     return value.astimezone(UTC).replace(microsecond=0)
 
 
+def _small_json(value: dict[str, Any]) -> dict[str, Any]:
+    if len(json.dumps(value, default=str)) > DIALECT_DATA_MAX:
+        raise ValueError(f"at most {DIALECT_DATA_MAX} bytes of JSON")
+    return value
+
+
+DialectData = Annotated[dict[str, Any], AfterValidator(_small_json)]
 CampaignName = Annotated[
     str, Field(min_length=1, max_length=NAME_MAX_LENGTH), AfterValidator(_single_line)
 ]
@@ -480,6 +496,21 @@ class Campaign(BaseModel):
         default=None,
         description="The last resume: the deliverability breaker counts only outcomes after it.",
     )
+    verification: VerificationSettings | None = Field(
+        default=None, description="Address verification before sending (active: on)."
+    )
+    dialect_data: dict[str, Any] | None = Field(
+        default=None,
+        description="What a seed dialect keeps to echo back and Herald does not act on "
+        "(seed 000: delivery_type, meta, contact_cache_level, …).",
+    )
+    # -- automations only (docs/engine.md, "Automation iterations") --------------------
+    automation: AutomationPlan | None = Field(
+        default=None, description="How an automation sends in iterations (defaults if null)."
+    )
+    iterations: IterationState | None = Field(
+        default=None, description="An automation's progress through its iterations."
+    )
     # -- flows only (docs/flows.md): the graph and its campaign-level rules ------------
     workflow: Workflow | None = Field(
         default=None, description="A flow's graph; its send nodes are the campaign's steps."
@@ -517,6 +548,11 @@ class Campaign(BaseModel):
 
     def step(self, step_id: str) -> Step | None:
         return next((s for s in self.steps if s.id == step_id), None)
+
+    @property
+    def automation_plan(self) -> AutomationPlan:
+        """An automation's plan (the seed's defaults when none was given)."""
+        return self.automation or AutomationPlan()
 
     @property
     def main_step(self) -> Step:
@@ -580,6 +616,15 @@ class CampaignFields(BaseModel):
     max_lateness: Duration | None = None
     starts_at: FlowTime | None = Field(default=None, description="Nobody enters before this.")
     ends_at: FlowTime | None = Field(default=None, description="The flow completes then.")
+    automation: AutomationPlan | None = Field(
+        default=None, description="type automation: iterations and their delivery gate."
+    )
+    verification: VerificationSettings | None = Field(
+        default=None, description="Verify addresses before sending; only acceptable ones get mail."
+    )
+    dialect_data: DialectData | None = Field(
+        default=None, description="Kept and echoed for a seed dialect (at most 16 KB of JSON)."
+    )
 
     @field_validator(
         "name",
@@ -854,6 +899,7 @@ PROGRESS_FIELDS = frozenset(
         "error_message",
         "resume_at",
         "pause_reason",
+        "iterations",
     }
 )
 _SCHEDULE_FIELDS = frozenset({"scheduled_at", "timezone"})
@@ -884,6 +930,8 @@ def advance(campaign: Campaign, action: Action, now: datetime, **fields: Any) ->
         raise ValueError(f"{action} cannot set {sorted(unknown)}")
     if action == "start" and not is_due(campaign, now):
         raise NotDue(campaign.scheduled_at)
+    if action == "iterate" and campaign.type != "automation":
+        raise InvalidTransition(campaign.status, target)
     values = {**campaign.model_dump(), **fields, "status": target, "updated_at": now}
     if schedules:
         at = fields.get("scheduled_at")

@@ -44,6 +44,7 @@ class SkipReason(StrEnum):
     OPTED_OUT = "opted_out"  # SNS says the phone number opted out of SMS
     COUNTRY_NOT_ALLOWED = "country_not_allowed"  # SMS outside the tenant's sms_countries
     CANCELLED = "cancelled"  # the campaign was cancelled before this recipient's turn
+    VERIFICATION = "verification"  # address status not among the acceptable ones
     CAMPAIGN_FREQUENCY_CAP = "campaign_frequency_cap"  # a flow's own cap (the tenant's passed)
     MAX_LATENESS = "max_lateness"  # it could only go out later than the flow's max_lateness
     BEFORE_START = "before_start"  # a flow entered before its starts_at

@@ -137,6 +137,7 @@ class EmbeddedStack:
             **config.environment_variables,
             **_FAKE_CREDENTIALS,
             "HERALD_ALLOW_LOOPBACK_CALLBACKS": "true",
+            "HERALD_VERIFICATION_RESOLVER": "stub",
         }.items():
             self._set_env(name, value)
         _forget_endpoint()

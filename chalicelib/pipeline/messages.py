@@ -70,6 +70,31 @@ class PlanMessage(QueueMessage):
     cursor: str | None = None
     recipients: int = Field(default=0, ge=0, description="Audience members on earlier pages.")
     batches: int = Field(default=0, ge=0, description="Batches planned on earlier pages.")
+    quota: int | None = Field(
+        default=None,
+        ge=0,
+        description="An automation's iteration: recipients it may still plan.",
+    )
+
+
+class IterationSettle(QueueMessage):
+    """See whether an automation's iteration has its feedback in; then gate the next."""
+
+    KIND = "automation.settle"
+    QUEUE = "control"
+
+    campaign_id: str
+    iteration: int = Field(ge=1)
+
+
+class IterationStart(QueueMessage):
+    """Start an automation's next iteration (from its schedule, or a resume)."""
+
+    KIND = "automation.iterate"
+    QUEUE = "control"
+
+    campaign_id: str
+    iteration: int = Field(ge=2)
 
 
 class BatchMessage(QueueMessage):
@@ -226,6 +251,8 @@ MESSAGE_TYPES: tuple[type[QueueMessage], ...] = (
     StartCampaign,
     PlanMessage,
     BatchMessage,
+    IterationSettle,
+    IterationStart,
     ImportChunk,
     ListPurge,
     SegmentCheck,

@@ -40,7 +40,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from chalicelib.channels.registry import channel_for
-from chalicelib.domain import clock
+from chalicelib.domain import automation, clock
+from chalicelib.domain.automation import IterationState
 from chalicelib.domain.campaigns import Campaign
 from chalicelib.domain.contacts import Contact
 from chalicelib.domain.errors import HeraldError, InvalidTransition, NotFound
@@ -81,6 +82,13 @@ class PlannedPage(BaseModel):
     )
     skipped: dict[str, int]
     next_cursor: str | None
+    # An automation's iteration (docs/engine.md, "Automation iterations"):
+    taken: int = Field(default=0, description="Recipients planned from this page.")
+    quota_met: bool = Field(default=False, description="The iteration is full on this page.")
+    rest_cursor: str | None = Field(
+        default=None, description="Where the next iteration reads (this page again if cut)."
+    )
+    exhausted: bool = Field(default=False, description="Nothing of the audience is left.")
 
 
 def start_campaign(message: dict[str, Any]) -> None:
@@ -99,7 +107,11 @@ def start_campaign(message: dict[str, Any]) -> None:
             logger.info("start refused", extra={"current": refused.current})
             return
     watch_campaign(tenant_id, campaign_id, clock.now())
-    plan_page(PlanMessage(tenant_id=tenant_id, campaign_id=campaign_id, page=0))
+    campaign = get_campaign(tenant_id, campaign_id)
+    first_quota = (
+        automation.quota(campaign.automation_plan, 1, 0) if campaign.type == "automation" else None
+    )
+    plan_page(PlanMessage(tenant_id=tenant_id, campaign_id=campaign_id, page=0, quota=first_quota))
 
 
 def continue_plan(message: dict[str, Any]) -> None:
@@ -126,7 +138,7 @@ def plan_page(plan: PlanMessage) -> None:
     stored = _stored_page(lease)
     if campaign.status == "calculating":
         try:
-            page = stored or _read_page(unit, campaign, plan.cursor)
+            page = stored or _read_page(unit, campaign, plan)
         except HeraldError as error:  # a list or segment deleted since scheduling; a bad cursor
             _fail(campaign, plan, error)
             finish(unit, now, {})
@@ -139,7 +151,7 @@ def plan_page(plan: PlanMessage) -> None:
         logger.info("planning stopped", extra={"status": campaign.status, "page": plan.page})
         finish(unit, now, {})
         return
-    if _walks_several_lists(campaign):
+    if _marks_planned(campaign):
         mark_planned(plan.tenant_id, campaign.id, page.members_ids, now)
     _enqueue_batches(plan.tenant_id, campaign, plan.page, page.batches)
     # Counted (exactly once, however often the page is retried) before the next page
@@ -150,23 +162,32 @@ def plan_page(plan: PlanMessage) -> None:
         plan.tenant_id, plan.campaign_id, {**skipped, "pages_planned": 1}, shard_key, shard_key
     )
     recipients, batches = plan.recipients + page.members, plan.batches + len(page.batches)
-    if page.next_cursor is not None:
+    quota_left = None if plan.quota is None else plan.quota - page.taken
+    walk_on = None if page.quota_met else page.next_cursor
+    if walk_on is not None:
         following = PlanMessage(
             tenant_id=plan.tenant_id,
             campaign_id=plan.campaign_id,
             page=plan.page + 1,
-            cursor=page.next_cursor,
+            cursor=walk_on,
             recipients=recipients,
             batches=batches,
+            quota=quota_left,
         )
         enqueue("control", [following.as_message()])
     else:
-        _planned(plan.tenant_id, campaign, recipients, batches, now)
+        progress = _iteration_planned(campaign, plan, page, quota_left)
+        _planned(plan.tenant_id, campaign, recipients, batches, now, iterations=progress)
     if finish(unit, now, skipped):
         metrics.add_metric(name="planned_recipients", unit="Count", value=page.members)
-    if page.next_cursor is None:
+    if walk_on is None:
         check_completion(plan.tenant_id, plan.campaign_id)
     forget_markers(plan.tenant_id, plan.campaign_id, shard_key, [shard_key])
+
+
+def _marks_planned(campaign: Campaign) -> bool:
+    """Planned markers: in walks of several lists, and across an automation's iterations."""
+    return campaign.type == "automation" or _walks_several_lists(campaign)
 
 
 def _walks_several_lists(campaign: Campaign) -> bool:
@@ -191,20 +212,40 @@ def _stored_page(lease: LeaseResult) -> PlannedPage | None:
     return PlannedPage.model_validate(stored) if stored else None
 
 
-def _read_page(unit: WorkUnit, campaign: Campaign, cursor: str | None) -> PlannedPage:
+def _read_page(unit: WorkUnit, campaign: Campaign, plan: PlanMessage) -> PlannedPage:
     """Read one audience page, filter it, cut it into batches, and store the result."""
-    contacts, next_cursor = _audience(unit.tenant_id, campaign, cursor)
+    contacts, next_cursor = _audience(unit.tenant_id, campaign, plan.cursor)
+    quota_met, rest_cursor, cut_short = False, next_cursor, False
+    if plan.quota is not None:
+        # An iteration: contacts an earlier one planned are left out, and the page is cut
+        # after the recipient that fills the quota; the rest waits for the next iteration.
+        already = planned_among(unit.tenant_id, campaign.id, [c.id for c in contacts])
+        contacts = [c for c in contacts if c.id not in already]
+        eligible, _ = eligible_recipients(unit.tenant_id, campaign.channel, contacts)
+        if len(eligible) >= plan.quota:
+            quota_met = True
+            cut = _cut_after(contacts, eligible[plan.quota - 1]) if plan.quota else 0
+            if cut < len(contacts):
+                contacts, rest_cursor, cut_short = contacts[:cut], plan.cursor, True
     eligible, skipped = eligible_recipients(unit.tenant_id, campaign.channel, contacts)
     size = get_settings().send_batch_size
     page = PlannedPage(
         batches=[eligible[i : i + size] for i in range(0, len(eligible), size)],
         members=len(contacts),
-        members_ids=[c.id for c in contacts] if _walks_several_lists(campaign) else [],
+        members_ids=[c.id for c in contacts] if _marks_planned(campaign) else [],
         skipped=skipped,
         next_cursor=next_cursor,
+        taken=len(eligible),
+        quota_met=quota_met,
+        rest_cursor=rest_cursor,
+        exhausted=not cut_short and next_cursor is None,
     )
     remember(unit, {"planned": page.model_dump()})
     return page
+
+
+def _cut_after(contacts: list[Contact], contact_id: str) -> int:
+    return next(i for i, c in enumerate(contacts) if c.id == contact_id) + 1
 
 
 def _audience(
@@ -256,10 +297,40 @@ def _enqueue_batches(
     )
 
 
+def _iteration_planned(
+    campaign: Campaign, plan: PlanMessage, page: PlannedPage, quota_left: int | None
+) -> IterationState | None:
+    """An automation's state once its iteration is planned (None for a plain broadcast)."""
+    if quota_left is None:
+        return None
+    state = campaign.iterations or IterationState(current_iteration=1)
+    settings = campaign.automation_plan
+    taken = automation.quota(settings, state.current_iteration, state.planned) - quota_left
+    planned = state.planned + taken
+    return state.model_copy(
+        update={
+            "planned": planned,
+            "iteration_planned": taken,
+            "next_page": plan.page + 1,
+            "next_cursor": page.rest_cursor,
+            "last": automation.is_last(
+                settings, state.current_iteration, planned, page.exhausted or taken == 0
+            ),
+        }
+    )
+
+
 def _planned(
-    tenant_id: str, campaign: Campaign, recipients: int, batches: int, now: datetime
+    tenant_id: str,
+    campaign: Campaign,
+    recipients: int,
+    batches: int,
+    now: datetime,
+    *,
+    iterations: IterationState | None,
 ) -> None:
     """The last page is planned: fix the totals and let the campaign be ``sending``."""
+    extra = {} if iterations is None else {"iterations": iterations}
     try:
         apply_action(
             tenant_id,
@@ -269,6 +340,7 @@ def _planned(
             total_recipients=recipients,
             planned_batches=batches,
             planning_done=True,
+            **extra,
         )
     except InvalidTransition as refused:
         # Planned by an earlier attempt of this page (or cancelled meanwhile).

@@ -55,8 +55,10 @@ def watch_running_campaigns(now: datetime) -> None:
             unwatch_campaign(entry.tenant_id, entry.campaign_id)
             continue
         seen = fingerprint(campaign, read_counts(entry.tenant_id, campaign.id))
-        if seen != entry.fingerprint or campaign.status not in WATCHED_STATUSES:
-            note_seen(entry, seen, now)  # moving, or paused: the clock starts again
+        waiting = campaign.iterations is not None and campaign.iterations.waiting
+        if seen != entry.fingerprint or campaign.status not in WATCHED_STATUSES or waiting:
+            # moving, paused, or an automation between iterations: the clock starts again
+            note_seen(entry, seen, now)
         elif now - entry.seen_at >= stuck_after:
             redrive(entry, campaign, now)
 

@@ -58,6 +58,8 @@ from chalicelib.domain.templates import (
 )
 from chalicelib.observability import logger
 from chalicelib.pipeline import scheduling
+from chalicelib.pipeline.messages import IterationStart
+from chalicelib.pipeline.queues import enqueue
 from chalicelib.services.notices import campaign_paused, notify_webhooks
 from chalicelib.store import campaigns as store
 from chalicelib.store.counters import read_counts, skipped_by_reason
@@ -527,8 +529,19 @@ def pause(tenant_id: str, campaign_id: str, now: datetime) -> Campaign:
 
 
 def resume(tenant_id: str, campaign_id: str, now: datetime) -> Campaign:
-    """Resume a paused campaign where it stopped."""
-    return store.apply_action(tenant_id, campaign_id, "resume", now)
+    """Resume a paused campaign where it stopped.
+
+    An automation paused between iterations (its delivery gate, or a person) starts the
+    next iteration at once: resuming is the decision the gate was waiting for.
+    """
+    resumed = store.apply_action(tenant_id, campaign_id, "resume", now)
+    state = resumed.iterations
+    if state is not None and state.waiting:
+        start = IterationStart(
+            tenant_id=tenant_id, campaign_id=campaign_id, iteration=state.current_iteration + 1
+        )
+        enqueue("control", [start.as_message()])
+    return resumed
 
 
 def cancel(tenant_id: str, campaign_id: str, now: datetime) -> Campaign:

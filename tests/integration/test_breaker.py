@@ -39,9 +39,10 @@ def test_complaints_over_the_threshold_pause_a_broadcast_until_resumed(
     tenant: Tenant, simulator: FeedbackSimulator
 ) -> None:
     shop = Shop(tenant)
-    # 10 % complaints (the 1-hour limit is 1 %), spread over every batch
+    # a third complain (the 1-hour limit is 1 %): every batch of 50 holds some, whatever
+    # order the contacts are read in (by id, random)
     shop.contacts(
-        f"complaint+{n}@{SIM}" if n % 10 == 0 else f"success+{n}@{SIM}" for n in range(200)
+        f"complaint+{n}@{SIM}" if n % 3 == 0 else f"success+{n}@{SIM}" for n in range(200)
     )
     campaign_id = shop.campaign()
     shop.ok("POST", f"/v1/campaigns/{campaign_id}/send")
@@ -53,9 +54,9 @@ def test_complaints_over_the_threshold_pause_a_broadcast_until_resumed(
     assert paused.status == "paused"
     assert paused.pause_reason == PAUSE_COMPLAINT_RATE
     assert paused.error_message is not None
-    # Which 50 outcomes come first depends on the send order: about one in ten complains.
+    # Which 50 outcomes come first depends on the send order.
     assert re.fullmatch(
-        r"complaint rate \d+% over the last 1 h is above the limit of 1% "
+        r"complaint rate \d+(\.\d)?% over the last 1 h is above the limit of 1% "
         r"\(50 messages with an outcome\)",
         paused.error_message,
     ), paused.error_message

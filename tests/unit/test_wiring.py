@@ -22,6 +22,8 @@ SAMPLES: dict[type[messages.QueueMessage], messages.QueueMessage] = {
     messages.BatchMessage: messages.BatchMessage(
         tenant_id="t", campaign_id="c", batch_id="000000-000", recipients=["a"]
     ),
+    messages.IterationSettle: messages.IterationSettle(tenant_id="t", campaign_id="c", iteration=1),
+    messages.IterationStart: messages.IterationStart(tenant_id="t", campaign_id="c", iteration=2),
     messages.ImportChunk: messages.ImportChunk(tenant_id="t", import_id="i", chunk=0),
     messages.ListPurge: messages.ListPurge(tenant_id="t", list_id="l"),
     messages.SegmentCheck: messages.SegmentCheck(tenant_id="t", contact_ids=["c"]),

@@ -42,6 +42,7 @@ from chalicelib.pipeline.send.policy import (
     timing,
 )
 from chalicelib.pipeline.send.screen import screen
+from chalicelib.pipeline.send.verify import verify_recipients
 from chalicelib.resources import herald_resources
 from chalicelib.services.notices import campaign_paused, notify_webhooks
 from chalicelib.settings import get_settings
@@ -244,7 +245,11 @@ class BatchRun:
                 present.append(contact)
         screened = screen(tenant_id, self.channel, present)
         self.outcomes.extend(skipped(reason) for reason in screened.skipped)
-        todo = self._defer_quiet_hours(screened.eligible)
+        verified, unverified = verify_recipients(
+            tenant_id, self.campaign, screened.eligible, clock.now()
+        )
+        self.outcomes.extend(skipped(SkipReason.VERIFICATION) for _ in range(unverified))
+        todo = self._defer_quiet_hours(verified)
         allowed = self._within_tenant_limits(todo) if todo else todo
         # The caps of the whole batch in one read (none without a cap); each send then
         # decides and counts from its recipient's counts (``admit_as_read``).

@@ -8,6 +8,7 @@ from typing import Any
 from chalicelib.domain import clock
 from chalicelib.domain.errors import InvalidTransition
 from chalicelib.observability import logger
+from chalicelib.pipeline.iterations import iteration_sent
 from chalicelib.store.campaigns import apply_action, get_campaign
 from chalicelib.store.counters import forget_markers, read_counts
 
@@ -43,6 +44,11 @@ def check_completion(tenant_id: str, campaign_id: str) -> bool:
     counts = read_counts(tenant_id, campaign_id)
     expected = (campaign.planned_batches or 0) + counts.get("batches_spawned", 0)
     if counts.get("batches_done", 0) < expected:
+        return False
+    if campaign.iterations is not None and not campaign.iterations.last:
+        # An automation with another iteration to come: its gate decides what follows.
+        if campaign.status == "sending":
+            iteration_sent(tenant_id, campaign_id, clock.now())
         return False
     try:
         apply_action(tenant_id, campaign_id, "complete", clock.now())
