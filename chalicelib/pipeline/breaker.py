@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from chalicelib.domain.campaigns import Campaign
 from chalicelib.domain.deliverability import OUTCOMES, Threshold, Trip, breaker_trip
@@ -54,8 +55,9 @@ def record_outcomes(
     return trip
 
 
-def pause_for(tenant_id: str, campaign_id: str, trip: Trip, now: datetime) -> bool:
-    """Pause the campaign with the trip's reason; False if it was not running any more."""
+def pause_for(tenant_id: str, campaign_id: str, trip: Trip, now: datetime, **progress: Any) -> bool:
+    """Pause the campaign with the trip's reason (and ``progress`` fields recorded with
+    it), announced by ``campaign.paused``; False if it was not running any more."""
     with contextlib.suppress(InvalidTransition):
         paused = apply_action(
             tenant_id,
@@ -64,6 +66,7 @@ def pause_for(tenant_id: str, campaign_id: str, trip: Trip, now: datetime) -> bo
             now,
             error_message=trip.message,
             pause_reason=trip.code,
+            **progress,
         )
         notify_webhooks([campaign_paused(tenant_id, paused, now)])
         logger.warning("campaign paused itself", extra={"reason": trip.message})

@@ -21,7 +21,6 @@ handler re-checks the state it expects, so duplicates and retries change nothing
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +30,7 @@ from chalicelib.domain.automation import IterationState
 from chalicelib.domain.campaigns import Campaign, with_progress
 from chalicelib.domain.deliverability import delivery_rate, gate_trip
 from chalicelib.domain.errors import InvalidTransition, NotFound
-from chalicelib.observability import logger
+from chalicelib.pipeline.breaker import pause_for
 from chalicelib.pipeline.messages import IterationSettle, IterationStart, PlanMessage
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.pipeline.scheduling import one_time_schedule, put_schedule_request
@@ -110,17 +109,7 @@ def settle_iteration(message: dict[str, Any]) -> None:
         gated = state.model_copy(
             update={"settled_at": now, "delivery_rate": rate, "reason": trip.message}
         )
-        with contextlib.suppress(InvalidTransition):
-            apply_action(
-                settle.tenant_id,
-                campaign.id,
-                "pause",
-                now,
-                error_message=trip.message,
-                pause_reason=trip.code,
-                iterations=gated,
-            )
-            logger.warning("automation gated", extra={"reason": trip.message})
+        pause_for(settle.tenant_id, campaign.id, trip, now, iterations=gated)
         return
     next_send_at = (now + timedelta(minutes=plan.send_interval)).replace(microsecond=0)
     waiting = state.model_copy(
