@@ -208,7 +208,9 @@ def _enrol_one(
             return EnrolmentAnswer(contact_id, "already_enrolled"), previous
         if refusal is not None:
             return EnrolmentAnswer(contact_id, "error", refusal), previous
-        new = entry.enrol(campaign.id, contact_id, request.trigger, now, request.carried)
+        new = entry.enrol(
+            campaign.id, contact_id, request.trigger, now, request.carried, previous=previous
+        )
         if enrolments.start(request.tenant_id, new, previous, dedupe=request.dedupe, now=now):
             return EnrolmentAnswer(contact_id, "enrolled"), new
         current = enrolments.read(request.tenant_id, campaign.id, contact_id)

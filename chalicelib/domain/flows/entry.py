@@ -88,14 +88,22 @@ def enrol(
     trigger: Node,
     now: datetime,
     event: TriggerEvent | None = None,
+    *,
+    previous: Enrolment | None = None,
 ) -> Enrolment:
     """A new enrolment standing on ``trigger``, carrying the ``event`` that fired it; its
-    first step moves it on."""
+    first step moves it on.
+
+    A re-entry goes on counting visits from the ``previous`` (exited) enrolment it
+    replaces: a step's key (claim, ledger occurrence, webhook id, trace position) is its
+    visit, so the second entry's welcome email is a new message, never mistaken for a
+    retry of the first one's, and a stale wake of the old enrolment can never match.
+    """
     return Enrolment(
         campaign_id=campaign_id,
         contact_id=contact_id,
         node_id=trigger.id,
-        visit=0,
+        visit=0 if previous is None else previous.visit + 1,
         entered_at=now.astimezone(UTC),
         arrived_at=now.astimezone(UTC),
         trigger_event=event,
