@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any, Literal
 
 from chalicelib.domain import clock
@@ -60,6 +61,7 @@ from chalicelib.store.counters import add_counts
 ENROLLING_STATUSES = frozenset({"draft", "active", "paused"})
 MAX_CONTACTS_PER_CALL = 1000
 _WRITERS = 8  # conditional puts in flight at once: 1,000 contacts in ~1 s, not ~10
+_EXIT_PAGE = 500
 _CLAIM_ATTEMPTS = 5  # an exit racing a worker reads the enrolment again this often
 FLOW_SOURCE = "flow"  # contact.saved of a flow's own change: properties.source
 
@@ -175,8 +177,15 @@ def _enrol(request: _Entry, contact_ids: Sequence[str]) -> list[EnrolmentAnswer]
     answers = {c: EnrolmentAnswer(c, "error", "not_found") for c in unique if c not in existing}
     candidates = [c for c in unique if c in existing]
     enrolments.index_contacts(tenant_id, campaign.id, candidates)
-    with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
-        written = list(pool.map(lambda c: _enrol_one(request, c, previous.get(c)), candidates))
+
+    def one(contact_id: str) -> tuple[EnrolmentAnswer, Enrolment | None]:
+        return _enrol_one(request, contact_id, previous.get(contact_id))
+
+    if len(candidates) > 1:
+        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+            written = list(pool.map(one, candidates))
+    else:  # an event enrols one contact: no pool to start
+        written = [one(c) for c in candidates]
     started: list[Enrolment] = []
     stalled: list[Enrolment] = []
     for contact_id, (answer, enrolment) in zip(candidates, written, strict=True):
@@ -420,7 +429,7 @@ def remove_enrolment(tenant_id: str, campaign_id: str, contact_id: str, now: dat
         return enrolment
     after = _exit_one(tenant_id, enrolment, ExitReason.REMOVED, now)
     if after is not None:
-        _after_exits(tenant_id, [(enrolment, after)], now)
+        record_exits(tenant_id, [(enrolment, after)], now)
         return after
     return enrolments.read(tenant_id, campaign_id, contact_id) or enrolment
 
@@ -437,13 +446,18 @@ def remove_flow_enrolments(
 
 
 def _exit_all(tenant_id: str, live: Iterable[Enrolment], reason: ExitReason, now: datetime) -> int:
-    ended = [
-        (before, after)
-        for before in live
-        if (after := _exit_one(tenant_id, before, reason, now)) is not None
-    ]
-    _after_exits(tenant_id, ended, now)
-    return len(ended)
+    """Exit each enrolment; counted and announced a page at a time (a flow's million
+    enrolments are never held in memory at once)."""
+    total, pending = 0, iter(live)
+    while page := list(islice(pending, _EXIT_PAGE)):
+        ended = [
+            (before, after)
+            for before in page
+            if (after := _exit_one(tenant_id, before, reason, now)) is not None
+        ]
+        record_exits(tenant_id, ended, now)
+        total += len(ended)
+    return total
 
 
 def _exit_one(
@@ -462,10 +476,13 @@ def _exit_one(
     raise Conflict("the enrolment keeps moving; retry", field="contact_id")
 
 
-def _after_exits(
+def record_exits(
     tenant_id: str, ended: Sequence[tuple[Enrolment, Enrolment]], now: datetime
 ) -> None:
-    """Count the exits (per flow, one write each) and tell the webhooks."""
+    """Count exits (``exit_counts``, one counter write per flow) and emit
+    ``enrollment.exited`` for each: ``ended`` holds (before, after) of every enrolment
+    whose exit claim succeeded. The flow worker calls it for the exits its steps decide,
+    so every exit is counted and announced the same way."""
     if not ended:
         return
     per_campaign: dict[str, Counter[str]] = {}
