@@ -313,13 +313,13 @@ def on_event(tenant_id: str, event: TimelineEvent, contact: Contact) -> None:
     a second wake is dropped by the worker's claim.
     """
     now = clock.now()
-    entered = _enrol_by_event(tenant_id, event, contact, now)
+    campaigns = _Campaigns(tenant_id)  # each flow read once per event
+    entered = _enrol_by_event(tenant_id, event, contact, now, campaigns)
     live = [
         e
         for e in enrolments.enrolments_of_contact(tenant_id, contact.id)
         if not e.exited and e.campaign_id not in entered
     ]
-    campaigns = _Campaigns(tenant_id)
     goals: list[Enrolment] = []
     waking: list[Enrolment] = []
     for enrolment in live:
@@ -335,7 +335,7 @@ def on_event(tenant_id: str, event: TimelineEvent, contact: Contact) -> None:
 
 
 def _enrol_by_event(
-    tenant_id: str, event: TimelineEvent, contact: Contact, now: datetime
+    tenant_id: str, event: TimelineEvent, contact: Contact, now: datetime, campaigns: _Campaigns
 ) -> set[str]:
     """Enrol into every live flow with a trigger this event fires (its first such trigger),
     except the flow whose own change caused a ``contact.saved``; the flows entered."""
@@ -343,7 +343,6 @@ def _enrol_by_event(
     by_campaign: dict[str, list[str]] = {}
     for trigger in flow_triggers.event_triggers(tenant_id, event.name):
         by_campaign.setdefault(trigger.campaign_id, []).append(trigger.node_id)
-    campaigns = _Campaigns(tenant_id)
     entered = set()
     for campaign_id, node_ids in by_campaign.items():
         campaign = campaigns.get(campaign_id)
