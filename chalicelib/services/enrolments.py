@@ -478,26 +478,28 @@ def _exit_one(
 def record_exits(
     tenant_id: str, ended: Sequence[tuple[Enrolment, Enrolment]], now: datetime
 ) -> None:
-    """Count exits (``exit_counts``, one counter write per flow) and emit
-    ``enrollment.exited`` for each: ``ended`` holds (before, after) of every enrolment
-    whose exit claim succeeded. The flow worker calls it for the exits its steps decide,
-    so every exit is counted and announced the same way."""
+    """Count the exits made from outside a step (``stats.exit_counts``, one counter
+    write per flow) and announce them: ``ended`` holds (before, after) of every
+    enrolment whose exit claim succeeded."""
     if not ended:
         return
     per_campaign: dict[str, Counter[str]] = {}
     for before, after in ended:
         counts = per_campaign.setdefault(after.campaign_id, Counter())
-        counts.update(exit_counts(before, after.exit_reason or ExitReason.REMOVED))
+        counts.update(flow_stats.exit_counts(before, after.exit_reason or ExitReason.REMOVED))
     for campaign_id, counts in per_campaign.items():
         add_counts(tenant_id, campaign_id, counts, uuid.uuid4().hex)
-    notify_webhooks(_exited(tenant_id, before, after, now) for before, after in ended)
+    announce_exits(tenant_id, ended, now)
     logger.info("enrolments exited", extra={"count": len(ended)})
 
 
-def exit_counts(before: Enrolment, reason: ExitReason) -> dict[str, int]:
-    """The counters one exit adds (``exited.<reason>``, per node, a goal's conversion per
-    node and A/B variant): the flow stats' one naming, ``domain.flows.stats``."""
-    return flow_stats.exit_counts(before, reason)
+def announce_exits(
+    tenant_id: str, ended: Sequence[tuple[Enrolment, Enrolment]], now: datetime
+) -> int:
+    """Emit ``enrollment.exited`` (with the reason) for each (before, after) exit. The
+    flow worker calls it for the exits its steps decide (completed, exit node, a goal
+    woken in the step, node removed), whose counts its step stats already add."""
+    return notify_webhooks(_exited(tenant_id, before, after, now) for before, after in ended)
 
 
 # -- webhooks -------------------------------------------------------------------------
