@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any, Literal
 
 from chalicelib.domain import clock
@@ -60,6 +61,7 @@ from chalicelib.store.counters import add_counts
 ENROLLING_STATUSES = frozenset({"draft", "active", "paused"})
 MAX_CONTACTS_PER_CALL = 1000
 _WRITERS = 8  # conditional puts in flight at once: 1,000 contacts in ~1 s, not ~10
+_EXIT_PAGE = 500
 _CLAIM_ATTEMPTS = 5  # an exit racing a worker reads the enrolment again this often
 FLOW_SOURCE = "flow"  # contact.saved of a flow's own change: properties.source
 
@@ -175,8 +177,15 @@ def _enrol(request: _Entry, contact_ids: Sequence[str]) -> list[EnrolmentAnswer]
     answers = {c: EnrolmentAnswer(c, "error", "not_found") for c in unique if c not in existing}
     candidates = [c for c in unique if c in existing]
     enrolments.index_contacts(tenant_id, campaign.id, candidates)
-    with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
-        written = list(pool.map(lambda c: _enrol_one(request, c, previous.get(c)), candidates))
+
+    def one(contact_id: str) -> tuple[EnrolmentAnswer, Enrolment | None]:
+        return _enrol_one(request, contact_id, previous.get(contact_id))
+
+    if len(candidates) > 1:
+        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+            written = list(pool.map(one, candidates))
+    else:  # an event enrols one contact: no pool to start
+        written = [one(c) for c in candidates]
     started: list[Enrolment] = []
     stalled: list[Enrolment] = []
     for contact_id, (answer, enrolment) in zip(candidates, written, strict=True):
@@ -306,13 +315,13 @@ def on_event(tenant_id: str, event: TimelineEvent, contact: Contact) -> None:
     a second wake is dropped by the worker's claim.
     """
     now = clock.now()
-    entered = _enrol_by_event(tenant_id, event, contact, now)
+    campaigns = _Campaigns(tenant_id)  # each flow read once per event
+    entered = _enrol_by_event(tenant_id, event, contact, now, campaigns)
     live = [
         e
         for e in enrolments.enrolments_of_contact(tenant_id, contact.id)
         if not e.exited and e.campaign_id not in entered
     ]
-    campaigns = _Campaigns(tenant_id)
     goals: list[Enrolment] = []
     waking: list[Enrolment] = []
     for enrolment in live:
@@ -328,7 +337,7 @@ def on_event(tenant_id: str, event: TimelineEvent, contact: Contact) -> None:
 
 
 def _enrol_by_event(
-    tenant_id: str, event: TimelineEvent, contact: Contact, now: datetime
+    tenant_id: str, event: TimelineEvent, contact: Contact, now: datetime, campaigns: _Campaigns
 ) -> set[str]:
     """Enrol into every live flow with a trigger this event fires (its first such trigger),
     except the flow whose own change caused a ``contact.saved``; the flows entered."""
@@ -336,7 +345,6 @@ def _enrol_by_event(
     by_campaign: dict[str, list[str]] = {}
     for trigger in flow_triggers.event_triggers(tenant_id, event.name):
         by_campaign.setdefault(trigger.campaign_id, []).append(trigger.node_id)
-    campaigns = _Campaigns(tenant_id)
     entered = set()
     for campaign_id, node_ids in by_campaign.items():
         campaign = campaigns.get(campaign_id)
@@ -422,7 +430,7 @@ def remove_enrolment(tenant_id: str, campaign_id: str, contact_id: str, now: dat
         return enrolment
     after = _exit_one(tenant_id, enrolment, ExitReason.REMOVED, now)
     if after is not None:
-        _after_exits(tenant_id, [(enrolment, after)], now)
+        record_exits(tenant_id, [(enrolment, after)], now)
         return after
     return enrolments.read(tenant_id, campaign_id, contact_id) or enrolment
 
@@ -439,13 +447,18 @@ def remove_flow_enrolments(
 
 
 def _exit_all(tenant_id: str, live: Iterable[Enrolment], reason: ExitReason, now: datetime) -> int:
-    ended = [
-        (before, after)
-        for before in live
-        if (after := _exit_one(tenant_id, before, reason, now)) is not None
-    ]
-    _after_exits(tenant_id, ended, now)
-    return len(ended)
+    """Exit each enrolment; counted and announced a page at a time (a flow's million
+    enrolments are never held in memory at once)."""
+    total, pending = 0, iter(live)
+    while page := list(islice(pending, _EXIT_PAGE)):
+        ended = [
+            (before, after)
+            for before in page
+            if (after := _exit_one(tenant_id, before, reason, now)) is not None
+        ]
+        record_exits(tenant_id, ended, now)
+        total += len(ended)
+    return total
 
 
 def _exit_one(
@@ -464,26 +477,31 @@ def _exit_one(
     raise Conflict("the enrolment keeps moving; retry", field="contact_id")
 
 
-def _after_exits(
+def record_exits(
     tenant_id: str, ended: Sequence[tuple[Enrolment, Enrolment]], now: datetime
 ) -> None:
-    """Count the exits (per flow, one write each) and tell the webhooks."""
+    """Count the exits made from outside a step (``stats.exit_counts``, one counter
+    write per flow) and announce them: ``ended`` holds (before, after) of every
+    enrolment whose exit claim succeeded."""
     if not ended:
         return
     per_campaign: dict[str, Counter[str]] = {}
     for before, after in ended:
         counts = per_campaign.setdefault(after.campaign_id, Counter())
-        counts.update(exit_counts(before, after.exit_reason or ExitReason.REMOVED))
+        counts.update(flow_stats.exit_counts(before, after.exit_reason or ExitReason.REMOVED))
     for campaign_id, counts in per_campaign.items():
         add_counts(tenant_id, campaign_id, counts, uuid.uuid4().hex)
-    notify_webhooks(_exited(tenant_id, before, after, now) for before, after in ended)
+    announce_exits(tenant_id, ended, now)
     logger.info("enrolments exited", extra={"count": len(ended)})
 
 
-def exit_counts(before: Enrolment, reason: ExitReason) -> dict[str, int]:
-    """The counters one exit adds (``exited.<reason>``, per node, a goal's conversion per
-    node and A/B variant): the flow stats' one naming, ``domain.flows.stats``."""
-    return flow_stats.exit_counts(before, reason)
+def announce_exits(
+    tenant_id: str, ended: Sequence[tuple[Enrolment, Enrolment]], now: datetime
+) -> int:
+    """Emit ``enrollment.exited`` (with the reason) for each (before, after) exit. The
+    flow worker calls it for the exits its steps decide (completed, exit node, a goal
+    woken in the step, node removed), whose counts its step stats already add."""
+    return notify_webhooks(_exited(tenant_id, before, after, now) for before, after in ended)
 
 
 # -- webhooks -------------------------------------------------------------------------
