@@ -23,6 +23,7 @@ from chalicelib.domain.events import TimelineEvent
 from chalicelib.pipeline.messages import SegmentCheck, SegmentSweep, SegmentSweepTenants
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.services import segment_triggers as triggers
+from chalicelib.services.enrolments import flow_that_caused
 from chalicelib.store.contacts import CONTACT_SAVED
 from chalicelib.store.segment_watch import claim_sweep_hour
 from chalicelib.store.tenants import list_tenants
@@ -34,7 +35,10 @@ def on_contact_event(tenant_id: str, event: TimelineEvent, contact: Contact) -> 
     """Re-evaluate the contact's watched segments after one of its events."""
     if event.name == CONTACT_SAVED:
         created = [contact.id] if event.properties.get("created") else []
-        triggers.reevaluate(tenant_id, [contact.id], clock.now(), created=created)
+        caused_by = flow_that_caused(event)
+        triggers.reevaluate(
+            tenant_id, [contact.id], clock.now(), created=created, caused_by=caused_by
+        )
     else:
         triggers.reevaluate(tenant_id, [contact.id], clock.now(), event=event.name)
 

@@ -19,12 +19,15 @@ import pytest
 import app as herald
 from chalicelib.aws import client
 from chalicelib.domain import clock
+from chalicelib.domain.contacts import ContactFields
 from chalicelib.local.poller import drain
 from chalicelib.pipeline.tick import run_tick
 from chalicelib.services import segment_triggers
 from chalicelib.services.segment_triggers import Transition
-from chalicelib.store import campaigns, flow_triggers
+from chalicelib.store import campaigns, enrolments, flow_triggers
 from chalicelib.store import contacts as contact_store
+from chalicelib.store.counters import read_counts
+from chalicelib.store.events_out import BusEvent, publish_events
 from tests.conftest import Tenant, body_of
 from tests.flow_kit import put_flow
 from tests.send_kit import drain_delivering_twice
@@ -107,6 +110,10 @@ def state(tenant: Tenant, contact_id: str, segment_id: str) -> str | None:
     return found.split(":")[1] if found else None
 
 
+def enrolments_of(tenant: Tenant, campaign_id: str) -> int:
+    return read_counts(tenant.id, campaign_id).get("enrollments", 0)
+
+
 def test_attribute_change_enters_once_even_when_redelivered(tenant: Tenant, fired: Fired):
     gold = segment(tenant, GOLD)
     ann = contact(tenant, "ann@x.com", attributes={"plan": "silver"})
@@ -118,6 +125,11 @@ def test_attribute_change_enters_once_even_when_redelivered(tenant: Tenant, fire
     drain_delivering_twice()  # every message handled twice, as SQS may
     assert fired == [(campaign, "in", ann, "entered")]
     assert state(tenant, ann, gold) == "in"
+    enrolment = enrolments.read(tenant.id, campaign, ann)
+    assert enrolment is not None and enrolments_of(tenant, campaign) == 1
+    assert enrolment.trigger_event is not None
+    assert enrolment.trigger_event.name == "segment.entered"
+    assert enrolment.trigger_event.properties == {"segment_id": gold}
 
     patch(tenant, ann, {"first_name": "Ann"})  # still gold: no second entry
     drain()
@@ -278,7 +290,7 @@ def test_of_two_concurrent_deliveries_one_moves_the_state(tenant: Tenant, fired:
     gold = segment(tenant, GOLD)
     ivy = contact(tenant, "ivy@x.com", attributes={"plan": "free"})
     drain()
-    flow(tenant, gold)
+    campaign = flow(tenant, gold)
     patch(tenant, ivy, {"attributes": {"plan": "gold"}})
     # Both copies read the contact before either wrote: both decide "entered" and ask for
     # the enrolment (which flow-entry answers already_enrolled the second time) ...
@@ -293,6 +305,7 @@ def test_of_two_concurrent_deliveries_one_moves_the_state(tenant: Tenant, fired:
     # Both asked with the same event id: the enrolment service takes the second as a
     # duplicate_event.
     assert fired.events[0] == fired.events[1]
+    assert enrolments_of(tenant, campaign) == 1
     drain()  # the bus copy of the change finds the state moved
     assert len(fired) == 2
 
@@ -329,3 +342,19 @@ def test_a_segment_watched_again_starts_from_a_new_baseline(tenant: Tenant, fire
     patch(tenant, kim, {"first_name": "Kim"})
     drain()
     assert fired == [] and state(tenant, kim, gold) == "in"
+
+
+def test_a_flow_s_own_change_does_not_trigger_that_flow(tenant: Tenant, fired: Fired):
+    gold = segment(tenant, GOLD)
+    lee = contact(tenant, "lee@x.com", attributes={"plan": "free"})
+    drain()
+    causing, other = flow(tenant, gold), flow(tenant, gold)
+    changed, _ = contact_store.update_contact(
+        tenant.id, lee, ContactFields(attributes={"plan": "gold"})
+    )
+    saved = contact_store.saved_event(changed, created=False, changed=["attributes"])
+    # What the flow worker publishes for a set_field of ``causing``.
+    properties = {**saved.detail["properties"], "source": "flow", "campaign_id": causing}
+    publish_events(tenant.id, [BusEvent(saved.name, {**saved.detail, "properties": properties})])
+    drain()
+    assert fired == [(other, "in", lee, "entered")] and state(tenant, lee, gold) == "in"
