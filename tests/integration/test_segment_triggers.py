@@ -210,6 +210,12 @@ def test_list_membership_and_tags_move_contacts(tenant: Tenant, fired: Fired):
     tenant.call("POST", f"/v1/lists/{listed}/members:remove", {"contact_ids": [fay]})
     drain()
     assert fired[-1] == (in_beta, "out", fay, "exited")
+    tenant.call("POST", f"/v1/lists/{listed}/members", {"contact_ids": [fay]})
+    drain()
+    assert fired[-1] == (in_beta, "in", fay, "entered")
+    assert tenant.call("DELETE", f"/v1/lists/{listed}").status_code == 204
+    drain()  # the purge takes the list from its members: Fay leaves the segment
+    assert fired[-1] == (in_beta, "out", fay, "exited") and len(fired) == 5
 
 
 @pytest.mark.parametrize("emit_events", [False, True], ids=["silent", "publishing"])
