@@ -21,6 +21,7 @@ from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.domain.contacts import ContactFields
 from chalicelib.local.poller import drain
+from chalicelib.pipeline import segment_triggers as segment_pipeline
 from chalicelib.pipeline.tick import run_tick
 from chalicelib.services import segment_triggers
 from chalicelib.services.segment_triggers import Transition
@@ -364,3 +365,25 @@ def test_a_flow_s_own_change_does_not_trigger_that_flow(tenant: Tenant, fired: F
     publish_events(tenant.id, [BusEvent(saved.name, {**saved.detail, "properties": properties})])
     drain()
     assert fired == [(other, "in", lee, "entered")] and state(tenant, lee, gold) == "in"
+
+
+def test_the_hourly_sweep_pages_through_tenants(
+    tenant: Tenant,
+    other_tenant: Tenant,
+    fired: Fired,
+    frozen: Any,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr(segment_pipeline, "TENANT_PAGE", 1)  # a page per tenant
+    lapsed = [{"field": "events.visit.last_at", "operator": "before", "value": "-1d"}]
+    flows = {}
+    for who in (tenant, other_tenant):
+        someone = contact(who, f"old@{who.id}.com")
+        visit = {"name": "visit", "contact": {"id": someone}, "occurred_at": START.isoformat()}
+        assert who.call("POST", "/v1/events", {"events": [visit]}).status_code == 202
+        drain()
+        flows[who.id] = flow(who, segment(who, lapsed, "No visit for a day"))
+    frozen.advance(timedelta(days=1, hours=1))
+    segment_pipeline.start_hourly_sweep(clock.now())
+    drain()
+    assert sorted(f[0] for f in fired) == sorted(flows.values())
