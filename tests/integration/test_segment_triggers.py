@@ -31,6 +31,7 @@ from chalicelib.store.counters import read_counts
 from chalicelib.store.events_out import BusEvent, publish_events
 from tests.conftest import Tenant, body_of
 from tests.flow_kit import put_flow
+from tests.integration.test_flow_api import act, create_flow, email_content, graph
 from tests.send_kit import drain_delivering_twice
 
 GOLD = [{"field": "attributes.plan", "operator": "eq", "value": "gold"}]
@@ -387,3 +388,21 @@ def test_the_hourly_sweep_pages_through_tenants(
     segment_pipeline.start_hourly_sweep(clock.now())
     drain()
     assert sorted(f[0] for f in fired) == sorted(flows.values())
+
+
+def test_a_flow_activated_through_the_api_takes_its_baseline_at_once(tenant: Tenant, fired: Fired):
+    gold = segment(tenant, GOLD)
+    already = contact(tenant, "mo@x.com", attributes={"plan": "gold"})
+    later = contact(tenant, "ned@x.com", attributes={"plan": "free"})
+    drain()
+    template_id, sender_id = email_content(tenant)
+    trigger = {"kind": "trigger.segment_entry", "config": {"segment_id": gold}}
+    created = create_flow(tenant, graph(template_id, sender_id, **trigger))
+    assert act(tenant, created["id"], "activate").status_code == 200
+    drain()  # the baseline walk the activation began
+    patch(tenant, already, {"first_name": "Mo"})
+    patch(tenant, later, {"attributes": {"plan": "gold"}})  # the first change after it
+    drain()
+    assert fired == [(created["id"], "start", later, "entered")]
+    assert enrolments.read(tenant.id, created["id"], later) is not None
+    assert enrolments.read(tenant.id, created["id"], already) is None
