@@ -12,6 +12,7 @@ from typing import Any
 
 from chalicelib.pipeline.messages import ListPurge
 from chalicelib.pipeline.queues import enqueue
+from chalicelib.services import segment_triggers
 from chalicelib.store.lists import purge_members
 
 
@@ -21,5 +22,7 @@ def schedule_purge(tenant_id: str, list_id: str) -> None:
 
 def purge_list(message: dict[str, Any]) -> None:
     purge = ListPurge.model_validate(message)
-    if not purge_members(purge.tenant_id, purge.list_id):
+    done, removed = purge_members(purge.tenant_id, purge.list_id)
+    segment_triggers.queue_check(purge.tenant_id, removed)  # a segment on the list: exits
+    if not done:
         schedule_purge(purge.tenant_id, purge.list_id)

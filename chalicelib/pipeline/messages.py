@@ -156,7 +156,7 @@ class SegmentSweep(QueueMessage):
 
 
 class SegmentSweepTenants(QueueMessage):
-    """Start the hourly sweep for one more page of tenants (the tick queues the first)."""
+    """Go on with the hourly sweep: one more page of tenants (the tick does the first)."""
 
     KIND = "segment.sweep_tenants"
     QUEUE = "control"

@@ -6,9 +6,9 @@
   every watched segment of the contact; any other event only the segments that read it.
 - ``check_contacts``: ``segment.check`` on the triggers queue, for changes that publish
   no ``contact.saved`` (list membership, silent imports).
-- ``start_hourly_sweep`` (tick job) → ``sweep_tenants`` → ``sweep_segments``: once an
-  hour, the time-relative watched segments of every tenant, a page of contacts per
-  control-queue message. The baseline walk of a new revision is the same
+- ``start_hourly_sweep`` (tick job; later pages of tenants: ``sweep_tenants``) →
+  ``sweep_segments``: once an hour, the time-relative watched segments of every tenant,
+  a page of contacts per control-queue message. The baseline walk of a new revision is the same
   ``segment.sweep``.
 """
 
@@ -23,6 +23,7 @@ from chalicelib.domain.events import TimelineEvent
 from chalicelib.pipeline.messages import SegmentCheck, SegmentSweep, SegmentSweepTenants
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.services import segment_triggers as triggers
+from chalicelib.services.enrolments import flow_that_caused
 from chalicelib.store.contacts import CONTACT_SAVED
 from chalicelib.store.segment_watch import claim_sweep_hour
 from chalicelib.store.tenants import list_tenants
@@ -34,7 +35,10 @@ def on_contact_event(tenant_id: str, event: TimelineEvent, contact: Contact) -> 
     """Re-evaluate the contact's watched segments after one of its events."""
     if event.name == CONTACT_SAVED:
         created = [contact.id] if event.properties.get("created") else []
-        triggers.reevaluate(tenant_id, [contact.id], clock.now(), created=created)
+        caused_by = flow_that_caused(event)
+        triggers.reevaluate(
+            tenant_id, [contact.id], clock.now(), created=created, caused_by=caused_by
+        )
     else:
         triggers.reevaluate(tenant_id, [contact.id], clock.now(), event=event.name)
 
@@ -48,16 +52,20 @@ def check_contacts(message: dict[str, Any]) -> None:
 
 
 def start_hourly_sweep(now: datetime) -> None:
-    """The tick job: at the first tick of each hour, start the walk over the tenants."""
+    """The tick job: at the first tick of each hour, sweep the first page of tenants
+    (the next pages go to the control queue)."""
     if claim_sweep_hour(now.replace(minute=0, second=0, microsecond=0)):
-        enqueue("control", [SegmentSweepTenants().as_message()])
+        _sweep_tenant_page(None)
 
 
 def sweep_tenants(message: dict[str, Any]) -> None:
+    _sweep_tenant_page(SegmentSweepTenants.model_validate(message).cursor)
+
+
+def _sweep_tenant_page(cursor: str | None) -> None:
     """Queue the sweep of each tenant of this page that watches a time-relative segment,
-    then the next page of tenants."""
-    walk = SegmentSweepTenants.model_validate(message)
-    tenants, cursor = list_tenants(TENANT_PAGE, walk.cursor)
+    then the next page of tenants. One Query per tenant that watches nothing."""
+    tenants, cursor = list_tenants(TENANT_PAGE, cursor)
     now = clock.now()
     messages = []
     for tenant in tenants:
@@ -66,7 +74,8 @@ def sweep_tenants(message: dict[str, Any]) -> None:
             messages.append(SegmentSweep(tenant_id=tenant.id, segment_ids=relative).as_message())
     if cursor is not None:
         messages.append(SegmentSweepTenants(cursor=cursor).as_message())
-    enqueue("control", messages)
+    if messages:
+        enqueue("control", messages)
 
 
 def sweep_segments(message: dict[str, Any]) -> None:

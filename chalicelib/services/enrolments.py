@@ -341,7 +341,7 @@ def _enrol_by_event(
 ) -> set[str]:
     """Enrol into every live flow with a trigger this event fires (its first such trigger),
     except the flow whose own change caused a ``contact.saved``; the flows entered."""
-    caused_by = _flow_that_caused(event)
+    caused_by = flow_that_caused(event)
     by_campaign: dict[str, list[str]] = {}
     for trigger in flow_triggers.event_triggers(tenant_id, event.name):
         by_campaign.setdefault(trigger.campaign_id, []).append(trigger.node_id)
@@ -360,7 +360,7 @@ def _enrol_by_event(
     return entered
 
 
-def _flow_that_caused(event: TimelineEvent) -> str | None:
+def flow_that_caused(event: TimelineEvent) -> str | None:
     """The flow whose action made this ``contact.saved`` (it never re-triggers itself)."""
     properties = event.properties
     if properties.get("source") == FLOW_SOURCE and isinstance(properties.get("campaign_id"), str):

@@ -49,6 +49,7 @@ from chalicelib.pipeline import flow_scheduling
 from chalicelib.pipeline.messages import FlowWake
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.services import enrolments as enrolment_service
+from chalicelib.services import segment_triggers
 from chalicelib.services.campaigns import (
     CheckedTestSend,
     audience_problems,
@@ -149,7 +150,7 @@ def create(tenant_id: str, fields: NewCampaign, now: datetime) -> Campaign:
     draft = new_campaign(new_campaign_id(now), 0, fields, now)
     _refuse(problems(tenant_id, draft))
     campaign = store.add_campaign(tenant_id, draft)
-    flow_triggers.publish(tenant_id, campaign)
+    _publish(tenant_id, campaign, now)
     return campaign
 
 
@@ -165,10 +166,18 @@ def edit(tenant_id: str, campaign_id: str, fields: CampaignFields, now: datetime
         return before
     _refuse(problems(tenant_id, decided))
     after = store.update_with(tenant_id, campaign_id, lambda c: domain.edit(c, fields, now))
-    flow_triggers.publish(tenant_id, after)
+    _publish(tenant_id, after, now)
     flow_scheduling.follow(tenant_id, after, now)  # a paused flow's ends_at may have moved
     wake_removed(tenant_id, before, after)
     return after
+
+
+def _publish(tenant_id: str, campaign: Campaign, now: datetime) -> None:
+    """Make the trigger index say what the flow triggers now, and let the segments it
+    starts or stops watching take their new baseline at once (docs/flows.md, "Segment
+    triggers")."""
+    flow_triggers.publish(tenant_id, campaign)
+    segment_triggers.on_watch_changed(tenant_id, now)
 
 
 def removed_nodes(before: Workflow | None, after: Workflow | None) -> list[str]:
@@ -268,7 +277,7 @@ def _move(tenant_id: str, campaign_id: str, action: Action, now: datetime) -> Ca
         store.restore(tenant_id, done, now)
         flow_scheduling.follow(tenant_id, done.before, now)
         raise
-    flow_triggers.publish(tenant_id, done.after)
+    _publish(tenant_id, done.after, now)
     after = done.after
     if after.status == "active":  # activated or resumed: whoever was held moves on
         enrolment_service.wake_held(tenant_id, campaign_id, now)

@@ -12,8 +12,8 @@ stored on the contact. On an entry or an exit the contact is enrolled into every
 whose trigger fired (``enrol``) BEFORE its state moves, and the state then moves with a
 write conditional on the state read: a redelivered change finds the state moved and
 does nothing; a worker that dies between the two leaves the state unmoved, so the retry
-enrols again, which the enrolment service answers ``already_enrolled``. Enrolment is at
-least once; its own idempotency makes it once.
+enrols again with the same move event, which the enrolment service refuses as a
+``duplicate_event``. Enrolment is asked for at least once and happens once.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from chalicelib.domain.contacts import Contact
+from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed
 from chalicelib.domain.events import TimelineEvent
 from chalicelib.domain.segment_watch import (
     Change,
@@ -41,6 +42,7 @@ from chalicelib.domain.segments import Segment, SegmentGroup, compile_tree
 from chalicelib.observability import logger, metrics
 from chalicelib.pipeline.messages import SegmentCheck, SegmentSweep
 from chalicelib.pipeline.queues import enqueue
+from chalicelib.services import enrolments
 from chalicelib.store import contacts as contact_store
 from chalicelib.store import flow_triggers
 from chalicelib.store.events_out import EVENT_SOURCE
@@ -176,12 +178,15 @@ def reevaluate(
     *,
     created: Collection[str] = (),
     event: str | None = None,
+    caused_by: str | None = None,
 ) -> list[Transition]:
     """Re-evaluate the watched segments of these contacts; returns the transitions made.
 
     ``created``: contacts this change created (they were out of every segment).
     ``event``: the change is one occurrence of this event, so only segments that read
     its summary can have moved (None: any change, every watched segment).
+    ``caused_by``: the flow whose own action made the change; its triggers do not fire
+    (a flow never re-triggers itself), the memberships still move.
     """
     segments = watched(tenant_id, now)
     if event is not None:
@@ -189,7 +194,7 @@ def reevaluate(
     if not segments:
         return []
     found = contact_store.get_with_segment_states(tenant_id, contact_ids)
-    return evaluate(tenant_id, segments, found.values(), now, created=created)
+    return evaluate(tenant_id, segments, found.values(), now, created=created, caused_by=caused_by)
 
 
 def evaluate(
@@ -199,6 +204,7 @@ def evaluate(
     now: datetime,
     *,
     created: Collection[str] = (),
+    caused_by: str | None = None,
 ) -> list[Transition]:
     """Decide, enrol and move the state of each contact in each segment."""
     tests = [(segment, compile_tree(segment.tree, now)) for segment in segments]
@@ -213,7 +219,7 @@ def evaluate(
                 continue
             transition = None
             if decision.change is not None:
-                transition = _transition(segment, contact.id, decision, now)
+                transition = _transition(segment, contact.id, decision, now, caused_by)
                 enrol(tenant_id, transition, now)
             moved = contact_store.move_segment_state(
                 tenant_id, contact.id, segment.segment_id, decision.new_state, stored
@@ -227,15 +233,20 @@ def evaluate(
 
 
 def _transition(
-    segment: WatchedSegment, contact_id: str, decision: Decision, now: datetime
+    segment: WatchedSegment,
+    contact_id: str,
+    decision: Decision,
+    now: datetime,
+    caused_by: str | None,
 ) -> Transition:
     change = decision.change
     assert change is not None  # only a change is a transition
+    fired = segment.on_entry if change == "entered" else segment.on_exit
     return Transition(
         segment_id=segment.segment_id,
         contact_id=contact_id,
         change=change,
-        triggers=segment.on_entry if change == "entered" else segment.on_exit,
+        triggers=tuple(t for t in fired if t.campaign_id != caused_by),
         event=TimelineEvent(
             id=move_id(segment.segment_id, segment.rev, decision.moves, contact_id),
             name=f"segment.{change}",
@@ -248,15 +259,32 @@ def _transition(
 
 
 def enrol(tenant_id: str, transition: Transition, now: datetime) -> None:
-    """Enrol the contact into the flow of every trigger that fired.
+    """Enrol the contact into the flow of every trigger that fired, carrying the move's
+    event (its id makes a repeated call for the same move a ``duplicate_event``).
 
-    The one call into flow-entry's ``chalicelib.services.enrolments.enrol_contacts``,
-    wired here once that service is on main: ``enrol_contacts(tenant_id,
-    trigger.campaign_id, [transition.contact_id], now, trigger_node_id=trigger.node_id,
-    event=transition.event)`` for each trigger (the event's id makes a repeated call for
-    the same move a ``duplicate_event``).
+    A flow deleted, or edited to lose the trigger, since the trigger index was read is
+    skipped: there is nothing left to enrol into.
     """
     for trigger in transition.triggers:
+        try:
+            answers = enrolments.enrol_contacts(
+                tenant_id,
+                trigger.campaign_id,
+                [transition.contact_id],
+                now,
+                trigger_node_id=trigger.node_id,
+                event=transition.event,
+            )
+        except (NotFound, Conflict, ValidationFailed) as gone:
+            logger.warning(
+                "segment trigger's flow is gone",
+                extra={
+                    "campaign_id": trigger.campaign_id,
+                    "node_id": trigger.node_id,
+                    "error": str(gone),
+                },
+            )
+            continue
         logger.info(
             "segment trigger fired",
             extra={
@@ -264,7 +292,8 @@ def enrol(tenant_id: str, transition: Transition, now: datetime) -> None:
                 "node_id": trigger.node_id,
                 "contact_id": transition.contact_id,
                 "change": transition.change,
-                "at": now.isoformat(),
+                "outcome": answers[0].outcome,
+                "reason": answers[0].reason,
             },
         )
 

@@ -134,14 +134,15 @@ def delete_list(tenant_id: str, list_id: str) -> ContactList:
     return deleted
 
 
-def purge_members(tenant_id: str, list_id: str, limit: int = MEMBER_PAGE) -> bool:
-    """Remove up to ``limit`` members of a deleted list; True when none remain."""
+def purge_members(tenant_id: str, list_id: str, limit: int = MEMBER_PAGE) -> tuple[bool, list[str]]:
+    """Remove up to ``limit`` members of a deleted list; whether none remain, and the ids
+    of the contacts this page removed."""
     table = tenant_table(tenant_id)
     page = table.query(_members(list_id), limit=limit, consistent=True)
     contact_ids = [str(item["contact_id"]) for item in page.items]
     _unset_on_contacts(tenant_id, list_id, contact_ids)
     table.batch_delete((_members(list_id), i) for i in contact_ids)
-    return page.cursor is None
+    return page.cursor is None, contact_ids
 
 
 # -- members ----------------------------------------------------------------------------

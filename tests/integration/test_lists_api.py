@@ -145,9 +145,9 @@ def test_purge_works_a_page_at_a_time(tenant: Tenant):
     doomed = new_list(tenant)
     tenant.call("POST", f"/v1/lists/{doomed['id']}/members", {"contact_ids": ids})
     list_store.delete_list(tenant.id, doomed["id"])
-    assert list_store.purge_members(tenant.id, doomed["id"], limit=3) is False
+    assert list_store.purge_members(tenant.id, doomed["id"], limit=3)[0] is False
     assert sum(bool(lists_of(tenant, i)) for i in ids) == 2
-    assert list_store.purge_members(tenant.id, doomed["id"], limit=3) is True
+    assert list_store.purge_members(tenant.id, doomed["id"], limit=3)[0] is True
     assert all(lists_of(tenant, i) == [] for i in ids)
 
 

@@ -19,14 +19,19 @@ import pytest
 import app as herald
 from chalicelib.aws import client
 from chalicelib.domain import clock
+from chalicelib.domain.contacts import ContactFields
 from chalicelib.local.poller import drain
+from chalicelib.pipeline import segment_triggers as segment_pipeline
 from chalicelib.pipeline.tick import run_tick
 from chalicelib.services import segment_triggers
 from chalicelib.services.segment_triggers import Transition
-from chalicelib.store import campaigns, flow_triggers
+from chalicelib.store import campaigns, enrolments, flow_triggers
 from chalicelib.store import contacts as contact_store
+from chalicelib.store.counters import read_counts
+from chalicelib.store.events_out import BusEvent, publish_events
 from tests.conftest import Tenant, body_of
 from tests.flow_kit import put_flow
+from tests.integration.test_flow_api import act, create_flow, email_content, graph
 from tests.send_kit import drain_delivering_twice
 
 GOLD = [{"field": "attributes.plan", "operator": "eq", "value": "gold"}]
@@ -107,6 +112,10 @@ def state(tenant: Tenant, contact_id: str, segment_id: str) -> str | None:
     return found.split(":")[1] if found else None
 
 
+def enrolments_of(tenant: Tenant, campaign_id: str) -> int:
+    return read_counts(tenant.id, campaign_id).get("enrollments", 0)
+
+
 def test_attribute_change_enters_once_even_when_redelivered(tenant: Tenant, fired: Fired):
     gold = segment(tenant, GOLD)
     ann = contact(tenant, "ann@x.com", attributes={"plan": "silver"})
@@ -118,6 +127,11 @@ def test_attribute_change_enters_once_even_when_redelivered(tenant: Tenant, fire
     drain_delivering_twice()  # every message handled twice, as SQS may
     assert fired == [(campaign, "in", ann, "entered")]
     assert state(tenant, ann, gold) == "in"
+    enrolment = enrolments.read(tenant.id, campaign, ann)
+    assert enrolment is not None and enrolments_of(tenant, campaign) == 1
+    assert enrolment.trigger_event is not None
+    assert enrolment.trigger_event.name == "segment.entered"
+    assert enrolment.trigger_event.properties == {"segment_id": gold}
 
     patch(tenant, ann, {"first_name": "Ann"})  # still gold: no second entry
     drain()
@@ -198,6 +212,12 @@ def test_list_membership_and_tags_move_contacts(tenant: Tenant, fired: Fired):
     tenant.call("POST", f"/v1/lists/{listed}/members:remove", {"contact_ids": [fay]})
     drain()
     assert fired[-1] == (in_beta, "out", fay, "exited")
+    tenant.call("POST", f"/v1/lists/{listed}/members", {"contact_ids": [fay]})
+    drain()
+    assert fired[-1] == (in_beta, "in", fay, "entered")
+    assert tenant.call("DELETE", f"/v1/lists/{listed}").status_code == 204
+    drain()  # the purge takes the list from its members: Fay leaves the segment
+    assert fired[-1] == (in_beta, "out", fay, "exited") and len(fired) == 5
 
 
 @pytest.mark.parametrize("emit_events", [False, True], ids=["silent", "publishing"])
@@ -278,7 +298,7 @@ def test_of_two_concurrent_deliveries_one_moves_the_state(tenant: Tenant, fired:
     gold = segment(tenant, GOLD)
     ivy = contact(tenant, "ivy@x.com", attributes={"plan": "free"})
     drain()
-    flow(tenant, gold)
+    campaign = flow(tenant, gold)
     patch(tenant, ivy, {"attributes": {"plan": "gold"}})
     # Both copies read the contact before either wrote: both decide "entered" and ask for
     # the enrolment (which flow-entry answers already_enrolled the second time) ...
@@ -293,6 +313,7 @@ def test_of_two_concurrent_deliveries_one_moves_the_state(tenant: Tenant, fired:
     # Both asked with the same event id: the enrolment service takes the second as a
     # duplicate_event.
     assert fired.events[0] == fired.events[1]
+    assert enrolments_of(tenant, campaign) == 1
     drain()  # the bus copy of the change finds the state moved
     assert len(fired) == 2
 
@@ -329,3 +350,59 @@ def test_a_segment_watched_again_starts_from_a_new_baseline(tenant: Tenant, fire
     patch(tenant, kim, {"first_name": "Kim"})
     drain()
     assert fired == [] and state(tenant, kim, gold) == "in"
+
+
+def test_a_flow_s_own_change_does_not_trigger_that_flow(tenant: Tenant, fired: Fired):
+    gold = segment(tenant, GOLD)
+    lee = contact(tenant, "lee@x.com", attributes={"plan": "free"})
+    drain()
+    causing, other = flow(tenant, gold), flow(tenant, gold)
+    changed, _ = contact_store.update_contact(
+        tenant.id, lee, ContactFields(attributes={"plan": "gold"})
+    )
+    saved = contact_store.saved_event(changed, created=False, changed=["attributes"])
+    # What the flow worker publishes for a set_field of ``causing``.
+    properties = {**saved.detail["properties"], "source": "flow", "campaign_id": causing}
+    publish_events(tenant.id, [BusEvent(saved.name, {**saved.detail, "properties": properties})])
+    drain()
+    assert fired == [(other, "in", lee, "entered")] and state(tenant, lee, gold) == "in"
+
+
+def test_the_hourly_sweep_pages_through_tenants(
+    tenant: Tenant,
+    other_tenant: Tenant,
+    fired: Fired,
+    frozen: Any,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr(segment_pipeline, "TENANT_PAGE", 1)  # a page per tenant
+    lapsed = [{"field": "events.visit.last_at", "operator": "before", "value": "-1d"}]
+    flows = {}
+    for who in (tenant, other_tenant):
+        someone = contact(who, f"old@{who.id}.com")
+        visit = {"name": "visit", "contact": {"id": someone}, "occurred_at": START.isoformat()}
+        assert who.call("POST", "/v1/events", {"events": [visit]}).status_code == 202
+        drain()
+        flows[who.id] = flow(who, segment(who, lapsed, "No visit for a day"))
+    frozen.advance(timedelta(days=1, hours=1))
+    segment_pipeline.start_hourly_sweep(clock.now())
+    drain()
+    assert sorted(f[0] for f in fired) == sorted(flows.values())
+
+
+def test_a_flow_activated_through_the_api_takes_its_baseline_at_once(tenant: Tenant, fired: Fired):
+    gold = segment(tenant, GOLD)
+    already = contact(tenant, "mo@x.com", attributes={"plan": "gold"})
+    later = contact(tenant, "ned@x.com", attributes={"plan": "free"})
+    drain()
+    template_id, sender_id = email_content(tenant)
+    trigger = {"kind": "trigger.segment_entry", "config": {"segment_id": gold}}
+    created = create_flow(tenant, graph(template_id, sender_id, **trigger))
+    assert act(tenant, created["id"], "activate").status_code == 200
+    drain()  # the baseline walk the activation began
+    patch(tenant, already, {"first_name": "Mo"})
+    patch(tenant, later, {"attributes": {"plan": "gold"}})  # the first change after it
+    drain()
+    assert fired == [(created["id"], "start", later, "entered")]
+    assert enrolments.read(tenant.id, created["id"], later) is not None
+    assert enrolments.read(tenant.id, created["id"], already) is None

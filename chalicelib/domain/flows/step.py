@@ -98,7 +98,7 @@ class Enrolment:
     variant: str | None = None  # the last A/B variant it took, for per-variant stats
     split_id: str | None = None  # the ab_split node that chose ``variant``
     exit_reason: ExitReason | None = None
-    trigger_event: TriggerEvent | None = None  # None for manual, segment and scheduled entry
+    trigger_event: TriggerEvent | None = None  # None for manual and scheduled entry
 
     @property
     def exited(self) -> bool:
