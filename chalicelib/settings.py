@@ -162,6 +162,24 @@ class Settings(BaseModel):
         ),
     )
 
+    # Replies and mail threads (docs/api-seed-001.md, "Stop on reply").
+    ses_message_id_domain: str | None = Field(
+        default=None,
+        description="The domain SES writes after its id in Message-ID; unset: derived from "
+        "the region (email.amazonses.com in us-east-1, <region>.amazonses.com elsewhere).",
+    )
+    reply_domain: str | None = Field(
+        default=None,
+        description="The domain SES receives replies for (an MX record to SES inbound in a "
+        "region that offers it); unset: no receipt rule, no reply+token addresses.",
+    )
+    sequence_delay_unit_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=60,
+        description="Seconds in one of seed 001's delay_minutes; tests and demos set 1.",
+    )
+
     # The embedded stack's SES/SNS feedback simulator (chalicelib.local.ses_simulator).
     simulator_open_rate: float = Field(
         default=0.0, ge=0, le=1, description="Share of ordinary addresses that 'open'."
