@@ -34,7 +34,7 @@ from chalicelib.api import (
     unsubscribe,
     webhooks,
 )
-from chalicelib.api.dialects import seed002, seed003
+from chalicelib.api.dialects import seed001, seed002, seed003
 from chalicelib.domain.unsubscribe import on_unsubscribe
 from chalicelib.pipeline import callbacks as notifications
 from chalicelib.pipeline import dispatch, planner, scheduling, segment_triggers, watchdog
@@ -71,6 +71,7 @@ app.register_blueprint(suppressions.blueprint)
 app.register_blueprint(stats.blueprint)
 app.register_blueprint(webhooks.blueprint)
 app.register_blueprint(unsubscribe.blueprint)
+app.register_blueprint(seed001.blueprint)
 app.register_blueprint(seed002.blueprint)
 app.register_blueprint(seed003.blueprint)
 

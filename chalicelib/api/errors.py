@@ -62,7 +62,10 @@ def from_domain_error(error: errors.HeraldError) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
     if isinstance(error, errors.RetryLater):
         headers["Retry-After"] = str(error.retry_after)
-    return error_response(status, error.code, error.message, field=error.field, headers=headers)
+    details = error.details if isinstance(error, errors.ValidationFailures) else None
+    return error_response(
+        status, error.code, error.message, field=error.field, details=details, headers=headers
+    )
 
 
 def field_path(location: tuple[int | str, ...], prefix: str = "") -> str:

@@ -32,6 +32,8 @@ _DIALECT_ERROR = {
 
 # The seed dialects are their own groups in an explorer, described by their seed number.
 _SEED_TAGS = {
+    "seed 001": "Seed 001's DRF-style email sequences API (docs/api-seed-001.md): "
+    "`/email/campaigns/` with nested steps, UUIDs, send windows, stop on reply.",
     "seed 002": "Seed 002's DRF-style campaigns API (docs/api-seed-002.md): "
     "`/campaigns/`, page-numbered lists, DRF error shapes.",
     "seed 003": "Seed 003's numbered campaigns API (docs/api-seed-003.md): "
@@ -76,7 +78,7 @@ def openapi_document() -> dict[str, Any]:
             "title": "Herald",
             "version": "1.0.0",
             "description": "Herald's native API (`/v1`): contacts, content, campaigns and "
-            "their results; and the seed 002 and seed 003 campaign APIs, each its own group.",
+            "their results; and the seed 001, 002 and 003 campaign APIs, each its own group.",
         },
         "tags": _tags(documented),
         "paths": paths,

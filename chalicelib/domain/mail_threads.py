@@ -67,14 +67,17 @@ def reply_in_thread(
     earlier message). A step without its own subject is sent as ``Re: <first subject>``
     (not ``Re: Re:``). The first step (nothing earlier) gets no headers.
     """
-    subject = step_subject.strip() or _re(first_subject)
     if not earlier_ses_ids:
         return ThreadHeaders(headers={}, subject=step_subject or first_subject)
     ids = [header_message_id(i, region, domain_override) for i in earlier_ses_ids]
     return ThreadHeaders(
-        headers={"In-Reply-To": ids[-1], "References": " ".join(ids)}, subject=subject
+        headers={"In-Reply-To": ids[-1], "References": " ".join(ids)},
+        subject=reply_subject(step_subject, first_subject),
     )
 
 
-def _re(subject: str) -> str:
-    return subject if _REPLY_PREFIX.match(subject) else f"Re: {subject}"
+def reply_subject(own: str, first: str) -> str:
+    """A later message's subject: its own, else ``Re: <first>`` (never ``Re: Re:``)."""
+    if own.strip():
+        return own
+    return first if _REPLY_PREFIX.match(first) else f"Re: {first}"
