@@ -150,12 +150,6 @@ def moves(current: CampaignStatus, target: CampaignStatus) -> tuple[Action, ...]
     return found
 
 
-def step_counter(name: str, step_id: str) -> str:
-    """The counter of ``name`` (sent, opened, clicked, replied) for one step, kept beside
-    the campaign's own in its sharded counters (read with them in one BatchGetItem)."""
-    return f"{name}@{step_id}"
-
-
 # -- the campaign ------------------------------------------------------------------------
 def steps_of(campaign: Campaign) -> list[SequenceStep]:
     """A sequence's steps, by ``step_order``."""

@@ -35,7 +35,7 @@ from datetime import timedelta
 from typing import Any
 
 from chalicelib.domain import clock
-from chalicelib.domain.campaigns import Campaign
+from chalicelib.domain.campaigns import MAIN_STEP, Campaign
 from chalicelib.domain.delivery import message_id, parse_message_id
 from chalicelib.domain.errors import NotFound, ValidationFailed
 from chalicelib.domain.feedback import (
@@ -45,6 +45,7 @@ from chalicelib.domain.feedback import (
     calls_back,
     parse_notification,
     statuses_below,
+    step_counter,
     timestamp_attribute,
 )
 from chalicelib.domain.suppression import SuppressionReason
@@ -170,7 +171,11 @@ def apply_event(event: DeliveryEvent, effects: _BatchEffects) -> None:
         return
     counter = KIND_COUNTER[event.kind]
     if counter:
-        effects.counts.setdefault((ref.tenant_id, ref.campaign_id), Counter())[counter] += 1
+        counts = effects.counts.setdefault((ref.tenant_id, ref.campaign_id), Counter())
+        counts[counter] += 1
+        step = parse_message_id(ref.message_id)[0]
+        if step != MAIN_STEP:  # a flow's step (a sequence's unique opens per step…)
+            counts[step_counter(counter, step)] += 1
     effects.notices.append(_notice(event, ref))
     hook = callback_event(event.kind, event.channel)
     campaign = effects.campaign(ref) if hook else None

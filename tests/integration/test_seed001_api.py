@@ -11,13 +11,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from chalicelib.domain import clock, ids
+from chalicelib.domain.delivery import message_id
+from chalicelib.domain.feedback import TAG_CAMPAIGN, TAG_MESSAGE, TAG_TENANT
 from chalicelib.domain.senders import IdentityStatus, SenderFields
+from chalicelib.local.poller import drain
 from chalicelib.settings import get_settings
 from chalicelib.store import campaigns as store
-from chalicelib.store import flow_triggers, templates
+from chalicelib.store import flow_triggers, ledger, templates
 from chalicelib.store.counters import add_counts
+from chalicelib.store.ledger import MessageRecord
 from chalicelib.store.senders import create_sender
+from tests.aws_events import ses_record
 from tests.conftest import Tenant, body_of, call
+from tests.feedback_kit import publish
 
 NOW = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
 PATH = "/email/campaigns/"
@@ -359,3 +365,31 @@ def test_a_test_setting_scales_delay_minutes_to_seconds(tenant: Tenant, herald_e
     campaign = store.get_campaign(tenant.id, ids.native(created["id"], "cmp_"))
     delay = next(n for n in campaign.workflow.nodes if n.id == f"wait-{step['id']}")
     assert delay.config.model_dump() == {"amount": 1, "unit": "seconds"}
+
+
+def test_an_open_counts_once_for_the_campaign_and_its_step(tenant: Tenant, herald_env):
+    herald_env(simulator_delay_seconds="0")
+    created = create(tenant)
+    step = add_step(tenant, created["id"])
+    campaign_id = ids.native(created["id"], "cmp_")
+    contact_id = "c_" + uuid.uuid4().hex
+    record = MessageRecord(
+        campaign_id=campaign_id,
+        step=step["id"],
+        contact_id=contact_id,
+        channel="email",
+        message_id=message_id(step["id"], contact_id, "email"),
+        status="sent",
+        address="lead@example.com",
+        batch_id="flow",
+        sent_at=NOW,
+        provider_message_id="0100018c-open-test",
+    )
+    ledger.record_message(tenant.id, record)
+    tags = {TAG_TENANT: tenant.id, TAG_CAMPAIGN: campaign_id, TAG_MESSAGE: record.message_id}
+    opened = ses_record("Open", tags=tags, ses_message_id="0100018c-open-test", at=NOW)
+    publish([opened, opened])  # SES may deliver an event twice: counted once
+    drain()
+    shown = body_of(tenant.call("GET", f"{PATH}{created['id']}/"))
+    assert shown["unique_opens"] == "1"
+    assert shown["steps"][0]["unique_opens"] == "1"

@@ -37,12 +37,12 @@ from chalicelib.api.routing import FORM, JSON, Call, Handler, endpoint, read_bod
 from chalicelib.domain import clock, ids
 from chalicelib.domain.campaigns import Campaign, CampaignStatus
 from chalicelib.domain.errors import NotFound, ValidationFailures
+from chalicelib.domain.feedback import step_counter
 from chalicelib.domain.flows.windows import SendWindow
 from chalicelib.domain.sequences import (
     MAX_DELAY_MINUTES,
     SequenceStep,
     sender_pool,
-    step_counter,
     steps_of,
 )
 from chalicelib.services import sequences as service
