@@ -37,7 +37,14 @@ from chalicelib.api import (
 from chalicelib.api.dialects import seed001, seed002, seed003
 from chalicelib.domain.unsubscribe import on_unsubscribe
 from chalicelib.pipeline import callbacks as notifications
-from chalicelib.pipeline import dispatch, planner, scheduling, segment_triggers, watchdog
+from chalicelib.pipeline import (
+    dispatch,
+    planner,
+    replies,
+    scheduling,
+    segment_triggers,
+    watchdog,
+)
 from chalicelib.pipeline import events as contact_events
 from chalicelib.pipeline import feedback as provider_feedback
 from chalicelib.pipeline import imports as import_jobs
@@ -127,6 +134,7 @@ QUEUE_CONSUMERS: dict[QueueRole, Consumer] = {
         }
     ),
     "flows": Consumer({}),
+    "replies": Consumer({kinds.SNS: replies.on_inbound}),
 }
 TICK_JOBS: dict[str, ticking.Job] = {
     "campaigns.overdue": scheduling.start_overdue,
@@ -183,6 +191,13 @@ def callback_worker(event: Any) -> dict[str, Any]:
 @_consumes("flows")
 def flow_worker(event: Any) -> dict[str, Any]:
     return dispatch.handle_batch("flows", QUEUE_CONSUMERS["flows"], event.to_dict(), event.context)
+
+
+@_consumes("replies")
+def reply_worker(event: Any) -> dict[str, Any]:
+    return dispatch.handle_batch(
+        "replies", QUEUE_CONSUMERS["replies"], event.to_dict(), event.context
+    )
 
 
 @app.lambda_function(name=resources.sms_status_logs.handler)

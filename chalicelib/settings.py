@@ -16,7 +16,7 @@ from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
-QueueRole = Literal["control", "send", "feedback", "triggers", "callbacks", "flows"]
+QueueRole = Literal["control", "send", "feedback", "triggers", "callbacks", "flows", "replies"]
 QUEUE_ROLES: tuple[QueueRole, ...] = (
     "control",
     "send",
@@ -24,6 +24,7 @@ QUEUE_ROLES: tuple[QueueRole, ...] = (
     "triggers",
     "callbacks",
     "flows",
+    "replies",
 )
 ENV_PREFIX = "HERALD_"
 
@@ -232,6 +233,16 @@ class Settings(BaseModel):
     @property
     def ses_events_topic_name(self) -> str:
         return f"{self.prefix}-ses-events"
+
+    @property
+    def inbound_topic_name(self) -> str:
+        """SES inbound's Received notifications for the reply domain (the replies queue)."""
+        return f"{self.prefix}-inbound"
+
+    @property
+    def inbound_bucket_name(self) -> str:
+        """Where SES inbound stores received mail (read when it is over 150 KB)."""
+        return f"{self.prefix}-inbound-{self.account_id}-{self.region}"
 
     @property
     def event_bus_name(self) -> str:

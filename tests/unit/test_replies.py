@@ -9,10 +9,10 @@ import pytest
 
 from chalicelib.domain.replies import (
     forward,
-    new_reply_token,
     parse_notification,
     reply_address,
     reply_token,
+    reply_token_for,
 )
 from tests.aws_events import inbound_reply, load
 
@@ -74,7 +74,8 @@ def test_auto_submitted_no_is_a_person():
 
 
 def test_a_reply_token_address_is_found_only_at_the_reply_domain():
-    token = new_reply_token()
+    token = reply_token_for("t", "cmp_1", "m_1")
+    assert token != reply_token_for("t", "cmp_1", "m_2")
     address = reply_address(token, "replies.example.com")
     assert reply_token(("x@example.com", address.upper()), "replies.example.com") == token
     assert reply_token((address,), "other.example.com") is None
