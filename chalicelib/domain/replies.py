@@ -29,6 +29,9 @@ from typing import Any
 from chalicelib.domain.mail_threads import ses_ids_in
 
 REPLY_LOCAL_PART = "reply"
+# Message-IDs stay whole on their line: folding at 78 would encode them (RFC 2047) and a
+# client could no longer read the id it answers.
+_LONG_LINES = email.policy.default.clone(max_line_length=998)
 _TOKEN = re.compile(r"^[0-9a-f]{24}$")
 _OUT_OF_OFFICE = re.compile(
     r"^\s*(auto(matic)?[ -]?(reply|response|antwort)|out of (the )?office|abwesenheit|"
@@ -147,7 +150,7 @@ def forward(mail: InboundMail, *, sender: str, to: str) -> bytes:
     to ``to`` with the original attached whole (``message/rfc822``) and the replier as
     Reply-To, so answering it answers the contact."""
     assert mail.raw is not None
-    message = EmailMessage()
+    message = EmailMessage(policy=_LONG_LINES)
     message["From"] = sender
     message["To"] = to
     message["Reply-To"] = mail.sender
@@ -156,3 +159,60 @@ def forward(mail: InboundMail, *, sender: str, to: str) -> bytes:
     original = email.message_from_bytes(mail.raw, policy=email.policy.default)
     message.add_attachment(original)
     return message.as_bytes()
+
+
+# -- making one (the embedded stack's simulator and the CLI's inject-reply) --------------
+def reply_mail(
+    *, sender: str, to: str, subject: str, quoted: list[str], text: str, automatic: bool
+) -> bytes:
+    """A reply as a mail client writes it: quoting the Message-IDs it answers (``quoted``,
+    oldest first, with their angle brackets); an automatic one says so (RFC 3834)."""
+    message = EmailMessage(policy=_LONG_LINES)
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    if quoted:
+        message["In-Reply-To"] = quoted[-1]
+        message["References"] = " ".join(quoted)
+    if automatic:
+        message["Auto-Submitted"] = "auto-replied"
+    message.set_content(text)
+    return message.as_bytes()
+
+
+def received_notification(
+    raw: bytes, recipient: str, ses_message_id: str, at: str, topic_arn: str
+) -> dict[str, Any]:
+    """SES inbound's ``Received`` notification of an SNS action for ``raw``, in the shape
+    of AWS's published example (``at``: ISO 8601 with ``Z``)."""
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    headers = [{"name": name, "value": str(value)} for name, value in message.items()]
+    sender = _first_address(str(message.get("From", ""))) or ""
+    verdict = {"status": "PASS"}
+    return {
+        "notificationType": "Received",
+        "receipt": {
+            "timestamp": at,
+            "processingTimeMillis": 1,
+            "recipients": [recipient],
+            "spamVerdict": verdict,
+            "virusVerdict": verdict,
+            "spfVerdict": verdict,
+            "dkimVerdict": verdict,
+            "action": {"type": "SNS", "topicArn": topic_arn, "encoding": "UTF8"},
+        },
+        "mail": {
+            "timestamp": at,
+            "source": sender,
+            "messageId": ses_message_id,
+            "destination": [recipient],
+            "headersTruncated": False,
+            "headers": headers,
+            "commonHeaders": {
+                "from": [str(message.get("From", ""))],
+                "to": [recipient],
+                "subject": str(message.get("Subject", "")),
+            },
+        },
+        "content": raw.decode("utf-8", errors="replace"),
+    }

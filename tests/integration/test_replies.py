@@ -15,12 +15,15 @@ import pytest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
+from chalicelib import cli
 from chalicelib.aws import client
 from chalicelib.domain import clock, ids
 from chalicelib.domain.delivery import message_id
 from chalicelib.domain.flows.step import Enrolment
-from chalicelib.domain.replies import reply_address, reply_token_for
+from chalicelib.domain.replies import reply_address, reply_mail, reply_token_for
 from chalicelib.local.poller import drain
+from chalicelib.local.ses_simulator import SIMULATOR_DOMAIN as SIM
+from chalicelib.local.ses_simulator import FeedbackSimulator
 from chalicelib.pipeline.replies import remember_for_replies
 from chalicelib.resources import herald_resources
 from chalicelib.settings import get_settings
@@ -180,3 +183,47 @@ def test_a_mail_that_answers_nothing_of_herald_changes_nothing(tenant: Tenant):
     assert sequence.shown()["replies"] == "0"
     waiting = enrolments.read(tenant.id, sequence.campaign_id, record.contact_id)
     assert waiting is not None and waiting.exit_reason is None
+
+
+@pytest.mark.parametrize(
+    ("recipient", "replies", "exited"),
+    [(f"reply@{SIM}", "1", True), (f"lead+reply@{SIM}", "1", True), (f"ooto@{SIM}", "0", False)],
+)
+def test_the_simulator_answers_reply_and_ooto_mailboxes_through_ses_inbound(
+    tenant: Tenant, simulator: FeedbackSimulator, herald_env, recipient, replies, exited
+):
+    herald_env(simulator_delay_seconds="0")
+    client("ses").verify_domain_identity(Domain="example.com")
+    sequence = Sequence(tenant)
+    raw = reply_mail(
+        sender="ana@example.com",
+        to=recipient,
+        subject="Quick question",
+        quoted=[],
+        text="Hi",
+        automatic=False,
+    )
+    sent = client("sesv2").send_email(
+        FromEmailAddress="ana@example.com",
+        Destination={"ToAddresses": [recipient]},
+        Content={"Raw": {"Data": raw}},
+    )
+    record = sequence.got_first_step("c_" + "5" * 32, sent["MessageId"])
+    simulator.flush()
+    drain()
+    assert sequence.shown()["replies"] == replies
+    after = enrolments.read(tenant.id, sequence.campaign_id, record.contact_id)
+    assert after is not None and (after.exit_reason == "replied") is exited
+
+
+def test_the_cli_injects_a_reply_to_a_given_message(tenant: Tenant, capsys):
+    sequence = Sequence(tenant)
+    record = sequence.got_first_step("c_" + "6" * 32, "0100018c-cli-test")
+    campaign = ids.dashed(sequence.campaign_id)
+    assert cli.main(["inject-reply", tenant.id, campaign, record.message_id, "--auto"]) == 0
+    drain()
+    assert sequence.shown()["replies"] == "0"  # an out-of-office answer
+    assert cli.main(["inject-reply", tenant.id, campaign, record.message_id]) == 0
+    assert "0100018c-cli-test@email.amazonses.com" in capsys.readouterr().out
+    drain()
+    assert sequence.shown()["replies"] == "1"
