@@ -8,7 +8,8 @@ then, the first time only (the message's ``replied_at``, one conditional write):
 
 - ``replied`` counts for the campaign and the step (``replied@<step>``);
 - a campaign with ``stop_on_reply`` exits the contact's enrolment with reason
-  ``replied`` (the step claim, so a worker racing it cannot send the next step);
+  ``replied`` (``services.enrolments.exit_enrolment``: the step claim, so a worker racing
+  it cannot send the next step; counted and told as ``enrollment.exited``);
 - a ``message.replied`` webhook is queued;
 - the reply is forwarded whole to a person: the campaign's ``reply_to``, else the
   sender's first reply-to address.
@@ -31,7 +32,7 @@ from chalicelib.domain import clock
 from chalicelib.domain.campaigns import Campaign
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.feedback import step_counter
-from chalicelib.domain.flows.step import ExitReason, exit_step
+from chalicelib.domain.flows.step import ExitReason
 from chalicelib.domain.replies import (
     InboundMail,
     forward,
@@ -40,9 +41,10 @@ from chalicelib.domain.replies import (
     reply_token_for,
 )
 from chalicelib.observability import logger, metrics
-from chalicelib.pipeline.callbacks import WebhookNotice, notify_webhooks
+from chalicelib.services.enrolments import exit_enrolment
+from chalicelib.services.notices import WebhookNotice, notify_webhooks
 from chalicelib.settings import get_settings
-from chalicelib.store import enrolments, ledger, senders
+from chalicelib.store import ledger, senders
 from chalicelib.store.campaigns import get_campaign
 from chalicelib.store.counters import add_counts
 from chalicelib.store.inbound_mail import read_mail
@@ -117,7 +119,13 @@ def handle_reply(mail: InboundMail, now: datetime) -> ReplyOutcome:
         campaign: Campaign | None = get_campaign(ref.tenant_id, ref.campaign_id)
     except NotFound:
         campaign = None
-    exited = campaign is not None and campaign.stop_on_reply and _exit(ref, record, now)
+    exited = (
+        campaign is not None
+        and campaign.stop_on_reply
+        and exit_enrolment(
+            ref.tenant_id, ref.campaign_id, record.contact_id, ExitReason.REPLIED, now
+        )
+    )
     notify_webhooks([_notice(ref, record, mail, now)])
     forwarded_to = _forward(ref.tenant_id, campaign, record, mail)
     metrics.add_metric(name="replies", unit="Count", value=1)
@@ -131,15 +139,6 @@ def _match(mail: InboundMail) -> MessageRef | None:
             return found
     token = reply_token(mail.recipients, get_settings().reply_domain)
     return find_provider_message(_POINTER_PREFIX + token) if token else None
-
-
-def _exit(ref: MessageRef, record: MessageRecord, now: datetime) -> bool:
-    """Exit the contact's enrolment with reason ``replied`` (the step claim: a worker
-    that took the next step first wins, and this one changes nothing)."""
-    enrolment = enrolments.read(ref.tenant_id, ref.campaign_id, record.contact_id)
-    if enrolment is None or enrolment.exit_reason is not None:
-        return False
-    return enrolments.commit_step(ref.tenant_id, exit_step(enrolment, ExitReason.REPLIED, now), now)
 
 
 def _notice(ref: MessageRef, record: MessageRecord, mail: InboundMail, now: datetime) -> Any:

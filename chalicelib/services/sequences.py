@@ -10,7 +10,6 @@ when the campaign write is refused, so a refused request leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -19,10 +18,12 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from chalicelib.domain import sequences as domain
-from chalicelib.domain.campaigns import Campaign, CampaignFilter, new_campaign_id
+from chalicelib.domain.campaigns import Campaign, CampaignFilter, CampaignStatus, new_campaign_id
 from chalicelib.domain.errors import NotFound, ValidationFailed
+from chalicelib.domain.flows.step import ExitReason
 from chalicelib.domain.sequences import SequenceStep
 from chalicelib.domain.templates import EmailTemplate, check_template
+from chalicelib.services import enrolments
 from chalicelib.settings import get_settings
 from chalicelib.store import campaigns as store
 from chalicelib.store import counters, flow_triggers, senders, templates
@@ -75,7 +76,7 @@ def check_sender(tenant_id: str, sender_id: str) -> bool:
 
 # -- the campaign ----------------------------------------------------------------------------
 def create(
-    tenant_id: str, changes: Mapping[str, Any], status: str | None, now: datetime
+    tenant_id: str, changes: Mapping[str, Any], status: CampaignStatus | None, now: datetime
 ) -> Campaign:
     """A new sequence (a draft, then moved to ``status`` if one is given)."""
     unit = get_settings().sequence_delay_unit_seconds
@@ -90,7 +91,7 @@ def edit(
     tenant_id: str,
     campaign_id: str,
     changes: Mapping[str, Any],
-    status: str | None,
+    status: CampaignStatus | None,
     now: datetime,
 ) -> Campaign:
     """Apply a client's changes, then move to ``status`` (the edit comes first, so a
@@ -115,17 +116,21 @@ def delete(tenant_id: str, campaign_id: str, now: datetime) -> Campaign:
     return edit(tenant_id, campaign.id, {"is_deleted": True}, None, now)
 
 
-def _move(tenant_id: str, campaign: Campaign, target: str, now: datetime) -> Campaign:
+def _move(tenant_id: str, campaign: Campaign, target: CampaignStatus, now: datetime) -> Campaign:
     """Move a sequence along the flow state machine to ``target`` (``domain.moves``).
 
-    The flow service's lifecycle (issue 15, flow-api stream) takes this over when merged:
-    ``activate``/``pause``/``resume``/``complete``/``cancel`` in
-    ``chalicelib.services.flows``; until then a move is the state machine's transition
-    and the published triggers, which is what a flow's status change stores.
+    What a flow's status change does: the transition, the published triggers, then the
+    enrolments: held ones woken on activate/resume, live ones ended (``campaign_ended``)
+    on complete/cancel. The flow service's lifecycle (issue 15, flow-api stream:
+    ``chalicelib.services.flows``) is to take this over when it is merged.
     """
-    for action in domain.moves(campaign.status, target):  # type: ignore[arg-type]
+    for action in domain.moves(campaign.status, target):
         campaign = store.apply_action(tenant_id, campaign.id, action, now)
     flow_triggers.publish(tenant_id, campaign)
+    if campaign.status == "active":  # contacts enrolled while draft or paused move on
+        enrolments.wake_held(tenant_id, campaign.id)
+    elif campaign.status in ("completed", "cancelled"):
+        enrolments.remove_flow_enrolments(tenant_id, campaign.id, ExitReason.CAMPAIGN_ENDED, now)
     return campaign
 
 
@@ -234,12 +239,10 @@ def _write_templates(tenant_id: str, steps: list[SequenceStep]) -> None:
 
 
 # -- enrolment -------------------------------------------------------------------------------
-def enrol(tenant_id: str, campaign_id: str, contact_ids: list[str], now: datetime) -> list[Any]:
+def enrol(
+    tenant_id: str, campaign_id: str, contact_ids: list[str], now: datetime
+) -> list[enrolments.EnrolmentAnswer]:
     """Enrol contacts through the flow-entry service (answers in input order); it queues
     each enrolment's FlowWake itself."""
     campaign = get(tenant_id, campaign_id)
-    # ENROL (issue 15, flow-entry stream): becomes ``from chalicelib.services import
-    # enrolments`` once that module is merged; until then the route answers 500.
-    enrolments = importlib.import_module("chalicelib.services.enrolments")
-    answers: list[Any] = enrolments.enrol_contacts(tenant_id, campaign.id, contact_ids, now)
-    return answers
+    return enrolments.enrol_contacts(tenant_id, campaign.id, contact_ids, now)

@@ -17,7 +17,7 @@ from chalicelib.domain.senders import IdentityStatus, SenderFields
 from chalicelib.local.poller import drain
 from chalicelib.settings import get_settings
 from chalicelib.store import campaigns as store
-from chalicelib.store import flow_triggers, ledger, templates
+from chalicelib.store import enrolments, flow_triggers, ledger, templates
 from chalicelib.store.counters import add_counts
 from chalicelib.store.ledger import MessageRecord
 from chalicelib.store.senders import create_sender
@@ -393,3 +393,29 @@ def test_an_open_counts_once_for_the_campaign_and_its_step(tenant: Tenant, heral
     shown = body_of(tenant.call("GET", f"{PATH}{created['id']}/"))
     assert shown["unique_opens"] == "1"
     assert shown["steps"][0]["unique_opens"] == "1"
+
+
+def test_enroll_puts_contacts_into_the_sequence_through_the_enrolment_service(tenant: Tenant):
+    created = create(tenant)
+    add_step(tenant, created["id"])
+    contacts = [
+        body_of(tenant.call("POST", "/v1/contacts", {"email": f"lead{n}@example.org"}))["id"]
+        for n in range(2)
+    ]
+    tenant.call("PATCH", f"{PATH}{created['id']}/", {"status": "active"})
+    given = [contacts[0], ids.dashed(contacts[1]), "c_" + "0" * 32]
+    response = tenant.call("POST", f"{PATH}{created['id']}/enroll/", {"contact_ids": given})
+    assert response.status_code == 200, response.body
+    results = body_of(response)["results"]
+    assert [r["outcome"] for r in results] == ["enrolled", "enrolled", "error"]
+    assert results[2]["reason"] == "not_found"
+    campaign_id = ids.native(created["id"], "cmp_")
+    assert enrolments.read(tenant.id, campaign_id, contacts[1]) is not None
+    again = body_of(
+        tenant.call("POST", f"{PATH}{created['id']}/enroll/", {"contact_ids": given[:1]})
+    )
+    assert again["results"][0]["outcome"] == "already_enrolled"
+    cancelled = tenant.call("PATCH", f"{PATH}{created['id']}/", {"status": "cancelled"})
+    assert body_of(cancelled)["status"] == "cancelled"
+    ended = enrolments.read(tenant.id, campaign_id, contacts[0])
+    assert ended is not None and ended.exit_reason == "campaign_ended"

@@ -149,8 +149,14 @@ class Seed001Enrol(Input):
     )
 
 
+class Seed001EnrolResult(ApiModel):
+    contact_id: str
+    outcome: str = Field(description="enrolled, already_enrolled or error")
+    reason: str | None = Field(description="Why not: not_found, campaign_not_live, …")
+
+
 class Seed001Enrolled(ApiModel):
-    results: list[dict[str, Any]]
+    results: list[Seed001EnrolResult] = Field(description="One per contact, in input order.")
 
 
 # -- DRF's field checks -------------------------------------------------------------------
@@ -612,15 +618,15 @@ def delete_campaign(call: Call) -> Response:
     body=Seed001Enrol,
     response=Seed001Enrolled,
 )
-def enroll_contacts(call: Call) -> Response:
+def enroll_contacts(call: Call) -> Seed001Enrolled:
     contact_ids = [ids.native(c, "c_") for c in call.body.contact_ids]
     answers = service.enrol(call.tenant_id, _campaign_id(call), contact_ids, clock.now())
-    return _json({"results": [_answer(a) for a in answers]})
-
-
-def _answer(answer: Any) -> dict[str, Any]:
-    dumped = answer.model_dump(mode="json") if hasattr(answer, "model_dump") else dict(answer)
-    return dict(dumped)
+    return Seed001Enrolled(
+        results=[
+            Seed001EnrolResult(contact_id=a.contact_id, outcome=a.outcome, reason=a.reason)
+            for a in answers
+        ]
+    )
 
 
 # -- steps -------------------------------------------------------------------------------------
