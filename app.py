@@ -35,7 +35,7 @@ from chalicelib.api import (
     unsubscribe,
     webhooks,
 )
-from chalicelib.api.dialects import seed000, seed002, seed003
+from chalicelib.api.dialects import seed000, seed001, seed002, seed003
 from chalicelib.domain.unsubscribe import on_unsubscribe
 from chalicelib.pipeline import callbacks as notifications
 from chalicelib.pipeline import (
@@ -43,6 +43,7 @@ from chalicelib.pipeline import (
     flow_schedules,
     iterations,
     planner,
+    replies,
     scheduling,
     segment_triggers,
     watchdog,
@@ -84,6 +85,7 @@ app.register_blueprint(stats.blueprint)
 app.register_blueprint(webhooks.blueprint)
 app.register_blueprint(unsubscribe.blueprint)
 app.register_blueprint(seed000.blueprint)
+app.register_blueprint(seed001.blueprint)
 app.register_blueprint(seed002.blueprint)
 app.register_blueprint(seed003.blueprint)
 
@@ -148,6 +150,7 @@ QUEUE_CONSUMERS: dict[QueueRole, Consumer] = {
             kinds.FlowSweep.KIND: flow_timers.sweep_shard,
         }
     ),
+    "replies": Consumer({kinds.SNS: replies.on_inbound}),
 }
 TICK_JOBS: dict[str, ticking.Job] = {
     "campaigns.overdue": scheduling.start_overdue,
@@ -205,6 +208,13 @@ def callback_worker(event: Any) -> dict[str, Any]:
 @_consumes("flows")
 def flow_worker(event: Any) -> dict[str, Any]:
     return dispatch.handle_batch("flows", QUEUE_CONSUMERS["flows"], event.to_dict(), event.context)
+
+
+@_consumes("replies")
+def reply_worker(event: Any) -> dict[str, Any]:
+    return dispatch.handle_batch(
+        "replies", QUEUE_CONSUMERS["replies"], event.to_dict(), event.context
+    )
 
 
 @app.lambda_function(name=resources.sms_status_logs.handler)

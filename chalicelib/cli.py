@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -34,13 +35,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from chalicelib import aws
-from chalicelib.domain import ids
+from chalicelib.domain import clock, ids
 from chalicelib.domain.errors import HeraldError, ValidationFailed
 from chalicelib.domain.limits import LimitChanges
+from chalicelib.domain.mail_threads import header_message_id
+from chalicelib.domain.replies import received_notification, reply_mail
 from chalicelib.domain.tenants import is_tenant_id
 from chalicelib.services import senders
 from chalicelib.settings import QUEUE_ROLES, QueueRole, get_settings
-from chalicelib.store import quotas, tenants
+from chalicelib.store import ledger, quotas, tenants
+from chalicelib.store import senders as senders_store
 
 
 def _print(payload: Any) -> None:
@@ -105,6 +109,48 @@ def redrive(role: QueueRole) -> dict[str, Any]:
     return {"queue": role, "task_handle": task.get("TaskHandle")}
 
 
+def inject_reply(
+    tenant_id: str, campaign_id: str, message_id: str, *, text: str, automatic: bool
+) -> dict[str, Any]:
+    """Publish on the inbound topic what SES inbound would for a reply to one message sent
+    (the contact answering it, or their out-of-office): to try stop-on-reply end to end."""
+    record = ledger.get_message(tenant_id, campaign_id, message_id)
+    if record.provider_message_id is None:
+        raise ValidationFailed("the message was never accepted by SES", field="message_id")
+    settings = get_settings()
+    quoted = header_message_id(
+        record.provider_message_id, settings.region, settings.ses_message_id_domain
+    )
+    to = (
+        senders_store.get_sender(tenant_id, record.sender_id).from_email
+        if record.sender_id
+        else None
+    ) or f"reply@{settings.reply_domain or 'example.com'}"
+    raw = reply_mail(
+        sender=record.address,
+        to=to,
+        subject=("Out of Office" if automatic else "Re: your message"),
+        quoted=[quoted],
+        text=text,
+        automatic=automatic,
+    )
+    sns = aws.client("sns")
+    topic = sns.create_topic(Name=settings.inbound_topic_name)["TopicArn"]
+    at = clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    notification = received_notification(raw, to, uuid.uuid4().hex[:28], at, topic)
+    published = sns.publish(TopicArn=topic, Message=json.dumps(notification))
+    return {"published": published["MessageId"], "in_reply_to": quoted}
+
+
+def _add_reply_command(commands: Any) -> None:
+    reply = commands.add_parser("inject-reply", help="a contact's reply to a message sent")
+    reply.add_argument("tenant_id", type=_tenant_id)
+    reply.add_argument("campaign_id", type=lambda v: ids.native(v, "cmp_"))
+    reply.add_argument("message_id")
+    reply.add_argument("--text", default="Thanks, let's talk.")
+    reply.add_argument("--auto", action="store_true", help="an out-of-office answer")
+
+
 def _add_identity_and_limit_commands(commands: Any) -> None:
     transfer = commands.add_parser("transfer-identity")
     transfer.add_argument("identity", help="address, domain, E.164 number or SMS sender id")
@@ -136,11 +182,14 @@ def _set_limits(args: argparse.Namespace) -> dict[str, Any]:
     return quotas.set_limits(args.tenant_id, changes).model_dump()
 
 
-_IDENTITY_AND_LIMIT_COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
+_OPERATOR_COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "transfer-identity": lambda a: senders.transfer_identity(a.identity, a.tenant_id).model_dump(),
     "adopt-sms-identities": _adopt_sms_identities,
     "get-limits": _get_limits,
     "set-limits": _set_limits,
+    "inject-reply": lambda a: inject_reply(
+        a.tenant_id, a.campaign_id, a.message_id, text=a.text, automatic=a.auto
+    ),
 }
 
 
@@ -164,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_identity_and_limit_commands(commands)
     commands.add_parser("dlq-depths")
     commands.add_parser("redrive").add_argument("queue", choices=QUEUE_ROLES)
+    _add_reply_command(commands)
     args = parser.parse_args(argv)
 
     try:
@@ -187,12 +237,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print([k.model_dump() for k in tenants.list_api_keys(args.tenant_id)])
         elif args.command == "revoke-api-key":
             _print(tenants.revoke_api_key(args.tenant_id, args.key_id).model_dump())
-        elif args.command in _IDENTITY_AND_LIMIT_COMMANDS:
-            _print(_IDENTITY_AND_LIMIT_COMMANDS[args.command](args))
+        elif args.command in _OPERATOR_COMMANDS:
+            _print(_OPERATOR_COMMANDS[args.command](args))
         elif args.command == "dlq-depths":
             _print(dlq_depths())
         elif args.command == "redrive":
             _print(redrive(args.queue))
+
     except HeraldError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 1

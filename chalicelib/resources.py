@@ -140,6 +140,19 @@ class SmsStatusLogsSpec:
 
 
 @dataclass(frozen=True)
+class InboundSpec:
+    """SES inbound for replies: the bucket every received mail is stored in, the topic
+    notified of it, and the receipt rule set (only with a reply domain)."""
+
+    bucket: str
+    topic_name: str
+    rule_set: str
+    reply_domain: str | None
+    object_prefix: str = "replies/"
+    keep_days: int = 30
+
+
+@dataclass(frozen=True)
 class HeraldResources:
     table: TableSpec
     queues: tuple[QueueSpec, ...]
@@ -150,6 +163,7 @@ class HeraldResources:
     scheduler_role: str
     configuration_set: ConfigurationSetSpec
     sms_status_logs: SmsStatusLogsSpec
+    inbound: InboundSpec
     tick_handler: str = "tick"
     api_handler: str = "api_handler"
 
@@ -168,6 +182,8 @@ _CONSUMERS: dict[QueueRole, tuple[str, int, int, int]] = {
     "callbacks": ("callback_worker", 60, 10, 0),
     # Flow steps (docs/flows.md): one enrolment woken per message, walked until it waits.
     "flows": ("flow_worker", 120, 10, 0),
+    # Replies through SES inbound (docs/api-seed-001.md): matched, counted, forwarded.
+    "replies": ("reply_worker", 60, 10, 0),
 }
 
 
@@ -202,6 +218,11 @@ def herald_resources(settings: Settings) -> HeraldResources:
                 delivers_to="feedback",
                 published_by="ses.amazonaws.com",
             ),
+            TopicSpec(
+                settings.inbound_topic_name,
+                delivers_to="replies",
+                published_by="ses.amazonaws.com",
+            ),
         ),
         event_bus=settings.event_bus_name,
         rules=(
@@ -222,5 +243,11 @@ def herald_resources(settings: Settings) -> HeraldResources:
         sms_status_logs=SmsStatusLogsSpec(
             handler="sms_status_forwarder",
             dead_letter_name=f"{settings.prefix}-sms-status-dlq",
+        ),
+        inbound=InboundSpec(
+            bucket=settings.inbound_bucket_name,
+            topic_name=settings.inbound_topic_name,
+            rule_set=f"{settings.prefix}-replies",
+            reply_domain=settings.reply_domain,
         ),
     )

@@ -16,7 +16,7 @@ from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
-QueueRole = Literal["control", "send", "feedback", "triggers", "callbacks", "flows"]
+QueueRole = Literal["control", "send", "feedback", "triggers", "callbacks", "flows", "replies"]
 QUEUE_ROLES: tuple[QueueRole, ...] = (
     "control",
     "send",
@@ -24,6 +24,7 @@ QUEUE_ROLES: tuple[QueueRole, ...] = (
     "triggers",
     "callbacks",
     "flows",
+    "replies",
 )
 ENV_PREFIX = "HERALD_"
 
@@ -168,6 +169,24 @@ class Settings(BaseModel):
         ),
     )
 
+    # Replies and mail threads (docs/api-seed-001.md, "Stop on reply").
+    ses_message_id_domain: str | None = Field(
+        default=None,
+        description="The domain SES writes after its id in Message-ID; unset: derived from "
+        "the region (email.amazonses.com in us-east-1, <region>.amazonses.com elsewhere).",
+    )
+    reply_domain: str | None = Field(
+        default=None,
+        description="The domain SES receives replies for (an MX record to SES inbound in a "
+        "region that offers it); unset: no receipt rule, no reply+token addresses.",
+    )
+    sequence_delay_unit_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=60,
+        description="Seconds in one of seed 001's delay_minutes; tests and demos set 1.",
+    )
+
     # The embedded stack's SES/SNS feedback simulator (chalicelib.local.ses_simulator).
     simulator_open_rate: float = Field(
         default=0.0, ge=0, le=1, description="Share of ordinary addresses that 'open'."
@@ -220,6 +239,16 @@ class Settings(BaseModel):
     @property
     def ses_events_topic_name(self) -> str:
         return f"{self.prefix}-ses-events"
+
+    @property
+    def inbound_topic_name(self) -> str:
+        """SES inbound's Received notifications for the reply domain (the replies queue)."""
+        return f"{self.prefix}-inbound"
+
+    @property
+    def inbound_bucket_name(self) -> str:
+        """Where SES inbound stores received mail (read when it is over 150 KB)."""
+        return f"{self.prefix}-inbound-{self.account_id}-{self.region}"
 
     @property
     def event_bus_name(self) -> str:

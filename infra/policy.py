@@ -88,6 +88,7 @@ Need = Literal[
     "enqueue",  # send to every Herald queue
     "enqueue_callbacks",  # send to the callbacks queue and, by hand, its dead-letter queue
     "forward_sms_status",  # send to the feedback queue and the forwarder's dead-letter queue
+    "read_inbound_mail",  # read received mail SES inbound stored in the inbound bucket
     "send_email",
     "send_sms",
     "read_identities",
@@ -119,6 +120,10 @@ FUNCTION_NEEDS: dict[QueueRole | Literal["api", "tick", "sms_status"], frozenset
     "callbacks": frozenset({"callback_items", "enqueue_callbacks"}),
     # The flow runtime: steps (contact changes, sends, webhooks via the callbacks queue).
     "flows": frozenset({"table", "enqueue", "send_email", "send_sms", "read_identities", "bus"}),
+    # Replies (pipeline.replies): match, count, exit, webhook, forward the mail to a person.
+    "replies": frozenset(
+        {"table", "enqueue", "send_email", "read_identities", "read_inbound_mail"}
+    ),
     "tick": frozenset({"table", "enqueue"}),
     # The SMS status forwarder (pipeline.sms_logs): a log record in, a feedback message out.
     "sms_status": frozenset({"forward_sms_status"}),
@@ -222,6 +227,14 @@ def _statements(stack: Stack, needs: frozenset[Need]) -> list[Json]:
                 "DeadLetterFailedDeliveries",
                 ("sqs:SendMessage",),
                 [get_att(SMS_STATUS_DEAD_LETTER_QUEUE, "Arn")],
+            )
+        )
+    if "read_inbound_mail" in needs:
+        statements.append(
+            _allow(
+                "ReadInboundMail",
+                ("s3:GetObject",),
+                [sub(f"arn:${{AWS::Partition}}:s3:::{resources.inbound.bucket}/*")],
             )
         )
     if "send_email" in needs:

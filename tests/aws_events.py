@@ -170,3 +170,36 @@ def logs_subscription_event(
     }
     data = gzip.compress(json.dumps(payload).encode())
     return {"awslogs": {"data": base64.b64encode(data).decode()}}
+
+
+def inbound_reply(
+    *,
+    sender: str,
+    recipient: str,
+    subject: str,
+    in_reply_to: str | None = None,
+    references: str | None = None,
+    extra_headers: dict[str, str] | None = None,
+    ses_message_id: str | None = None,
+) -> dict[str, Any]:
+    """AWS's SES inbound sample (an SNS action's ``Received`` notification) rewritten as a
+    reply: its From, To, Subject and threading headers set in both the raw ``content`` and
+    the ``headers`` list, the rest of the sample kept."""
+    record = load("ses_inbound_sns_action.json")
+    head, _, body = record["content"].partition("\r\n\r\n")
+    values = {"From": sender, "To": recipient, "Subject": subject}
+    lines = []
+    for line in head.split("\r\n"):
+        name, _, value = line.partition(": ")
+        lines.append((name, values.pop(name, value)))
+    threading = {"In-Reply-To": in_reply_to, "References": references}
+    lines += [(n, v) for n, v in threading.items() if v] + list((extra_headers or {}).items())
+    record["content"] = "\r\n".join(f"{n}: {v}" for n, v in lines) + "\r\n\r\n" + body
+    mail = record["mail"]
+    mail["headers"] = [{"name": n, "value": v} for n, v in lines]
+    mail["commonHeaders"].update(from_=[sender], to=[recipient], subject=subject)
+    mail["commonHeaders"]["from"] = mail["commonHeaders"].pop("from_")
+    mail["destination"] = [recipient]
+    mail["messageId"] = ses_message_id or uuid.uuid4().hex[:28]
+    record["receipt"]["recipients"] = [recipient]
+    return record

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.aws import client
-from chalicelib.domain import clock
+from chalicelib.domain import clock, ids
 from chalicelib.domain.unsubscribe import UnsubscribeClaim
 from chalicelib.local.poller import drain
 from chalicelib.store.inbox_threads import open_thread
@@ -58,7 +58,7 @@ def ok(tenant: Tenant, method: str, path: str, body: Any = None) -> Any:
 def build_world(tenant: Tenant, marker: str) -> World:
     """Contacts, a list, a segment, templates, a sender, a sent campaign with its messages,
     an active workflow, a webhook, an import, a suppression, a second API key, an operator
-    inbox thread and seed 002/003 campaigns."""
+    inbox thread and seed 001/002/003 campaigns."""
     world = World(tenant=tenant, marker=marker)
     p = world.params
     sender_address = f"news@{marker}.example.com"
@@ -143,6 +143,10 @@ def build_world(tenant: Tenant, marker: str) -> World:
     seed002 = {"name": f"{marker} seed002", "channel": "email"}
     p["id"] = str(ok(tenant, "POST", "/campaigns/", seed002)["id"])
     p["campaign"] = str(ok(tenant, "POST", "/campaign", {"name": f"{marker} seed003"})["id"])
+    seed001 = {"name": f"{marker} seed001", "company": ids.dashed(tenant.id)}
+    p["sequence_id"] = ok(tenant, "POST", "/email/campaigns/", seed001)["id"]
+    step = {"subject": f"{marker} step", "body_text": "Hello"}
+    p["step_id"] = ok(tenant, "POST", f"/email/campaigns/{p['sequence_id']}/steps/", step)["id"]
     p["list"] = str(_seed003_number(tenant, "/list", p["list_id"]))
     p["segment"] = str(_seed003_number(tenant, "/segment", p["segment_id"]))
     p["domain"] = str(_seed003_number(tenant, "/domain", p["sender_id"]))

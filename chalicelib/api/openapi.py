@@ -35,6 +35,8 @@ _SEED_TAGS = {
     "seed 000": "Seed 000's Laravel-style email campaigns API (docs/api-seed-000.md): "
     "`/public/v1/email/campaigns`, event-triggered sends, delivery-gated automation "
     "iterations, address verification; `{ok, message, errors}` error shapes.",
+    "seed 001": "Seed 001's DRF-style email sequences API (docs/api-seed-001.md): "
+    "`/email/campaigns/` with nested steps, UUIDs, send windows, stop on reply.",
     "seed 002": "Seed 002's DRF-style campaigns API (docs/api-seed-002.md): "
     "`/campaigns/`, page-numbered lists, DRF error shapes.",
     "seed 003": "Seed 003's numbered campaigns API (docs/api-seed-003.md): "
@@ -79,7 +81,7 @@ def openapi_document() -> dict[str, Any]:
             "title": "Herald",
             "version": "1.0.0",
             "description": "Herald's native API (`/v1`): contacts, content, campaigns and "
-            "their results; and the seed 000, 002 and 003 campaign APIs, each its own group.",
+            "their results; and the seed 000, 001, 002 and 003 campaign APIs, each its own group.",
         },
         "tags": _tags(documented),
         "paths": paths,

@@ -326,3 +326,24 @@ def _classified(error: ClientError) -> TransientSendError | PermanentSendError:
 
 
 EMAIL = EmailChannel()
+
+
+def send_raw(sender: str, to: str, raw: bytes) -> SendResult:
+    """A message Herald built whole (a forwarded reply) from ``sender``, a verified
+    identity, to one address; sent without the configuration set: it is not a campaign
+    message and has no events to count."""
+    request: dict[str, Any] = {
+        "FromEmailAddress": sender,
+        "Destination": {"ToAddresses": [ascii_address(to)]},
+        "Content": {"Raw": {"Data": raw}},
+    }
+    arn = sending_identity_arn(sender)
+    if arn is not None:
+        request["FromEmailAddressIdentityArn"] = arn
+    try:
+        response = client("sesv2").send_email(**request)
+    except ClientError as error:
+        raise _classified(error) from error
+    except BotoCoreError as error:
+        raise TransientSendError(f"SES unreachable: {error}", code="Connection") from error
+    return SendResult(provider_message_id=str(response["MessageId"]))

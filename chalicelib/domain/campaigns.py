@@ -47,6 +47,7 @@ from chalicelib.domain.flows.graph import (
 from chalicelib.domain.flows.nodes import ScheduledTrigger, SendAction
 from chalicelib.domain.flows.policy import CampaignCap
 from chalicelib.domain.flows.timing import Duration
+from chalicelib.domain.flows.windows import SendWindow
 from chalicelib.domain.ids import collapsed, uuid7_hex
 from chalicelib.domain.net import URL_MAX_LENGTH, parse_target_url
 from chalicelib.domain.verification import VerificationSettings
@@ -527,6 +528,19 @@ class Campaign(BaseModel):
     )
     starts_at: datetime | None = Field(
         default=None, description="A flow enrols nobody before this (reason before_start)."
+    )
+    send_windows: list[SendWindow] = Field(
+        default_factory=list,
+        description="A flow's messages go out only inside these local windows (deferred to "
+        "the next opening otherwise); none: any time outside quiet hours.",
+    )
+    stop_on_reply: bool = Field(
+        default=False, description="A reply to any of its messages exits the contact (replied)."
+    )
+    dialect_fields: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What a seed dialect keeps for its clients beside the native fields "
+        "(seed 001: company, created_by, its steps…); Herald itself never reads it.",
     )
     ends_at: datetime | None = Field(default=None, description="A flow completes at this time.")
     created_at: datetime

@@ -30,11 +30,13 @@ _DASHED = re.compile(
     r"(?P<uuid>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
 )
 _TRAILING_HEX = re.compile(r"([0-9a-f]{32})$")
+_HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
 
 # The prefix of the id a path parameter names (routes name their ids this way).
 PATH_PREFIXES: Mapping[str, str] = MappingProxyType(
     {
         "campaign_id": "cmp_",
+        "sequence_id": "cmp_",  # seed 001's campaigns
         "template_id": "tpl_",
         "sender_id": "snd_",
         "contact_id": "c_",
@@ -68,9 +70,12 @@ def dashed(native_id: str) -> str:
 
 
 def native(value: str, prefix: str) -> str:
-    """The native id for ``value`` given as the native id, as a dashed UUID, or as
-    ``prefix`` followed by a dashed UUID (any case). Anything else is returned as it came,
-    for the store to find or not (an unknown id is a 404, never a different resource)."""
+    """The native id for ``value`` given as the native id, as a UUID (dashed, or 32 hex
+    digits), or as ``prefix`` followed by a dashed UUID (any case). Anything else is
+    returned as it came, for the store to find or not (an unknown id is a 404, never a
+    different resource)."""
+    if _HEX32.match(value.strip()):
+        return prefix + value.strip().lower()
     found = _DASHED.match(value.strip())
     if found is None or (found.group("prefix") or prefix) != prefix:
         return value

@@ -45,6 +45,7 @@ WebhookEventType = Literal[
     "message.opened",
     "message.clicked",
     "message.unsubscribed",
+    "message.replied",
     "enrollment.entered",
     "enrollment.exited",
     "campaign.paused",

@@ -27,7 +27,23 @@ def provision(settings: Settings | None = None) -> HeraldResources:
     _event_bus(resources, queue_arns)
     _schedule_group(resources)
     _configuration_set(resources, topic_arns[resources.configuration_set.topic_name])
+    _inbound_bucket(resources, settings.region)
     return resources
+
+
+def _inbound_bucket(resources: HeraldResources, region: str) -> None:
+    """The bucket SES inbound stores received mail in (the embedded stack's replies too)."""
+    s3 = client("s3")
+    where = (
+        {}
+        if region == "us-east-1"
+        else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    )
+    try:
+        s3.create_bucket(Bucket=resources.inbound.bucket, **where)
+    except ClientError as error:
+        if not _exists(error, "BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
 
 
 def _exists(error: ClientError, *codes: str) -> bool:

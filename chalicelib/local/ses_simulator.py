@@ -22,10 +22,16 @@ bounce@simulator.amazonses.com                      Send, Bounce (Permanent, Gen
 complaint@simulator.amazonses.com                   Send, Delivery, Complaint
 ooto@simulator.amazonses.com                        Delivery
 suppressionlist@simulator.amazonses.com             Bounce (Permanent, OnAccountSuppressionList)
+reply@simulator.amazonses.com (or any ``+reply``)   Send, Delivery, and a reply: SES inbound's
+                                                    Received notification on the inbound topic
 anyone else                                         Send, Delivery, and Open / Click for a
                                                     share of messages (``simulator_open_rate``,
                                                     ``simulator_click_rate``; 0 by default)
 ==================================================  =====================================
+
+``ooto@`` also answers with an automatic out-of-office reply (``Auto-Submitted``). A reply
+quotes the Message-ID SES gave the message (``mail_threads.header_message_id``), so it
+travels the real path: inbound topic → replies queue → reply worker.
 
 An SMS is delivered (status SUCCESS) unless its number is one of
 ``simulator_failing_numbers`` (FAILURE, "Unknown error attempting to reach phone": a
@@ -49,10 +55,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.utils import getaddresses
 from typing import Any
 
 from chalicelib.aws import client
 from chalicelib.domain import clock
+from chalicelib.domain.mail_threads import header_message_id
+from chalicelib.domain.replies import received_notification, reply_mail
 from chalicelib.local.poller import invoke_handler
 from chalicelib.local.services import Worker
 from chalicelib.resources import SmsStatusLogsSpec, herald_resources
@@ -100,6 +109,44 @@ def scenario(recipient: str, ses_message_id: str) -> list[str]:
     if roll < min(settings.simulator_click_rate, settings.simulator_open_rate):
         events.append("Click")
     return events
+
+
+def replies_to(
+    params: Mapping[str, Any], ses_message_id: str, now: datetime
+) -> list[dict[str, Any]]:
+    """The replies SES inbound would notify for one ``SendEmail`` call: from each
+    ``reply``/``+reply`` recipient a person's answer, from ``ooto`` an automatic one."""
+    raw = params.get("Content", {}).get("Raw", {}).get("Data")
+    raw_bytes = raw if isinstance(raw, bytes) else (raw.encode() if raw else None)
+    if raw_bytes is None:
+        return []
+    sent = email.message_from_bytes(raw_bytes, policy=email.policy.default)
+    settings = get_settings()
+    quoted = header_message_id(ses_message_id, settings.region, settings.ses_message_id_domain)
+    answer_to = str(sent.get("Reply-To") or sent.get("From") or params.get("FromEmailAddress"))
+    address = next((a.addr_spec for a in getattr(sent["To"], "addresses", ())), "")
+    notifications = []
+    for recipient in _recipients(params, raw_bytes):
+        local, _, domain = recipient.lower().partition("@")
+        mailbox, _, label = local.partition("+")
+        automatic = mailbox == "ooto"
+        if domain != SIMULATOR_DOMAIN or not (mailbox == "reply" or label == "reply" or automatic):
+            continue
+        to = next((a for _, a in getaddresses([answer_to]) if a), answer_to)
+        subject = str(sent.get("Subject", ""))
+        raw_reply = reply_mail(
+            sender=address or recipient,
+            to=to,
+            subject=("Out of Office: " if automatic else "Re: ") + subject,
+            quoted=[quoted],
+            text="I am away." if automatic else "Thanks, let's talk.",
+            automatic=automatic,
+        )
+        topic = f"arn:aws:sns:{settings.region}:{settings.account_id}:{settings.inbound_topic_name}"
+        notifications.append(
+            received_notification(raw_reply, to, uuid.uuid4().hex[:28], _iso(now), topic)
+        )
+    return notifications
 
 
 def _iso(at: datetime) -> str:
@@ -375,9 +422,11 @@ class FeedbackSimulator:
         message_id = parsed.get("MessageId")
         if params is None or not message_id:
             return  # the call failed: SES publishes nothing either
-        topic = get_settings().ses_events_topic_name
+        settings = get_settings()
         for record in ses_events(params, str(message_id), clock.now()):
-            self._schedule(topic, record)
+            self._schedule(settings.ses_events_topic_name, record)
+        for notification in replies_to(params, str(message_id), clock.now()):
+            self._schedule(settings.inbound_topic_name, notification)
 
     def _after_publish(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         params = context.get(self._CAPTURED) or {}

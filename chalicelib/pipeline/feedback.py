@@ -35,7 +35,7 @@ from datetime import timedelta
 from typing import Any
 
 from chalicelib.domain import clock
-from chalicelib.domain.campaigns import Campaign
+from chalicelib.domain.campaigns import MAIN_STEP, Campaign
 from chalicelib.domain.delivery import message_id, parse_message_id
 from chalicelib.domain.errors import NotFound, ValidationFailed
 from chalicelib.domain.feedback import (
@@ -45,6 +45,7 @@ from chalicelib.domain.feedback import (
     calls_back,
     parse_notification,
     statuses_below,
+    step_counter,
     timestamp_attribute,
 )
 from chalicelib.domain.flows.stats import variant_counter
@@ -179,6 +180,9 @@ def apply_event(event: DeliveryEvent, effects: _BatchEffects) -> None:
         variant = record.model_extra.get("variant") if record.model_extra else None
         if isinstance(variant, str):  # a flow message sent after an A/B split
             counts[variant_counter(variant, counter)] += 1
+        step = parse_message_id(ref.message_id)[0]
+        if step != MAIN_STEP:  # a flow's step (a sequence's unique opens per step…)
+            counts[step_counter(counter, step)] += 1
     effects.notices.append(_notice(event, ref))
     hook = callback_event(event.kind, event.channel)
     campaign = effects.campaign(ref) if hook else None

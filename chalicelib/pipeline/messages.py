@@ -30,7 +30,7 @@ SMS_STATUS = SMS_STATUS_KIND  # an SNS SMS status log record, as the forwarder q
 # The queues each foreign envelope reaches (by infra's subscriptions and bus rules).
 ENVELOPES: dict[str, frozenset[QueueRole]] = {
     EVENTBRIDGE: frozenset({"feedback", "triggers"}),
-    SNS: frozenset({"feedback"}),
+    SNS: frozenset({"feedback", "replies"}),  # SES events; SES inbound's received mail
     SMS_STATUS: frozenset({"feedback"}),
 }
 

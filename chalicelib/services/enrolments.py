@@ -435,6 +435,18 @@ def remove_enrolment(tenant_id: str, campaign_id: str, contact_id: str, now: dat
     return enrolments.read(tenant_id, campaign_id, contact_id) or enrolment
 
 
+def exit_enrolment(
+    tenant_id: str, campaign_id: str, contact_id: str, reason: ExitReason, now: datetime
+) -> bool:
+    """End one contact's enrolment in one flow with ``reason`` (seed 001's stop on reply:
+    ``replied``), through the step claim, counted and told like every exit from outside.
+    False when the contact is not enrolled or has exited already."""
+    current = enrolments.read(tenant_id, campaign_id, contact_id)
+    if current is None:
+        return False
+    return _exit_all(tenant_id, [current], reason, now) == 1
+
+
 def remove_flow_enrolments(
     tenant_id: str, campaign_id: str, reason: ExitReason, now: datetime
 ) -> int:

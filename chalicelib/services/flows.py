@@ -264,6 +264,14 @@ def cancel(tenant_id: str, campaign_id: str, now: datetime) -> Campaign:
     return _move(tenant_id, campaign_id, "cancel", now)
 
 
+def lifecycle(tenant_id: str, campaign_id: str, action: Action, now: datetime) -> Campaign:
+    """The flow move ``action`` by name, for dialects that set a status field (seed 001's
+    ``status``, seed 000's ``enabled``): the same checks and consequences as the routes."""
+    if action == "activate":
+        return activate(tenant_id, campaign_id, now)
+    return _move(tenant_id, campaign_id, action, now)
+
+
 def _move(tenant_id: str, campaign_id: str, action: Action, now: datetime) -> Campaign:
     """One status change of a flow and what must follow it. A broadcast asked to make a
     flow's move is refused as the state machine refuses it (409 naming its state)."""

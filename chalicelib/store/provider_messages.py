@@ -35,9 +35,12 @@ class MessageRef:
     message_id: str
 
 
-def remember_provider_messages(refs: Iterable[tuple[str, MessageRef]], now: datetime) -> int:
-    """Record ``(provider message id, ref)`` pairs; returns how many were written."""
-    expires_at = int((now + RETENTION).timestamp())
+def remember_provider_messages(
+    refs: Iterable[tuple[str, MessageRef]], now: datetime, retention: timedelta = RETENTION
+) -> int:
+    """Record ``(provider message id, ref)`` pairs; returns how many were written.
+    Replies come later than SMS status: their pointers are kept longer (``retention``)."""
+    expires_at = int((now + retention).timestamp())
     return system_table().batch_put(
         (
             _PARTITION,

@@ -102,6 +102,7 @@ def test_cli_reports_dead_letter_depths(aws: None, capsys: pytest.CaptureFixture
         "triggers": 0,
         "callbacks": 0,
         "flows": 0,
+        "replies": 0,
     }
     enqueue("control", [{"kind": "no.such.kind"}])
     drain(["control"])  # fails five times, then SQS moves it to the dead-letter queue

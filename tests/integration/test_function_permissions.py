@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,13 +33,14 @@ from chalicelib.settings import Settings, get_settings
 from chalicelib.store import enrolments
 from infra.naming import Stack
 from infra.policy import iam_resources
+from tests.aws_events import inbound_reply
 from tests.conftest import Tenant
 from tests.feedback_kit import Shop, receiver, release_delayed_messages
 from tests.flow_kit import enrol_contact, put_flow
 
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SIM = "simulator.amazonses.com"
-SERVICES = ("dynamodb", "sqs", "sesv2", "sns", "events", "scheduler")
+SERVICES = ("dynamodb", "sqs", "sesv2", "sns", "events", "scheduler", "s3")
 IAM_PREFIX = {"sesv2": "ses"}
 # SQS authorises a batch call with the single-message action.
 IAM_ACTION = {
@@ -209,6 +211,20 @@ def a_day_of_herald(
         poller.drain()
         a_flow(recorder, shop, frozen, f"{hook.url}/flow")
         assert hook.requests and gone.requests  # the callbacks worker did deliver
+        receive_stored_mail()  # SES inbound: a mail over 150 KB, stored in S3
+        poller.drain()
+
+
+def receive_stored_mail() -> None:
+    """What SES inbound does with a received mail: store it, notify the inbound topic."""
+    inbound = herald_resources(get_settings()).inbound
+    record = inbound_reply(sender="lead@example.org", recipient="ana@example.com", subject="Re")
+    key = inbound.object_prefix + record["mail"]["messageId"]
+    client("s3").put_object(Bucket=inbound.bucket, Key=key, Body=record.pop("content").encode())
+    record["receipt"]["action"] = {"type": "S3", "bucketName": inbound.bucket, "objectKey": key}
+    sns = client("sns")
+    topic = sns.create_topic(Name=inbound.topic_name)["TopicArn"]
+    sns.publish(TopicArn=topic, Message=json.dumps(record))
 
 
 def a_flow(recorder: Recorder, shop: Shop, frozen: clock.FrozenClock, webhook_url: str) -> None:

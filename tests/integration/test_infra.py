@@ -22,7 +22,9 @@ import pytest
 
 from chalicelib.resources import HeraldResources, QueueSpec, herald_resources
 from chalicelib.settings import Settings
+from infra.naming import Stack
 from infra.render import lint, render
+from infra.replies import reply_resources
 
 Json = dict[str, Any]
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -329,6 +331,7 @@ def test_only_the_senders_publish_sms_and_no_function_publishes_to_a_topic(templ
         RESOURCES.queue("send").handler,
         RESOURCES.queue("flows").handler,  # a flow's send step sends from its worker
     }
+    email_only = {RESOURCES.queue("replies").handler}  # forwards a reply to a person
     handlers = [
         RESOURCES.api_handler,
         RESOURCES.tick_handler,
@@ -339,7 +342,7 @@ def test_only_the_senders_publish_sms_and_no_function_publishes_to_a_topic(templ
         publishes = grants(statements, "sns:Publish", "*")
         assert publishes == (handler in senders), handler
         sends_email = any("ses:SendEmail" in as_list(s["Action"]) for s in statements)
-        assert sends_email == (handler in senders), handler
+        assert sends_email == (handler in senders | email_only), handler
         if publishes:  # "*" is for phone numbers (no ARN); every topic/endpoint ARN is denied
             [deny] = [s for s in statements if s["Effect"] == "Deny"]
             assert deny["Action"] == ["sns:Publish"]
@@ -392,26 +395,26 @@ def test_every_function_gets_its_settings_from_the_stack(template: Json) -> None
         assert function["Properties"]["Tracing"] == "Active"
 
 
-def test_topics_deliver_sns_envelopes_to_the_feedback_queue(template: Json) -> None:
-    feedback_id = queue_id(template, RESOURCES.queue("feedback").name)
+def test_topics_deliver_sns_envelopes_to_their_queues(template: Json) -> None:
     topics = {
         v["Properties"]["TopicName"]: k
         for k, v in of_type(template, "AWS::SNS::Topic").items()
         if "TopicName" in v["Properties"]
     }
-    [queue_policy] = [
-        v["Properties"]
-        for v in of_type(template, "AWS::SQS::QueuePolicy").values()
-        if v["Properties"]["Queues"] == [{"Ref": feedback_id}]
-    ]
     for spec in RESOURCES.topics:
+        queue_ref = queue_id(template, RESOURCES.queue(spec.delivers_to).name)
+        [queue_policy] = [
+            v["Properties"]
+            for v in of_type(template, "AWS::SQS::QueuePolicy").values()
+            if v["Properties"]["Queues"] == [{"Ref": queue_ref}]
+        ]
         topic_id = topics[spec.name]
         [subscription] = [
             v["Properties"]
             for v in of_type(template, "AWS::SNS::Subscription").values()
             if v["Properties"]["TopicArn"] == {"Ref": topic_id}
         ]
-        assert subscription["Endpoint"] == {"Fn::GetAtt": [feedback_id, "Arn"]}
+        assert subscription["Endpoint"] == {"Fn::GetAtt": [queue_ref, "Arn"]}
         assert subscription["RawMessageDelivery"] is False
         assert {"ArnEquals": {"aws:SourceArn": {"Ref": topic_id}}} in [
             s["Condition"] for s in queue_policy["PolicyDocument"]["Statement"]
@@ -646,3 +649,38 @@ def test_the_forwarders_dead_letters_alarm(template: Json) -> None:
         and a["Threshold"] == 0
         for a in alarms
     )
+
+
+def test_replies_are_received_for_the_reply_domain_into_the_bucket_and_topic() -> None:
+    settings = Settings(stage=STAGE, reply_domain="replies.example.com")
+    stack = Stack(settings, herald_resources(settings), "api")
+    rendered = reply_resources(stack)
+    rule = rendered["ReplyReceiptRule"]["Properties"]["Rule"]
+    assert rule["Recipients"] == ["replies.example.com"] and rule["ScanEnabled"] is True
+    [action] = rule["Actions"]
+    inbound = stack.resources.inbound
+    assert action["S3Action"]["ObjectKeyPrefix"] == inbound.object_prefix
+    assert action["S3Action"]["TopicArn"] == {"Ref": stack.topic_id(inbound.topic_name)}
+    [ses_writes, _tls] = rendered["InboundMailBucketPolicy"]["Properties"]["PolicyDocument"][
+        "Statement"
+    ]
+    assert ses_writes["Principal"] == {"Service": "ses.amazonaws.com"}
+    assert "aws:SourceAccount" in ses_writes["Condition"]["StringEquals"]
+    # Without a reply domain there is no rule set, only the (empty) bucket.
+    assert "ReplyReceiptRule" not in reply_resources(
+        Stack(SETTINGS, RESOURCES, "api")
+    ) and "InboundMailBucket" in reply_resources(Stack(SETTINGS, RESOURCES, "api"))
+
+
+def test_only_the_reply_worker_reads_received_mail(template: Json) -> None:
+    handlers = [
+        RESOURCES.api_handler,
+        RESOURCES.tick_handler,
+        *(q.handler for q in RESOURCES.queues),
+    ]
+    readers = [
+        handler
+        for handler in handlers
+        if any("s3:GetObject" in as_list(s["Action"]) for s in role_statements(template, handler))
+    ]
+    assert readers == [RESOURCES.queue("replies").handler]

@@ -60,6 +60,7 @@ def test_an_id_is_accepted_native_dashed_or_prefixed_dashed():
     assert ids.native("tpl_" + shown, "cmp_") == "tpl_" + shown  # another kind: not found later
     assert ids.native("not-an-id", "cmp_") == "not-an-id"
     assert ids.native(shown, "") == native.removeprefix("cmp_")  # tenants have no prefix
+    assert ids.native(native.removeprefix("cmp_"), "cmp_") == native  # bare UUID hex
 
 
 def test_a_pool_of_ids_takes_prefixed_dashed_uuids():

@@ -1,14 +1,17 @@
-"""What the seed dialects share: native input models built from translated fields, and
-errors named in the seed's terms."""
+"""What the seed dialects share: native input models built from translated fields, errors
+named in the seed's terms, and Django REST framework's error shapes."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from chalice import Response
 from pydantic import BaseModel, ValidationError
 
+from chalicelib.api.errors import json_body
 from chalicelib.domain.errors import ValidationFailed
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -38,3 +41,27 @@ def fields_renamed(rename: Callable[[str], str | None]) -> Iterator[None]:
         if error.field is not None:
             error.field = rename(error.field)
         raise
+
+
+def drf_errors(response: Response) -> Response:
+    """Herald's error as DRF shapes it, and nothing else (a client iterates the keys).
+
+    Validation (422 in Herald) is DRF's 400 ``{"field": ["message", ...]}`` (a problem
+    without a field goes under ``non_field_errors``); anything else is ``{"detail": ...}``
+    with Herald's status (a body that is not JSON: 400, as DRF's parse error).
+    """
+    error = json.loads(response.body)["error"]
+    validation = response.status_code == 422
+    shaped: dict[str, Any]
+    if validation:
+        shaped = {}
+        for problem in error.get("details") or [error]:
+            name = (problem.get("field") or "non_field_errors").removeprefix("query.")
+            shaped.setdefault(name, []).append(problem["message"])
+    else:
+        shaped = {"detail": error["message"]}
+    return Response(
+        body=json_body(shaped),
+        status_code=400 if validation else response.status_code,
+        headers=dict(response.headers or {}),
+    )

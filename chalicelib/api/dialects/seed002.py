@@ -16,7 +16,6 @@ route serves both. The decisions are written up in docs/api-seed-002.md.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,12 +25,11 @@ from typing import Annotated, Any, Literal, cast, get_args
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from chalice import Blueprint, Response
+from chalice import Blueprint
 from chalice.app import Request
 from pydantic import BeforeValidator, ConfigDict, Field, field_validator
 
-from chalicelib.api.dialects.common import fields_renamed, native
-from chalicelib.api.errors import json_body
+from chalicelib.api.dialects.common import drf_errors, fields_renamed, native
 from chalicelib.api.links import route_url
 from chalicelib.api.models import ApiModel, Input
 from chalicelib.api.routing import FORM, JSON, Call, Handler, endpoint
@@ -268,30 +266,6 @@ class Seed002Schedule(Input):
 
 
 # -- errors ----------------------------------------------------------------------------
-def drf_errors(response: Response) -> Response:
-    """Herald's error as DRF shapes it, and nothing else (a client iterates the keys).
-
-    Validation (422 in Herald) is DRF's 400 ``{"field": ["message", ...]}`` (a problem
-    without a field goes under ``non_field_errors``); anything else is ``{"detail": ...}``
-    with Herald's status (a body that is not JSON: 400, as DRF's parse error).
-    """
-    error = json.loads(response.body)["error"]
-    validation = response.status_code == 422
-    shaped: dict[str, Any]
-    if validation:
-        shaped = {}
-        for problem in error.get("details") or [error]:
-            name = (problem.get("field") or "non_field_errors").removeprefix("query.")
-            shaped.setdefault(name, []).append(problem["message"])
-    else:
-        shaped = {"detail": error["message"]}
-    return Response(
-        body=json_body(shaped),
-        status_code=400 if validation else response.status_code,
-        headers=dict(response.headers or {}),
-    )
-
-
 def _seed_terms(channel: str) -> AbstractContextManager[None]:
     """Name a refused field as the seed does (``template_ids`` → ``email_message_id``…)."""
 

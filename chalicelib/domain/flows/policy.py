@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.domain.delivery import FrequencyCap, QuietWindow, SkipReason, next_allowed
+from chalicelib.domain.flows.windows import SendWindow, next_open
 
 MAX_CAP_HOURS = 24 * 31  # how far back a cap may look; older buckets are pruned
 _BUCKET_FORMAT = "%Y%m%d%H"
@@ -51,6 +52,7 @@ class SendPolicy:
     max_lateness: timedelta | None = None
     tenant_cap: FrequencyCap | None = None
     campaign_cap: FrequencyCap | None = None
+    send_windows: tuple[SendWindow, ...] = ()  # outside every window: defer to the next
 
     @property
     def capped(self) -> bool:
@@ -102,7 +104,7 @@ def when_to_send(
     policy: SendPolicy, *, now: datetime, due_at: datetime, zone: zoneinfo.ZoneInfo
 ) -> Defer | Skip | None:
     """Rules 1 and 2, which need no counts: None means "now, if the caps let it"."""
-    opens = next_allowed(now, zone, policy.quiet_hours)
+    opens = next_opening(policy, now, zone)
     ready = opens or now
     if policy.max_lateness is not None and ready - due_at > policy.max_lateness:
         return Skip(SkipReason.MAX_LATENESS)
@@ -124,6 +126,21 @@ def within_caps(
     if cap_reached(policy.campaign_cap, campaign_counts, now):
         return Skip(SkipReason.CAMPAIGN_FREQUENCY_CAP)
     return Allow(hour_bucket(now))
+
+
+def next_opening(policy: SendPolicy, now: datetime, zone: zoneinfo.ZoneInfo) -> datetime | None:
+    """When both the quiet hours and the send windows let a message due at ``now`` go out
+    (None: now). Each deferral is re-checked against the other rule: a quiet window may
+    end outside every send window, and a send window may open inside quiet hours."""
+    at, deferred = now, False
+    for _ in range(16):  # each round moves forward to a boundary; a week has few of them
+        later = next_allowed(at, zone, policy.quiet_hours) or next_open(
+            at, zone, policy.send_windows
+        )
+        if later is None:
+            return at if deferred else None
+        at, deferred = later, True
+    return at
 
 
 def cap_reached(cap: FrequencyCap | None, counts: Mapping[str, int], now: datetime) -> bool:

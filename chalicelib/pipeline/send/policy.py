@@ -67,6 +67,7 @@ def send_policy(campaign: Campaign) -> SendPolicy:
         max_lateness=campaign.max_lateness.as_timedelta() if campaign.max_lateness else None,
         tenant_cap=campaign.frequency_cap,
         campaign_cap=campaign.campaign_frequency_cap,
+        send_windows=tuple(campaign.send_windows),  # a sequence's allowed_windows
     )
 
 

@@ -1,0 +1,184 @@
+"""Replies to sequence messages, from SES inbound through the replies queue.
+
+Each queue message is an SNS envelope around SES's ``Received`` notification (a receipt
+rule for the reply domain publishes it: infra/replies.py). The reply is matched to the
+message it answers (``domain.replies``: quoted SES ids, else a ``reply+<token>@``
+recipient) through pointers the sender leaves after each send (``remember_for_replies``),
+then, the first time only (the message's ``replied_at``, one conditional write):
+
+- ``replied`` counts for the campaign and the step (``replied@<step>``);
+- a campaign with ``stop_on_reply`` exits the contact's enrolment with reason
+  ``replied`` (``services.enrolments.exit_enrolment``: the step claim, so a worker racing
+  it cannot send the next step; counted and told as ``enrollment.exited``);
+- a ``message.replied`` webhook is queued;
+- the reply is forwarded whole to a person: the campaign's ``reply_to``, else the
+  sender's first reply-to address.
+
+An automatic answer (out of office…) is recorded as ``auto_replied_at`` and nothing more.
+A mail that answers nothing of Herald's is counted (``replies_unmatched``) and dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from chalicelib.channels import email as email_channel
+from chalicelib.channels.base import PermanentSendError
+from chalicelib.domain import clock
+from chalicelib.domain.campaigns import Campaign
+from chalicelib.domain.errors import NotFound
+from chalicelib.domain.feedback import step_counter
+from chalicelib.domain.flows.step import ExitReason
+from chalicelib.domain.replies import (
+    InboundMail,
+    forward,
+    parse_notification,
+    reply_token,
+    reply_token_for,
+)
+from chalicelib.observability import logger, metrics
+from chalicelib.services.enrolments import exit_enrolment
+from chalicelib.services.notices import WebhookNotice, notify_webhooks
+from chalicelib.settings import get_settings
+from chalicelib.store import ledger, senders
+from chalicelib.store.campaigns import get_campaign
+from chalicelib.store.counters import add_counts
+from chalicelib.store.inbound_mail import read_mail
+from chalicelib.store.ledger import MessageRecord
+from chalicelib.store.provider_messages import (
+    MessageRef,
+    find_provider_message,
+    remember_provider_messages,
+)
+
+# A contact may answer weeks later; a sequence's pointers live this long.
+REPLY_RETENTION = timedelta(days=180)
+_POINTER_PREFIX = "reply:"  # the pointer kept under a reply token
+
+
+@dataclass(frozen=True)
+class ReplyOutcome:
+    """What one inbound mail did (for logs and tests)."""
+
+    matched: MessageRef | None
+    counted: bool
+    exited: bool
+    forwarded_to: str | None
+
+
+# -- the sender's side -------------------------------------------------------------------
+def remember_for_replies(tenant_id: str, records: Iterable[MessageRecord], now: datetime) -> int:
+    """Leave the pointers a reply is matched by, for messages just sent: the SES id (what
+    In-Reply-To quotes) and the reply token. The flow worker calls this after a
+    sequence's send (one BatchWriteItem per 12 messages)."""
+    pairs: list[tuple[str, MessageRef]] = []
+    for record in records:
+        if record.provider_message_id is None or record.channel != "email":
+            continue
+        ref = MessageRef(tenant_id, record.campaign_id, record.message_id)
+        token = reply_token_for(tenant_id, record.campaign_id, record.message_id)
+        pairs += [(record.provider_message_id, ref), (_POINTER_PREFIX + token, ref)]
+    return remember_provider_messages(pairs, now, REPLY_RETENTION)
+
+
+# -- the queue's side --------------------------------------------------------------------
+def on_inbound(message: dict[str, Any]) -> None:
+    """One SNS envelope from the replies queue."""
+    notification = json.loads(message["Message"])
+    mail = parse_notification(notification)
+    if mail.stored_at is not None and mail.raw is None:
+        mail = parse_notification(notification, read_mail(mail.stored_at))
+    handle_reply(mail, clock.now())
+
+
+def handle_reply(mail: InboundMail, now: datetime) -> ReplyOutcome:
+    """Match, record and act on one received mail (see the module docstring)."""
+    ref = _match(mail)
+    if ref is None:
+        metrics.add_metric(name="replies_unmatched", unit="Count", value=1)
+        logger.info("inbound mail answers no Herald message", extra={"ses": mail.ses_message_id})
+        return ReplyOutcome(None, counted=False, exited=False, forwarded_to=None)
+    attribute = "auto_replied_at" if mail.automatic else "replied_at"
+    first = ledger.mark_message_event(
+        ref.tenant_id, ref.campaign_id, ref.message_id, attribute, now.isoformat()
+    )
+    if mail.automatic or not first:
+        return ReplyOutcome(ref, counted=False, exited=False, forwarded_to=None)
+    record = ledger.get_message(ref.tenant_id, ref.campaign_id, ref.message_id)
+    add_counts(
+        ref.tenant_id,
+        ref.campaign_id,
+        {"replied": 1, step_counter("replied", record.step): 1},
+        shard_key=mail.ses_message_id,
+    )
+    try:
+        campaign: Campaign | None = get_campaign(ref.tenant_id, ref.campaign_id)
+    except NotFound:
+        campaign = None
+    exited = (
+        campaign is not None
+        and campaign.stop_on_reply
+        and exit_enrolment(
+            ref.tenant_id, ref.campaign_id, record.contact_id, ExitReason.REPLIED, now
+        )
+    )
+    notify_webhooks([_notice(ref, record, mail, now)])
+    forwarded_to = _forward(ref.tenant_id, campaign, record, mail)
+    metrics.add_metric(name="replies", unit="Count", value=1)
+    return ReplyOutcome(ref, counted=True, exited=exited, forwarded_to=forwarded_to)
+
+
+def _match(mail: InboundMail) -> MessageRef | None:
+    for ses_id in mail.quoted_ses_ids:
+        found = find_provider_message(ses_id)
+        if found is not None:
+            return found
+    token = reply_token(mail.recipients, get_settings().reply_domain)
+    return find_provider_message(_POINTER_PREFIX + token) if token else None
+
+
+def _notice(ref: MessageRef, record: MessageRecord, mail: InboundMail, now: datetime) -> Any:
+    data = {
+        "message_id": ref.message_id,
+        "campaign_id": ref.campaign_id,
+        "step": record.step,
+        "contact_id": record.contact_id,
+        "channel": "email",
+        "from": mail.sender,
+        "subject": mail.subject,
+        "occurred_at": now.isoformat(),
+    }
+    return WebhookNotice(ref.tenant_id, "message.replied", now, data)
+
+
+def _forward(
+    tenant_id: str, campaign: Campaign | None, record: MessageRecord, mail: InboundMail
+) -> str | None:
+    """Send the reply on to a person; None when there is nobody to send it to."""
+    if mail.raw is None or record.sender_id is None:
+        return None
+    try:
+        sender = senders.get_sender(tenant_id, record.sender_id)
+    except NotFound:
+        return None
+    mailbox = _mailbox(campaign, sender.reply_to)
+    if mailbox is None or sender.from_email is None:
+        return None
+    try:
+        email_channel.send_raw(
+            sender.from_email, mailbox, forward(mail, sender=sender.from_email, to=mailbox)
+        )
+    except PermanentSendError as error:
+        logger.warning("reply not forwarded", extra={"error": str(error)})
+        return None
+    return mailbox
+
+
+def _mailbox(campaign: Campaign | None, sender_reply_to: Sequence[str]) -> str | None:
+    if campaign is not None and campaign.reply_to:
+        return campaign.reply_to.split(",")[0].strip()
+    return sender_reply_to[0] if sender_reply_to else None
