@@ -112,8 +112,9 @@ FUNCTION_NEEDS: dict[QueueRole | Literal["api", "tick", "sms_status"], frozenset
             "schedules",
         }
     ),
-    # Planner, imports (which publish contact.saved to the bus), list purges.
-    "control": frozenset({"table", "enqueue", "bus"}),
+    # Planner, imports (which publish contact.saved to the bus), list purges, and a
+    # flow's schedules firing (a flow's end disarms its schedules; a cron trigger re-arms).
+    "control": frozenset({"table", "enqueue", "bus", "schedules"}),
     "send": frozenset({"table", "enqueue", "send_email", "send_sms", "read_identities"}),
     "feedback": frozenset({"table", "enqueue"}),
     "triggers": frozenset({"table", "enqueue"}),

@@ -2,12 +2,12 @@
 
 Herald's real handlers run a day in moto (an email campaign with a callback and a webhook,
 feedback, the tick, an SMS campaign and its status through the SMS status forwarder, a
-scheduled campaign, a test send, a posted contact event, a flow walked by the flow worker)
-while every AWS call is recorded
-with the function that made it. Every call must be allowed by that function's own policy
-in the merge template (``infra.policy``); the callbacks worker, which talks to tenant URLs,
-must touch only its own table items and queues, and the SMS status forwarder only the
-feedback queue. A function that starts doing something new fails here until its policy says so.
+scheduled campaign, a test send, a posted contact event, a flow walked by the flow
+worker, a workflow's schedules) while every AWS call is recorded with the function that
+made it. Every call must be allowed by that function's own policy in the merge template
+(``infra.policy``); the callbacks worker, which talks to tenant URLs, must touch only its
+own table items and queues, and the SMS status forwarder only the feedback queue. A
+function that starts doing something new fails here until its policy says so.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import app as herald
 from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.local import poller, ses_simulator
+from chalicelib.local.scheduler import ScheduleEmulator
 from chalicelib.local.ses_simulator import FeedbackSimulator
 from chalicelib.pipeline.tick import run_tick
 from chalicelib.resources import herald_resources
@@ -213,6 +214,7 @@ def a_day_of_herald(
         assert hook.requests and gone.requests  # the callbacks worker did deliver
         receive_stored_mail()  # SES inbound: a mail over 150 KB, stored in S3
         poller.drain()
+    a_workflow_s_schedules(recorder, shop, frozen)
 
 
 def receive_stored_mail() -> None:
@@ -225,6 +227,35 @@ def receive_stored_mail() -> None:
     sns = client("sns")
     topic = sns.create_topic(Name=inbound.topic_name)["TopicArn"]
     sns.publish(TopicArn=topic, Message=json.dumps(record))
+
+
+def a_workflow_s_schedules(recorder: Recorder, shop: Shop, frozen: clock.FrozenClock) -> None:
+    """A workflow's campaign-level schedules: activated by the API, a scheduled trigger
+    firing on the control queue (enrolling the audience), its end completing it there."""
+    send = {"channel": "email", "template_ids": [shop.email_template]}
+    soon = {"at": (clock.now() + timedelta(hours=1)).isoformat()}
+    workflow = {
+        "nodes": [
+            {"id": "soon", "kind": "trigger.scheduled", "config": soon},
+            {"id": "hello", "kind": "send", "config": send},
+        ],
+        "edges": [{"source": "soon", "target": "hello"}],
+    }
+    body = {
+        "name": "Daily",
+        "type": "workflow",
+        "workflow": workflow,
+        "audience": {"all_contacts": True},
+        "ends_at": (clock.now() + timedelta(hours=1, minutes=30)).isoformat(),
+    }
+    with recorder.acting_as("api_handler"):
+        flow = shop.ok("POST", "/v1/campaigns", body)["id"]
+        shop.ok("POST", f"/v1/campaigns/{flow}/activate")
+    for _ in range(2):  # the trigger's firing, then the flow's end
+        frozen.advance(timedelta(minutes=61))
+        assert ScheduleEmulator().fire_due_schedules(clock.now())
+        poller.drain(["control"])
+    assert shop.ok("GET", f"/v1/campaigns/{flow}")["status"] == "completed"
 
 
 def a_flow(recorder: Recorder, shop: Shop, frozen: clock.FrozenClock, webhook_url: str) -> None:
