@@ -22,21 +22,21 @@ def contact(tenant: Tenant, email: str, **fields: Any) -> str:
 
 
 def send_campaign(
-    tenant: Tenant, channel: str, template: dict[str, Any], sender: dict[str, Any], **extra: Any
+    tenant: Tenant, channel: str, template: dict[str, Any], sender: dict[str, Any] | str
 ) -> str:
-    """Create a template and a sender of ``channel``, send a campaign to every contact
-    through the queues and handlers, and return its id."""
+    """Create a template and a sender of ``channel`` (or use the sender with this id),
+    send a campaign to every contact through the queues and handlers, return its id."""
     template_id = ok(
         tenant, "POST", "/v1/templates", {"name": "T", "channel": channel, **template}
     )["id"]
-    sender_id = ok(tenant, "POST", "/v1/senders", {"channel": channel, **sender})["id"]
+    if isinstance(sender, dict):
+        sender = str(ok(tenant, "POST", "/v1/senders", {"channel": channel, **sender})["id"])
     campaign = {
         "name": f"{channel} campaign",
         "channel": channel,
         "audience": {"all_contacts": True},
         "template_ids": [template_id],
-        "sender_ids": [sender_id],
-        **extra,
+        "sender_ids": [sender],
     }
     campaign_id = str(ok(tenant, "POST", "/v1/campaigns", campaign)["id"])
     ok(tenant, "POST", f"/v1/campaigns/{campaign_id}/send")

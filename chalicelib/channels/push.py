@@ -15,6 +15,7 @@ and the message is reported failed with that reason.
 from __future__ import annotations
 
 import json
+import re
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -37,6 +38,7 @@ _TRANSIENT_CODES = frozenset(
     {"Throttled", "Throttling", "ThrottlingException", "InternalError", "ServiceUnavailable"}
 )
 _GONE_CODES = frozenset({"EndpointDisabled", "NotFound"})
+_EXISTING_ENDPOINT = re.compile(r"Endpoint (arn:\S+) already exists")
 
 
 def _code(error: ClientError) -> str:
@@ -45,8 +47,9 @@ def _code(error: ClientError) -> str:
 
 # -- platform applications and endpoints -----------------------------------------------
 def application_name(tenant_id: str, sender_id: str) -> str:
-    """``herald-<stage>-<tenant>-<sender>``: Herald's own, and whose they are, at a glance."""
-    return f"herald-{get_settings().stage}-{tenant_id}-{sender_id}"[:256]
+    """``herald-<stage>-<tenant>-<sender>``: Herald's own (IAM grants on the prefix), and
+    whose they are, at a glance."""
+    return f"{get_settings().prefix}-{tenant_id}-{sender_id}"[:256]
 
 
 def _credentials(credential: str, principal: str | None) -> dict[str, str]:
@@ -75,14 +78,25 @@ def remove_application(application_arn: str) -> None:
 
 
 def register_endpoint(application_arn: str, token: str, contact_id: str) -> str:
-    """The device's endpoint (the same one for the same token), enabled."""
+    """The device's endpoint (the same one for the same token), enabled and naming
+    ``contact_id``. SNS refuses to create a second endpoint for a token whose endpoint has
+    other attributes (another contact's phone, now this one's) and names that endpoint in
+    its message: it is taken over, as AWS's guide for mobile tokens says."""
     sns = client("sns")
-    response = sns.create_platform_endpoint(
-        PlatformApplicationArn=application_arn, Token=token, CustomUserData=contact_id
-    )
-    endpoint = str(response["EndpointArn"])
+    try:
+        response = sns.create_platform_endpoint(
+            PlatformApplicationArn=application_arn, Token=token, CustomUserData=contact_id
+        )
+        endpoint = str(response["EndpointArn"])
+    except ClientError as error:
+        existing = _EXISTING_ENDPOINT.search(str(error.response.get("Error", {}).get("Message")))
+        if _code(error) != "InvalidParameter" or existing is None:
+            raise
+        endpoint = existing[1]
     # A re-registered token may belong to an endpoint SNS disabled: the app is back.
-    sns.set_endpoint_attributes(EndpointArn=endpoint, Attributes={"Enabled": "true"})
+    sns.set_endpoint_attributes(
+        EndpointArn=endpoint, Attributes={"Enabled": "true", "CustomUserData": contact_id}
+    )
     return endpoint
 
 

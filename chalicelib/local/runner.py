@@ -3,9 +3,10 @@
 ``EmbeddedStack`` starts moto in a child process, points this process at it, provisions
 every resource, creates a demo tenant, and runs what AWS would run: the API over HTTP,
 a poller per queue feeding its real handler, the EventBridge Scheduler emulator, the
-one-minute tick and a fake Telegram Bot API (Herald's ``telegram_api_url`` points at it). ``stop()`` ends all of it and puts the process back as it found it
-(environment, cached settings, clients and queue URLs), so tests can start one on port 0
-next to a running ``make run`` and carry on with in-process moto afterwards.
+one-minute tick and a fake Telegram Bot API (Herald's ``telegram_api_url`` points at
+it). ``stop()`` ends all of it and puts the process back as it found it (environment,
+cached settings, clients and queue URLs), so tests can start one on port 0 next to a
+running ``make run`` and carry on with in-process moto afterwards.
 
 ``main`` is ``make run``: the same stack on 127.0.0.1:8000 until Ctrl-C or SIGTERM.
 """
@@ -31,8 +32,8 @@ from chalicelib.local.poller import poll_once
 from chalicelib.local.provision import provision
 from chalicelib.local.scheduler import ScheduleEmulator
 from chalicelib.local.services import Service, Worker
-from chalicelib.local.telegram_api import FakeBotApi
 from chalicelib.local.ses_simulator import FeedbackSimulator
+from chalicelib.local.telegram_api import FakeBotApi
 from chalicelib.local.tick import TICK_SECONDS, invoke_tick
 from chalicelib.pipeline.queues import forget_queue_urls
 from chalicelib.settings import QUEUE_ROLES, get_settings

@@ -64,7 +64,7 @@ class FakeBotApi:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # quiet: the stack's own logs say what Herald did
 
         self._host = host
