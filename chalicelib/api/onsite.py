@@ -9,7 +9,7 @@ For the tenant's backend (API key):
 For the end user (``Authorization: Bearer <contact token>``, never a query parameter:
 URLs land in access logs):
 - ``GET /v1/inbox``: the contact's on-site messages, newest first;
-- ``POST /v1/inbox/{message_id}/read``: marks one read, which is the message's open.
+- ``POST /v1/inbox/{inbox_message_id}/read``: marks one read, which is the message's open.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def list_inbox(call: Call) -> ListPage[InboxMessage]:
 
 @endpoint(
     blueprint,
-    "/v1/inbox/{message_id}/read",
+    "/v1/inbox/{inbox_message_id}/read",
     "POST",
     auth="contact",
     tag="inbox",
@@ -132,7 +132,7 @@ def list_inbox(call: Call) -> ListPage[InboxMessage]:
 def read_message(call: Call) -> InboxMessage:
     now = clock.now()
     message, first = onsite_inbox.mark_read(
-        call.tenant_id, call.contact_id, call.params["message_id"], now
+        call.tenant_id, call.contact_id, call.params["inbox_message_id"], now
     )
     if first:
         campaign_id, herald_message_id = onsite_inbox.campaign_of(

@@ -61,7 +61,7 @@ def store_message(
 def get_message(tenant_id: str, contact_id: str, message_id: str) -> InboxMessage:
     item = tenant_table(tenant_id).get(_INBOX.format(contact_id=contact_id), message_id)
     if item is None or _expired(item):
-        raise NotFound(f"inbox message '{message_id}' not found", field="message_id")
+        raise NotFound(f"inbox message '{message_id}' not found", field="inbox_message_id")
     return InboxMessage.model_validate(item)
 
 

@@ -73,7 +73,7 @@ def test_a_token_reads_only_its_own_contacts_inbox(tenant: Tenant, other_tenant:
     bobs_token = token_for(tenant, bob)
     response = as_contact(tenant, bobs_token, "POST", f"/v1/inbox/{anns['id']}/read")
     assert response.status_code == 404
-    assert body_of(response)["error"]["field"] == "message_id"
+    assert body_of(response)["error"]["field"] == "inbox_message_id"
     stranger = contact(other_tenant, "ann@example.com")
     strangers = body_of(
         as_contact(other_tenant, token_for(other_tenant, stranger), "GET", "/v1/inbox")
