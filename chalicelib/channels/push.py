@@ -146,9 +146,8 @@ class PushChannel:
 def _forget_device(message: OutboundMessage) -> None:
     """Take the dead endpoint's device off the contact and delete the endpoint (both
     idempotent). A test send names no contact: its endpoint is only deleted."""
-    herald_message_id = message.tags.get(TAG_MESSAGE)
-    if herald_message_id:
-        _, contact_id, _ = parse_message_id(herald_message_id)
+    contact_id = _contact_of(message)
+    if contact_id is not None:
         try:
             contact = get_contact(message.tenant_id, contact_id)
         except NotFound:
@@ -161,6 +160,15 @@ def _forget_device(message: OutboundMessage) -> None:
     except ClientError as error:
         if _code(error) != "NotFound":
             raise
+
+
+def _contact_of(message: OutboundMessage) -> str | None:
+    """The contact a campaign message is for (Herald's message id names it), else None."""
+    try:
+        _, contact_id, _ = parse_message_id(message.tags.get(TAG_MESSAGE, ""))
+    except ValueError:
+        return None
+    return contact_id
 
 
 PUSH = PushChannel()

@@ -132,3 +132,35 @@ def test_an_onsite_template_with_a_non_http_url_fails_for_that_recipient(tenant:
     assert (counted["sent"], counted["failed"]) == (1, 1)
     failed = [m for m in messages(tenant, campaign_id) if m["status"] == "failed"]
     assert "url" in failed[0]["error"]
+
+
+def test_templates_of_the_new_kinds_are_checked_when_saved_naming_the_part(tenant: Tenant):
+    for body, field in (
+        ({"channel": "onsite", "title": "Hi", "body": "B", "url": "{{ contcat.x }}"}, "url"),
+        ({"channel": "onsite", "title": "Hi", "body": "B", "html": "<p>"}, "html"),
+        ({"channel": "push", "title": "{% if %}", "body": "B"}, "title"),
+        ({"channel": "push", "title": "T", "body": "B", "data": {"k": "{{ nope }}"}}, "data.k"),
+        ({"channel": "telegram", "text": "Hi", "parse_mode": "Markdown"}, "parse_mode"),
+        ({"channel": "telegram", "body": "Hi"}, "body"),
+    ):
+        response = tenant.call("POST", "/v1/templates", {"name": "T", **body})
+        assert response.status_code == 422, (body, response.body)
+        assert body_of(response)["error"]["field"] == field, body
+    assert ok(tenant, "GET", "/v1/templates")["items"] == []
+
+
+def test_a_preview_renders_every_part_of_an_onsite_template(tenant: Tenant):
+    template = ok(tenant, "POST", "/v1/templates", {"name": "T", "channel": "onsite", **TEMPLATE})
+    shown = ok(
+        tenant,
+        "POST",
+        f"/v1/templates/{template['id']}/preview",
+        {"contact": {"email": "a@example.com", "first_name": "Ann", "attributes": {"order": 7}}},
+    )
+    assert (shown["channel"], shown["title"], shown["body"], shown["url"]) == (
+        "onsite",
+        "Hello Ann",
+        "Your order 7 shipped.",
+        "https://shop.example.com/orders/7",
+    )
+    assert shown["errors"] == []
