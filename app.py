@@ -25,6 +25,7 @@ from chalicelib.api import (
     inbox_threads,
     limits,
     lists,
+    onsite,
     routing,
     segments,
     senders,
@@ -79,6 +80,7 @@ app.register_blueprint(flows.blueprint)
 app.register_blueprint(templates.blueprint)
 app.register_blueprint(senders.blueprint)
 app.register_blueprint(inbox_threads.blueprint)
+app.register_blueprint(onsite.blueprint)
 app.register_blueprint(limits.blueprint)
 app.register_blueprint(suppressions.blueprint)
 app.register_blueprint(stats.blueprint)
@@ -128,6 +130,7 @@ QUEUE_CONSUMERS: dict[QueueRole, Consumer] = {
             kinds.SNS: provider_feedback.on_provider_event,
             kinds.EVENTBRIDGE: provider_feedback.on_provider_event,
             kinds.SMS_STATUS: provider_feedback.on_provider_event,
+            kinds.ChannelReceipt.KIND: provider_feedback.on_channel_receipt,
         },
         scopes=(provider_feedback.feedback_batch,),
     ),

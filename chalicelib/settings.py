@@ -74,6 +74,33 @@ class Settings(BaseModel):
         ),
     )
     sms_max_send_rate: float = Field(default=20.0, gt=0, description="SNS SMS sends/second.")
+    push_max_send_rate: float = Field(
+        default=100.0, gt=0, description="SNS mobile push publishes/second."
+    )
+    telegram_max_send_rate: float = Field(
+        default=25.0,
+        gt=0,
+        description="Bot API sendMessage calls/second (Telegram allows about 30 per bot).",
+    )
+    onsite_max_send_rate: float = Field(
+        default=200.0, gt=0, description="On-site inbox writes/second (DynamoDB puts)."
+    )
+    telegram_api_url: str = Field(
+        default="https://api.telegram.org",
+        description=(
+            "The Bot API's base URL; the embedded stack points it at its fake Bot API. "
+            "Called through the SSRF-safe client (loopback only where callbacks allow it)."
+        ),
+    )
+    onsite_retention_days: int = Field(
+        default=90, ge=1, le=3650, description="On-site inbox messages expire after this long."
+    )
+    contact_token_days: int = Field(
+        default=30,
+        ge=1,
+        le=365,
+        description="How long a contact token (the on-site inbox's Bearer) stays valid.",
+    )
     quota_retry_minutes: int = Field(
         default=60,
         ge=1,

@@ -16,10 +16,17 @@ the scheduler. The SMS status forwarder (``infra.sms_status``) holds less still:
 the feedback queue and to its own dead-letter queue, nothing of the table.
 
 ``sns:Publish`` (SMS, by the send worker and the API's test sends) needs ``Resource: "*"``:
-an SMS to a phone number has no ARN to name. So the same policy denies ``sns:Publish`` on
-every ARN (``arn:<partition>:sns:*:*:*``): topics and platform endpoints, Herald's or not,
-are refused, and only the ARN-less phone-number publish stays allowed. (No function
-publishes to a topic: SES and SNS themselves publish Herald's feedback topics.)
+an SMS to a phone number has no ARN to name. A function that sends SMS but no push is
+therefore denied ``sns:Publish`` on every ARN (``arn:<partition>:sns:*:*:*``): topics and
+platform endpoints are refused, and only the ARN-less phone-number publish stays allowed.
+(No function publishes to a topic: SES and SNS themselves publish Herald's feedback
+topics.) A function that also sends push (the send and flow workers, the API's test
+sends) publishes to Herald's platform endpoints, which that deny would refuse, and IAM has
+no way to deny topics while allowing endpoints and the ARN-less publish. For those the
+deny is narrowed to other accounts' ARNs: they may publish to this account's topics too,
+which Herald's code never does (docs/channels.md). The platform applications are
+Herald's by name (``herald-<stage>-…``): managing them and their endpoints is granted on
+that prefix only.
 
 SES sending is granted on this account's identities and Herald's configuration set. IAM
 cannot tell which tenant owns an identity (``ses:FromAddress`` conditions are per policy,
@@ -91,6 +98,8 @@ Need = Literal[
     "read_inbound_mail",  # read received mail SES inbound stored in the inbound bucket
     "send_email",
     "send_sms",
+    "send_push",  # publish to Herald's platform endpoints, delete a dead one
+    "manage_push",  # Herald's platform applications and their endpoints (senders, devices)
     "read_identities",
     "create_identities",
     "bus",
@@ -106,6 +115,8 @@ FUNCTION_NEEDS: dict[QueueRole | Literal["api", "tick", "sms_status"], frozenset
             "enqueue",
             "send_email",
             "send_sms",
+            "send_push",
+            "manage_push",
             "read_identities",
             "create_identities",
             "bus",
@@ -115,12 +126,16 @@ FUNCTION_NEEDS: dict[QueueRole | Literal["api", "tick", "sms_status"], frozenset
     # Planner, imports (which publish contact.saved to the bus), list purges, and a
     # flow's schedules firing (a flow's end disarms its schedules; a cron trigger re-arms).
     "control": frozenset({"table", "enqueue", "bus", "schedules"}),
-    "send": frozenset({"table", "enqueue", "send_email", "send_sms", "read_identities"}),
+    "send": frozenset(
+        {"table", "enqueue", "send_email", "send_sms", "send_push", "read_identities"}
+    ),
     "feedback": frozenset({"table", "enqueue"}),
     "triggers": frozenset({"table", "enqueue"}),
     "callbacks": frozenset({"callback_items", "enqueue_callbacks"}),
     # The flow runtime: steps (contact changes, sends, webhooks via the callbacks queue).
-    "flows": frozenset({"table", "enqueue", "send_email", "send_sms", "read_identities", "bus"}),
+    "flows": frozenset(
+        {"table", "enqueue", "send_email", "send_sms", "send_push", "read_identities", "bus"}
+    ),
     # Replies (pipeline.replies): match, count, exit, webhook, forward the mail to a person.
     "replies": frozenset(
         {"table", "enqueue", "send_email", "read_identities", "read_inbound_mail"}
@@ -248,16 +263,7 @@ def _statements(stack: Stack, needs: frozenset[Need]) -> list[Json]:
                 [any_identity, configuration_set],
             )
         )
-    if "send_sms" in needs:
-        statements.append(_allow("PublishSmsToPhoneNumbers", ("sns:Publish",), "*"))
-        statements.append(
-            {
-                "Sid": "NoPublishingToTopicsOrEndpoints",
-                "Effect": "Deny",
-                "Action": ["sns:Publish"],
-                "Resource": sub("arn:${AWS::Partition}:sns:*:*:*"),
-            }
-        )
+    statements.extend(_sns_statements(stack, needs))
     identity_actions = (("ses:GetEmailIdentity",) if "read_identities" in needs else ()) + (
         ("ses:CreateEmailIdentity",) if "create_identities" in needs else ()
     )
@@ -280,6 +286,56 @@ def _statements(stack: Stack, needs: frozenset[Need]) -> list[Json]:
                 **_allow("PassSchedulerRole", ("iam:PassRole",), [get_att(SCHEDULER_ROLE, "Arn")]),
                 "Condition": {"StringEquals": {"iam:PassedToService": SCHEDULER_SERVICE}},
             }
+        )
+    return statements
+
+
+def _sns_statements(stack: Stack, needs: frozenset[Need]) -> list[Json]:
+    """SMS to phone numbers, push to Herald's endpoints, Herald's platform applications
+    (see the module docstring for why the SMS deny is narrower next to push)."""
+    statements: list[Json] = []
+    herald_apps = f"{stack.settings.prefix}-*"
+    if "send_sms" in needs:
+        statements.append(_allow("PublishSmsToPhoneNumbers", ("sns:Publish",), "*"))
+        deny: Json = {
+            "Sid": "NoPublishingToTopicsOrEndpoints",
+            "Effect": "Deny",
+            "Action": ["sns:Publish"],
+            "Resource": sub("arn:${AWS::Partition}:sns:*:*:*"),
+        }
+        if "send_push" in needs:  # see the module docstring
+            deny["Sid"] = "NoPublishingToOtherAccounts"
+            deny["Condition"] = {
+                "StringNotEquals": {"aws:ResourceAccount": {"Ref": "AWS::AccountId"}}
+            }
+        statements.append(deny)
+    if "send_push" in needs:
+        statements.append(
+            _allow(
+                "PublishToHeraldDevices",
+                ("sns:Publish", "sns:DeleteEndpoint"),
+                [arn("sns", f"endpoint/*/{herald_apps}/*")],
+            )
+        )
+    if "manage_push" in needs:
+        statements.append(
+            _allow(
+                "ManageHeraldPushApplications",
+                (
+                    "sns:CreatePlatformApplication",
+                    "sns:SetPlatformApplicationAttributes",
+                    "sns:DeletePlatformApplication",
+                    "sns:CreatePlatformEndpoint",
+                ),
+                [arn("sns", f"app/*/{herald_apps}")],
+            )
+        )
+        statements.append(
+            _allow(
+                "ManageHeraldDevices",
+                ("sns:SetEndpointAttributes", "sns:DeleteEndpoint"),
+                [arn("sns", f"endpoint/*/{herald_apps}/*")],
+            )
         )
     return statements
 

@@ -10,8 +10,10 @@ from typing import Any
 
 from chalicelib.aws import client
 from chalicelib.domain import clock, ids
+from chalicelib.domain.onsite import InboxMessage
 from chalicelib.domain.unsubscribe import UnsubscribeClaim
 from chalicelib.local.poller import drain
+from chalicelib.store import onsite_inbox
 from chalicelib.store.inbox_threads import open_thread
 from chalicelib.store.secrets import unsubscribe_token
 from tests.conftest import Tenant, body_of, own
@@ -138,6 +140,18 @@ def build_world(tenant: Tenant, marker: str) -> World:
         title=f"{marker} call",
         now=clock.now(),
     ).id
+    ann_inbox = onsite_inbox.store_message(  # as the onsite channel stores one
+        tenant.id,
+        p["contact_id"],
+        InboxMessage(
+            id=onsite_inbox.inbox_message_id(None),
+            title=f"{marker} news",
+            body=marker,
+            created_at=clock.now(),
+        ),
+        campaign_message_id=None,
+    )
+    p["inbox_message_id"] = ann_inbox.id
     p["name"] = "explorer.js"  # a file of the API explorer (public, the same for everyone)
     p["token"] = unsubscribe_token(UnsubscribeClaim(tenant.id, contacts[1]["id"], "email"))
     seed002 = {"name": f"{marker} seed002", "channel": "email"}

@@ -90,9 +90,18 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {
                 "apiKey": {"type": "http", "scheme": "bearer", "description": "Tenant API key"},
                 "adminKey": {"type": "http", "scheme": "bearer", "description": "Admin key"},
+                "contactToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A contact token (POST /v1/contacts/{contact_id}/token): "
+                    "one contact reads its on-site inbox",
+                },
             },
         },
     }
+
+
+_SECURITY_SCHEMES = {"tenant": "apiKey", "admin": "adminKey", "contact": "contactToken"}
 
 
 def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
@@ -127,7 +136,7 @@ def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
             }
         )
     if op.auth != "public":
-        operation["security"] = [{"apiKey" if op.auth == "tenant" else "adminKey": []}]
+        operation["security"] = [{_SECURITY_SCHEMES[op.auth]: []}]
     if op.query:
         schema = op.query.model_json_schema(ref_template=_REF)
         for name, prop in schema.get("properties", {}).items():

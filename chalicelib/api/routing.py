@@ -26,12 +26,15 @@ from pydantic import BaseModel, ValidationError
 from chalicelib.api import errors as api_errors
 from chalicelib.api import idempotency
 from chalicelib.domain import clock, errors, ids
+from chalicelib.domain.onsite import ContactClaim
 from chalicelib.domain.tenants import ADMIN_SCOPE, parse_key
 from chalicelib.observability import logger
 from chalicelib.services import limits
 from chalicelib.store import tenants as tenant_store
+from chalicelib.store.secrets import read_contact_token
 
-Auth = Literal["tenant", "admin", "public"]
+# "contact": an end user with a contact token (the on-site inbox), never an API key.
+Auth = Literal["tenant", "admin", "public", "contact"]
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # all a read-only key may call
@@ -68,6 +71,7 @@ class Call:
     body: Any = None
     query: Any = None
     params: dict[str, str] = field(default_factory=dict)
+    contact_id: str = ""  # the contact a contact token names (auth "contact" only)
 
 
 Handler = Callable[[Call], Any]
@@ -115,11 +119,17 @@ def endpoint(
             request = app.current_request
             assert request is not None  # Chalice sets it before calling a view
             try:
-                call = Call(
-                    request=request,
-                    tenant_id=_authenticate(request, auth),
-                    params=_native_ids(params),
-                )
+                if auth == "contact":
+                    claim = _contact_claim(request)
+                    call = Call(
+                        request=request,
+                        tenant_id=claim.tenant_id,
+                        params=_native_ids(params),
+                        contact_id=claim.contact_id,
+                    )
+                else:
+                    tenant_id = _authenticate(request, auth)
+                    call = Call(request=request, tenant_id=tenant_id, params=_native_ids(params))
                 if call.tenant_id and call.tenant_id != ADMIN_SCOPE:
                     logger.append_keys(tenant_id=call.tenant_id)
                     limits.admit_request(call.tenant_id)  # requests_per_minute (429)
@@ -235,6 +245,20 @@ def _authenticate(request: Request, auth: Auth) -> str:
     if auth == "tenant" and scope == ADMIN_SCOPE:
         raise errors.Forbidden("this route needs a tenant API key", field="Authorization")
     return scope
+
+
+def _contact_claim(request: Request) -> ContactClaim:
+    """The contact a ``Authorization: Bearer <contact token>`` names; 401 otherwise. Only
+    the header is read: a token in a query string would end up in access logs."""
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    claim = None
+    if scheme.lower() == "bearer" and presented.strip():
+        claim = read_contact_token(presented.strip(), clock.now())
+    if claim is None:
+        raise errors.Unauthorized(
+            "missing, invalid or expired contact token", field="Authorization"
+        )
+    return claim
 
 
 def _query_dict(request: Request) -> dict[str, Any]:

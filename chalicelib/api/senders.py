@@ -1,4 +1,8 @@
-"""Senders: the From identities (email) and origination ids (SMS) messages go out as.
+"""Senders: the From identities (email) and origination ids (SMS) messages go out as,
+and the push applications, Telegram bots and on-site senders of the other channels.
+
+Push credentials and bot tokens are write-only: accepted on POST and PATCH, never
+returned (docs/channels.md).
 
 An email sender is usable only while SES has verified its address or its domain:
 ``GET /v1/senders/{id}`` asks SES live (and remembers the answer, which the listing
@@ -57,6 +61,9 @@ class SenderView(ApiModel):
     reply_to: list[str]
     origination_number: str | None = None
     sender_id: str | None = None
+    platform: str | None = None
+    platform_application_arn: str | None = None
+    bot_id: str | None = None
     verification: IdentityStatus | None = None
     usable: bool
     unusable_reason: str | None = None
@@ -148,7 +155,7 @@ def update_sender(call: Call) -> SenderView:
     summary="Delete a sender",
 )
 def delete_sender(call: Call) -> None:
-    store.delete_sender(call.tenant_id, call.params["sender_id"])
+    service.delete_sender(call.tenant_id, call.params["sender_id"])
 
 
 @endpoint(

@@ -11,7 +11,7 @@ recipient). A part over the budget or forbidden is the template's fault: 422, as
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from chalice import Blueprint
 from pydantic import Field
@@ -38,12 +38,24 @@ from chalicelib.store import templates as store
 
 blueprint = Blueprint(__name__)
 
-_CONTENT_FIELDS = ("subject", "html", "text", "body", "strict")
+_CONTENT_FIELDS = (
+    "subject",
+    "html",
+    "text",
+    "body",
+    "title",
+    "data",
+    "url",
+    "parse_mode",
+    "strict",
+)
 PREVIEW_LINK = "PREVIEW"  # not a token: the unsubscribe link in a preview leads nowhere
 
 
 class TemplateFields(Input):
-    """Email templates have ``subject``, ``html`` and optional ``text``; SMS ``body``."""
+    """Email templates have ``subject``, ``html`` and optional ``text``; SMS ``body``;
+    push ``title``, ``body``, ``data``; Telegram ``text``, ``parse_mode``; on-site
+    ``title``, ``body``, ``url`` (docs/channels.md)."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     subject: str | None = Field(default=None, description="Email: one line, Jinja.")
@@ -51,7 +63,15 @@ class TemplateFields(Input):
     text: str | None = Field(
         default=None, description="Email: plain text, Jinja; generated from html when absent."
     )
-    body: str | None = Field(default=None, description="SMS: the message, Jinja.")
+    body: str | None = Field(default=None, description="SMS, push, on-site: the message, Jinja.")
+    title: str | None = Field(default=None, description="Push, on-site: one line, Jinja.")
+    data: dict[str, str] | None = Field(
+        default=None, description="Push: custom key/value pairs for the app, values Jinja."
+    )
+    url: str | None = Field(default=None, description="On-site: an http(s) link, Jinja.")
+    parse_mode: Literal["HTML"] | None = Field(
+        default=None, description="Telegram: HTML (contact values escaped) or null (plain)."
+    )
     strict: bool | None = Field(
         default=None,
         description="Undefined values are render errors (recipient skipped), not ''.",
@@ -74,6 +94,10 @@ class TemplateView(ApiModel):
     html: str | None = None
     text: str | None = None
     body: str | None = None
+    title: str | None = None
+    data: dict[str, str] | None = None
+    url: str | None = None
+    parse_mode: str | None = None
     strict: bool
     created_at: datetime
     updated_at: datetime

@@ -19,22 +19,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
+from chalicelib.domain.channels import ChannelName
 from chalicelib.domain.contacts import Contact
 from chalicelib.domain.delivery import SkipReason
-
-ChannelName = Literal["email", "sms"]
 
 
 @dataclass(frozen=True)
 class OutboundMessage:
     """One rendered message for one recipient, as a provider needs it.
 
-    ``text`` is the SMS body or the email's plain-text part; ``subject`` and ``html`` are
-    email-only. ``sender`` is the email From address or the SMS sender id / origination
-    number. ``headers`` are extra email headers (List-Unsubscribe); ``tags`` travel with
-    the message to the provider and come back on its events (tenant, campaign, message).
+    ``text`` is the SMS, push, Telegram or on-site body or the email's plain-text part;
+    ``subject`` is the email's subject or the title of a push or on-site message; ``html``
+    is email-only, ``data`` push-only, ``url`` on-site-only, ``parse_mode`` Telegram-only.
+    ``sender`` is the email From address, the SMS sender id / origination number, or the
+    id of the tenant's push, Telegram or on-site sender (whose credentials the channel
+    reads itself). ``headers`` are extra email headers (List-Unsubscribe); ``tags`` travel
+    with the message to the provider and come back on its events (tenant, campaign,
+    message).
     """
 
     tenant_id: str
@@ -50,6 +53,9 @@ class OutboundMessage:
     tags: Mapping[str, str] = field(default_factory=dict)
     track_opens: bool = True
     track_clicks: bool = True
+    data: Mapping[str, str] = field(default_factory=dict)
+    url: str | None = None
+    parse_mode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,12 @@ class SendError(Exception):
 
 
 class TransientSendError(SendError):
-    """Worth retrying later: throttling, timeouts, provider-side faults."""
+    """Worth retrying later: throttling, timeouts, provider-side faults. ``retry_after``
+    is the provider's own wait in seconds when it names one (Telegram's 429)."""
+
+    def __init__(self, message: str, *, code: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
 
 
 class PermanentSendError(SendError):

@@ -5,8 +5,11 @@ port) is not allowed (``chalicelib.domain.net``), and then connects to an addres
 checked, sending the name in the Host header and as TLS SNI (certificates are verified
 against the name). Connecting by name after checking would let a DNS answer change in
 between (rebinding); pinning closes that gap. Redirects are never followed (a 3xx is a
-failed delivery), and the response body is never read back into Herald: a caller learns
-the status code and nothing else, so a tenant cannot use Herald to read an internal page.
+failed delivery), and the response body of a tenant's URL is never read back into Herald:
+a caller learns the status code and nothing else, so a tenant cannot use Herald to read an
+internal page. Only a provider whose base URL the operator configures (the Telegram Bot
+API, ``Settings.telegram_api_url``) has its answer read (``read_limit``), bounded in size
+and by the same deadline.
 
 One deadline per attempt (``Settings.callback_deadline_seconds``) covers everything: the
 DNS lookup, connecting to each address in turn, the TLS handshake, sending, and reading
@@ -78,6 +81,7 @@ class HttpOutcome:
 
     status: int | None
     error: str | None = None
+    body: bytes = b""
 
     @property
     def succeeded(self) -> bool:
@@ -248,9 +252,12 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         tls.do_handshake()
 
 
-def post(url: str, body: bytes, headers: Mapping[str, str]) -> HttpOutcome:
+def post(url: str, body: bytes, headers: Mapping[str, str], *, read_limit: int = 0) -> HttpOutcome:
     """POST ``body`` to ``url`` under the SSRF policy and one deadline; never raises for
     trouble on the way (network, TLS, a malformed answer, a URL that cannot be encoded).
+
+    ``read_limit`` > 0 reads at most that many bytes of the answer (operator-configured
+    providers only, never a tenant's URL: see the module docstring).
 
     Raises ``RefusedTarget`` when the URL may not be called at all (that will not get
     better by retrying); any other failure comes back as an outcome without a status.
@@ -279,7 +286,8 @@ def post(url: str, body: bytes, headers: Mapping[str, str]) -> HttpOutcome:
         try:
             connection.request("POST", target.request_target, body=body, headers=sent)
             response = connection.getresponse()
-            return HttpOutcome(status=response.status)  # the body is never read
+            answer = response.read(read_limit) if read_limit > 0 else b""
+            return HttpOutcome(status=response.status, body=answer)
         except ssl.SSLError as error:
             return HttpOutcome(status=None, error=f"TLS failure: {error.reason or 'handshake'}")
         except (OSError, http.client.HTTPException, DeadlineExceeded) as error:

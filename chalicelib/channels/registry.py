@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from chalicelib.channels.base import Channel
 from chalicelib.channels.email import EMAIL
+from chalicelib.channels.onsite import ONSITE
+from chalicelib.channels.push import PUSH
 from chalicelib.channels.sms import SMS
+from chalicelib.channels.telegram import TELEGRAM
 
-CHANNELS: dict[str, Channel] = {channel.name: channel for channel in (EMAIL, SMS)}
+CHANNELS: dict[str, Channel] = {
+    channel.name: channel for channel in (EMAIL, SMS, PUSH, TELEGRAM, ONSITE)
+}
 
 
 def channel_for(name: str) -> Channel:

@@ -19,12 +19,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.aws import client
 from chalicelib.channels.base import (
-    ChannelName,
     OutboundMessage,
     PermanentSendError,
     SendResult,
     TransientSendError,
 )
+from chalicelib.domain.channels import ChannelName
 from chalicelib.domain.contacts import Contact
 from chalicelib.domain.delivery import SkipReason
 

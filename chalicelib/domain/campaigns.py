@@ -34,6 +34,7 @@ from pydantic import (
 
 from chalicelib.domain.audience import AudienceSpec
 from chalicelib.domain.automation import AutomationPlan, IterationState
+from chalicelib.domain.channels import ChannelName
 from chalicelib.domain.contacts import EmailAddress, TimezoneName
 from chalicelib.domain.errors import Conflict, InvalidTransition, ValidationFailed
 from chalicelib.domain.events import EventName
@@ -66,7 +67,7 @@ CampaignStatus = Literal[
 ]
 STATUSES: tuple[CampaignStatus, ...] = get_args(CampaignStatus)
 FINAL_STATUSES: frozenset[CampaignStatus] = frozenset({"sent", "completed", "failed", "cancelled"})
-Channel = Literal["email", "sms"]
+Channel = ChannelName
 CampaignType = Literal["broadcast", "automation", "event_triggered", "sequence", "workflow"]
 # What the native API creates; sequences and event-triggered sends are made through their
 # own dialects (readable natively, never created or retyped here).

@@ -27,6 +27,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -62,7 +63,10 @@ PROFILE_FIELDS: tuple[str, ...] = (
     "status",
     "email_consent_at",
     "sms_consent_at",
+    "telegram_chat_id",
 )
+TELEGRAM_ADDRESS_PREFIX = "telegram:"  # a chat as an address (suppression, the ledger)
+_TELEGRAM_CHAT_ID = re.compile(r"^-?[0-9]{1,20}$")
 
 
 # -- identity ---------------------------------------------------------------------------
@@ -228,6 +232,32 @@ class EventSummary(BaseModel):
     last_at: datetime
 
 
+def is_telegram_chat_id(value: str) -> bool:
+    """A Telegram chat id as the Bot API gives it (negative for groups)."""
+    return bool(_TELEGRAM_CHAT_ID.match(value))
+
+
+def _telegram_chat_id(value: str | int) -> str:
+    text = str(value).strip()
+    if not is_telegram_chat_id(text):
+        raise ValueError("a Telegram chat id is an integer, as the Bot API gives it")
+    return text
+
+
+TelegramChatId = Annotated[str, BeforeValidator(_telegram_chat_id)]
+PushPlatformName = Literal["APNS", "APNS_SANDBOX", "GCM"]
+
+
+class Device(BaseModel):
+    """A mobile device registered for push: its SNS endpoint under a tenant's push sender."""
+
+    platform: PushPlatformName
+    token: str
+    endpoint_arn: str
+    sender_id: str
+    registered_at: datetime
+
+
 class Contact(BaseModel):
     """A contact as stored and returned. At least one of email and phone is always set."""
 
@@ -250,6 +280,11 @@ class Contact(BaseModel):
     )
     events: dict[str, EventSummary] = Field(
         default_factory=dict, description="Per event name: count, first and last time."
+    )
+    telegram_chat_id: str | None = None
+    devices: list[Device] = Field(
+        default_factory=list,
+        description="Devices registered for push (POST /v1/contacts/{id}/devices), oldest first.",
     )
     created_at: datetime
     updated_at: datetime
@@ -282,6 +317,9 @@ class ContactFields(BaseModel):
     status: ContactStatus | None = None
     email_consent_at: AwareDatetime | None = None
     sms_consent_at: AwareDatetime | None = None
+    telegram_chat_id: TelegramChatId | None = Field(
+        default=None, description="The contact's chat with the tenant's Telegram bot."
+    )
 
 
 # -- rules ------------------------------------------------------------------------------
@@ -366,7 +404,8 @@ def identity_keys(contact: Contact | ContactFields) -> list[Identity]:
 def contact_saved_detail(contact: Contact, *, created: bool, changed: list[str]) -> dict[str, Any]:
     """The ``detail`` of a ``contact.saved`` event (the publisher adds ``tenant_id``)."""
     profile = contact.model_dump(
-        mode="json", exclude={"id", "email", "phone", "events", "created_at", "updated_at"}
+        mode="json",
+        exclude={"id", "email", "phone", "events", "devices", "created_at", "updated_at"},
     )
     return {
         "contact": {"id": contact.id, "email": contact.email, "phone": contact.phone},

@@ -25,6 +25,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from chalicelib.domain.channels import ChannelName
+
 # -- message status ----------------------------------------------------------------------
 # Lowest first: the order is the rank. A message is ``sent`` once the provider accepted it
 # (the sender's ledger write). Engagement follows delivery; the adverse outcomes rank above
@@ -64,7 +66,7 @@ EventKind = Literal[
     "bounced",
     "complained",
 ]
-Channel = Literal["email", "sms"]
+Channel = ChannelName
 CallbackEvent = Literal["submitted", "delivered", "bounced", "opened", "clicked"]
 
 # The status each kind moves a message to; ``accepted`` moves nothing (already ``sent``).

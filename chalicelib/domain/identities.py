@@ -25,7 +25,8 @@ from typing import Literal
 
 from chalicelib.domain.errors import Conflict, ValidationFailed
 
-Kind = Literal["address", "domain", "number", "sender_id"]
+Kind = Literal["address", "domain", "number", "sender_id", "telegram_bot"]
+TELEGRAM_PREFIX = "telegram:"  # how a Telegram bot is named to ``Identity.parse``
 _NUMBER_CHARS = frozenset("+0123456789")
 
 
@@ -49,6 +50,8 @@ class Identity:
             raise ValidationFailed(
                 "an identity is an address, domain, number or sender id", field="identity"
             )
+        if text.lower().startswith(TELEGRAM_PREFIX) and text[len(TELEGRAM_PREFIX) :].isdigit():
+            return Identity("telegram_bot", text[len(TELEGRAM_PREFIX) :])
         if "@" in text:
             return Identity("address", text.lower())
         if text.startswith("+") and set(text) <= _NUMBER_CHARS and len(text) > 2:
@@ -77,6 +80,11 @@ def email_identities(address: str) -> tuple[Identity, Identity]:
     identity = Identity.parse(address)
     assert identity.domain is not None
     return identity, identity.domain
+
+
+def telegram_identities(bot_id: str | None) -> list[Identity]:
+    """A Telegram bot is an identity: one tenant sends as it (its id is its token's prefix)."""
+    return [Identity("telegram_bot", bot_id)] if bot_id else []
 
 
 def sms_identities(origination_number: str | None, sender_id: str | None) -> list[Identity]:

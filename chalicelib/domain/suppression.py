@@ -1,6 +1,7 @@
 """The suppression list: addresses Herald never sends to, and why.
 
-An address is an email (lower-cased, as contacts store it) or a phone number (E.164).
+An address is an email (lower-cased, as contacts store it), a phone number (E.164) or a
+Telegram chat (``telegram:<chat id>``: a chat whose user blocked the tenant's bot).
 Each suppressed address keeps one reason. Reasons are ranked by how strong a signal they
 are — ``manual`` < ``unsubscribed`` < ``bounced`` < ``complained`` — and suppressing an
 address again only ever raises its reason: a complaint is not overwritten by a later
@@ -16,11 +17,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from chalicelib.domain.contacts import normalize_email, normalize_phone
+from chalicelib.domain.contacts import (
+    TELEGRAM_ADDRESS_PREFIX,
+    is_telegram_chat_id,
+    normalize_email,
+    normalize_phone,
+)
 from chalicelib.domain.errors import ValidationFailed
 
 SuppressionReason = Literal["manual", "unsubscribed", "bounced", "complained"]
-AddressKind = Literal["email", "phone"]
+AddressKind = Literal["email", "phone", "telegram"]
 REASONS: tuple[SuppressionReason, ...] = ("manual", "unsubscribed", "bounced", "complained")
 
 
@@ -39,12 +45,17 @@ def weaker_reasons(reason: SuppressionReason) -> tuple[SuppressionReason, ...]:
 
 
 def normalize_address(value: str) -> tuple[AddressKind, str]:
-    """An email (anything with an ``@``) or an E.164 phone, as contacts store them.
+    """An email (anything with an ``@``), an E.164 phone, as contacts store them, or a
+    Telegram chat (``telegram:<chat id>``).
 
     ValidationFailed (field ``address``) for anything else.
     """
     if is_normalized_email(value):
         return "email", value
+    if value.startswith(TELEGRAM_ADDRESS_PREFIX):
+        if not is_telegram_chat_id(value[len(TELEGRAM_ADDRESS_PREFIX) :]):
+            raise ValidationFailed("a Telegram chat is telegram:<chat id>", field="address")
+        return "telegram", value
     try:
         if "@" in value:
             return "email", normalize_email(value)

@@ -40,11 +40,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chalicelib.domain import clock
+from chalicelib.domain.channels import ChannelName
 from chalicelib.domain.contacts import Contact, first_error
 from chalicelib.domain.errors import ValidationFailed
 from chalicelib.domain.headers import HeaderText, single_line
 
-Channel = Literal["email", "sms"]
+Channel = ChannelName
 RenderReason = Literal["syntax", "undefined", "forbidden", "too_large", "too_complex", "error"]
 # Failures that are the template's own, whatever the contact: refused at save, a 422 in a
 # preview. The others (a strict template's missing value, 1 / contact.count) depend on
@@ -64,6 +65,13 @@ SUBJECT_MAX = 998  # RFC 5322's line limit
 HTML_MAX = 1_000_000
 TEXT_MAX = 1_000_000
 SMS_MAX = 1_600  # SNS splits longer SMS and refuses beyond this
+TITLE_MAX = 200  # a push or on-site title, one line
+PUSH_BODY_MAX = 2_000  # APNs refuses payloads over 4 KB; title, body and data share it
+PUSH_DATA_KEYS = 20
+PUSH_DATA_VALUE_MAX = 500
+TELEGRAM_TEXT_MAX = 4_096  # the Bot API's sendMessage limit
+ONSITE_BODY_MAX = 20_000
+URL_MAX = 2_000
 
 # Jinja node classes by name (``jinja2.nodes`` loads with the sandbox, on first use).
 _UNSUPPORTED_TAGS = (
@@ -110,7 +118,63 @@ class SmsTemplate(BaseModel):
     strict: bool = False
 
 
-TemplateContent = Annotated[EmailTemplate | SmsTemplate, Field(discriminator="channel")]
+class PushTemplate(BaseModel):
+    """A mobile push notification: title, body and custom data (each value Jinja)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    channel: Literal["push"] = "push"
+    title: HeaderText = Field(min_length=1, max_length=SUBJECT_SOURCE_MAX)
+    body: str = Field(min_length=1, max_length=SMS_SOURCE_MAX)
+    data: (
+        dict[
+            Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")],
+            Annotated[str, Field(max_length=SMS_SOURCE_MAX)],
+        ]
+        | None
+    ) = Field(
+        default=None,
+        max_length=PUSH_DATA_KEYS,
+        description="Custom key/value pairs the app receives with the notification.",
+    )
+    strict: bool = False
+
+
+class TelegramTemplate(BaseModel):
+    """A Telegram message: ``text`` (Jinja); ``parse_mode`` HTML escapes contact data."""
+
+    model_config = ConfigDict(frozen=True)
+
+    channel: Literal["telegram"] = "telegram"
+    text: str = Field(min_length=1, max_length=SMS_SOURCE_MAX * 2)
+    parse_mode: Literal["HTML"] | None = Field(
+        default=None,
+        description="HTML: Telegram's HTML subset, contact values autoescaped; null: plain.",
+    )
+    strict: bool = False
+
+
+class OnsiteTemplate(BaseModel):
+    """An on-site inbox message: title, body (plain text) and an optional link."""
+
+    model_config = ConfigDict(frozen=True)
+
+    channel: Literal["onsite"] = "onsite"
+    title: HeaderText = Field(min_length=1, max_length=SUBJECT_SOURCE_MAX)
+    body: str = Field(min_length=1, max_length=ONSITE_BODY_MAX)
+    url: str | None = Field(default=None, max_length=URL_MAX, description="http(s), Jinja.")
+    strict: bool = False
+
+
+AnyTemplate = EmailTemplate | SmsTemplate | PushTemplate | TelegramTemplate | OnsiteTemplate
+TemplateContent = Annotated[AnyTemplate, Field(discriminator="channel")]
+CONTENT_MODELS: dict[ChannelName, type[AnyTemplate]] = {
+    "email": EmailTemplate,
+    "sms": SmsTemplate,
+    "push": PushTemplate,
+    "telegram": TelegramTemplate,
+    "onsite": OnsiteTemplate,
+}
 
 
 class Template(BaseModel):
@@ -139,6 +203,26 @@ class RenderedEmail:
 @dataclass(frozen=True)
 class RenderedSms:
     body: str
+
+
+@dataclass(frozen=True)
+class RenderedPush:
+    title: str
+    body: str
+    data: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class RenderedTelegram:
+    text: str
+    parse_mode: str | None
+
+
+@dataclass(frozen=True)
+class RenderedOnsite:
+    title: str
+    body: str
+    url: str | None
 
 
 class RenderError(ValidationFailed):
@@ -170,6 +254,9 @@ class Preview(BaseModel):
     html: str | None = None
     text: str | None = None
     body: str | None = None
+    title: str | None = None
+    url: str | None = None
+    data: dict[str, str] | None = None
     errors: list[RenderProblem] = Field(default_factory=list)
 
 
@@ -213,10 +300,10 @@ def _present(value: Any) -> bool:
     return value is not None and value != ""
 
 
-def template_content(channel: Channel, fields: Mapping[str, Any]) -> EmailTemplate | SmsTemplate:
+def template_content(channel: Channel, fields: Mapping[str, Any]) -> AnyTemplate:
     """The content of a ``channel`` template from loose fields (an API body, a patch merged
     onto stored content); ValidationFailed naming the field for anything wrong."""
-    model: type[EmailTemplate | SmsTemplate] = EmailTemplate if channel == "email" else SmsTemplate
+    model = CONTENT_MODELS[channel]
     own = set(model.model_fields) - {"channel"}
     for name, value in fields.items():
         if name not in own and value is not None:
@@ -229,21 +316,60 @@ def template_content(channel: Channel, fields: Mapping[str, Any]) -> EmailTempla
 
 
 # -- save-time checks -------------------------------------------------------------------
-def check_template(content: EmailTemplate | SmsTemplate) -> None:
-    """ValidationFailed (422, naming the field) for a template that could never render."""
+@dataclass(frozen=True)
+class _Part:
+    """One Jinja source of a template: its field name, escaping and rendered budget."""
+
+    source: str
+    field: str
+    autoescape: bool
+    max_length: int
+
+
+def _parts(content: AnyTemplate) -> list[_Part]:
+    """Every source of a template, in the order its errors are reported."""
     if isinstance(content, EmailTemplate):
-        _check_source(content.subject, "subject", autoescape=False)
-        _check_source(content.html, "html", autoescape=True)
+        parts = [
+            _Part(content.subject, "subject", False, SUBJECT_MAX),
+            _Part(content.html, "html", True, HTML_MAX),
+        ]
         if content.text is not None:
-            _check_source(content.text, "text", autoescape=False)
-        stored = sum(len(p.encode()) for p in (content.subject, content.html, content.text or ""))
-    else:
-        _check_source(content.body, "body", autoescape=False)
-        stored = len(content.body.encode())
+            parts.append(_Part(content.text, "text", False, TEXT_MAX))
+        return parts
+    if isinstance(content, SmsTemplate):
+        return [_Part(content.body, "body", False, SMS_MAX)]
+    if isinstance(content, PushTemplate):
+        return [
+            _Part(content.title, "title", False, TITLE_MAX),
+            _Part(content.body, "body", False, PUSH_BODY_MAX),
+            *(
+                _Part(value, f"data.{key}", False, PUSH_DATA_VALUE_MAX)
+                for key, value in (content.data or {}).items()
+            ),
+        ]
+    if isinstance(content, TelegramTemplate):
+        escaped = content.parse_mode == "HTML"
+        return [_Part(content.text, "text", escaped, TELEGRAM_TEXT_MAX)]
+    parts = [
+        _Part(content.title, "title", False, TITLE_MAX),
+        _Part(content.body, "body", False, ONSITE_BODY_MAX),
+    ]
+    if content.url is not None:
+        parts.append(_Part(content.url, "url", False, URL_MAX))
+    return parts
+
+
+def check_template(content: AnyTemplate) -> None:
+    """ValidationFailed (422, naming the field) for a template that could never render."""
+    parts = _parts(content)
+    for part in parts:
+        _check_source(part.source, part.field, autoescape=part.autoescape)
+    stored = sum(len(part.source.encode()) for part in parts)
     if stored > STORED_BYTES_MAX:
+        largest = max(parts, key=lambda part: len(part.source))
         raise ValidationFailed(
             f"the template is {stored} bytes; at most {STORED_BYTES_MAX} can be stored",
-            field="html" if isinstance(content, EmailTemplate) else "body",
+            field=largest.field,
         )
     check_renders(content)
 
@@ -269,10 +395,10 @@ SAMPLE_CONTACT: dict[str, Any] = {
 SAMPLE_UNSUBSCRIBE_URL = "https://unsubscribe.invalid/u/" + "S" * 100  # a token's length
 
 
-def check_renders(template: Template | EmailTemplate | SmsTemplate) -> None:
-    """RenderError (a 422 ValidationFailed naming the part: ``subject``, ``html``, ``text``
-    or ``body``) when the template breaks the sandbox's rules or budgets for a sample
-    contact (``TEMPLATE_FAULTS``); returns None otherwise.
+def check_renders(template: Template | AnyTemplate) -> None:
+    """RenderError (a 422 ValidationFailed naming the part: ``subject``, ``html``, ``text``,
+    ``body``, ``title``, ``url`` or ``data.<key>``) when the template breaks the sandbox's
+    rules or budgets for a sample contact (``TEMPLATE_FAULTS``); returns None otherwise.
 
     Run when a template is saved and before a campaign is scheduled or sent, so that a
     template that can only fail never reaches the send workers. Rendered leniently (as if
@@ -286,15 +412,9 @@ def check_renders(template: Template | EmailTemplate | SmsTemplate) -> None:
         unsubscribe_url=SAMPLE_UNSUBSCRIBE_URL,
     )
     variables = context.variables()
-    if isinstance(content, SmsTemplate):
-        parts = [(content.body, "body", False)]
-    else:
-        parts = [(content.subject, "subject", False), (content.html, "html", True)]
-        if content.text is not None:
-            parts.append((content.text, "text", False))
-    for source, part, autoescape in parts:
+    for part in _parts(content):
         try:
-            _render(source, part, variables, False, autoescape=autoescape)
+            _render_part(part, variables, False)
         except RenderError as error:
             if error.reason in TEMPLATE_FAULTS:
                 raise
@@ -348,20 +468,87 @@ def render_sms(template: SmsTemplate, context: RenderContext) -> RenderedSms:
     return RenderedSms(body=body)
 
 
-def preview(template: EmailTemplate | SmsTemplate, context: RenderContext) -> Preview:
+def _render_part(part: _Part, variables: dict[str, Any], strict: bool) -> str:
+    return _render(
+        part.source,
+        part.field,
+        variables,
+        strict,
+        autoescape=part.autoescape,
+        max_length=part.max_length,
+    )
+
+
+def _rendered_parts(content: AnyTemplate, context: RenderContext) -> dict[str, str]:
+    """Every part of a push, Telegram or on-site template rendered, by field name;
+    RenderError for the first that fails. Text parts are stripped of NUL and whitespace
+    around them; titles are flattened onto one line."""
+    variables = context.variables()
+    rendered: dict[str, str] = {}
+    for part in _parts(content):
+        value = _render_part(part, variables, content.strict).replace("\x00", "").strip()
+        if part.field == "title":
+            value = single_line(value)
+        if not value and part.field in ("title", "body", "text"):
+            raise RenderError(part.field, "error", f"the {part.field} rendered empty")
+        rendered[part.field] = value
+    return rendered
+
+
+def render_push(template: PushTemplate, context: RenderContext) -> RenderedPush:
+    """One recipient's push notification; RenderError naming the part that fails."""
+    parts = _rendered_parts(template, context)
+    data = {key: parts[f"data.{key}"] for key in template.data or {}}
+    return RenderedPush(title=parts["title"], body=parts["body"], data=data)
+
+
+def render_telegram(template: TelegramTemplate, context: RenderContext) -> RenderedTelegram:
+    """One recipient's Telegram message; RenderError (field ``text``) if it fails."""
+    return RenderedTelegram(_rendered_parts(template, context)["text"], template.parse_mode)
+
+
+def render_onsite(template: OnsiteTemplate, context: RenderContext) -> RenderedOnsite:
+    """One recipient's on-site message; a ``url`` that renders to anything but an http(s)
+    URL is the recipient's RenderError (field ``url``), never a ``javascript:`` link."""
+    parts = _rendered_parts(template, context)
+    url = parts.get("url") or None
+    if url is not None and not _HTTP_URL.match(url):
+        raise RenderError("url", "error", "the url must render to an http(s) URL")
+    return RenderedOnsite(title=parts["title"], body=parts["body"], url=url)
+
+
+_HTTP_URL = re.compile(r"^https?://[^\s]+$", re.IGNORECASE)
+Rendered = RenderedEmail | RenderedSms | RenderedPush | RenderedTelegram | RenderedOnsite
+
+
+def render(content: AnyTemplate, context: RenderContext) -> Rendered:
+    """One recipient's message of any channel; RenderError naming the part that fails."""
+    if isinstance(content, EmailTemplate):
+        return render_email(content, context)
+    if isinstance(content, SmsTemplate):
+        return render_sms(content, context)
+    if isinstance(content, PushTemplate):
+        return render_push(content, context)
+    if isinstance(content, TelegramTemplate):
+        return render_telegram(content, context)
+    return render_onsite(content, context)
+
+
+def preview(template: AnyTemplate, context: RenderContext) -> Preview:
     """Render every part independently, collecting errors instead of stopping at the first.
 
     A part that fails for a reason of the template's own (``TEMPLATE_FAULTS``: over a
     budget, forbidden) raises its RenderError instead: the template, not the contact, is
     what needs fixing, and a preview is bounded exactly like a send.
     """
-    if isinstance(template, SmsTemplate):
+    if not isinstance(template, EmailTemplate):
         try:
-            return Preview(channel="sms", body=render_sms(template, context).body)
+            shown = render(template, context)
         except RenderError as error:
             if error.reason in TEMPLATE_FAULTS:
                 raise
-            return Preview(channel="sms", errors=[RenderProblem.of(error)])
+            return Preview(channel=template.channel, errors=[RenderProblem.of(error)])
+        return Preview(channel=template.channel, **_preview_fields(shown))
     variables = context.variables()
     errors: list[RenderProblem] = []
 
@@ -386,6 +573,18 @@ def preview(template: EmailTemplate | SmsTemplate, context: RenderContext) -> Pr
     return Preview(channel="email", subject=subject, html=html, text=text, errors=errors)
 
 
+def _preview_fields(shown: Rendered) -> dict[str, Any]:
+    """A rendered message of any channel but email as Preview's fields."""
+    if isinstance(shown, RenderedSms):
+        return {"body": shown.body}
+    if isinstance(shown, RenderedPush):
+        return {"title": shown.title, "body": shown.body, "data": dict(shown.data)}
+    if isinstance(shown, RenderedTelegram):
+        return {"text": shown.text}
+    assert isinstance(shown, RenderedOnsite)
+    return {"title": shown.title, "body": shown.body, "url": shown.url}
+
+
 def _derived_text(source: str, html: str) -> str:
     """``derived_text`` for a render: any failure of it is the text part's RenderError."""
     try:
@@ -406,7 +605,13 @@ _MAX_LENGTH = {"subject": SUBJECT_MAX, "html": HTML_MAX, "text": TEXT_MAX, "body
 
 
 def _render(
-    source: str, field: str, variables: dict[str, Any], strict: bool, *, autoescape: bool
+    source: str,
+    field: str,
+    variables: dict[str, Any],
+    strict: bool,
+    *,
+    autoescape: bool,
+    max_length: int | None = None,
 ) -> str:
     """Render one part; every way a template can fail becomes a RenderError for ``field``."""
     # Imported here, not at the top: only functions that save or render templates load Jinja.
@@ -417,7 +622,7 @@ def _render(
 
     try:
         template = compile_template(source, autoescape=autoescape, strict=strict)
-        return run(template, variables, max_length=_MAX_LENGTH[field])
+        return run(template, variables, max_length=max_length or _MAX_LENGTH[field])
     except LimitExceeded as error:
         raise RenderError(field, error.reason, error.message) from None
     except SecurityError as error:

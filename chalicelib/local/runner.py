@@ -2,10 +2,11 @@
 
 ``EmbeddedStack`` starts moto in a child process, points this process at it, provisions
 every resource, creates a demo tenant, and runs what AWS would run: the API over HTTP,
-a poller per queue feeding its real handler, the EventBridge Scheduler emulator and the
-one-minute tick. ``stop()`` ends all of it and puts the process back as it found it
-(environment, cached settings, clients and queue URLs), so tests can start one on port 0
-next to a running ``make run`` and carry on with in-process moto afterwards.
+a poller per queue feeding its real handler, the EventBridge Scheduler emulator, the
+one-minute tick and a fake Telegram Bot API (Herald's ``telegram_api_url`` points at
+it). ``stop()`` ends all of it and puts the process back as it found it (environment,
+cached settings, clients and queue URLs), so tests can start one on port 0 next to a
+running ``make run`` and carry on with in-process moto afterwards.
 
 ``main`` is ``make run``: the same stack on 127.0.0.1:8000 until Ctrl-C or SIGTERM.
 """
@@ -32,6 +33,7 @@ from chalicelib.local.provision import provision
 from chalicelib.local.scheduler import ScheduleEmulator
 from chalicelib.local.services import Service, Worker
 from chalicelib.local.ses_simulator import FeedbackSimulator
+from chalicelib.local.telegram_api import FakeBotApi
 from chalicelib.local.tick import TICK_SECONDS, invoke_tick
 from chalicelib.pipeline.queues import forget_queue_urls
 from chalicelib.settings import QUEUE_ROLES, get_settings
@@ -102,6 +104,7 @@ class EmbeddedStack:
         self.tenant_id = ""
         self._moto = MotoServer(host)
         self._api: ApiServer | None = None
+        self.telegram: FakeBotApi | None = None
         self._services: list[Service] = []
         self._saved_env: dict[str, str | None] = {}
 
@@ -144,6 +147,9 @@ class EmbeddedStack:
         self._moto.start()  # moto loads in its process while this one imports the app
         self._api = ApiServer(config, self.host, self.requested_port)  # binds: fails fast
         self._services.append(self._api)
+        self.telegram = FakeBotApi(self.host)
+        self._services.append(self.telegram)
+        self._set_env("HERALD_TELEGRAM_API_URL", self.telegram.url)
         self._set_env("HERALD_PUBLIC_BASE_URL", self._api.url)
         self._set_env("HERALD_AWS_ENDPOINT_URL", self._moto.ready())
         _forget_endpoint()
@@ -195,6 +201,7 @@ class EmbeddedStack:
             "api_key": self.api_key,
             "tenant_id": self.tenant_id,
             "aws_endpoint": self.aws_endpoint,
+            "telegram_api_url": self.telegram.url if self.telegram else "",
         }
 
     def _set_env(self, name: str, value: str | None) -> None:
@@ -229,6 +236,7 @@ def _banner(stack: EmbeddedStack, state_file: Path) -> str:
             f"  API           {stack.api_url}",
             f"  AWS endpoint  {stack.aws_endpoint}",
             f"  moto state    {stack.aws_endpoint}/moto-api/data.json",
+            f"  telegram      {stack.state()['telegram_api_url']}/messages (fake Bot API)",
             f"  demo tenant   {stack.tenant_id}",
             f"  keys          {state_file}",
             "Try:",

@@ -55,6 +55,7 @@ from chalicelib.domain.webhooks import message_event_type
 from chalicelib.observability import logger, metrics
 from chalicelib.pipeline.breaker import record_outcomes
 from chalicelib.pipeline.callbacks import CallbackHit, buffer_callbacks
+from chalicelib.pipeline.messages import ChannelReceipt
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.services.enrolments import STATUS_EXITS, exit_contact_everywhere
 from chalicelib.services.notices import WebhookNotice, notify_webhooks
@@ -136,8 +137,20 @@ def on_provider_event(message: dict[str, Any]) -> None:
     """One SES event (SNS or EventBridge) or SMS delivery status (from the SMS status
     forwarder, ``pipeline.sms_logs``) from the feedback queue."""
     event = parse_notification(message)
-    if event is None:
-        return
+    if event is not None:
+        _handle(event, message)
+
+
+def on_channel_receipt(message: dict[str, Any]) -> None:
+    """A receipt a channel queued itself (on-site stored, Telegram accepted; see
+    chalicelib/channels/receipts.py): applied exactly like a provider's event."""
+    receipt = ChannelReceipt.model_validate(message)
+    _handle(DeliveryEvent.model_validate(receipt.event), message)
+
+
+def _handle(event: DeliveryEvent, message: dict[str, Any]) -> None:
+    """Apply ``event`` in the current batch; queue ``message`` again while its record may
+    still be being written."""
     effects = _batch.get()
     try:
         if effects is None:  # outside a queue batch (a direct call): its own batch of one

@@ -217,6 +217,17 @@ class FlowSweep(QueueMessage):
     shard: int = Field(ge=0)
 
 
+class ChannelReceipt(QueueMessage):
+    """What a channel learned of a message it handed over (the on-site inbox stored it,
+    Telegram took it): a ``DeliveryEvent`` for the feedback worker to apply like a
+    provider's, so the message's status and the campaign's counters move the one way."""
+
+    KIND = "channel.receipt"
+    QUEUE = "feedback"
+
+    event: dict[str, Any]
+
+
 class CallbackFlush(QueueMessage):
     """Turn one closed callback window into POSTs."""
 
@@ -260,6 +271,7 @@ MESSAGE_TYPES: tuple[type[QueueMessage], ...] = (
     SegmentSweepTenants,
     EndFlow,
     EnterAudience,
+    ChannelReceipt,
     CallbackFlush,
     HttpDelivery,
     FlowWake,

@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from chalicelib.channels.http import check_url
@@ -69,9 +69,15 @@ from chalicelib.store.senders import get_sender, list_senders
 from chalicelib.store.templates import create_template, delete_template, get_template
 
 TEST_ADDRESSES_MAX = 10
+# A test send goes to addresses on email and SMS; on the other channels to contacts (by
+# id), whose device, chat or inbox the channel finds.
+_CONTACT_ID = TypeAdapter(Annotated[str, Field(pattern=r"^c_[0-9a-f]{32}$")])
 _ADDRESS_TYPES: dict[str, TypeAdapter[str]] = {
     "email": TypeAdapter(EmailAddress),
     "sms": TypeAdapter(PhoneNumber),
+    "push": _CONTACT_ID,
+    "telegram": _CONTACT_ID,
+    "onsite": _CONTACT_ID,
 }
 # Stands for the SMS template a request's text becomes, while the request is decided.
 _PENDING_SMS_TEMPLATE = "pending-sms-template"

@@ -11,7 +11,11 @@ SES to look things up:
   two tenants only the first gets SES to verify it; another tenant's identity is refused
   without any SES call, and an identity SES already had before Herald claimed it (made
   outside Herald) is left to an admin to assign;
-- ``transfer_identity`` (admin) moves an identity and updates both tenants' senders.
+- ``transfer_identity`` (admin) moves an identity and updates both tenants' senders;
+- a push sender is an SNS platform application made here from the credentials given
+  (which SNS keeps; Herald stores only the ARN); a Telegram sender's bot is claimed like
+  an SMS sender id (first come) and its token goes to the sender secrets, never to the
+  sender item; deleting either removes the application or the token too.
 
 Each sender keeps ``owned_identities`` (the keys its tenant owns among its identities):
 the send pipeline's ``usability`` check reads it, with no ownership lookup per batch.
@@ -23,9 +27,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from chalicelib.channels import identities as ses
+from chalicelib.channels import push
 from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from chalicelib.domain.identities import (
@@ -37,18 +42,20 @@ from chalicelib.domain.identities import (
     email_identities,
     owned_by,
     sms_identities,
+    telegram_identities,
 )
 from chalicelib.domain.senders import (
     IdentityStatus,
     Sender,
     SenderChannel,
     SenderFields,
+    bot_id_of,
     changed,
     check_sender,
 )
 from chalicelib.domain.tenants import is_tenant_id
 from chalicelib.services import limits
-from chalicelib.store import ownership
+from chalicelib.store import ownership, sender_secrets
 from chalicelib.store import senders as store
 from chalicelib.store import tenants as tenant_store
 
@@ -59,7 +66,9 @@ _FIELD_OF_KIND = {
     "domain": "from_email",
     "number": "origination_number",
     "sender_id": "sender_id",
+    "telegram_bot": "bot_token",
 }
+_CLAIMED_ON_NAMING = frozenset({"sms", "telegram"})  # nothing to verify: naming claims
 
 
 class IdentityTransfer(BaseModel):
@@ -86,6 +95,9 @@ def _asking_ses() -> Iterator[None]:
 def _identities_of(channel: SenderChannel, values: dict[str, object]) -> list[Identity]:
     if channel == "email":
         return list(email_identities(str(values["from_email"])))
+    if channel == "telegram":
+        token = values.get("bot_token")
+        return telegram_identities(bot_id_of(token) if isinstance(token, SecretStr) else None)
     number, sender_id = values.get("origination_number"), values.get("sender_id")
     return sms_identities(str(number) if number else None, str(sender_id) if sender_id else None)
 
@@ -93,13 +105,13 @@ def _identities_of(channel: SenderChannel, values: dict[str, object]) -> list[Id
 def _owners_allowing(tenant_id: str, wanted: list[Identity], channel: SenderChannel) -> Owners:
     """The owners of ``wanted``; IdentityOwned (naming the field) if one is another tenant's.
 
-    SMS identities nobody owns yet are claimed for ``tenant_id`` here: there is nothing to
-    verify for them, so naming one on a sender first is what claims it.
+    SMS identities and Telegram bots nobody owns yet are claimed for ``tenant_id`` here:
+    there is nothing to verify for them, so naming one on a sender first is what claims it.
     """
     owners = dict(ownership.owners(wanted))
     for identity in wanted:
         check_usable_by(tenant_id, [identity], owners, field=_FIELD_OF_KIND[identity.kind])
-    if channel == "sms":
+    if channel in _CLAIMED_ON_NAMING:
         for identity in wanted:
             if identity not in owners:
                 owners[identity] = ownership.claim(identity, tenant_id, clock.now())
@@ -112,15 +124,39 @@ def _live_status(address: str) -> IdentityStatus:
         return ses.identity_status(address, max_age=ses.READ_CACHE_SECONDS)
 
 
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
 def create_sender(tenant_id: str, channel: SenderChannel, fields: SenderFields) -> Sender:
     values = fields.model_dump(exclude_none=True)
-    check_sender(channel, values)
+    check_sender(channel, values, creating=True)
     limits.check_room_for(tenant_id, "senders")
     wanted = _identities_of(channel, values)
     owners = _owners_allowing(tenant_id, wanted, channel)
     status = _live_status(fields.from_email) if fields.from_email else None
+    sender_id = store.new_sender_id()
+    provider_fields: dict[str, str] = {}
+    if channel == "push":
+        assert fields.platform is not None and fields.credential is not None
+        provider_fields["platform_application_arn"] = push.make_application(
+            push.application_name(tenant_id, sender_id),
+            fields.platform,
+            fields.credential.get_secret_value(),
+            _secret(fields.principal),
+        )
+    if channel == "telegram":
+        assert fields.bot_token is not None
+        provider_fields["bot_id"] = bot_id_of(fields.bot_token)
+        sender_secrets.put_secret(tenant_id, sender_id, fields.bot_token.get_secret_value())
     return store.create_sender(
-        tenant_id, channel, fields, status, owned_by(tenant_id, wanted, owners)
+        tenant_id,
+        channel,
+        fields,
+        status,
+        owned_by(tenant_id, wanted, owners),
+        sender_id=sender_id,
+        provider_fields=provider_fields,
     )
 
 
@@ -135,7 +171,26 @@ def update_sender(tenant_id: str, sender_id: str, fields: SenderFields) -> Sende
     updated = updated.model_copy(
         update={"verification": status, "owned_identities": owned_by(tenant_id, wanted, owners)}
     )
-    return store.replace_sender(tenant_id, current, updated)
+    if fields.credential is not None and current.platform_application_arn is not None:
+        push.replace_credentials(
+            current.platform_application_arn,
+            fields.credential.get_secret_value(),
+            _secret(fields.principal),
+        )
+    stored = store.replace_sender(tenant_id, current, updated)
+    if fields.bot_token is not None:
+        sender_secrets.put_secret(tenant_id, sender_id, fields.bot_token.get_secret_value())
+    return stored
+
+
+def delete_sender(tenant_id: str, sender_id: str) -> Sender:
+    """Delete a sender, and with it its platform application or bot token."""
+    removed = store.delete_sender(tenant_id, sender_id)
+    if removed.platform_application_arn is not None:
+        push.remove_application(removed.platform_application_arn)
+    if removed.channel == "telegram":
+        sender_secrets.delete_secret(tenant_id, sender_id)
+    return removed
 
 
 def checked(tenant_id: str, sender: Sender) -> Sender:

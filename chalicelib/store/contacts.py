@@ -10,7 +10,9 @@ Layout (tenant scope prefix added by ScopedTable):
 
 On the contact item, besides the profile: ``version`` (bumped by every profile write; a
 patch is conditional on it, so an identity move never races another patch), ``lists`` (a
-string set, absent when empty) and, per event name, ``ev#<name>#n``, ``ev#<name>#first``,
+string set, absent when empty), per push device ``dev#<sha256 of its token>`` (a map:
+platform, token, endpoint, sender, time; one per token, so registering again is
+idempotent) and, per event name, ``ev#<name>#n``, ``ev#<name>#first``,
 ``ev#<name>#last``. Those are top-level attributes so that ``record_event`` is one
 UpdateItem (ADD and ``if_not_exists`` cannot create a nested map and update it at once);
 profile writes never touch them, so a patch never loses a concurrent event or list change.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
 import json
 import zlib
 from collections.abc import Iterable
@@ -34,6 +37,7 @@ from chalicelib.domain.contacts import (
     ContactFields,
     ContactFilter,
     ContactStatus,
+    Device,
     EventSummary,
     Identity,
     apply_changes,
@@ -58,6 +62,7 @@ from chalicelib.store.table import (
 CONTACT_SHARDS = 16
 _IDENTITY_SORT = "CONTACT"
 _EVENT_PREFIX = "ev#"
+_DEVICE_PREFIX = "dev#"
 _WRITE_ATTEMPTS = 3  # optimistic retries when a patch or delete meets a concurrent write
 _FILTER_READ_FACTOR = 10  # a filtered page examines at most this many times ``limit`` contacts
 
@@ -110,9 +115,11 @@ def _contact_from_item(item: dict[str, Any]) -> Contact:
         if attribute.startswith(_EVENT_PREFIX):
             name, _, part = attribute[len(_EVENT_PREFIX) :].rpartition("#")
             events.setdefault(name, {})[part] = value
+    devices = [v for k, v in item.items() if k.startswith(_DEVICE_PREFIX)]
     return Contact.model_validate(
         {
             **{k: v for k, v in item.items() if k in _STORED_FIELDS},
+            "devices": sorted(devices, key=lambda device: str(device["registered_at"])),
             "lists": sorted(item.get("lists") or ()),
             "events": {
                 name: EventSummary(count=e["n"], first_at=e["first"], last_at=e["last"])
@@ -506,6 +513,25 @@ def record_event(tenant_id: str, contact_id: str, name: str, at: datetime) -> No
         _run_on_contact(
             tenant_id, contact_id, ExpressionUpdate().assign(first, stamp), older_than_first
         )
+
+
+def _device_attribute(token: str) -> str:
+    return _DEVICE_PREFIX + hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def register_device(tenant_id: str, contact_id: str, device: Device) -> Contact:
+    """Put ``device`` on the contact under its token (the same token again replaces it:
+    one device per token). NotFound (field ``contact_id``) for an unknown contact."""
+    stored = {**device.model_dump(mode="json"), "registered_at": _stamp(device.registered_at)}
+    update = ExpressionUpdate().assign(_device_attribute(device.token), stored)
+    return _contact_from_item(_run_on_contact(tenant_id, contact_id, update, Condition.present()))
+
+
+def remove_device(tenant_id: str, contact_id: str, token: str) -> None:
+    """Take the device with ``token`` off the contact (a no-op if it is gone already)."""
+    update = ExpressionUpdate().assign(_device_attribute(token), None)
+    with contextlib.suppress(NotFound):
+        _run_on_contact(tenant_id, contact_id, update, Condition.present())
 
 
 def _run_on_contact(

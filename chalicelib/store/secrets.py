@@ -21,7 +21,14 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
+from chalicelib.domain.onsite import (
+    BadContactToken,
+    ContactClaim,
+    sign_contact_token,
+    verify_contact_token,
+)
 from chalicelib.domain.unsubscribe import (
     BadToken,
     SigningKey,
@@ -32,6 +39,7 @@ from chalicelib.domain.unsubscribe import (
 from chalicelib.store.table import Condition, ConditionFailed, system_table
 
 UNSUBSCRIBE = "unsubscribe"
+CONTACT = "contact"  # contact tokens: the on-site inbox's Bearer (chalicelib/domain/onsite.py)
 KEY_BYTES = 32
 _CACHE_SECONDS = 300.0
 _MIN_RELOAD_SECONDS = 10.0  # a flood of forged key ids costs at most one read per 10 s
@@ -124,4 +132,17 @@ def read_unsubscribe_token(token: str) -> UnsubscribeClaim | None:
     try:
         return verify(token, verification_key)
     except BadToken:
+        return None
+
+
+def contact_token(claim: ContactClaim) -> str:
+    """A signed token letting its holder read one contact's on-site inbox until it expires."""
+    return sign_contact_token(claim, signing_key(CONTACT))
+
+
+def read_contact_token(token: str, now: datetime) -> ContactClaim | None:
+    """The claim of a genuine, unexpired contact token, or None."""
+    try:
+        return verify_contact_token(token, lambda key_id: verification_key(key_id, CONTACT), now)
+    except BadContactToken:
         return None

@@ -18,6 +18,7 @@ from typing import Any
 from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.domain.senders import (
+    SECRET_FIELDS,
     IdentityStatus,
     Sender,
     SenderChannel,
@@ -49,11 +50,20 @@ def create_sender(
     fields: SenderFields,
     verification: IdentityStatus | None = None,
     owned_identities: list[str] | None = None,
+    *,
+    sender_id: str | None = None,
+    provider_fields: dict[str, str] | None = None,
 ) -> Sender:
-    """Store a new sender (ValidationFailed, naming the field, if it is incomplete)."""
+    """Store a new sender (ValidationFailed, naming the field, if it is incomplete).
+
+    Its write-only fields (``SECRET_FIELDS``) are never stored here; ``provider_fields``
+    are what the service learned from the provider (a platform application's ARN, a
+    bot's id).
+    """
     values = fields.model_dump(exclude_none=True)
-    check_sender(channel, values)
-    sender_id = new_sender_id()
+    check_sender(channel, values, creating=True)
+    values = {k: v for k, v in values.items() if k not in SECRET_FIELDS}
+    sender_id = sender_id or new_sender_id()
     now = clock.now()
     sender = Sender(
         id=sender_id,
@@ -64,6 +74,7 @@ def create_sender(
         created_at=now,
         updated_at=now,
         **values,
+        **(provider_fields or {}),
     )
     tenant_table(tenant_id).put(_SENDER, sender.id, _item(sender), condition=Condition.absent())
     return sender

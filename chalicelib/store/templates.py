@@ -13,7 +13,7 @@ from typing import Any
 
 from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict, NotFound
-from chalicelib.domain.templates import EmailTemplate, SmsTemplate, Template, check_template
+from chalicelib.domain.templates import AnyTemplate, Template, check_template
 from chalicelib.store.table import Condition, ConditionFailed, tenant_table
 
 _TEMPLATE = "TEMPLATE"
@@ -31,7 +31,7 @@ def _not_found(template_id: str) -> NotFound:
     return NotFound(f"template '{template_id}' not found", field="template_id")
 
 
-def create_template(tenant_id: str, name: str, content: EmailTemplate | SmsTemplate) -> Template:
+def create_template(tenant_id: str, name: str, content: AnyTemplate) -> Template:
     check_template(content)
     now = clock.now()
     template = Template(
@@ -63,7 +63,7 @@ def update_template(
     template_id: str,
     *,
     name: str | None = None,
-    content: EmailTemplate | SmsTemplate | None = None,
+    content: AnyTemplate | None = None,
 ) -> Template:
     """Replace the name and/or content (the channel stays); checked like a create."""
     current = get_template(tenant_id, template_id)

@@ -223,7 +223,14 @@ def test_make_run_entrypoint_serves_until_ctrl_c_and_leaves_nothing_behind(tmp_p
             timeout=10,
         )
         assert listed.status_code == 200
-        assert set(state) == {"api_url", "admin_key", "api_key", "tenant_id", "aws_endpoint"}
+        assert set(state) == {
+            "api_url",
+            "admin_key",
+            "api_key",
+            "tenant_id",
+            "aws_endpoint",
+            "telegram_api_url",
+        }
 
         runner.send_signal(signal.SIGINT)
         runner.wait(timeout=15)

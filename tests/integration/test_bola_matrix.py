@@ -41,6 +41,8 @@ FILLERS = {
     "addresses": ["probe@example.com"],
     "contact_ids": ["c_probe"],
     "workflow": {"nodes": [{"id": "probe", "kind": "trigger.manual"}], "edges": []},
+    "platform": "GCM",
+    "token": "probe-device-token",
 }
 
 
@@ -118,6 +120,9 @@ def test_tenant_b_reaches_nothing_of_tenant_a_on_any_route(
     worlds: World, other_tenant: Tenant, client: Client
 ) -> None:
     a, b = worlds, other_tenant
+    # Routes for end users take a contact token: B's, for a contact of B's own.
+    b_contact = body_of(b.call("POST", "/v1/contacts", {"email": "probe@example.com"}))["id"]
+    b_contact_token = body_of(b.call("POST", f"/v1/contacts/{b_contact}/token"))["token"]
     before = _snapshot(a)
     assert before["/v1/campaigns/{campaign_id}"][0] == 200  # A's world is really there
     secrets = a.secrets()
@@ -128,7 +133,9 @@ def test_tenant_b_reaches_nothing_of_tenant_a_on_any_route(
                 assert _operation(path, method).auth == "public"  # type: ignore[union-attr]
                 continue
             url, body = _probe(a, path, method)
-            response = call(client, method, url, body, key=b.key)
+            op = _operation(path, method)
+            key = b_contact_token if op is not None and op.auth == "contact" else b.key
+            response = call(client, method, url, body, key=key)
             sent = url + json.dumps(body)
             leaked = _leaked(response.body.decode(), secrets, sent)
             answers.append((method, path, response.status_code, leaked, response.body[:300]))

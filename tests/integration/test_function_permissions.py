@@ -2,12 +2,13 @@
 
 Herald's real handlers run a day in moto (an email campaign with a callback and a webhook,
 feedback, the tick, an SMS campaign and its status through the SMS status forwarder, a
-scheduled campaign, a test send, a posted contact event, a flow walked by the flow
-worker, a workflow's schedules) while every AWS call is recorded with the function that
-made it. Every call must be allowed by that function's own policy in the merge template
-(``infra.policy``); the callbacks worker, which talks to tenant URLs, must touch only its
-own table items and queues, and the SMS status forwarder only the feedback queue. A
-function that starts doing something new fails here until its policy says so.
+scheduled campaign, a test send, a posted contact event, a flow walked by the flow worker,
+a workflow's schedules, a push campaign to registered devices (one of them disabled), an
+on-site campaign read by its contact) while every AWS call is recorded with the function
+that made it. Every call must be allowed by that function's own policy in the merge
+template (``infra.policy``); the callbacks worker, which talks to tenant URLs, must touch
+only its own table items and queues, and the SMS status forwarder only the feedback
+queue. A function that starts doing something new fails here until its policy says so.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from chalicelib.pipeline.tick import run_tick
 from chalicelib.resources import herald_resources
 from chalicelib.settings import Settings, get_settings
 from chalicelib.store import enrolments
+from chalicelib.store.contacts import get_contact
 from infra.naming import Stack
 from infra.policy import iam_resources
 from tests.aws_events import inbound_reply
@@ -180,7 +182,7 @@ def a_day_of_herald(
             shop.ok("POST", "/v1/webhooks", {"url": f"{hook.url}/hook"})
             shop.ok("POST", "/v1/webhooks", {"url": f"{gone.url}/gone"})  # logs, disables
             email = shop.campaign(event_callback=f"{hook.url}/cb")
-        shop.contacts([f"success@{SIM}", f"bounce@{SIM}", "+4915112345678"])
+        people = shop.contacts([f"success@{SIM}", f"bounce@{SIM}", "+4915112345678"])
         with api("api_handler"):
             shop.ok("POST", f"/v1/campaigns/{email}/send")
         poller.drain()
@@ -211,6 +213,7 @@ def a_day_of_herald(
         release_delayed_messages()
         poller.drain()
         a_flow(recorder, shop, frozen, f"{hook.url}/flow")
+        _push_and_onsite(recorder, shop, people)
         assert hook.requests and gone.requests  # the callbacks worker did deliver
         receive_stored_mail()  # SES inbound: a mail over 150 KB, stored in S3
         poller.drain()
@@ -304,6 +307,41 @@ def a_flow(recorder: Recorder, shop: Shop, frozen: clock.FrozenClock, webhook_ur
     assert ended is not None and ended.exited
 
 
+def _push_and_onsite(recorder: Recorder, shop: Shop, people: list[str]) -> None:
+    """Push senders, devices and a campaign (one device's endpoint disabled); an on-site
+    campaign and its contact reading it with a contact token."""
+    api = recorder.acting_as
+    channels = {
+        "push": ({"platform": "GCM", "credential": "key"}, {"title": "Hi", "body": "Sale"}),
+        "onsite": ({}, {"title": "Hi", "body": "Sale"}),
+    }
+    campaigns = []
+    with api("api_handler"):
+        for channel, (sender, template) in channels.items():
+            sender_id = shop.ok("POST", "/v1/senders", {"channel": channel, **sender})["id"]
+            template_id = shop.ok(
+                "POST", "/v1/templates", {"name": channel, "channel": channel, **template}
+            )["id"]
+            body = {"platform": "GCM", "token": "tok"}
+            for n, person in enumerate(people[:2] if channel == "push" else []):
+                shop.ok("POST", f"/v1/contacts/{person}/devices", {**body, "token": f"tok{n}"})
+            campaigns.append(
+                shop.campaign(channel, template_ids=[template_id], sender_ids=[sender_id])
+            )
+    dead = get_contact(shop.tenant.id, people[0]).devices[0].endpoint_arn
+    client("sns").set_endpoint_attributes(EndpointArn=dead, Attributes={"Enabled": "false"})
+    with api("api_handler"):
+        for campaign_id in campaigns:
+            shop.ok("POST", f"/v1/campaigns/{campaign_id}/send")
+    poller.drain()
+    with api("api_handler"):
+        token = shop.ok("POST", f"/v1/contacts/{people[0]}/token")["token"]
+        inbox = shop.tenant.call("GET", "/v1/inbox", key=token)
+        message_id = json.loads(inbox.body)["items"][0]["id"]
+        shop.tenant.call("POST", f"/v1/inbox/{message_id}/read", key=token)
+    poller.drain()
+
+
 @pytest.fixture
 def day(
     recorder: Recorder,
@@ -357,3 +395,23 @@ def test_the_sms_status_forwarder_only_sends_to_the_feedback_queue(day: list[Aws
     assert {c.queue.rsplit("/", 1)[-1] for c in calls if c.queue} == {
         get_settings().queue_name("feedback")
     }
+
+
+def test_the_day_publishes_push_and_reads_an_inbox(day: list[AwsCall]) -> None:
+    """The push and on-site part of the day did happen (else its grants go untested)."""
+    made = {(c.function, c.action) for c in day}
+    send = herald_resources(get_settings()).queue("send").handler
+    feedback = herald_resources(get_settings()).queue("feedback").handler
+    assert {
+        ("api_handler", "sns:CreatePlatformApplication"),
+        ("api_handler", "sns:CreatePlatformEndpoint"),
+        (send, "sns:Publish"),
+        (send, "sns:DeleteEndpoint"),
+        (feedback, "dynamodb:UpdateItem"),
+    } <= made
+    assert any(
+        c.function == "api_handler"
+        and c.queue
+        and c.queue.endswith(get_settings().queue_name("feedback"))
+        for c in day
+    ), "the inbox read queues its open receipt"

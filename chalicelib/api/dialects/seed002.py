@@ -56,6 +56,9 @@ from chalicelib.services import campaigns as service
 from chalicelib.services import references
 
 blueprint = Blueprint(__name__)
+# The channels the seed's content fields (email_message_id, sms_body) can fill; a campaign
+# of another channel (made natively) is listed and read here, never made.
+SeedChannel = Literal["email", "sms"]
 TAG = "seed 002: /campaigns/"
 _COLLECTION = "/campaigns"
 _ITEM = "/campaigns/{id}"
@@ -206,7 +209,7 @@ class Seed002CampaignPatch(Input):
     """
 
     name: CampaignName | None = None
-    channel: Channel | None = None
+    channel: SeedChannel | None = None
     organization_id: str | None = Field(
         default=None, max_length=64, description="Your tenant id (optional); another is 400."
     )
@@ -256,7 +259,7 @@ class Seed002CampaignBody(Seed002CampaignPatch):
     marks nothing required; a campaign needs a name)."""
 
     name: CampaignName
-    channel: Channel = "email"
+    channel: SeedChannel = "email"
 
 
 class Seed002Schedule(Input):

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from chalicelib.domain.channels import ChannelName
 from chalicelib.domain.contacts import TAG_MAX_LENGTH
 from chalicelib.domain.errors import ValidationFailed
 from chalicelib.domain.events import EventName
@@ -55,9 +56,7 @@ TRIGGER_KINDS = frozenset(k for k in NODE_KINDS if k.startswith("trigger."))
 CONDITION_KINDS = frozenset({"attribute_check", "event_check", "ab_split"})
 WAIT_KINDS = frozenset({"delay", "wait_until", "wait_for_event"})
 
-SendChannel = Literal["email", "sms"]
-# Channels seed 004 names that Herald does not send on yet: refused by name at save.
-FUTURE_CHANNELS = frozenset({"push", "telegram", "onsite"})
+SendChannel = ChannelName
 MAX_VARIANTS = 10
 MAX_POOL = 20  # templates or senders rotated by one send node
 SCORE_DELTA_LIMIT = 10**6
@@ -160,13 +159,6 @@ class SendAction(_Config):
     channel: SendChannel
     template_ids: list[_ID] = Field(min_length=1, max_length=MAX_POOL)
     sender_ids: list[_ID] | None = Field(default=None, min_length=1, max_length=MAX_POOL)
-
-    @field_validator("channel", mode="before")
-    @classmethod
-    def _channel_exists(cls, value: Any) -> Any:
-        if value in FUTURE_CHANNELS:
-            raise ValueError(f"channel '{value}' is not available yet; use email or sms")
-        return value
 
 
 class SetFieldAction(_Config):

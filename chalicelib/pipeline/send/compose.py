@@ -20,13 +20,14 @@ from chalicelib.domain.errors import NotFound
 from chalicelib.domain.feedback import TAG_MESSAGE
 from chalicelib.domain.senders import Sender
 from chalicelib.domain.templates import (
-    EmailTemplate,
     RenderContext,
-    SmsTemplate,
+    RenderedEmail,
+    RenderedPush,
+    RenderedSms,
+    RenderedTelegram,
     Template,
     contact_variables,
-    render_email,
-    render_sms,
+    render,
 )
 from chalicelib.domain.unsubscribe import UnsubscribeClaim, unsubscribe_headers, unsubscribe_url
 from chalicelib.settings import get_settings
@@ -117,15 +118,18 @@ def compose(
 ) -> OutboundMessage:
     """Render ``template`` for one recipient; RenderError when it cannot be rendered.
 
-    A contact gets an unsubscribe link and the one-click headers; an address with no
-    contact (a test send to a colleague) gets neither. ``step`` is the campaign's step
-    being sent (a flow's send node; a broadcast's main step by default); ``event`` the
-    event that enrolled the contact in a flow, rendered as ``{{ event.properties.x }}``.
+    On email and SMS a contact gets an unsubscribe link (and email the one-click
+    headers); an address with no contact (a test send to a colleague) gets neither. The
+    other channels have no unsubscribe link (``unsubscribe_url`` renders empty): a user
+    leaves them in the app, the chat or the page (docs/channels.md). ``step`` is the
+    campaign's step being sent (a flow's send node; a broadcast's main step by default);
+    ``event`` the event that enrolled the contact in a flow, rendered as
+    ``{{ event.properties.x }}``.
     """
     settings = get_settings()
     sent = step or campaign.main_step
     token = None
-    if contact is not None:
+    if contact is not None and sent.channel in ("email", "sms"):
         # A flow's message is named by its full message id (one per visit); a broadcast's
         # by its step, the message id following from it.
         ref = tags.get(TAG_MESSAGE, sent.id) if step is not None else sent.id
@@ -138,32 +142,42 @@ def compose(
         unsubscribe_url=unsubscribe_url(token, settings) if token else "",
         event=event,
     )
-    content = template.content
-    if isinstance(content, SmsTemplate):
-        sms = render_sms(content, context)
+    rendered = render(template.content, context)
+    common: dict[str, Any] = {
+        "tenant_id": tenant_id,
+        "message_id": tags.get(TAG_MESSAGE, ""),
+        "to": address,
+        "tags": tags,
+    }
+    if isinstance(rendered, RenderedEmail):
+        reply_to = campaign.reply_to or ", ".join(sender.reply_to) or None
         return OutboundMessage(
-            tenant_id=tenant_id,
-            message_id=tags.get(TAG_MESSAGE, ""),
-            to=address,
-            text=sms.body,
-            sender=sender.origination_number or sender.sender_id or "",
-            tags=tags,
+            **common,
+            text=rendered.text,
+            subject=rendered.subject,
+            html=rendered.html,
+            sender=sender.from_email or "",
+            sender_name=campaign.from_name or sender.from_name,
+            reply_to=reply_to,
+            headers=unsubscribe_headers(token, settings) if token else {},
+            track_opens=campaign.track_opens,
+            track_clicks=campaign.track_clicks,
         )
-    assert isinstance(content, EmailTemplate)
-    email = render_email(content, context)
-    reply_to = campaign.reply_to or ", ".join(sender.reply_to) or None
+    if isinstance(rendered, RenderedSms):
+        sms_sender = sender.origination_number or sender.sender_id or ""
+        return OutboundMessage(**common, text=rendered.body, sender=sms_sender)
+    if isinstance(rendered, RenderedPush):
+        return OutboundMessage(
+            **common,
+            subject=rendered.title,
+            text=rendered.body,
+            data=rendered.data,
+            sender=sender.id,
+        )
+    if isinstance(rendered, RenderedTelegram):
+        return OutboundMessage(
+            **common, text=rendered.text, parse_mode=rendered.parse_mode, sender=sender.id
+        )
     return OutboundMessage(
-        tenant_id=tenant_id,
-        message_id=tags.get(TAG_MESSAGE, ""),
-        to=address,
-        text=email.text,
-        subject=email.subject,
-        html=email.html,
-        sender=sender.from_email or "",
-        sender_name=campaign.from_name or sender.from_name,
-        reply_to=reply_to,
-        headers=unsubscribe_headers(token, settings) if token else {},
-        tags=tags,
-        track_opens=campaign.track_opens,
-        track_clicks=campaign.track_clicks,
+        **common, subject=rendered.title, text=rendered.body, url=rendered.url, sender=sender.id
     )

@@ -53,8 +53,11 @@ class Pacer:
 
 
 def worker_rate(channel: str) -> float:
+    """One worker's share of the channel's account-wide rate (``<channel>_max_send_rate``;
+    email's is SES's)."""
     settings = get_settings()
-    account = settings.ses_max_send_rate if channel == "email" else settings.sms_max_send_rate
+    name = "ses_max_send_rate" if channel == "email" else f"{channel}_max_send_rate"
+    account: float = getattr(settings, name)
     return account / settings.send_workers
 
 
@@ -127,7 +130,9 @@ def send_with_retries(
         except TransientSendError as error:
             if error.code in QUOTA_CODES or "quota exceeded" in str(error).lower():
                 raise QuotaSpent(str(error)) from error
-            delay = backoff_seconds(attempt)
+            # A provider that names its wait (Telegram's retry_after) is waited for in
+            # full; out of time, the recipient stays unsent and the batch is handed back.
+            delay = max(backoff_seconds(attempt), error.retry_after or 0.0)
             metrics.add_metric(name="send_throttled", unit="Count", value=1)
             if time_left() <= delay:
                 logger.warning("out of time retrying a send", extra={"code": error.code})

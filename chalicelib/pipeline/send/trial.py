@@ -1,5 +1,6 @@
-"""Test sends: the campaign's first template to a few given addresses, through the same
-channel code, with no ledger, no counters and no campaign tags."""
+"""Test sends: the campaign's first template to a few given addresses (on push, Telegram
+and on-site: contacts by id), through the same channel code, with no ledger, no counters
+and no campaign tags."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from chalicelib.domain.delivery import (
 from chalicelib.domain.feedback import TAG_TENANT
 from chalicelib.pipeline.send.compose import RENDER_ERROR_PREFIX, Content, compose, load_content
 from chalicelib.pipeline.send.pacing import Pacer, QuotaSpent, send_with_retries, worker_rate
-from chalicelib.store.contacts import find_by_email, find_by_phone
+from chalicelib.store.contacts import find_by_email, find_by_phone, get_contacts
 from chalicelib.store.suppression import suppressed_among
 
 TEST_SEND_SECONDS = 25  # a test send answers within an API request's time
@@ -75,9 +76,20 @@ def _send_one_test(
     pacer: Pacer,
     deadline: datetime,
 ) -> TestSendResult:
-    contact = (
-        find_by_email(tenant_id, address) if "@" in address else find_by_phone(tenant_id, address)
-    )
+    channel = channel_for(campaign.channel)
+    if campaign.channel in ("email", "sms"):
+        contact = (
+            find_by_email(tenant_id, address)
+            if "@" in address
+            else find_by_phone(tenant_id, address)
+        )
+        destination: str | None = address
+    else:  # the address is a contact id: its device, chat or inbox is the destination
+        contact = get_contacts(tenant_id, [address]).get(address)
+        destination = channel.address_of(contact) if contact is not None else None
+    if destination is None:
+        missing = SkipReason.NOT_FOUND if contact is None else SkipReason.NO_ADDRESS
+        return TestSendResult(address=address, status="skipped", reason=missing.value)
     template, sender = content.templates[0], content.senders[0]
     tags = {TAG_TENANT: tenant_id}
 
@@ -86,13 +98,13 @@ def _send_one_test(
 
     try:
         message = compose(
-            tenant_id, campaign, contact, address, template=template, sender=sender, tags=tags
+            tenant_id, campaign, contact, destination, template=template, sender=sender, tags=tags
         )
     except Exception as error:  # any render failure is reported, not raised
         reason = f"{RENDER_ERROR_PREFIX}: {error}"
         return TestSendResult(address=address, status="skipped", reason=reason)
     try:
-        result = send_with_retries(channel_for(campaign.channel), message, pacer, time_left)
+        result = send_with_retries(channel, message, pacer, time_left)
     except PermanentSendError as error:
         return TestSendResult(address=address, status="failed", reason=f"{error.code}: {error}")
     except QuotaSpent as error:
