@@ -148,7 +148,11 @@ def test_a_contact_walks_trigger_send_delay_condition_exit(
         assert ended is not None and ended.exit_reason is ExitReason.EXIT_NODE
     assert contacts.get_contact(shop.tenant.id, big).tags == ["vip"]
     assert contacts.get_contact(shop.tenant.id, small).attributes == {"plan": "basic"}
-    assert outcomes(shop.tenant.id, flow.id, big) == [
+    # moto releases delays in real time: on a busy machine the 2 s can pass while the
+    # frozen clock stands still, and such an early wake waits on (one more "waiting").
+    trace = outcomes(shop.tenant.id, flow.id, big)
+    walked = [o for n, o in enumerate(trace) if n == 0 or o != trace[n - 1]]
+    assert walked == [
         ("start", "entered"),
         ("welcome", "performed"),
         ("pause", "waiting"),
