@@ -15,7 +15,7 @@ In-process moto (the broadcast benchmark's speed-ups included), the real handler
 2. **The sweep.** ``due`` enrolments (3,125: a shard's share of 100,000 due in one minute)
    are filed in one minute of one shard; one ``flow.sweep`` handler queues a FlowWake for
    each (SendMessageBatch, 10 at a time). ``timer_sweep_per_second`` = entries ÷ the
-   handler's wall time, one worker.
+   handler's CPU time (moto's included), one worker.
 3. **Lateness (a model, stated in results):** a contact due at T is advanced by
    T + tick offset + its shard's sweep time + its wait in the flows queue. The tick fires
    at the start of the minute (EventBridge: ``tick_offset_s`` assumed), the 32 shards are
@@ -267,9 +267,9 @@ def _sweep(tenant_id: str, due: int) -> dict[str, Any]:
         enrolments.file_due(tenant_id, waiting, FileDue(minute, 0))
     assert sum(1 for _ in system_table().query_all(f"FLOWDUE#{minute}#00")) == due
     message = FlowSweep(minutes=[minute], shard=0).as_message()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     sweep_shard(message)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
     queued = int(
         client("sqs").get_queue_attributes(
             QueueUrl=queue_url("flows"), AttributeNames=["ApproximateNumberOfMessagesDelayed"]
@@ -280,7 +280,14 @@ def _sweep(tenant_id: str, due: int) -> dict[str, Any]:
         )["Attributes"]["ApproximateNumberOfMessages"]
     )
     assert queued >= due, f"{queued} of {due} queued"
-    return {"entries": due, "seconds": round(seconds, 3), "per_second": round(due / seconds)}
+    # CPU time, not wall time: on a shared machine the wall clock also measures others'
+    # work; in-process moto's CPU is in it (the calls are network waits in AWS).
+    return {
+        "entries": due,
+        "wall_seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu_seconds, 3),
+        "per_second": round(due / cpu_seconds),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
