@@ -133,6 +133,11 @@ def test_an_event_walks_two_contacts_through_the_whole_flow(
         },
     )
     assert api.ok("POST", f"/v1/campaigns/{flow['id']}/activate")["status"] == "active"
+    api.ok(
+        "POST",
+        "/v1/webhooks",
+        {"url": f"{hook.url}/events", "event_types": ["enrollment.entered", "enrollment.exited"]},
+    )
     big = api.ok(
         "POST", "/v1/contacts", {"email": "ada@example.com", "first_name": "Ada", "lead_score": 80}
     )
@@ -183,13 +188,30 @@ def test_an_event_walks_two_contacts_through_the_whole_flow(
         ("done", "exited"),
     ]
     assert sorted(sent_to(stack)) == ["ada@example.com", "bob@example.com"]
-    assert eventually(lambda: len(hook.requests) >= 1, timeout=30)
-    [call] = hook.requests
+
+    def posted(path: str) -> list[Any]:
+        return [r for r in hook.requests if r.path == path]
+
+    assert eventually(lambda: len(posted("/flow")) >= 1 and len(posted("/events")) >= 4, 30)
+    [call] = posted("/flow")
     sent = json.loads(call.body)
     assert sent["type"] == "flow.webhook" and sent["data"]["body"] == {"stage": "big spender"}
     assert sent["data"]["contact"]["email"] == "ada@example.com"
     assert sent["data"]["event"]["properties"] == {"order_id": "A-0"}
     assert call.headers.get("webhook-id") and call.headers.get("webhook-signature")
+
+    announced = sorted(
+        (body["type"], body["data"]["contact_id"], body["data"].get("reason"))
+        for body in (json.loads(r.body) for r in posted("/events"))
+    )
+    assert announced == sorted(
+        [
+            ("enrollment.entered", big["id"], None),
+            ("enrollment.entered", small["id"], None),
+            ("enrollment.exited", big["id"], "exit_node"),
+            ("enrollment.exited", small["id"], "exit_node"),
+        ]
+    )
 
     stats = api.ok("GET", f"/v1/campaigns/{flow['id']}/stats")
     assert stats["enrollments"] == 2 and stats["sent"] == 2

@@ -67,6 +67,7 @@ from chalicelib.pipeline.flows.timers import schedule_wake, wake_of
 from chalicelib.pipeline.messages import FlowWake
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.resources import herald_resources
+from chalicelib.services.enrolments import announce_exits
 from chalicelib.settings import get_settings
 from chalicelib.store import contacts, enrolments, inbox_threads
 from chalicelib.store.campaigns import get_campaign
@@ -134,7 +135,8 @@ def _end(tenant_id: str, campaign: Campaign, enrolment: Enrolment, now: datetime
     counts = count_request(
         tenant_id, campaign.id, step_counts(enrolment, step), enrolment.contact_id
     )
-    enrolments.commit_step(tenant_id, step, now, [counts] if counts else [])
+    if enrolments.commit_step(tenant_id, step, now, [counts] if counts else []):
+        announce_exits(tenant_id, [(enrolment, step.enrolment)], now)
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,9 @@ class _Walk:
             go_on = self._arrange_next(decided.step, now, last=last)
             if self._claim(decided, now):
                 self._changed(decided.change)
-                self.enrolment = decided.step.enrolment
+                before, self.enrolment = self.enrolment, decided.step.enrolment
+                if self.enrolment.exited:
+                    announce_exits(self.tenant_id, [(before, self.enrolment)], now)
                 return _Done(go_on)
             current = enrolments.read(self.tenant_id, self.campaign.id, self.enrolment.contact_id)
             if current != self.enrolment:
