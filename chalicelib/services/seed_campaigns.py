@@ -5,9 +5,9 @@
   a flow whose graph the dialect compiled (``domain.flows.event_triggered``). Its email
   templates and senders are checked like any campaign's, the campaign is stored and its
   triggers published (``store.flow_triggers``, after every status or graph change).
-  These stand in for the flow service (``chalicelib.services.flows``, the flow-api
-  stream): once it is merged, they should delegate to it (create, edit while paused,
-  activate, pause, delete).
+  ``delete_flow`` goes through the flow service (``chalicelib.services.flows``);
+  create and update still write the dialect's decision themselves (the flow service's
+  create takes the native fields, not a compiled campaign).
 * ``rules_segment``: the seed's ``segment_query`` is rules, Herald's audience names
   segments: each campaign gets one segment of its own, written in place on every change.
 """
@@ -20,7 +20,7 @@ from datetime import datetime
 from chalicelib.domain.campaigns import Campaign, check_channels
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.segments import SegmentGroup
-from chalicelib.services import campaigns as campaign_service
+from chalicelib.services import flows
 from chalicelib.store import campaigns as store
 from chalicelib.store import flow_triggers, segments
 from chalicelib.store.senders import get_sender
@@ -67,12 +67,12 @@ def update_flow(
 
 
 def delete_flow(tenant_id: str, campaign_id: str, now: datetime) -> Campaign:
-    """Cancel a live flow (its triggers withdrawn), then delete it."""
+    """Cancel a live flow, then delete it, through the flow service: its waiting contacts
+    leave (``campaign_ended``), its triggers and schedules go with it."""
     current = store.get_campaign(tenant_id, campaign_id)
     if current.status in ("active", "paused"):
-        store.apply_action(tenant_id, campaign_id, "cancel", now)
-    flow_triggers.withdraw(tenant_id, campaign_id)
-    return campaign_service.delete(tenant_id, campaign_id, now)
+        flows.cancel(tenant_id, campaign_id, now)
+    return flows.delete(tenant_id, campaign_id, now)
 
 
 def rules_segment(
