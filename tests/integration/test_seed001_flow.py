@@ -1,8 +1,8 @@
 """Issue 17's "Done means" in process against moto: a seed-001 client makes a three-step
 sequence over HTTP, enrols four contacts and activates it; the real flow worker sends
-the steps (delays scaled to seconds, the frozen clock moved past them), later steps
-answer the earlier SES Message-ID, a reply through SES inbound stops its contact and an
-out-of-office answer does not."""
+the steps (delays scaled to seconds, the frozen clock moved past them) from each
+contact's one sender of the pool, later steps answer the earlier SES Message-ID, a reply
+through SES inbound stops its contact and an out-of-office answer does not."""
 
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ def test_a_sequence_threads_its_steps_and_stops_on_a_reply(
     tenant: Tenant, frozen: clock.FrozenClock
 ):
     client("ses").verify_domain_identity(Domain="example.com")
-    created = create(tenant, sender_identity_ids=[sender(tenant, "ana@example.com")])
+    pool = [sender(tenant, "ana@example.com"), sender(tenant, "ben@example.com")]
+    created = create(tenant, sender_identity_ids=pool)
     seed_id, campaign_id = created["id"], ids.native(created["id"], "cmp_")
     steps = [
         add_step(tenant, seed_id, subject=SUBJECT, delay_minutes=0),
@@ -115,6 +116,7 @@ def test_a_sequence_threads_its_steps_and_stops_on_a_reply(
         assert one["Subject"] == SUBJECT and one["In-Reply-To"] is None
         ses = [r[address].provider_message_id for r in (first, second, third)]
         quoted = [f"<{i}@email.amazonses.com>" for i in ses]
+        assert one["From"] == two["From"] == three["From"]  # one sender per contact
         assert two["Subject"] == three["Subject"] == f"Re: {SUBJECT}"
         assert two["In-Reply-To"] == quoted[0] and two["References"] == quoted[0]
         assert three["In-Reply-To"] == quoted[1]

@@ -154,9 +154,10 @@ def _deliver(  # noqa: PLR0917 (each is a different thing the message needs)
         return SendOutcome(skip=SkipReason.SENDER_UNUSABLE)
     if not content.templates:
         return SendOutcome(skip=SkipReason.RENDER_ERROR)
-    salt = f"{campaign.id}:{step.id}"
-    template = pick_for(content.templates, contact.id, salt)
-    sender = pick_for(content.senders, contact.id, salt)
+    template = pick_for(content.templates, contact.id, f"{campaign.id}:{step.id}")
+    # The sender is drawn per contact for the whole flow, not per node: a contact hears
+    # from one sender of a pool at every send (a sequence's thread stays with one person).
+    sender = pick_for(content.senders, contact.id, campaign.id)
     record = record.model_copy(update={"template_id": template.id, "sender_id": sender.id})
     tags = {TAG_TENANT: tenant_id, TAG_CAMPAIGN: campaign.id, TAG_MESSAGE: record.message_id}
     try:
