@@ -2,7 +2,8 @@
 sequence over HTTP, enrols four contacts and activates it; the real flow worker sends
 the steps (delays scaled to seconds, the frozen clock moved past them) from each
 contact's one sender of the pool, later steps answer the earlier SES Message-ID, a reply
-through SES inbound stops its contact and an out-of-office answer does not."""
+through SES inbound stops its contact and an out-of-office answer does not; a closed
+window defers the steps to its opening."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from email.message import Message
 
 import pytest
 
+import app as herald
 from chalicelib.aws import client
 from chalicelib.domain import clock, ids
 from chalicelib.domain.replies import reply_address, reply_token_for
@@ -128,3 +130,39 @@ def test_a_sequence_threads_its_steps_and_stops_on_a_reply(
     assert shown["replies"] == "1" and shown["sent_count"] == "10"
     assert [s["sent_count"] for s in shown["steps"]] == ["4", "3", "3"]
     assert [s["replies"] for s in shown["steps"]] == ["1", "0", "0"]
+
+
+def test_a_closed_window_defers_the_steps_to_its_opening(tenant: Tenant, frozen: clock.FrozenClock):
+    client("ses").verify_domain_identity(Domain="example.com")
+    noon = [{"days": ["mon"], "start": "12:00", "end": "13:00"}]  # Berlin: 11:00 UTC
+    created = create(
+        tenant, sender_identity_ids=[sender(tenant, "ana@example.com")], allowed_windows=noon
+    )
+    seed_id, campaign_id = created["id"], ids.native(created["id"], "cmp_")
+    first_step = add_step(tenant, seed_id, subject=SUBJECT)
+    add_step(tenant, seed_id, subject="", body_text="Any thoughts?", delay_minutes=1)
+    address = "late@example.org"
+    contact = body_of(tenant.call("POST", "/v1/contacts", {"email": address}))["id"]
+    tenant.call("POST", f"{PATH}{seed_id}/enroll/", {"contact_ids": [contact]})
+    tenant.call("PATCH", f"{PATH}{seed_id}/", {"status": "active"})
+    drain_all()
+
+    opening = datetime(2026, 12, 7, 11, 0, tzinfo=UTC)
+    deferred = enrolments.read(tenant.id, campaign_id, contact)
+    assert deferred is not None and deferred.wake_at == opening
+    assert mail_to(address) == []
+    frozen.advance(opening - NOW - timedelta(minutes=1))
+    herald.TICK_JOBS["flows.sweep"](clock.now())  # the minute before the opening
+    drain_all()
+    assert mail_to(address) == []
+
+    frozen.advance(timedelta(minutes=1))
+    herald.TICK_JOBS["flows.sweep"](clock.now())
+    drain_all()
+    frozen.advance(timedelta(seconds=1))
+    drain_all()
+    one, two = mail_to(address)
+    assert (one["Subject"], two["Subject"]) == (SUBJECT, f"Re: {SUBJECT}")
+    [first] = records_of(tenant, campaign_id, first_step["id"]).values()
+    assert first.sent_at == opening
+    assert two["In-Reply-To"] == f"<{first.provider_message_id}@email.amazonses.com>"
