@@ -300,6 +300,18 @@ def messages_among(
     return {record.contact_id: record for record in records}
 
 
+def step_messages_of(
+    tenant_id: str, campaign_id: str, step: str, contact_id: str, channel: str
+) -> list[MessageRecord]:
+    """Every record of one flow step to one contact (each visit's, in no set order; one
+    consistent Query): a sequence's later step finds the messages it answers."""
+    partition = _ledger_partition(campaign_id, step, ledger_shard(contact_id))
+    items = tenant_table(tenant_id).query_all(
+        partition, sort_prefix=f"{contact_id}#{channel}#", consistent=True
+    )
+    return [MessageRecord.model_validate(item) for item in items]
+
+
 def _key_of_message(campaign_id: str, message_id: str) -> tuple[str, str]:
     try:
         step, contact_id, channel, occurrence = parse_message_key(message_id)

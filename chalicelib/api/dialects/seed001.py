@@ -38,6 +38,7 @@ from chalicelib.domain import clock, ids
 from chalicelib.domain.campaigns import Campaign, CampaignStatus
 from chalicelib.domain.errors import NotFound, ValidationFailures
 from chalicelib.domain.feedback import step_counter
+from chalicelib.domain.flows.stats import node_counter
 from chalicelib.domain.flows.windows import SendWindow
 from chalicelib.domain.sequences import (
     MAX_DELAY_MINUTES,
@@ -426,7 +427,12 @@ def _shown_time(at: datetime) -> str:
 
 
 def _count(counts: Mapping[str, int], name: str, step_id: str | None = None) -> str:
-    return str(counts.get(step_counter(name, step_id) if step_id else name, 0))
+    """A campaign's counter, or a step's: the flow worker counts a step's sends per node
+    (``node.<id>.sent``), feedback and replies per step (``<name>@<id>``)."""
+    if step_id is None:
+        return str(counts.get(name, 0))
+    key = node_counter(step_id, name) if name == "sent" else step_counter(name, step_id)
+    return str(counts.get(key, 0))
 
 
 def _step_view(campaign: Campaign, step: SequenceStep, counts: Mapping[str, int]) -> dict[str, Any]:

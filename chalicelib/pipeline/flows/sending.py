@@ -11,8 +11,10 @@ node reached again (re-entry, a loop) is a new message. In order:
 3. the send policy, shared with broadcasts (``pipeline.send.policy.admit``: quiet hours
    defer, ``max_lateness`` skips, both frequency caps, counted atomically; a message that
    then does not go out gives its slot back, ``release``);
-4. render (``compose``, with the enrolling event as ``event``), the provider call at the
-   shared pacer's rate (``send_with_retries``), then one conditional ledger put.
+4. render (``compose``, with the enrolling event as ``event``; a sequence's email joins
+   its thread, ``sequence_mail``), the provider call at the shared pacer's rate
+   (``send_with_retries``), then one conditional ledger put (and, for a sequence, the
+   pointers its replies are matched by).
 
 Crash points: before the ledger put after the provider accepted, a retry sends again (as
 for broadcasts, SES has no idempotency token); after it, never. A worker dying after the
@@ -39,6 +41,7 @@ from chalicelib.domain.flows.stats import variant_of
 from chalicelib.domain.flows.step import Enrolment
 from chalicelib.observability import metrics
 from chalicelib.pipeline.feedback import on_messages_sent
+from chalicelib.pipeline.flows import sequence_mail
 from chalicelib.pipeline.send.compose import RENDER_ERROR_PREFIX, compose, load_content
 from chalicelib.pipeline.send.pacing import Pacer, QuotaSpent, send_with_retries, worker_rate
 from chalicelib.pipeline.send.policy import CapContention, admit, release
@@ -151,9 +154,10 @@ def _deliver(  # noqa: PLR0917 (each is a different thing the message needs)
         return SendOutcome(skip=SkipReason.SENDER_UNUSABLE)
     if not content.templates:
         return SendOutcome(skip=SkipReason.RENDER_ERROR)
-    salt = f"{campaign.id}:{step.id}"
-    template = pick_for(content.templates, contact.id, salt)
-    sender = pick_for(content.senders, contact.id, salt)
+    template = pick_for(content.templates, contact.id, f"{campaign.id}:{step.id}")
+    # The sender is drawn per contact for the whole flow, not per node: a contact hears
+    # from one sender of a pool at every send (a sequence's thread stays with one person).
+    sender = pick_for(content.senders, contact.id, campaign.id)
     record = record.model_copy(update={"template_id": template.id, "sender_id": sender.id})
     tags = {TAG_TENANT: tenant_id, TAG_CAMPAIGN: campaign.id, TAG_MESSAGE: record.message_id}
     try:
@@ -175,6 +179,9 @@ def _deliver(  # noqa: PLR0917 (each is a different thing the message needs)
         record_message(tenant_id, failed)
         metrics.add_metric(name="render_failures", unit="Count", value=1)
         return SendOutcome(skip=SkipReason.RENDER_ERROR)
+    in_sequence = sequence_mail.applies(campaign, step.channel)
+    if in_sequence:
+        message = sequence_mail.threaded(tenant_id, campaign, record, message)
 
     def time_left() -> float:
         return (deadline - clock.now()).total_seconds()
@@ -196,6 +203,8 @@ def _deliver(  # noqa: PLR0917 (each is a different thing the message needs)
     if step.channel == "sms" and result.provider_message_id:
         ref = MessageRef(tenant_id, campaign.id, record.message_id)
         remember_provider_messages([(result.provider_message_id, ref)], clock.now())
+    if in_sequence:
+        sequence_mail.sent(tenant_id, sent, clock.now())
     on_messages_sent(tenant_id, campaign, [sent])
     return SendOutcome(sent=True)
 
