@@ -352,6 +352,11 @@ def file_due(tenant_id: str, enrolment: Enrolment, due: FileDue) -> None:
     system_table().put(partition, sort, {**_plain(asdict(entry)), TableSpec.ttl_attribute: expires})
 
 
+def any_due(due: FileDue) -> bool:
+    """Whether anything is filed under one minute and shard (one item read at most)."""
+    return bool(system_table().query(due_partition(due), limit=1, consistent=True).items)
+
+
 def due_entries(due: FileDue) -> Iterator[DueEntry]:
     """The entries filed under one minute and shard, page by page."""
     for item in system_table().query_all(due_partition(due), consistent=True):

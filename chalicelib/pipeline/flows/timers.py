@@ -67,8 +67,10 @@ def wake_of(tenant_id: str, enrolment: Enrolment) -> FlowWake:
 
 # -- the sweep ------------------------------------------------------------------------
 def sweep_due(now: datetime) -> None:
-    """The tick job: one ``flow.sweep`` per shard, naming every minute not swept yet (a
-    missed tick is caught up, at most an hour back, in the same 32 messages).
+    """The tick job: one ``flow.sweep`` per shard that has entries, naming every minute
+    not swept yet (a missed tick is caught up, at most an hour back, in the same 32
+    messages at most). An idle shard costs the tick one Query of one item, not a queued
+    message and an invocation: an idle Herald queues nothing.
 
     The sweeps are queued first and the last swept minute written after, conditional on
     the value read: a tick that dies in between, or two ticks racing, only sweep a minute
@@ -80,8 +82,13 @@ def sweep_due(now: datetime) -> None:
     minutes = minutes_to_sweep(last if isinstance(last, str) else None, now)
     if not minutes:
         return
-    sweeps = (FlowSweep(minutes=minutes, shard=shard).as_message() for shard in range(DUE_SHARDS))
-    enqueue("flows", sweeps)
+    busy = [
+        shard
+        for shard in range(DUE_SHARDS)
+        if any(enrolments.any_due(FileDue(minute, shard)) for minute in minutes)
+    ]
+    if busy:
+        enqueue("flows", (FlowSweep(minutes=minutes, shard=s).as_message() for s in busy))
     read_as = Condition.absent() if last is None else Condition.equals("minute", last)
     try:
         table.put(*_LAST_SWEPT, {"minute": minutes[-1]}, condition=read_as)
