@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from chalicelib.domain.errors import ValidationFailed, ValidationFailures
 from chalicelib.domain.flows.graph import (
@@ -385,6 +386,12 @@ def test_goal_events_are_event_names() -> None:
 def test_a_duration_is_one_shape_with_four_units() -> None:
     assert Duration(amount=90, unit="minutes").as_timedelta() == timedelta(hours=1, minutes=30)
     assert Duration(amount=366, unit="days").as_timedelta() == timedelta(days=366)
+
+
+@pytest.mark.parametrize("amount", [367, 10**16])  # the second is past timedelta's range
+def test_a_duration_past_a_year_is_refused_however_long(amount: int) -> None:
+    with pytest.raises(ValidationError, match="at most 366 days"):
+        Duration(amount=amount, unit="days")
 
 
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")

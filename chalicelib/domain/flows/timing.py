@@ -35,7 +35,8 @@ class Duration(BaseModel):
 
     @model_validator(mode="after")
     def _within_limit(self) -> Duration:
-        if self.as_timedelta() > MAX_DURATION:
+        # Compared in seconds first: an amount past timedelta's range must be a 422 too.
+        if self.amount * _SECONDS[self.unit] > MAX_DURATION.total_seconds():
             raise ValueError(f"a duration is at most {MAX_DURATION.days} days")
         return self
 
