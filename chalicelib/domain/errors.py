@@ -75,6 +75,21 @@ class ValidationFailures(ValidationFailed):
         self.details = details
 
 
+class Problems:
+    """Every problem of one input, gathered field by field and raised together (a seed
+    API that reports all of a form's errors at once, as DRF and Laravel do)."""
+
+    def __init__(self) -> None:
+        self.details: list[dict[str, str]] = []
+
+    def add(self, field: str, message: str) -> None:
+        self.details.append({"field": field, "message": message})
+
+    def raise_any(self) -> None:
+        if self.details:
+            raise ValidationFailures(self.details)
+
+
 class RetryLater(HeraldError):
     """Refused for now; ``retry_after`` seconds from now it may succeed (Retry-After)."""
 

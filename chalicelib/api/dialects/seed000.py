@@ -46,7 +46,7 @@ from chalicelib.domain.campaigns import (
     new_campaign_id,
 )
 from chalicelib.domain.deliverability import delivery_rate
-from chalicelib.domain.errors import NotFound, ValidationFailed, ValidationFailures
+from chalicelib.domain.errors import NotFound, Problems, ValidationFailed
 from chalicelib.domain.flows.event_triggered import (
     compile_event_triggered,
     cooldown_reentry,
@@ -261,18 +261,6 @@ def _seed_terms() -> AbstractContextManager[None]:
     return fields_renamed(lambda field: _SEED_FIELDS.get(field.split(".", 1)[0], field))
 
 
-class _Problems:
-    def __init__(self) -> None:
-        self.details: list[dict[str, str]] = []
-
-    def add(self, field: str, message: str) -> None:
-        self.details.append({"field": field, "message": message})
-
-    def raise_any(self) -> None:
-        if self.details:
-            raise ValidationFailures(self.details)
-
-
 # -- ids ----------------------------------------------------------------------------------
 def shown_id(herald_id: str) -> str:
     """A Herald id (prefix + 32 hex digits) as a dashed UUID."""
@@ -302,7 +290,7 @@ def _event_name(given: Any) -> str | None:
 
 
 def _pool(
-    problems: _Problems, field: str, given: Any, words: str, check: Callable[[str, int], str | None]
+    problems: Problems, field: str, given: Any, words: str, check: Callable[[str, int], str | None]
 ) -> list[str]:
     if given is None or given == []:
         problems.add(field, f"The {words} field is required.")
@@ -313,7 +301,7 @@ def _pool(
     return [found for i, item in enumerate(given) if (found := check(item, i)) is not None]
 
 
-def _templates(tenant_id: str, problems: _Problems, given: Any, field: str) -> list[str]:
+def _templates(tenant_id: str, problems: Problems, given: Any, field: str) -> list[str]:
     def check(item: Any, index: int) -> str | None:
         template_id = herald_id("tpl", item)
         if template_id is None:
@@ -331,7 +319,7 @@ def _templates(tenant_id: str, problems: _Problems, given: Any, field: str) -> l
     return _pool(problems, field, given, "template ids", check)
 
 
-def _senders(tenant_id: str, problems: _Problems, given: Any, field: str) -> list[str]:
+def _senders(tenant_id: str, problems: Problems, given: Any, field: str) -> list[str]:
     message = "Each mail account ID must be a valid UUID of an active account."
 
     def check(item: Any, index: int) -> str | None:
@@ -352,7 +340,7 @@ def _senders(tenant_id: str, problems: _Problems, given: Any, field: str) -> lis
     return _pool(problems, field, given, "mail account ids", check)
 
 
-def _events(problems: _Problems, given: Any, field: str) -> list[str]:
+def _events(problems: Problems, given: Any, field: str) -> list[str]:
     def check(item: Any, index: int) -> str | None:
         name = _event_name(item)
         if name is None:
@@ -365,7 +353,7 @@ def _events(problems: _Problems, given: Any, field: str) -> list[str]:
     return list(dict.fromkeys(_pool(problems, field, given, "events", check)))
 
 
-def _name(problems: _Problems, given: Any) -> str:
+def _name(problems: Problems, given: Any) -> str:
     if not isinstance(given, str) or not given.strip():
         problems.add("name", "The name field is required.")
         return ""
@@ -374,7 +362,7 @@ def _name(problems: _Problems, given: Any) -> str:
     return given.strip()
 
 
-def _send_data(problems: _Problems, given: dict[str, Any]) -> SendData | None:
+def _send_data(problems: Problems, given: dict[str, Any]) -> SendData | None:
     try:
         return SendData.model_validate(given)
     except ValidationError as error:
@@ -659,7 +647,7 @@ def _route(path: str, method: str, summary: str, **options: Any) -> Callable[[An
     )
 
 
-def _given_send_data(body: Seed000Body, problems: _Problems) -> dict[str, Any]:
+def _given_send_data(body: Seed000Body, problems: Problems) -> dict[str, Any]:
     given = body.send_data
     if given is None:
         return {}
@@ -671,7 +659,7 @@ def _given_send_data(body: Seed000Body, problems: _Problems) -> dict[str, Any]:
 
 def _decide(tenant_id: str, body: Seed000Body, current: Campaign | None) -> tuple[str, SendData]:
     """The name and full ``send_data`` a create or PATCH asks for, every problem at once."""
-    problems = _Problems()
+    problems = Problems()
     given = body.model_fields_set
     creating = current is None
     name = _name(problems, body.name) if creating or "name" in given else current.name  # type: ignore[union-attr]

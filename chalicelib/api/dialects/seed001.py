@@ -36,7 +36,7 @@ from chalicelib.api.models import ApiModel, Input
 from chalicelib.api.routing import FORM, JSON, Call, Handler, endpoint, read_body
 from chalicelib.domain import clock, ids
 from chalicelib.domain.campaigns import Campaign, CampaignStatus
-from chalicelib.domain.errors import NotFound, ValidationFailures
+from chalicelib.domain.errors import NotFound, Problems, ValidationFailures
 from chalicelib.domain.feedback import step_counter
 from chalicelib.domain.flows.stats import node_counter
 from chalicelib.domain.flows.windows import SendWindow
@@ -160,21 +160,7 @@ class Seed001Enrolled(ApiModel):
     results: list[Seed001EnrolResult] = Field(description="One per contact, in input order.")
 
 
-# -- DRF's field checks -------------------------------------------------------------------
-class _Problems:
-    """Every field's problems, raised together as DRF reports them."""
-
-    def __init__(self) -> None:
-        self.details: list[dict[str, str]] = []
-
-    def add(self, field: str, message: str) -> None:
-        self.details.append({"field": field, "message": message})
-
-    def raise_any(self) -> None:
-        if self.details:
-            raise ValidationFailures(self.details)
-
-
+# -- DRF's field checks (every field's problems raised together: domain.errors.Problems) --
 def _string(value: Any, *, blank: bool, max_length: int | None) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError("Not a valid string.")
@@ -274,7 +260,7 @@ def _choice(value: Any, choices: tuple[str, ...]) -> str:
 
 def _checked(
     data: Mapping[str, Any],
-    problems: _Problems,
+    problems: Problems,
     field: str,
     check: Callable[[Any], Any],
     *,
@@ -318,7 +304,7 @@ def _campaign_fields(
 ) -> tuple[dict[str, Any], CampaignStatus | None]:
     """A campaign body checked as DRF's serializer would: the service's changes and the
     status asked for; ValidationFailures listing every problem."""
-    problems = _Problems()
+    problems = Problems()
     changes: dict[str, Any] = {}
     for field in ("name", "company"):
         if not partial and field not in data:
@@ -355,7 +341,7 @@ def _campaign_fields(
     return changes, status
 
 
-def _seed_fields(data: Mapping[str, Any], problems: _Problems) -> dict[str, Any]:
+def _seed_fields(data: Mapping[str, Any], problems: Problems) -> dict[str, Any]:
     """The seed's flags, time and references: checked, kept and shown back as given."""
     checks: dict[str, tuple[Callable[[Any], Any], bool]] = {
         "stop_on_reply": (_boolean, False),
@@ -373,7 +359,7 @@ def _seed_fields(data: Mapping[str, Any], problems: _Problems) -> dict[str, Any]
     return changes
 
 
-def _senders(tenant_id: str, value: Any, problems: _Problems) -> list[str]:
+def _senders(tenant_id: str, value: Any, problems: Problems) -> list[str]:
     """The pool's native sender ids; DRF's PrimaryKeyRelatedField(many=True) words."""
     if isinstance(value, str):
         value = [value]  # a form's single value
@@ -399,7 +385,7 @@ def _senders(tenant_id: str, value: Any, problems: _Problems) -> list[str]:
 
 
 def _step_fields(data: Mapping[str, Any], *, partial: bool) -> dict[str, Any]:
-    problems = _Problems()
+    problems = Problems()
     fields: dict[str, Any] = {}
     checks: dict[str, Callable[[Any], Any]] = {
         "step_order": lambda v: _integer(v, low=0, high=2_147_483_647),
