@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from chalicelib.domain import clock
 from chalicelib.local.poller import drain
 from chalicelib.store import flow_triggers
 from chalicelib.store.campaigns import get_campaign
@@ -224,3 +226,25 @@ def test_two_lead_events_within_the_cooldown_send_one_email(shop: Shop) -> None:
         assert posted.status_code == 202, posted.body
         drain()
     assert recipients_of(sent_mail()) == {"ann@example.com": 1}
+
+
+def test_past_the_cooldown_each_event_sends_until_the_daily_cap_skips(
+    shop: Shop, frozen: clock.FrozenClock
+) -> None:
+    """Events past contact_cooldown_interval each send (a re-entry is a new message);
+    the third within a day is over contact_daily_email_cap and skipped with its reason."""
+    (ann,) = shop.contacts(["ann@example.com"])
+    triggered = {"contact_cooldown_interval": 60, "contact_daily_email_cap": 2}
+    created = create(shop, send_data={"event_triggered_send": triggered})
+    assert created.status_code == 201, created.body
+    for _ in range(3):
+        posted = shop.tenant.call(
+            "POST", "/v1/events", {"events": [{"name": "lead.created", "contact": {"id": ann}}]}
+        )
+        assert posted.status_code == 202, posted.body
+        drain()
+        frozen.advance(timedelta(minutes=2))
+    assert recipients_of(sent_mail()) == {"ann@example.com": 2}
+    campaign_id = flow_triggers.event_triggers(shop.tenant.id, "lead.created")[0].campaign_id
+    stats = shop.tenant.call("GET", f"/v1/campaigns/{campaign_id}/stats")
+    assert body_of(stats)["nodes"]["send"]["skipped"] == {"campaign_frequency_cap": 1}
