@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from chalicelib.domain.campaigns import Campaign, check_channels
+from chalicelib.domain.campaigns import Action, Campaign, CampaignStatus, check_channels
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.segments import SegmentGroup
 from chalicelib.services import flows
@@ -52,17 +52,28 @@ def create_flow(tenant_id: str, campaign: Campaign) -> Campaign:
 
 
 def update_flow(
-    tenant_id: str, campaign_id: str, decide: Callable[[Campaign], Campaign]
+    tenant_id: str, campaign_id: str, decide: Callable[[Campaign], Campaign], now: datetime
 ) -> Campaign:
-    """Write ``decide(campaign)`` (one conditional write) and publish the triggers again."""
+    """Write ``decide(campaign)`` (one conditional write) and publish the triggers again.
+
+    A move between ``active`` and ``paused`` (seed 000's ``enabled``) goes through the
+    flow service's life cycle after the write, so that contacts held while it was
+    disabled move on and the pause is announced (``campaign.paused``)."""
+    wanted: list[CampaignStatus] = []
 
     def checked(current: Campaign) -> Campaign:
         after = decide(current)
         _check_pools(tenant_id, after)
+        wanted[:] = [after.status]
+        if {current.status, after.status} == {"active", "paused"}:
+            return after.model_copy(update={"status": current.status})
         return after
 
     updated = store.update_with(tenant_id, campaign_id, checked)
     flow_triggers.publish(tenant_id, updated)
+    if wanted and {updated.status, wanted[0]} == {"active", "paused"}:
+        action: Action = "pause" if wanted[0] == "paused" else "resume"
+        updated = flows.lifecycle(tenant_id, campaign_id, action, now)
     return updated
 
 

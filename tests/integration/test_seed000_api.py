@@ -248,3 +248,22 @@ def test_past_the_cooldown_each_event_sends_until_the_daily_cap_skips(
     campaign_id = flow_triggers.event_triggers(shop.tenant.id, "lead.created")[0].campaign_id
     stats = shop.tenant.call("GET", f"/v1/campaigns/{campaign_id}/stats")
     assert body_of(stats)["nodes"]["send"]["skipped"] == {"campaign_frequency_cap": 1}
+
+
+def test_an_event_while_disabled_is_held_and_sent_once_enabled_again(shop: Shop) -> None:
+    (ann,) = shop.contacts(["ann@example.com"])
+    created = body_of(create(shop, send_data={"event_triggered_send": {"enabled": False}}))
+    campaign_path = f"{PATH}/{created['campaign']['id']}"
+    posted = shop.tenant.call(
+        "POST", "/v1/events", {"events": [{"name": "lead.created", "contact": {"id": ann}}]}
+    )
+    assert posted.status_code == 202, posted.body
+    drain()
+    assert sent_mail() == []  # enrolled, held while disabled
+
+    enabled = {"send_data": {"event_triggered_send": {"enabled": True}}}
+    patched = shop.tenant.call("PATCH", campaign_path, enabled)
+    assert patched.status_code == 200, patched.body
+    assert body_of(patched)["campaign"]["campaign_sends"][0]["status"] == "active"
+    drain()
+    assert recipients_of(sent_mail()) == {"ann@example.com": 1}

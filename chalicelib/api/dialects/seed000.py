@@ -759,11 +759,13 @@ def patch_campaign(call: Call) -> CampaignEnvelope:
             )
         with _seed_terms():
             campaign = seed_campaigns.update_flow(
-                tenant_id, current.id, lambda before: _flow(before, before.id, name, data, now)
+                tenant_id, current.id, lambda before: _flow(before, before.id, name, data, now), now
             )
     else:
         if current.family == "flow":
-            seed_campaigns.update_flow(tenant_id, current.id, lambda before: _as_draft(before, now))
+            seed_campaigns.update_flow(
+                tenant_id, current.id, lambda before: _as_draft(before, now), now
+            )
         values = _broadcast_values(tenant_id, current.id, name, data, current)
         with _seed_terms():
             fields = native(CampaignFields, values)
