@@ -4,15 +4,18 @@ named in the seed's terms, and Django REST framework's error shapes."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from chalice import Response
+from chalice.app import Request
 from pydantic import BaseModel, ValidationError
 
 from chalicelib.api.errors import json_body
-from chalicelib.domain.errors import ValidationFailed
+from chalicelib.domain.errors import NotFound, ValidationFailed
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -65,3 +68,32 @@ def drf_errors(response: Response) -> Response:
         status_code=400 if validation else response.status_code,
         headers=dict(response.headers or {}),
     )
+
+
+# -- DRF's page-number pagination (seeds 001 and 002) --------------------------------------
+_PAGE_NUMBER = re.compile(r"^[0-9]{1,9}$")
+
+
+def page_number(raw: str, pages: int) -> int:
+    """DRF's page parameter: 1..pages or 'last'; anything else is 404 "Invalid page."."""
+    if raw == "last":
+        return pages
+    if not _PAGE_NUMBER.match(raw) or not 1 <= int(raw) <= pages:
+        raise NotFound("Invalid page.", field="page")
+    return int(raw)
+
+
+def page_link(request: Request, page: int, base: str) -> str:
+    """The URL of ``page`` of the listing at ``base``: the same query, ``page`` replaced
+    (dropped for the first page), parameters sorted, as DRF's ``replace_query_param``
+    builds it."""
+    query = request.query_params
+    params = [
+        (name, value)
+        for name in sorted(query or {})
+        if name != "page"
+        for value in (query.getlist(name) if query else [])
+    ]
+    if page > 1:
+        params = sorted([*params, ("page", str(page))])
+    return f"{base}?{urlencode(params)}" if params else base

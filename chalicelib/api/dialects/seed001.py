@@ -17,19 +17,17 @@ them. The decisions are written up in docs/api-seed-001.md.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from chalice import Blueprint, Response
 from pydantic import ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from chalicelib.api.dialects.common import drf_errors, fields_renamed
+from chalicelib.api.dialects.common import drf_errors, fields_renamed, page_link, page_number
 from chalicelib.api.errors import json_body
 from chalicelib.api.links import route_url
 from chalicelib.api.models import ApiModel, Input
@@ -61,7 +59,6 @@ SEED_NAME_MAX = 255  # the seed's limit; a stored campaign name has none of its 
 TIMEZONE_MAX = 64
 STATUSES: tuple[CampaignStatus, ...] = ("draft", "active", "paused", "completed", "cancelled")
 COUNTERS = ("sent", "opened", "clicked", "replied")
-_PAGE_NUMBER = re.compile(r"^[0-9]{1,9}$")
 _TRUE = {True, "1", "true", "True", "TRUE", "yes", "on", "t", "y"}
 _FALSE = {False, "0", "false", "False", "FALSE", "no", "off", "f", "n"}
 _REQUIRED = "This field is required."
@@ -500,13 +497,7 @@ def _page(call: Call, items: list[Any]) -> tuple[int, str | None, str | None, li
     except ValueError:
         size = PAGE_SIZE_DEFAULT
     pages = max(1, -(-len(items) // size))
-    raw = query.page
-    if raw == "last":
-        number = pages
-    elif _PAGE_NUMBER.match(raw) and 1 <= int(raw) <= pages:
-        number = int(raw)
-    else:
-        raise NotFound("Invalid page.", field="page")
+    number = page_number(query.page, pages)
     return (
         len(items),
         _page_link(call, number + 1) if number < pages else None,
@@ -516,15 +507,10 @@ def _page(call: Call, items: list[Any]) -> tuple[int, str | None, str | None, li
 
 
 def _page_link(call: Call, number: int) -> str:
-    query = call.request.query_params
-    params = sorted(
-        [(n, v) for n in (query or {}) if n != "page" for v in (query.getlist(n) if query else [])]
-        + ([("page", str(number))] if number > 1 else [])
-    )
     base = route_url(call.request)
     for name, value in call.params.items():
         base = base.replace("{" + name + "}", ids.dashed(value) if name == "sequence_id" else value)
-    return f"{base}?{urlencode(params)}" if params else base
+    return page_link(call.request, number, base)
 
 
 # -- routes ---------------------------------------------------------------------------------------

@@ -22,14 +22,18 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Annotated, Any, Literal, cast, get_args
-from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from chalice import Blueprint
-from chalice.app import Request
 from pydantic import BeforeValidator, ConfigDict, Field, field_validator
 
-from chalicelib.api.dialects.common import drf_errors, fields_renamed, native
+from chalicelib.api.dialects.common import (
+    drf_errors,
+    fields_renamed,
+    native,
+    page_link,
+    page_number,
+)
 from chalicelib.api.links import route_url
 from chalicelib.api.models import ApiModel, Input
 from chalicelib.api.routing import FORM, JSON, Call, Handler, endpoint
@@ -66,7 +70,6 @@ _BODIES = (JSON, FORM)  # DRF's default parsers take both
 PAGE_SIZE_DEFAULT = 100
 PAGE_SIZE_MAX = 1000
 _VIEW_THREADS = 8  # counters of a page's campaigns are read concurrently
-_PAGE_NUMBER = re.compile(r"^[0-9]{1,9}$")
 
 Status = Literal["draft", "scheduled", "calculating", "sending", "sent", "failed", "cancelled"]
 STATUS_OF: dict[CampaignStatus, Status] = {
@@ -428,31 +431,6 @@ def _shown_all(tenant_id: str, campaigns: list[Campaign]) -> list[Seed002Campaig
 
 
 # -- pagination --------------------------------------------------------------------------
-def _page_number(raw: str, pages: int) -> int:
-    """DRF's page parameter: 1..pages or 'last'; anything else is 404 "Invalid page."."""
-    if raw == "last":
-        return pages
-    if not _PAGE_NUMBER.match(raw) or not 1 <= int(raw) <= pages:
-        raise NotFound("Invalid page.", field="page")
-    return int(raw)
-
-
-def _page_link(request: Request, page: int) -> str:
-    """The URL of ``page`` of this listing: the same query, ``page`` replaced (dropped for
-    the first page), parameters sorted, as DRF's ``replace_query_param`` builds it."""
-    query = request.query_params
-    params = [
-        (name, value)
-        for name in sorted(query or {})
-        if name != "page"
-        for value in (query.getlist(name) if query else [])
-    ]
-    if page > 1:
-        params = sorted([*params, ("page", str(page))])
-    base = route_url(request)  # Settings.public_base_url, never the request's Host
-    return f"{base}?{urlencode(params)}" if params else base
-
-
 # -- routes ------------------------------------------------------------------------------
 def _route(path: str, method: str, summary: str, **options: Any) -> Callable[[Handler], Handler]:
     return endpoint(
@@ -489,11 +467,11 @@ def list_campaigns(call: Call) -> Seed002CampaignPage:
         )
     size = params.page_size
     pages = max(1, -(-len(matching) // size))
-    page = _page_number(params.page, pages)
+    page = page_number(params.page, pages)
     return Seed002CampaignPage(
         count=len(matching),
-        next=_page_link(call.request, page + 1) if page < pages else None,
-        previous=_page_link(call.request, page - 1) if page > 1 else None,
+        next=page_link(call.request, page + 1, route_url(call.request)) if page < pages else None,
+        previous=page_link(call.request, page - 1, route_url(call.request)) if page > 1 else None,
         results=_shown_all(call.tenant_id, matching[(page - 1) * size : page * size]),
     )
 
