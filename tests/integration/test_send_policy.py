@@ -66,6 +66,28 @@ def dynamodb_hook() -> Iterator[Callable[[str, Hook], None]]:
 
 
 @pytest.fixture
+def atomic_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto's in-process DynamoDB atomic per request, as DynamoDB is.
+
+    moto checks an UpdateItem's condition and then applies its changes to the item in
+    place, with no lock: two threads can both pass ``attribute_not_exists`` and a reader
+    can see the new version before the new counts. DynamoDB serialises writes to an item,
+    so a race test needs the same from its fake or it measures moto, not Herald.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    one_request_at_a_time = threading.RLock()
+    for name in ("get_item", "put_item", "update_item", "delete_item"):
+        unlocked = getattr(DynamoDBBackend, name)
+
+        def locked(*args: Any, _unlocked: Any = unlocked, **kwargs: Any) -> Any:
+            with one_request_at_a_time:
+                return _unlocked(*args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, locked)
+
+
+@pytest.fixture
 def dynamodb_calls(dynamodb_hook: Callable[[str, Hook], None]) -> list[str]:
     """The DynamoDB operations Herald calls from here on, by name."""
     calls: list[str] = []
@@ -170,7 +192,7 @@ def test_two_senders_racing_for_the_last_slot_send_once(
 
 
 def test_threads_racing_for_the_last_slots_take_exactly_that_many(
-    dynamodb_hook: Callable[[str, Hook], None],
+    dynamodb_hook: Callable[[str, Hook], None], atomic_dynamodb: None
 ) -> None:
     tenant = new_tenant_id()
     senders = 6
