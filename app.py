@@ -151,7 +151,8 @@ QUEUE_CONSUMERS: dict[QueueRole, Consumer] = {
         {
             kinds.FlowWake.KIND: flow_worker_steps.wake,
             kinds.FlowSweep.KIND: flow_timers.sweep_shard,
-        }
+        },
+        scopes=(flow_worker_steps.wake_batch,),
     ),
     "replies": Consumer({kinds.SNS: replies.on_inbound}),
 }

@@ -10,13 +10,21 @@ retries, 410 Gone) are the callbacks worker's (chalicelib.pipeline.callbacks).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from chalicelib.domain.campaigns import PAUSE_MANUAL, Campaign
-from chalicelib.domain.webhooks import WebhookEventType, new_delivery_id, payload, wants
+from chalicelib.domain.webhooks import (
+    WebhookEndpoint,
+    WebhookEventType,
+    new_delivery_id,
+    payload,
+    wants,
+)
 from chalicelib.pipeline.messages import HttpDelivery
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.store import webhooks as endpoints
@@ -32,14 +40,45 @@ class WebhookNotice:
     data: Mapping[str, Any]
 
 
+_looked_up: ContextVar[dict[str, list[WebhookEndpoint]] | None] = ContextVar(
+    "webhook_endpoints", default=None
+)
+
+
+@contextmanager
+def endpoints_looked_up_once() -> Iterator[None]:
+    """Inside, each tenant's endpoints are read once, however often notices go out.
+
+    A batch scope for queues whose messages each notify (a flow send's
+    ``message.submitted``: one Query per send without it). An endpoint added, changed or
+    disabled during the batch takes effect from the next batch, seconds later.
+    """
+    token = _looked_up.set({})
+    try:
+        yield
+    finally:
+        _looked_up.reset(token)
+
+
+def _enabled_endpoints(tenant_id: str) -> list[WebhookEndpoint]:
+    looked_up = _looked_up.get()
+    if looked_up is not None and tenant_id in looked_up:
+        return looked_up[tenant_id]
+    enabled = [e for e, _ in endpoints.signing_endpoints(tenant_id) if e.enabled]
+    if looked_up is not None:
+        looked_up[tenant_id] = enabled
+    return enabled
+
+
 def notify_webhooks(notices: Iterable[WebhookNotice]) -> int:
-    """Queue a delivery per (notice, enabled endpoint wanting it): one Query per tenant."""
+    """Queue a delivery per (notice, enabled endpoint wanting it): one Query per tenant
+    (per batch inside ``endpoints_looked_up_once``)."""
     by_tenant: dict[str, list[WebhookNotice]] = {}
     for notice in notices:
         by_tenant.setdefault(notice.tenant_id, []).append(notice)
     deliveries: list[HttpDelivery] = []
     for tenant_id, tenant_notices in by_tenant.items():
-        registered = [e for e, _ in endpoints.signing_endpoints(tenant_id) if e.enabled]
+        registered = _enabled_endpoints(tenant_id)
         for notice in tenant_notices:
             body = json.dumps(
                 payload(notice.event_type, notice.occurred_at, dict(notice.data)),

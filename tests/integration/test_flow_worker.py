@@ -24,7 +24,7 @@ from chalicelib.domain.feedback import DeliveryEvent
 from chalicelib.domain.flows.nodes import AbSplit
 from chalicelib.domain.flows.step import ExitReason, TriggerEvent, ab_variant
 from chalicelib.domain.flows.timers import step_key
-from chalicelib.local.poller import drain
+from chalicelib.local.poller import drain, poll_once
 from chalicelib.pipeline.feedback import apply_event, feedback_batch
 from chalicelib.store import contacts, enrolments
 from chalicelib.store.counters import read_counts
@@ -516,3 +516,49 @@ def test_a_flow_change_does_not_trigger_the_flow_again(
     assert events[0].properties["source"] == "flow"
     assert contacts.get_contact(shop.tenant.id, contact_id).lead_score == 1
     assert read_counts(shop.tenant.id, flow.id)["enrollments"] == 1
+
+
+def test_a_batch_of_wakes_reads_its_flow_and_webhook_endpoints_once(
+    shop: Shop, frozen: clock.FrozenClock, herald_env: Any
+) -> None:
+    herald_env(allow_loopback_callbacks="true")
+    flow = put_flow(
+        shop.tenant.id,
+        {
+            "nodes": [
+                {"id": "start", "kind": "trigger.manual"},
+                send_node(shop),
+                {"id": "later", "kind": "delay", "config": {"amount": 1, "unit": "days"}},
+            ],
+            "edges": chain("start", "welcome", "later"),
+        },
+    )
+    reads: list[str] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        wire = json.dumps(params.get("Key") or params.get("ExpressionAttributeValues"))
+        if model.name == "GetItem" and "#CAMPAIGNS" in wire and flow.id in wire:
+            reads.append(f"flow {flow.id}")
+        elif model.name == "Query" and "#WEBHOOK" in wire:
+            reads.append("webhook endpoints")
+
+    with receiver() as hook:
+        shop.ok("POST", "/v1/webhooks", {"url": hook.url + "/events"})
+        contact_ids = shop.contacts(3)
+        for contact_id in contact_ids:
+            enrol_contact(shop.tenant.id, flow, contact_id)
+        hooks = client("dynamodb").meta.events
+        hooks.register("provide-client-params.dynamodb.*", record)
+        try:
+            assert poll_once("flows") == 3  # the three wakes arrive in one batch
+        finally:
+            hooks.unregister("provide-client-params.dynamodb.*", record)
+        drain()
+
+    assert reads == [f"flow {flow.id}", "webhook endpoints"]
+    assert len(sent_mail()) == 3
+    posted = [json.loads(r.body) for r in hook.requests]
+    submitted = [b["data"]["recipients"] for b in posted if b["type"] == "message.submitted"]
+    assert sorted(submitted) == sorted(
+        [contacts.get_contact(shop.tenant.id, c).email] for c in contact_ids
+    )
