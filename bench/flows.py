@@ -46,13 +46,6 @@ DUE_IN_ONE_MINUTE = 100_000
 TICK_OFFSET_S = 2.0  # assumed: EventBridge fires a rate(1 minute) rule within seconds
 FLOW_WORKERS = 50  # the flows Lambda's concurrency assumed for the lateness model
 LAMBDA_MB = 512
-TARGETS = {
-    "flow_step_aws_calls": ("<=", 2),
-    "flow_send_step_aws_calls": ("<=", 3.5),
-    "flow_overhead_usd_per_million_steps": ("<=", 3.00),
-    "timer_sweep_per_second": (">=", 2000),
-    "timer_lateness_p99_s": ("<=", 60),
-}
 
 
 def run(contacts: int = 200, due: int = 3_125) -> dict[str, Any]:
@@ -83,14 +76,7 @@ def run(contacts: int = 200, due: int = 3_125) -> dict[str, Any]:
         "timer_lateness_p99_s": round(TICK_OFFSET_S + sweep_s + drain_s, 1),
     }
     return {
-        "figures": {
-            key: {
-                "value": value,
-                "target": f"{TARGETS[key][0]} {TARGETS[key][1]}",
-                "met": _met(key, value),
-            }
-            for key, value in values.items()
-        },
+        "figures": values,  # targets and methods: bench.figures.FIGURES
         "steps": steps,
         "sweep": sweep,
         "lateness_model": {
@@ -103,11 +89,6 @@ def run(contacts: int = 200, due: int = 3_125) -> dict[str, Any]:
             "0.99 x 100,000 / (workers x steps per second per worker)",
         },
     }
-
-
-def _met(key: str, value: float) -> bool:
-    op, target = TARGETS[key]
-    return value <= target if op == "<=" else value >= target
 
 
 def _steps(meter: AwsMeter, tenant_id: str, key: str, contacts: int) -> dict[str, Any]:
@@ -298,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args.contacts, args.due)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
-    for key, figure in results["figures"].items():
-        print(f"{key:40} {figure['value']!s:>10}  target {figure['target']}  met {figure['met']}")
+    for key, value in results["figures"].items():
+        figure = figures.FIGURES[key].judged(value)
+        print(f"{key:40} {value!s:>10}  target {figure['target']}  met {figure['met']}")
     return 0
 
 

@@ -47,6 +47,17 @@ _LAMBDA_ENV = {
 }
 
 
+def measure() -> dict[str, Any]:
+    """The package, then the cold start from it: the benchmark's footprint section."""
+    package_sizes = package()
+    cold = cold_start()
+    return {
+        "figures": {"package_mb": package_sizes["zipped_mb"], "cold_import_ms": cold["import_ms"]},
+        "package": package_sizes,
+        "cold_start": cold,
+    }
+
+
 def cold_start(runs: int = 7) -> dict[str, Any]:
     """Median import time of ``app`` and resident memory after it, over ``runs`` fresh
     interpreters importing from the rendered package (``package()`` first), unpacked as

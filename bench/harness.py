@@ -28,7 +28,7 @@ import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from typing import Any
@@ -41,6 +41,7 @@ from moto.sqs.models import sqs_backends
 from bench import moto_speedups
 from bench.import_contacts import ROOT, peak_rss_mb  # importing it sets the bench environment
 from bench.meter import AwsMeter, Tally
+from bench.sampler import Sampler
 
 moto_speedups.install()
 os.environ.update(
@@ -130,8 +131,11 @@ def _aws() -> Iterator[None]:
             forget_queue_urls()
 
 
-def run_broadcast(audience: int, *, trace_planner: bool = False) -> BroadcastRun:
-    """Send one broadcast to ``audience`` contacts and measure it (see the module docs)."""
+def run_broadcast(
+    audience: int, *, trace_planner: bool = False, sampler: Sampler | None = None
+) -> BroadcastRun:
+    """Send one broadcast to ``audience`` contacts and measure it (see the module docs);
+    ``sampler`` samples the stacks from the ``/send`` request until every queue is empty."""
     with _aws():
         from chalicelib.local.provision import provision
         from chalicelib.local.ses_simulator import FeedbackSimulator
@@ -150,9 +154,10 @@ def run_broadcast(audience: int, *, trace_planner: bool = False) -> BroadcastRun
                 campaign_id = _campaign(http, key)
                 setup_seconds = time.perf_counter() - started
                 began, began_cpu = time.perf_counter(), time.process_time()
-                with meter.attributed("herald"):
-                    http.post(f"/v1/campaigns/{campaign_id}/send", key, {})
-                invocations = _run_pipeline(meter, simulator, trace_planner)
+                with sampler.sampling() if sampler else nullcontext():
+                    with meter.attributed("herald"):
+                        http.post(f"/v1/campaigns/{campaign_id}/send", key, {})
+                    invocations = _run_pipeline(meter, simulator, trace_planner)
                 pipeline_seconds = time.perf_counter() - began
                 pipeline_cpu_seconds = time.process_time() - began_cpu
                 campaign = http.get(f"/v1/campaigns/{campaign_id}", key)

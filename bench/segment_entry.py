@@ -13,16 +13,19 @@ the triggers queue, the poller's receive, the trigger worker's evaluation and th
 conditional write, which comes right after the enrolment call for the flow's trigger
 (services.segment_triggers.evaluate). Prints the figures and writes
 ``bench/out/segment_entry.json``; the issue's target is an entry within 5,000 ms
-(reported, never asserted).
+(reported, never asserted). ``make bench`` runs it as one of its sections
+(``segment_entry`` in results.json; ``segment_entry_p95_ms`` in its table).
 
-``measure(samples)`` returns the figures for a caller that gathers benchmark sections
-(``segment_entry_latency_ms``).
+``measure(samples)`` returns the figures for a caller that gathers benchmark sections.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import logging
 import statistics
 import time
 from pathlib import Path
@@ -37,14 +40,15 @@ from chalicelib.store import contacts as contact_store
 from tests.flow_kit import put_flow
 
 OUT = Path(__file__).resolve().parent / "out" / "segment_entry.json"
-TARGET_MS = 5_000
 POLL_SECONDS = 0.01
 GIVE_UP_SECONDS = 30.0
 
 
 def measure(samples: int = 20) -> dict[str, Any]:
-    """Start the embedded stack, time ``samples`` entries, stop it; the figures."""
-    with EmbeddedStack() as stack:
+    """Start the embedded stack, time ``samples`` entries, stop it; the figures. Quiet:
+    the API's access log and the stack's stop lines (``make run``'s) are left out."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    with contextlib.redirect_stdout(io.StringIO()), EmbeddedStack() as stack:
         api = _Api(stack.api_url, stack.api_key)
         segment_id = api.post("/v1/segments", {"name": "Gold", "rules": _GOLD})["id"]
         contact_id = api.post("/v1/contacts", {"email": "bench@example.com"})["id"]
@@ -60,13 +64,14 @@ def measure(samples: int = 20) -> dict[str, Any]:
             api.patch(contact_id, "silver")
             _wait_for(stack.tenant_id, contact_id, segment_id, "out")
     ordered = sorted(latencies)
+    p95 = round(ordered[max(0, round(0.95 * len(ordered)) - 1)], 1)
     return {
+        "figures": {"segment_entry_p95_ms": p95},  # its target: bench.figures.FIGURES
         "segment_entry_latency_ms": {
             "p50": round(statistics.median(ordered), 1),
-            "p95": round(ordered[max(0, round(0.95 * len(ordered)) - 1)], 1),
+            "p95": p95,
             "max": round(ordered[-1], 1),
             "samples": len(ordered),
-            "target_ms": TARGET_MS,
         },
         "method": "embedded stack in process; PATCH over HTTP until the stored state is 'in'",
     }

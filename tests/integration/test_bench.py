@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 _SAME_ANSWERS = r"""
@@ -289,3 +291,31 @@ def test_small_broadcast_passes_its_sanity_check_with_every_call_counted() -> No
     # itself, whose life has a fixed number of transitions) takes a handful of writes
     assert isinstance(hottest, dict) and isinstance(hottest["writes"], int)
     assert hottest["writes"] <= eligible // 10
+
+
+def test_every_figure_is_judged_against_its_registered_target() -> None:
+    from bench import figures  # types only from the harness: moto stays stock here
+
+    judged = figures.judged(
+        {"overhead_usd_per_million": 2.01, "cold_import_ms": 250, "recipients_per_second": 90.0}
+    )
+    assert judged["overhead_usd_per_million"]["met"] is False  # ≤ 2.00
+    assert judged["cold_import_ms"]["met"] is True  # ≤ 250, the bound included
+    rate = judged["recipients_per_second"]
+    assert (rate["target"], rate["met"], rate["value"]) == ("report only", None, 90.0)
+    # a figure nothing measured in this run is listed, unjudged
+    assert judged["plan_seconds_per_10m"] == {**judged["plan_seconds_per_10m"], "value": None}
+    assert judged["plan_seconds_per_10m"]["met"] is None
+    issue_19 = {
+        "overhead_usd_per_million",
+        "aws_calls_per_recipient",
+        "herald_ms_per_recipient",
+        "plan_seconds_per_10m",
+        "time_to_account_rate_s",
+        "cold_import_ms",
+        "recipients_per_second",
+    }
+    assert issue_19 <= set(judged)
+    assert all(figure["method"] for figure in judged.values())
+    with pytest.raises(KeyError, match="not_a_figure"):
+        figures.judged({"not_a_figure": 1.0})
