@@ -47,6 +47,7 @@ from chalicelib.pipeline import (
     replies,
     scheduling,
     segment_triggers,
+    status_logs,
     watchdog,
 )
 from chalicelib.pipeline import events as contact_events
@@ -54,7 +55,6 @@ from chalicelib.pipeline import feedback as provider_feedback
 from chalicelib.pipeline import imports as import_jobs
 from chalicelib.pipeline import lists as list_jobs
 from chalicelib.pipeline import messages as kinds
-from chalicelib.pipeline import sms_logs as sms_status_logs
 from chalicelib.pipeline import tick as ticking
 from chalicelib.pipeline.dispatch import Consumer
 from chalicelib.pipeline.flows import timers as flow_timers
@@ -130,6 +130,7 @@ QUEUE_CONSUMERS: dict[QueueRole, Consumer] = {
             kinds.SNS: provider_feedback.on_provider_event,
             kinds.EVENTBRIDGE: provider_feedback.on_provider_event,
             kinds.SMS_STATUS: provider_feedback.on_provider_event,
+            kinds.PUSH_STATUS: provider_feedback.on_provider_event,
             kinds.ChannelReceipt.KIND: provider_feedback.on_channel_receipt,
         },
         scopes=(provider_feedback.feedback_batch,),
@@ -223,8 +224,9 @@ def reply_worker(event: Any) -> dict[str, Any]:
 
 @app.lambda_function(name=resources.sms_status_logs.handler)
 def sms_status_forwarder(event: dict[str, Any], context: Any) -> dict[str, int]:
-    """CloudWatch Logs' subscription to SNS's SMS delivery-status logs (infra/sms_status.py)."""
-    return {"forwarded": sms_status_logs.forward_sms_status_logs(event)}
+    """CloudWatch Logs' subscriptions to SNS's SMS delivery-status logs (infra/sms_status.py)
+    and to each push application's (chalicelib/channels/push.py)."""
+    return {"forwarded": status_logs.forward_status_logs(event)}
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))

@@ -140,6 +140,47 @@ class SmsStatusLogsSpec:
 
 
 @dataclass(frozen=True)
+class PushStatusLogsSpec:
+    """SNS's push delivery-status logs: one pair of log groups per platform application.
+
+    SNS logs a push's status only for an application whose attributes name a role to log
+    with (``SuccessFeedbackRoleArn``, ``FailureFeedbackRoleArn``): successes to
+    ``sns/<region>/<account>/app/<platform>/<application>``, failures to ``…/Failure``.
+    Applications are made per push sender at run time, so the stack cannot name their
+    groups: the push channel makes both groups and subscribes ``forwarder_arn`` (the
+    forwarder of SMS status too) to each when it makes the application, with the role
+    ``role_arn`` the stack made (docs/feedback.md, "Push delivery status").
+    """
+
+    enabled: bool
+    role_name: str
+    role_arn: str
+    forwarder_arn: str
+    filter_name: str
+    # Percentage of successful pushes SNS logs (failures are always logged): all of them,
+    # or the campaign's "delivered" count would be a sample.
+    success_sampling_rate: int = 100
+    log_retention_days: int = 30
+
+    @staticmethod
+    def log_groups(
+        region: str, account_id: str, platform: str, application: str
+    ) -> tuple[str, str]:
+        """The success and failure log groups of one platform application."""
+        success = (
+            f"{SmsStatusLogsSpec.log_group_prefix(region, account_id)}app/{platform}/{application}"
+        )
+        return success, f"{success}/Failure"
+
+    @staticmethod
+    def is_push_log_group(log_group: str) -> bool:
+        """Whether ``log_group`` is an application's (``sns/<region>/<account>/app/…``), not
+        the SMS groups (``sns/<region>/<account>/DirectPublishToPhoneNumber…``)."""
+        parts = log_group.split("/")
+        return len(parts) > 3 and parts[0] == "sns" and parts[3] == "app"
+
+
+@dataclass(frozen=True)
 class InboundSpec:
     """SES inbound for replies: the bucket every received mail is stored in, the topic
     notified of it, and the receipt rule set (only with a reply domain)."""
@@ -163,6 +204,7 @@ class HeraldResources:
     scheduler_role: str
     configuration_set: ConfigurationSetSpec
     sms_status_logs: SmsStatusLogsSpec
+    push_status_logs: PushStatusLogsSpec
     inbound: InboundSpec
     tick_handler: str = "tick"
     api_handler: str = "api_handler"
@@ -186,6 +228,9 @@ _CONSUMERS: dict[QueueRole, tuple[str, int, int, int]] = {
     "replies": ("reply_worker", 60, 10, 0),
 }
 
+
+# SNS's SMS and push delivery-status logs → the feedback queue (pipeline.status_logs).
+_STATUS_FORWARDER = "sms_status_forwarder"
 
 # The planner is one chain of pages, each CPU-bound (parsing 500 contacts, filtering,
 # cutting batches): at 512 MB Lambda gives it ~0.29 vCPU and it plans ~1,000 recipients a
@@ -241,8 +286,15 @@ def herald_resources(settings: Settings) -> HeraldResources:
             topic_name=settings.ses_events_topic_name,
         ),
         sms_status_logs=SmsStatusLogsSpec(
-            handler="sms_status_forwarder",
+            handler=_STATUS_FORWARDER,
             dead_letter_name=f"{settings.prefix}-sms-status-dlq",
+        ),
+        push_status_logs=PushStatusLogsSpec(
+            enabled=settings.push_delivery_status,
+            role_name=settings.push_status_role_name,
+            role_arn=settings.push_status_role_arn,
+            forwarder_arn=settings.function_arn(_STATUS_FORWARDER),
+            filter_name=f"{settings.prefix}-push-status",
         ),
         inbound=InboundSpec(
             bucket=settings.inbound_bucket_name,

@@ -202,6 +202,12 @@ class Settings(BaseModel):
         description="The domain SES writes after its id in Message-ID; unset: derived from "
         "the region (email.amazonses.com in us-east-1, <region>.amazonses.com elsewhere).",
     )
+    push_delivery_status: bool = Field(
+        default=False,
+        description="Log each push's delivery status (SNS platform-application attributes) "
+        "and subscribe the status forwarder to the logs when a push sender is made. The stack "
+        "sets it; off locally, where moto has no forwarder function to subscribe.",
+    )
     reply_domain: str | None = Field(
         default=None,
         description="The domain SES receives replies for (an MX record to SES inbound in a "
@@ -292,6 +298,24 @@ class Settings(BaseModel):
     @property
     def scheduler_role_arn(self) -> str:
         return f"arn:aws:iam::{self.account_id}:role/{self.scheduler_role_name}"
+
+    @property
+    def push_status_role_name(self) -> str:
+        """The role SNS logs push delivery status with (the stack makes it)."""
+        return f"{self.prefix}-push-status"
+
+    @property
+    def push_status_role_arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:role/{self.push_status_role_name}"
+
+    def function_name(self, handler: str) -> str:
+        """A Lambda function's name (fixed, so logs and integrations can find it by name)."""
+        return f"{self.prefix}-{handler}"
+
+    def function_arn(self, handler: str) -> str:
+        return (
+            f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name(handler)}"
+        )
 
     @property
     def ses_configuration_set(self) -> str:

@@ -70,6 +70,8 @@ def environment(stack: Stack) -> Json:
         setting_variable("region"): ref("AWS::Region"),
         setting_variable("public_base_url"): stack.public_base_url(),
         setting_variable("ses_max_send_rate"): ref(SES_MAX_SEND_RATE),
+        # The stack has the role and the forwarder's permission (infra.push_status).
+        setting_variable("push_delivery_status"): "true",
         "POWERTOOLS_SERVICE_NAME": SERVICE,
         "POWERTOOLS_METRICS_NAMESPACE": metrics.namespace,
     }

@@ -89,7 +89,7 @@ class Stack:
 
     def function_name(self, handler: str) -> str:
         """The Lambda function's name: fixed, so logs and integrations can be found by name."""
-        return f"{self.settings.prefix}-{handler}"
+        return self.settings.function_name(handler)
 
     def role_id(self, handler: str) -> str:
         """The execution role chalice makes per function when ``autogen_policy`` is off."""

@@ -26,7 +26,7 @@ no way to deny topics while allowing endpoints and the ARN-less publish. For tho
 deny is narrowed to other accounts' ARNs: they may publish to this account's topics too,
 which Herald's code never does (docs/channels.md). The platform applications are
 Herald's by name (``herald-<stage>-…``): managing them and their endpoints is granted on
-that prefix only.
+that prefix only, and so are their delivery-status log groups (``infra.push_status``).
 
 SES sending is granted on this account's identities and Herald's configuration set. IAM
 cannot tell which tenant owns an identity (``ses:FromAddress`` conditions are per policy,
@@ -51,6 +51,8 @@ from infra.naming import (
     get_att,
     sub,
 )
+from infra.push_status import PUSH_STATUS_ROLE, push_status_log_groups_arn
+from infra.sms_status import SNS_SERVICE
 
 SCHEDULER_SERVICE = "scheduler.amazonaws.com"
 
@@ -99,7 +101,7 @@ Need = Literal[
     "send_email",
     "send_sms",
     "send_push",  # publish to Herald's platform endpoints, delete a dead one
-    "manage_push",  # Herald's platform applications and their endpoints (senders, devices)
+    "manage_push",  # Herald's platform applications (with their status logs) and endpoints
     "read_identities",
     "create_identities",
     "bus",
@@ -141,7 +143,7 @@ FUNCTION_NEEDS: dict[QueueRole | Literal["api", "tick", "sms_status"], frozenset
         {"table", "enqueue", "send_email", "read_identities", "read_inbound_mail"}
     ),
     "tick": frozenset({"table", "enqueue"}),
-    # The SMS status forwarder (pipeline.sms_logs): a log record in, a feedback message out.
+    # The status forwarder (pipeline.status_logs): a log record in, a feedback message out.
     "sms_status": frozenset({"forward_sms_status"}),
 }
 
@@ -318,6 +320,28 @@ def _sns_statements(stack: Stack, needs: frozenset[Need]) -> list[Json]:
             )
         )
     if "manage_push" in needs:
+        # An application's delivery-status log groups and their subscription to the status
+        # forwarder (infra.push_status), made and deleted with the application.
+        statements.append(
+            _allow(
+                "ManageHeraldPushStatusLogs",
+                (
+                    "logs:CreateLogGroup",
+                    "logs:PutRetentionPolicy",
+                    "logs:PutSubscriptionFilter",
+                    "logs:DeleteLogGroup",
+                ),
+                [push_status_log_groups_arn(stack)],
+            )
+        )
+        statements.append(
+            {
+                **_allow(
+                    "PassPushStatusRole", ("iam:PassRole",), [get_att(PUSH_STATUS_ROLE, "Arn")]
+                ),
+                "Condition": {"StringEquals": {"iam:PassedToService": SNS_SERVICE}},
+            }
+        )
         statements.append(
             _allow(
                 "ManageHeraldPushApplications",

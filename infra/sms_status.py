@@ -8,7 +8,7 @@ resource for those attributes, so docs/deploy.md sets them with one CLI call usi
 * that role: SNS may write only to its two SMS log groups of this account and region;
 * the two log groups themselves (unless ``SmsStatusLogGroupsExist`` says SNS or another
   stack made them: a subscription filter needs its group to exist), with a retention;
-* a subscription filter on each, invoking the forwarder function (``pipeline.sms_logs``),
+* a subscription filter on each, invoking the forwarder function (``pipeline.status_logs``),
   and the permission for CloudWatch Logs to invoke it from those groups only;
 * the forwarder's dead-letter queue, where Lambda puts a log delivery it failed three times
   to forward (the alarm is in ``infra.monitoring``, with the other dead-letter queues).

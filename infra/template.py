@@ -30,6 +30,7 @@ from infra.naming import (
     ref,
 )
 from infra.policy import iam_resources
+from infra.push_status import push_status_resources
 from infra.replies import reply_resources
 from infra.services import service_resources
 from infra.sms_status import (
@@ -49,6 +50,7 @@ def merge_template(stack: Stack) -> Json:
         api_overrides(stack),
         monitoring_resources(stack),
         sms_status_resources(stack),
+        push_status_resources(stack),
         reply_resources(stack),
     ):
         clashes = resources.keys() & part.keys()

@@ -43,6 +43,10 @@ SECTIONS = {
 SMS_DATA = Path(__file__).resolve().parent / "data" / "sns-sms"
 SMS_SUCCESS: dict[str, Any] = json.loads((SMS_DATA / "sms_status_success.json").read_text())
 SMS_FAILURE: dict[str, Any] = json.loads((SMS_DATA / "sms_status_failure.json").read_text())
+# SNS's push delivery-status log records (tests/data/sns-push/README.md names the format).
+PUSH_DATA = Path(__file__).resolve().parent / "data" / "sns-push"
+PUSH_SUCCESS: dict[str, Any] = json.loads((PUSH_DATA / "push_status_success.json").read_text())
+PUSH_FAILURE: dict[str, Any] = json.loads((PUSH_DATA / "push_status_failure.json").read_text())
 EVENTBRIDGE_DETAIL_TYPES = {
     "Send": "Email Sent",
     "Delivery": "Email Delivered",
@@ -143,6 +147,17 @@ def sms_status(
     record["delivery"]["destination"] = phone
     if response is not None:
         record["delivery"]["providerResponse"] = response
+    return record
+
+
+def push_status(
+    *, success: bool, sns_message_id: str, endpoint_arn: str, at: datetime
+) -> dict[str, Any]:
+    """An SNS push delivery-status record (tests/data/sns-push) for one message."""
+    record = copy.deepcopy(PUSH_SUCCESS if success else PUSH_FAILURE)
+    record["notification"]["messageId"] = sns_message_id
+    record["notification"]["timestamp"] = at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-4]
+    record["delivery"]["destination"] = endpoint_arn
     return record
 
 

@@ -7,6 +7,14 @@ of that application (``register_endpoint``: SNS answers the same endpoint for th
 token, so registering again is idempotent). A contact's address on this channel is its
 newest device's endpoint.
 
+Each application logs the delivery status of every push (``Success/FailureFeedbackRoleArn``
+and a success sample rate of 100%) to its two CloudWatch Logs groups, which Herald makes
+and subscribes the status forwarder to when it makes the application (the stack cannot:
+the groups are named after applications made at run time). The forwarder queues each
+record for the feedback worker, which counts the push delivered or failed
+(docs/feedback.md, "Push delivery status"). The stack turns this on
+(``Settings.push_delivery_status``); without it applications log nothing.
+
 Publishing to an endpoint SNS has disabled (the app was uninstalled, the token expired)
 or deleted fails for good: the device is taken off the contact and its endpoint deleted,
 and the message is reported failed with that reason.
@@ -31,6 +39,7 @@ from chalicelib.domain.contacts import Contact
 from chalicelib.domain.delivery import parse_message_id
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.feedback import TAG_MESSAGE
+from chalicelib.resources import PushStatusLogsSpec, herald_resources
 from chalicelib.settings import get_settings
 from chalicelib.store.contacts import get_contact, remove_device
 
@@ -59,22 +68,90 @@ def _credentials(credential: str, principal: str | None) -> dict[str, str]:
     return attributes
 
 
+def _status_logs() -> PushStatusLogsSpec:
+    return herald_resources(get_settings()).push_status_logs
+
+
+def _application_of(application_arn: str) -> tuple[str, str]:
+    """``arn:aws:sns:<region>:<account>:app/<platform>/<name>`` → (platform, name)."""
+    _, platform, name = application_arn.split(":", 5)[5].split("/", 2)
+    return platform, name
+
+
+def _status_log_groups(platform: str, name: str) -> tuple[str, str]:
+    settings = get_settings()
+    return PushStatusLogsSpec.log_groups(settings.region, settings.account_id, platform, name)
+
+
+def _delivery_status_attributes() -> dict[str, str]:
+    """What makes SNS log each push's delivery status (nothing when it is off)."""
+    spec = _status_logs()
+    if not spec.enabled:
+        return {}
+    return {
+        "SuccessFeedbackRoleArn": spec.role_arn,
+        "FailureFeedbackRoleArn": spec.role_arn,
+        "SuccessFeedbackSampleRate": str(spec.success_sampling_rate),
+    }
+
+
+def _subscribe_status_logs(platform: str, name: str) -> None:
+    """Make the application's two status log groups (SNS would make them only when it
+    first logs, too late for a subscription) and subscribe the forwarder to each. Every
+    step is idempotent: a retried sender creation, or an update, makes them true again."""
+    spec = _status_logs()
+    if not spec.enabled:
+        return
+    logs = client("logs")
+    for group in _status_log_groups(platform, name):
+        try:
+            logs.create_log_group(logGroupName=group)
+        except ClientError as error:
+            if _code(error) != "ResourceAlreadyExistsException":
+                raise
+        logs.put_retention_policy(logGroupName=group, retentionInDays=spec.log_retention_days)
+        logs.put_subscription_filter(
+            logGroupName=group,
+            filterName=spec.filter_name,
+            filterPattern="",
+            destinationArn=spec.forwarder_arn,
+        )
+
+
 def make_application(name: str, platform: str, credential: str, principal: str | None) -> str:
-    """Create the SNS platform application; its ARN."""
+    """Create the SNS platform application, logging its delivery status to log groups the
+    forwarder is subscribed to (made first: no push may be sent before they exist); its ARN."""
+    _subscribe_status_logs(platform, name)
     response = client("sns").create_platform_application(
-        Name=name, Platform=platform, Attributes=_credentials(credential, principal)
+        Name=name,
+        Platform=platform,
+        Attributes={**_credentials(credential, principal), **_delivery_status_attributes()},
     )
     return str(response["PlatformApplicationArn"])
 
 
 def replace_credentials(application_arn: str, credential: str, principal: str | None) -> None:
+    """New credentials; the delivery-status logging is made true again with them (an
+    application made before it was turned on gets it here)."""
+    _subscribe_status_logs(*_application_of(application_arn))
     client("sns").set_platform_application_attributes(
-        PlatformApplicationArn=application_arn, Attributes=_credentials(credential, principal)
+        PlatformApplicationArn=application_arn,
+        Attributes={**_credentials(credential, principal), **_delivery_status_attributes()},
     )
 
 
 def remove_application(application_arn: str) -> None:
+    """Delete the application, then its status log groups (with their subscriptions)."""
     client("sns").delete_platform_application(PlatformApplicationArn=application_arn)
+    if not _status_logs().enabled:
+        return
+    logs = client("logs")
+    for group in _status_log_groups(*_application_of(application_arn)):
+        try:
+            logs.delete_log_group(logGroupName=group)
+        except ClientError as error:
+            if _code(error) != "ResourceNotFoundException":
+                raise
 
 
 def register_endpoint(application_arn: str, token: str, contact_id: str) -> str:

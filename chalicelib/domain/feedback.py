@@ -6,10 +6,11 @@ notifications carry the same sections under ``notificationType`` and no tags. Th
 reaches the feedback queue wrapped in an SNS notification (``Message`` is the record as a
 string), raw (SNS raw delivery), or as an EventBridge event (``detail``). SNS logs the
 delivery status of each SMS (``{"notification", "delivery", "status"}``) to CloudWatch
-Logs, and Herald's forwarder puts those records on the feedback queue
-(``SMS_STATUS_KIND``). ``parse_notification`` turns any of these into a ``DeliveryEvent``:
-a native event kind, the provider message id, Herald's ids from the message tags, and the
-event's own time.
+Logs, and so the delivery status of each push to a platform application that names a
+role to log with; Herald's forwarder puts those records on the feedback queue
+(``SMS_STATUS_KIND``, ``PUSH_STATUS_KIND``). ``parse_notification`` turns any of these
+into a ``DeliveryEvent``: a native event kind, the provider message id, Herald's ids from
+the message tags, and the event's own time.
 
 The status of a message only moves forward along ``STATUS_ORDER``: late, duplicated and
 out-of-order events can then be applied in any order and leave the same result, because
@@ -127,6 +128,10 @@ def timestamp_attribute(kind: EventKind) -> str:
 TAG_TENANT = "herald-tenant"
 TAG_CAMPAIGN = "herald-campaign"
 TAG_MESSAGE = "herald-message"
+# The channels whose provider events name only the provider's message id (SNS's SMS and
+# push status logs): each send leaves a pointer to its Herald message
+# (store.provider_messages), found again by that id.
+UNTAGGED_CHANNELS: frozenset[ChannelName] = frozenset({"sms", "push"})
 
 _DETAIL_MAX = 300
 
@@ -432,7 +437,7 @@ PERMANENT_SMS_FAILURES = (
     "phone is on a blocked list",
     "destination is on a blocked list",
 )
-# What Herald's SMS status forwarder (``pipeline.sms_logs``) puts a log record in on the
+# What Herald's status forwarder (``pipeline.status_logs``) puts an SMS log record in on the
 # feedback queue: ``{"kind": SMS_STATUS_KIND, "status": <the record>}``.
 SMS_STATUS_KIND = "sms.status"
 
@@ -502,15 +507,73 @@ def parse_sms_status(record: Mapping[str, Any]) -> DeliveryEvent:
     )
 
 
+# -- SNS mobile push delivery status ------------------------------------------------------
+# What the status forwarder puts a push status record in: ``{"kind": PUSH_STATUS_KIND,
+# "status": <the record>}`` (it knows push from SMS by the log group the record came from).
+PUSH_STATUS_KIND = "push.status"
+
+
+class _PushDelivery(_Loose):
+    destination: str = Field(description="The platform endpoint's ARN.")
+    status_code: int | None = Field(default=None, alias="statusCode")
+    provider_response: str | None = Field(default=None, alias="providerResponse")
+    dwell_time_ms: int = Field(default=0, alias="dwellTimeMs")
+
+
+class _PushStatus(_Loose):
+    notification: _SmsNotification
+    delivery: _PushDelivery
+    status: Literal["SUCCESS", "FAILURE"]
+
+
+def is_push_status(record: Mapping[str, Any]) -> bool:
+    """A status record (``is_sms_status``'s shape) whose destination is a platform endpoint."""
+    delivery = record.get("delivery")
+    return isinstance(delivery, Mapping) and ":endpoint/" in str(delivery.get("destination"))
+
+
+def parse_push_status(record: Mapping[str, Any]) -> DeliveryEvent:
+    """One SNS platform-application delivery-status log record (SNS developer guide,
+    "Amazon SNS mobile app attributes": the same ``notification`` / ``delivery`` /
+    ``status`` as an SMS record, with the endpoint's ARN as ``destination`` and the push
+    service's ``statusCode`` and ``providerResponse``).
+
+    SUCCESS → ``delivered`` (the push service — APNs, FCM — accepted it for the device);
+    FAILURE → ``failed`` with the push service's answer as the reason. Nothing is
+    suppressed: a device whose token the service refused is disabled by SNS itself, and
+    the next send to it removes the device (chalicelib/channels/push.py).
+    """
+    try:
+        parsed = _PushStatus.model_validate(record)
+        published_at = _sns_log_time(parsed.notification.timestamp)
+    except (ValidationError, ValueError) as error:
+        raise UnrecognizedNotification(f"malformed push delivery status: {error}") from error
+    delivery = parsed.delivery
+    delivered = parsed.status == "SUCCESS"
+    reason = None
+    if not delivered:
+        code = f"{delivery.status_code}: " if delivery.status_code is not None else ""
+        reason = _short(f"{code}{delivery.provider_response or 'no response'}")
+    return DeliveryEvent(
+        kind="delivered" if delivered else "failed",
+        channel="push",
+        provider="sns",
+        provider_event=parsed.status,
+        provider_message_id=parsed.notification.message_id,
+        occurred_at=published_at + timedelta(milliseconds=delivery.dwell_time_ms),
+        sent_at=published_at,
+        recipients=(delivery.destination,),
+        detail=reason,
+    )
+
+
 # -- envelopes ----------------------------------------------------------------------------
+# Herald's envelopes of SNS status log records (the status forwarder's), by kind.
+_STATUS_PARSERS = {SMS_STATUS_KIND: parse_sms_status, PUSH_STATUS_KIND: parse_push_status}
+
+
 def _record_of(body: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The provider record inside an SNS notification, an EventBridge event, Herald's SMS
-    status envelope, or as is."""
-    if body.get("kind") == SMS_STATUS_KIND:
-        status = body.get("status")
-        if not isinstance(status, dict):
-            raise UnrecognizedNotification("SMS status envelope without its record")
-        return status
+    """The provider record inside an SNS notification, an EventBridge event, or as is."""
     if body.get("Type") == "Notification" and "Message" in body:
         try:
             inner = json.loads(body["Message"])
@@ -531,9 +594,15 @@ def parse_notification(body: Mapping[str, Any]) -> DeliveryEvent | None:
     Raises ``UnrecognizedNotification`` for anything else, so a misrouted or corrupted
     message is not silently dropped but ends in the dead-letter queue.
     """
+    parse_status = _STATUS_PARSERS.get(str(body.get("kind")))
+    if parse_status is not None:
+        status = body.get("status")
+        if not isinstance(status, dict):
+            raise UnrecognizedNotification(f"{body.get('kind')} envelope without its record")
+        return parse_status(status)
     record = _record_of(body)
     if is_sms_status(record):
-        return parse_sms_status(record)
+        return parse_push_status(record) if is_push_status(record) else parse_sms_status(record)
     if "mail" in record:
         return parse_ses_record(record)
     if record.get("notificationType") in _SES_IGNORED:

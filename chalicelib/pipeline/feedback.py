@@ -2,11 +2,11 @@
 callbacks and webhooks.
 
 Each feedback-queue message (an SNS notification from the SES events topic, an EventBridge
-SES event, or an SMS delivery status from the SMS status forwarder) is parsed into a
+SES event, or an SMS or push delivery status from the status forwarder) is parsed into a
 ``DeliveryEvent`` and applied:
 
-1. Correlate: the SES tags name tenant, campaign and message; an SMS status is looked up
-   by SNS message id (``store.provider_messages``).
+1. Correlate: the SES tags name tenant, campaign and message; an SMS or push status is
+   looked up by SNS message id (``store.provider_messages``).
 2. Suppress at once on a permanent bounce, a complaint or an opt-out (idempotent, done
    on every delivery of the event so a crash can never leave it undone).
 3. Move the message's status forward (one conditional UpdateItem: only from a lower
@@ -40,6 +40,7 @@ from chalicelib.domain.delivery import message_id, parse_message_id
 from chalicelib.domain.errors import NotFound, ValidationFailed
 from chalicelib.domain.feedback import (
     KIND_COUNTER,
+    UNTAGGED_CHANNELS,
     DeliveryEvent,
     callback_event,
     calls_back,
@@ -134,8 +135,8 @@ def feedback_batch() -> Iterator[_BatchEffects]:
 
 
 def on_provider_event(message: dict[str, Any]) -> None:
-    """One SES event (SNS or EventBridge) or SMS delivery status (from the SMS status
-    forwarder, ``pipeline.sms_logs``) from the feedback queue."""
+    """One SES event (SNS or EventBridge) or SMS or push delivery status (from the status
+    forwarder, ``pipeline.status_logs``) from the feedback queue."""
     event = parse_notification(message)
     if event is not None:
         _handle(event, message)
@@ -221,7 +222,7 @@ def _correlate(event: DeliveryEvent) -> MessageRef | None:
     elif event.provider_message_id:
         found = find_provider_message(event.provider_message_id)
         if found is None:
-            if event.channel == "sms":  # the sender leaves SMS pointers after its batch
+            if event.channel in UNTAGGED_CHANNELS:  # the sender leaves pointers after its batch
                 _retry_if_young(event)
             return None
         ref = found

@@ -9,9 +9,9 @@ version may be read by the old one (and the reverse) for as long as a queue hold
 
 Three kinds are not Herald's own: EventBridge envelopes (bus events, provider feedback)
 and SNS notifications arrive without a ``kind`` and are recognised by their shape
-(``chalicelib.pipeline.dispatch``); SNS's SMS delivery-status log records name no tenant
-and come wrapped by the SMS status forwarder (``pipeline.sms_logs``) as
-``{"kind": SMS_STATUS, "status": <record>}``. ``ENVELOPES`` names the three.
+(``chalicelib.pipeline.dispatch``); SNS's SMS and push delivery-status log records name
+no tenant and come wrapped by the status forwarder (``pipeline.status_logs``) as
+``{"kind": SMS_STATUS | PUSH_STATUS, "status": <record>}``. ``ENVELOPES`` names them.
 """
 
 from __future__ import annotations
@@ -21,17 +21,19 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chalicelib.domain.feedback import SMS_STATUS_KIND, CallbackEvent
+from chalicelib.domain.feedback import PUSH_STATUS_KIND, SMS_STATUS_KIND, CallbackEvent
 from chalicelib.settings import QueueRole
 
 EVENTBRIDGE = "eventbridge"  # the kind of bus events, which carry no ``kind`` of their own
 SNS = "sns"  # the kind of SNS notifications (SNS → SQS, not raw): provider feedback
 SMS_STATUS = SMS_STATUS_KIND  # an SNS SMS status log record, as the forwarder queues it
+PUSH_STATUS = PUSH_STATUS_KIND  # an SNS push status log record, likewise
 # The queues each foreign envelope reaches (by infra's subscriptions and bus rules).
 ENVELOPES: dict[str, frozenset[QueueRole]] = {
     EVENTBRIDGE: frozenset({"feedback", "triggers"}),
     SNS: frozenset({"feedback", "replies"}),  # SES events; SES inbound's received mail
     SMS_STATUS: frozenset({"feedback"}),
+    PUSH_STATUS: frozenset({"feedback"}),
 }
 
 

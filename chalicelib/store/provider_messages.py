@@ -1,12 +1,14 @@
 """Provider message id → Herald message, for provider events that carry no tags.
 
 SES events carry the tags Herald set at send time (tenant, campaign, message), so email
-needs no lookup. An SNS SMS delivery status names only SNS's message id and the phone
-number: nothing says which tenant sent it. So every SMS send leaves one pointer here, in
-the system scope because the reader does not know the tenant yet (it holds ids only):
+needs no lookup. An SNS SMS or push delivery status names only SNS's message id and the
+phone number or endpoint: nothing says which tenant sent it. So every SMS and push send
+leaves one pointer here, in the system scope because the reader does not know the tenant
+yet (it holds ids only):
 
 - ``SYS#PROVIDERMSG / <provider message id>``: tenant_id, campaign_id, message_id,
-  expiring after ``RETENTION`` (SNS reports final SMS status within 72 hours).
+  expiring after ``RETENTION`` (SNS reports final SMS status within 72 hours, a push's
+  within seconds).
 
 Written with BatchWriteItem, 25 per call, once per send batch. Email does not write them:
 that would be one more write unit per recipient for a lookup the tags make unnecessary;

@@ -3,12 +3,13 @@
 Herald's real handlers run a day in moto (an email campaign with a callback and a webhook,
 feedback, the tick, an SMS campaign and its status through the SMS status forwarder, a
 scheduled campaign, a test send, a posted contact event, a flow walked by the flow worker,
-a workflow's schedules, a push campaign to registered devices (one of them disabled), an
-on-site campaign read by its contact) while every AWS call is recorded with the function
-that made it. Every call must be allowed by that function's own policy in the merge
-template (``infra.policy``); the callbacks worker, which talks to tenant URLs, must touch
-only its own table items and queues, and the SMS status forwarder only the feedback
-queue. A function that starts doing something new fails here until its policy says so.
+a workflow's schedules, a push sender whose application logs its delivery status, a push
+campaign to registered devices (one of them disabled), an on-site campaign read by its
+contact) while every AWS call is recorded with the function that made it. Every call must
+be allowed by that function's own policy in the merge template (``infra.policy``); the
+callbacks worker, which talks to tenant URLs, must touch only its own table items and
+queues, and the status forwarder only the feedback queue. A function that starts doing
+something new fails here until its policy says so.
 """
 
 from __future__ import annotations
@@ -38,12 +39,17 @@ from infra.naming import Stack
 from infra.policy import iam_resources
 from tests.aws_events import inbound_reply
 from tests.conftest import Tenant
-from tests.feedback_kit import Shop, receiver, release_delayed_messages
+from tests.feedback_kit import (
+    Shop,
+    receiver,
+    release_delayed_messages,
+    status_forwarder_in_moto,
+)
 from tests.flow_kit import enrol_contact, put_flow
 
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SIM = "simulator.amazonses.com"
-SERVICES = ("dynamodb", "sqs", "sesv2", "sns", "events", "scheduler", "s3")
+SERVICES = ("dynamodb", "sqs", "sesv2", "sns", "events", "scheduler", "s3", "logs")
 IAM_PREFIX = {"sesv2": "ses"}
 # SQS authorises a batch call with the single-message action.
 IAM_ACTION = {
@@ -350,8 +356,12 @@ def day(
     herald_env: Callable[..., None],
 ) -> list[AwsCall]:
     herald_env(
-        ses_max_send_rate="1000000", simulator_delay_seconds="0", allow_loopback_callbacks="true"
+        ses_max_send_rate="1000000",
+        simulator_delay_seconds="0",
+        allow_loopback_callbacks="true",
+        push_delivery_status="true",  # as the stack sets it
     )
+    status_forwarder_in_moto()
     with clock.frozen(START) as frozen:
         a_day_of_herald(recorder, Shop(tenant), simulator, frozen)
     return recorder.calls
@@ -405,6 +415,7 @@ def test_the_day_publishes_push_and_reads_an_inbox(day: list[AwsCall]) -> None:
     assert {
         ("api_handler", "sns:CreatePlatformApplication"),
         ("api_handler", "sns:CreatePlatformEndpoint"),
+        ("api_handler", "logs:PutSubscriptionFilter"),  # the app's delivery-status logs
         (send, "sns:Publish"),
         (send, "sns:DeleteEndpoint"),
         (feedback, "dynamodb:UpdateItem"),

@@ -25,6 +25,7 @@ from chalicelib.settings import Settings
 from infra.naming import Stack
 from infra.render import lint, render
 from infra.replies import reply_resources
+from infra.sms_status import SMS_STATUS_ROLE
 
 Json = dict[str, Any]
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -585,13 +586,14 @@ def test_both_sms_status_log_groups_are_subscribed_by_the_forwarder(template: Js
     assert sorted(s["Fn::Sub"] for s in subscribed) == sorted(
         n["Fn::Sub"] for n in SMS_LOG_GROUPS.values()
     )
-    [permission] = [
-        v["Properties"]
+    permissions = {
+        json.dumps(v["Properties"]["SourceArn"]): v["Properties"]
         for v in of_type(template, "AWS::Lambda::Permission").values()
         if v["Properties"]["FunctionName"] == {"Fn::GetAtt": [forwarder_id, "Arn"]}
-    ]
+    }
+    assert permissions.keys() == {json.dumps(SMS_LOGS_ARN), json.dumps(PUSH_LOGS_ARN)}
+    permission = permissions[json.dumps(SMS_LOGS_ARN)]
     assert permission["Principal"] == "logs.amazonaws.com"
-    assert permission["SourceArn"] == SMS_LOGS_ARN
     assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
     assert "Events" not in forwarder["Properties"]  # invoked by CloudWatch Logs only
 
@@ -621,13 +623,18 @@ def test_the_forwarder_may_only_send_to_the_feedback_queue_and_its_dead_letter_q
     assert not any(a.startswith(("dynamodb:", "ses:", "sns:", "events:")) for a in actions)
 
 
-def test_sns_may_log_sms_status_only_to_its_two_groups(template: Json) -> None:
-    [(role_id, role)] = [
-        (k, v)
+def sns_logging_roles(template: Json) -> dict[str, Json]:
+    return {
+        k: v
         for k, v in of_type(template, "AWS::IAM::Role").items()
         if v["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
         == {"Service": "sns.amazonaws.com"}
-    ]
+    }
+
+
+def test_sns_may_log_sms_status_only_to_its_two_groups(template: Json) -> None:
+    roles = sns_logging_roles(template)
+    role_id, role = SMS_STATUS_ROLE, roles[SMS_STATUS_ROLE]
     [trust] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
     [statement] = statements_for_role(template, role_id)
@@ -637,6 +644,39 @@ def test_sns_may_log_sms_status_only_to_its_two_groups(template: Json) -> None:
     assert template["Outputs"]["SmsDeliveryStatusRoleArn"]["Value"] == {
         "Fn::GetAtt": [role_id, "Arn"]
     }
+
+
+# -- push delivery status -----------------------------------------------------------------
+PUSH_LOGS_ARN = {
+    "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:"
+    f"log-group:sns/${{AWS::Region}}/${{AWS::AccountId}}/app/*/{SETTINGS.prefix}-*"
+}
+
+
+def test_push_status_logs_of_herald_apps_only_reach_the_forwarder(template: Json) -> None:
+    """SNS may log push status only to Herald's applications' groups, with the role the app
+    names by name; the API may make those groups, subscribe them and pass that role to SNS
+    only; every function is told the logging is on."""
+    roles = sns_logging_roles(template)
+    [push_role_id] = roles.keys() - {SMS_STATUS_ROLE}
+    role = roles[push_role_id]["Properties"]
+    assert role["RoleName"] == SETTINGS.push_status_role_name
+    [statement] = statements_for_role(template, push_role_id)
+    assert statement["Resource"] == [PUSH_LOGS_ARN]
+    assert {"logs:CreateLogStream", "logs:PutLogEvents"} <= set(statement["Action"])
+    _, api = function_of(template, RESOURCES.api_handler)
+    api_statements = statements_for_role(template, api["Properties"]["Role"]["Fn::GetAtt"][0])
+    for action in ("logs:CreateLogGroup", "logs:PutSubscriptionFilter", "logs:DeleteLogGroup"):
+        assert grants(api_statements, action, PUSH_LOGS_ARN)
+    [passing] = [
+        s
+        for s in api_statements
+        if "iam:PassRole" in as_list(s["Action"])
+        and s["Resource"] == [{"Fn::GetAtt": [push_role_id, "Arn"]}]
+    ]
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sns.amazonaws.com"}}
+    variables = api["Properties"]["Environment"]["Variables"]
+    assert variables["HERALD_PUSH_DELIVERY_STATUS"] == "true"
 
 
 def test_the_forwarders_dead_letters_alarm(template: Json) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from chalicelib.domain.feedback import (
+    PUSH_STATUS_KIND,
     SMS_STATUS_KIND,
     STATUS_ORDER,
     TAG_CAMPAIGN,
@@ -24,6 +25,8 @@ from chalicelib.domain.feedback import (
     statuses_below,
 )
 from tests.aws_events import (
+    PUSH_FAILURE,
+    PUSH_SUCCESS,
     SES_SAMPLES,
     SMS_FAILURE,
     SMS_SUCCESS,
@@ -280,6 +283,33 @@ def test_malformed_sms_status_is_refused():
     broken["notification"]["timestamp"] = "yesterday"
     with pytest.raises(UnrecognizedNotification):
         parse_notification(broken)
+
+
+def test_push_success_is_delivered_and_failure_fails_with_the_push_services_answer():
+    """The documented push status records in the envelope the status forwarder uses."""
+    delivered = parse_notification({"kind": PUSH_STATUS_KIND, "status": PUSH_SUCCESS})
+    failed = parse_notification({"kind": PUSH_STATUS_KIND, "status": PUSH_FAILURE})
+    assert delivered is not None and failed is not None
+    assert (delivered.kind, delivered.channel, delivered.provider) == ("delivered", "push", "sns")
+    assert delivered.provider_message_id == "5b7c1f0e-2d4a-5e8b-9c3f-7a6d1e2b4c80"
+    assert delivered.sent_at == datetime(2026, 6, 1, 12, 0, 1, 250000, tzinfo=UTC)
+    assert delivered.occurred_at == datetime(2026, 6, 1, 12, 0, 1, 298000, tzinfo=UTC)
+    assert delivered.recipients == (PUSH_SUCCESS["delivery"]["destination"],)
+    assert (delivered.detail, delivered.suppress) == (None, False)
+    assert (failed.kind, failed.suppress, failed.status) == ("failed", False, "failed")
+    assert failed.detail == (
+        "8: NotificationErrorResponse(command=8, status=InvalidToken, id=1, cause=null)"
+    )
+    # Read by shape too (raw, or in an SNS envelope): an endpoint ARN is no phone number.
+    for body in (PUSH_FAILURE, sns_envelope(PUSH_FAILURE)):
+        raw = parse_notification(body)
+        assert raw is not None and (raw.channel, raw.kind) == ("push", "failed")
+
+
+@pytest.mark.parametrize("status", ["not a status record", {"status": "SUCCESS"}])
+def test_push_status_that_is_no_record_is_refused(status: object):
+    with pytest.raises(UnrecognizedNotification):
+        parse_notification({"kind": PUSH_STATUS_KIND, "status": status})
 
 
 def test_status_only_moves_forward():

@@ -35,7 +35,7 @@ from chalicelib.domain import clock
 from chalicelib.domain.campaigns import Campaign, Step
 from chalicelib.domain.contacts import Contact
 from chalicelib.domain.delivery import SkipReason, message_id, pick_for
-from chalicelib.domain.feedback import TAG_CAMPAIGN, TAG_MESSAGE, TAG_TENANT
+from chalicelib.domain.feedback import TAG_CAMPAIGN, TAG_MESSAGE, TAG_TENANT, UNTAGGED_CHANNELS
 from chalicelib.domain.flows.policy import Allow, Defer
 from chalicelib.domain.flows.stats import variant_of
 from chalicelib.domain.flows.step import Enrolment
@@ -200,7 +200,7 @@ def _deliver(  # noqa: PLR0917 (each is a different thing the message needs)
     )
     if not record_message(tenant_id, sent):
         metrics.add_metric(name="duplicate_sends", unit="Count", value=1)
-    if step.channel == "sms" and result.provider_message_id:
+    if step.channel in UNTAGGED_CHANNELS and result.provider_message_id:
         ref = MessageRef(tenant_id, campaign.id, record.message_id)
         remember_provider_messages([(result.provider_message_id, ref)], clock.now())
     if in_sequence:

@@ -17,7 +17,7 @@ from chalicelib.domain.campaigns import PAUSE_QUOTA, PAUSE_RENDER_FAILURES, Camp
 from chalicelib.domain.contacts import Contact
 from chalicelib.domain.delivery import SkipReason, message_id, pick_for
 from chalicelib.domain.errors import InvalidTransition, NotFound
-from chalicelib.domain.feedback import TAG_CAMPAIGN, TAG_MESSAGE, TAG_TENANT
+from chalicelib.domain.feedback import TAG_CAMPAIGN, TAG_MESSAGE, TAG_TENANT, UNTAGGED_CHANNELS
 from chalicelib.domain.limits import RateName
 from chalicelib.observability import logger, metrics
 from chalicelib.pipeline.feedback import on_messages_sent
@@ -539,7 +539,7 @@ class BatchRun:
         counts exactly once by their marker); the steps after it run again on any
         redelivery of a done batch (``_close``): no crash point loses one.
         """
-        self._remember_sms_ids(self.outcomes)
+        self._remember_provider_ids(self.outcomes)
         unsent = sum(1 for o in self.outcomes if o.kind == "unsent")
         if unsent and watch.reason != "cancelled":
             self._hand_back(watch.reason, unsent)
@@ -597,10 +597,11 @@ class BatchRun:
             _requeue(self.batch, timedelta(0))
         logger.info("batch handed back", extra={"reason": reason, "unsent": unsent})
 
-    def _remember_sms_ids(self, outcomes: Iterable[Outcome]) -> None:
-        """SNS's SMS status events carry no tags: leave a pointer per SMS of this batch (again
-        for those an earlier attempt sent: it may have died before writing them)."""
-        if self.campaign.channel != "sms":
+    def _remember_provider_ids(self, outcomes: Iterable[Outcome]) -> None:
+        """SNS's SMS and push status events carry no tags: leave a pointer per message of
+        this batch (again for those an earlier attempt sent: it may have died before
+        writing them)."""
+        if self.campaign.channel not in UNTAGGED_CHANNELS:
             return
         refs = [
             (

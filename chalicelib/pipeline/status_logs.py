@@ -1,12 +1,14 @@
-"""The SMS status forwarder: SNS's SMS delivery-status logs → the feedback queue.
+"""The status forwarder: SNS's SMS and push delivery-status logs → the feedback queue.
 
-SNS reports what became of an SMS only by writing a record to CloudWatch Logs
-(``sns/<region>/<account>/DirectPublishToPhoneNumber`` and ``…/Failure``). A subscription
-filter on each group (infra/sms_status.py) invokes this function with CloudWatch Logs'
-subscription event, ``{"awslogs": {"data": <base64 of gzipped JSON>}}``, whose
-``logEvents`` carry one status record each in ``message``. Each record goes to the
-feedback queue as ``{"kind": "sms.status", "status": <record>}`` (ten per
-SendMessageBatch), where the feedback worker reads it like any provider event.
+SNS reports what became of an SMS or a push only by writing a record to CloudWatch Logs:
+an SMS to ``sns/<region>/<account>/DirectPublishToPhoneNumber`` (``…/Failure``), a push
+to ``sns/<region>/<account>/app/<platform>/<application>`` (``…/Failure``). A subscription
+filter on each group (the SMS ones in infra/sms_status.py, each application's made with it
+by chalicelib/channels/push.py) invokes this function with CloudWatch Logs' subscription
+event, ``{"awslogs": {"data": <base64 of gzipped JSON>}}``, whose ``logEvents`` carry one
+status record each in ``message``. Each record goes to the feedback queue as ``{"kind":
+"sms.status" | "push.status", "status": <record>}`` (ten per SendMessageBatch), the kind
+named by the log group, where the feedback worker reads it like any provider event.
 
 Nothing is judged here: a log line that is not a status record is forwarded as it is and
 fails in the feedback worker, which sends it to the feedback DLQ (one bad line must not
@@ -25,8 +27,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.observability import logger, metrics
-from chalicelib.pipeline.messages import SMS_STATUS
+from chalicelib.pipeline.messages import PUSH_STATUS, SMS_STATUS
 from chalicelib.pipeline.queues import enqueue
+from chalicelib.resources import PushStatusLogsSpec
 
 # CloudWatch Logs checks a new subscription's destination with a CONTROL_MESSAGE.
 DATA_MESSAGE = "DATA_MESSAGE"
@@ -56,19 +59,20 @@ def _status_of(message: str) -> Any:
         return message
 
 
-def forward_sms_status_logs(event: Mapping[str, Any]) -> int:
-    """Put every SMS status record of one log delivery on the feedback queue; returns how many."""
+def forward_status_logs(event: Mapping[str, Any]) -> int:
+    """Put every status record of one log delivery on the feedback queue; returns how many."""
     payload = log_delivery(event)
     if payload.get("messageType") != DATA_MESSAGE:
         return 0
+    log_group = str(payload.get("logGroup", ""))
+    push = PushStatusLogsSpec.is_push_log_group(log_group)
+    kind = PUSH_STATUS if push else SMS_STATUS
     messages = [
-        {"kind": SMS_STATUS, "status": _status_of(str(log_event.get("message", "")))}
+        {"kind": kind, "status": _status_of(str(log_event.get("message", "")))}
         for log_event in payload.get("logEvents", [])
     ]
     forwarded = enqueue("feedback", messages)
-    metrics.add_metric(name="sms_statuses_forwarded", unit="Count", value=forwarded)
-    logger.info(
-        "forwarded SMS statuses",
-        extra={"log_group": payload.get("logGroup"), "records": forwarded},
-    )
+    metric = "push_statuses_forwarded" if push else "sms_statuses_forwarded"
+    metrics.add_metric(name=metric, unit="Count", value=forwarded)
+    logger.info("forwarded delivery statuses", extra={"log_group": log_group, "records": forwarded})
     return forwarded
