@@ -3,10 +3,8 @@ local HTTP receiver, and helpers to publish provider events the way AWS delivers
 
 from __future__ import annotations
 
-import io
 import json
 import threading
-import zipfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -126,28 +124,6 @@ def log_sms_statuses(lines: Iterable[str], *, failures: bool = False) -> Any:
     )
     event = logs_subscription_event(group, list(lines))
     return invoke_handler(spec.handler, event, spec.timeout_seconds)
-
-
-def status_forwarder_in_moto() -> str:
-    """The status forwarder as a Lambda function in moto (its ARN): CloudWatch Logs makes
-    sure a subscription's function exists when the filter is put, and so does moto. The
-    code is a stub: subscriptions here are invoked by the tests, with app.py's handler."""
-    settings = get_settings()
-    role = client("iam").create_role(
-        RoleName=f"{settings.prefix}-forwarder-role", AssumeRolePolicyDocument="{}"
-    )["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("app.py", "")
-    handler = herald_resources(settings).sms_status_logs.handler
-    made = client("lambda").create_function(
-        FunctionName=settings.function_name(handler),
-        Runtime="python3.11",
-        Role=role,
-        Handler=f"app.{handler}",
-        Code={"ZipFile": code.getvalue()},
-    )
-    return str(made["FunctionArn"])
 
 
 def log_statuses(log_group: str, lines: Iterable[str]) -> Any:

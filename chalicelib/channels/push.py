@@ -122,11 +122,15 @@ def make_application(name: str, platform: str, credential: str, principal: str |
     """Create the SNS platform application, logging its delivery status to log groups the
     forwarder is subscribed to (made first: no push may be sent before they exist); its ARN."""
     _subscribe_status_logs(platform, name)
-    response = client("sns").create_platform_application(
-        Name=name,
-        Platform=platform,
-        Attributes={**_credentials(credential, principal), **_delivery_status_attributes()},
-    )
+    try:
+        response = client("sns").create_platform_application(
+            Name=name,
+            Platform=platform,
+            Attributes={**_credentials(credential, principal), **_delivery_status_attributes()},
+        )
+    except ClientError:  # e.g. credentials SNS refused: no application, no log groups
+        _remove_status_logs(platform, name)
+        raise
     return str(response["PlatformApplicationArn"])
 
 
@@ -143,10 +147,14 @@ def replace_credentials(application_arn: str, credential: str, principal: str | 
 def remove_application(application_arn: str) -> None:
     """Delete the application, then its status log groups (with their subscriptions)."""
     client("sns").delete_platform_application(PlatformApplicationArn=application_arn)
+    _remove_status_logs(*_application_of(application_arn))
+
+
+def _remove_status_logs(platform: str, name: str) -> None:
     if not _status_logs().enabled:
         return
     logs = client("logs")
-    for group in _status_log_groups(*_application_of(application_arn)):
+    for group in _status_log_groups(platform, name):
         try:
             logs.delete_log_group(logGroupName=group)
         except ClientError as error:

@@ -7,7 +7,9 @@ fixtures and by the benchmarks.
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -28,7 +30,56 @@ def provision(settings: Settings | None = None) -> HeraldResources:
     _schedule_group(resources)
     _configuration_set(resources, topic_arns[resources.configuration_set.topic_name])
     _inbound_bucket(resources, settings.region)
+    if settings.push_delivery_status:
+        status_forwarder(settings)
     return resources
+
+
+def status_forwarder(settings: Settings | None = None) -> str:
+    """The status forwarder as a Lambda function (its ARN), for push applications' log
+    subscriptions to name: CloudWatch Logs, and moto, refuse a subscription to a function
+    that does not exist. Its code is a stub: the embedded stack runs app.py's handler
+    in-process (the feedback simulator invokes it as a subscription would)."""
+    settings = settings or get_settings()
+    handler = herald_resources(settings).sms_status_logs.handler
+    name = settings.function_name(handler)
+    functions = client("lambda")
+    try:
+        return str(functions.get_function(FunctionName=name)["Configuration"]["FunctionArn"])
+    except ClientError as error:
+        if not _exists(error, "ResourceNotFoundException"):
+            raise
+    iam = client("iam")
+    role_name = f"{name}-role"
+    try:
+        role = iam.get_role(RoleName=role_name)["Role"]["Arn"]
+    except ClientError as error:
+        if not _exists(error, "NoSuchEntity"):
+            raise
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "lambda.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+        role = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))[
+            "Role"
+        ]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("app.py", "")
+    made = functions.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=role,
+        Handler=f"app.{handler}",
+        Code={"ZipFile": code.getvalue()},
+    )
+    return str(made["FunctionArn"])
 
 
 def _inbound_bucket(resources: HeraldResources, region: str) -> None:

@@ -141,6 +141,8 @@ class EmbeddedStack:
             **_FAKE_CREDENTIALS,
             "HERALD_ALLOW_LOOPBACK_CALLBACKS": "true",
             "HERALD_VERIFICATION_RESOLVER": "stub",
+            # As the stack sets it: push senders log delivery status (the simulator logs it).
+            "HERALD_PUSH_DELIVERY_STATUS": "true",
         }.items():
             self._set_env(name, value)
         _forget_endpoint()

@@ -5,9 +5,9 @@ this process's own SES v2 ``SendEmail`` and SNS ``Publish`` calls (botocore hook
 clients ``chalicelib.aws`` hands out, so Herald's code is unchanged) and, after
 ``simulator_delay_seconds``, does what AWS would, in the same format, so the events travel
 the real path: SES events are published to the topic the configuration set publishes to
-(topic → feedback queue → feedback worker); SMS statuses are delivered as CloudWatch Logs
-delivers SNS's delivery-status log records to a subscription, to app.py's SMS status
-forwarder (forwarder → feedback queue → feedback worker).
+(topic → feedback queue → feedback worker); SMS and push statuses are delivered as
+CloudWatch Logs delivers SNS's delivery-status log records to a subscription, to app.py's
+status forwarder (forwarder → feedback queue → feedback worker).
 
 Recipients follow SES's mailbox simulator (a ``+label`` is allowed, as in SES); of the
 events below, only the types the configuration set publishes are sent (Herald's set leaves
@@ -36,7 +36,9 @@ travels the real path: inbound topic → replies queue → reply worker.
 An SMS is delivered (status SUCCESS) unless its number is one of
 ``simulator_failing_numbers`` (FAILURE, "Unknown error attempting to reach phone": a
 temporary failure) or ``simulator_invalid_numbers`` (FAILURE, "Invalid phone number": a
-permanent one). Which messages open or click is decided by a hash
+permanent one). A push is delivered (status SUCCESS, logged to its application's group)
+when push delivery status is on (``Settings.push_delivery_status``, as the embedded stack
+and the stack set it). Which messages open or click is decided by a hash
 of the message id, so a run is reproducible.
 """
 
@@ -64,7 +66,7 @@ from chalicelib.domain.mail_threads import header_message_id
 from chalicelib.domain.replies import received_notification, reply_mail
 from chalicelib.local.poller import invoke_handler
 from chalicelib.local.services import Worker
-from chalicelib.resources import SmsStatusLogsSpec, herald_resources
+from chalicelib.resources import PushStatusLogsSpec, SmsStatusLogsSpec, herald_resources
 from chalicelib.settings import Settings, get_settings
 
 SIMULATOR_DOMAIN = "simulator.amazonses.com"
@@ -351,6 +353,36 @@ def sms_status(phone: str, sns_message_id: str, now: datetime) -> dict[str, Any]
     }
 
 
+def push_status(endpoint_arn: str, sns_message_id: str, now: datetime) -> dict[str, Any]:
+    """SNS's delivery-status log record for one push FCM or APNs accepted (the CloudWatch
+    Logs format; without the device token, which the simulator does not see)."""
+    return {
+        "status": "SUCCESS",
+        "notification": {
+            "timestamp": now.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+            "messageId": sns_message_id,
+        },
+        "delivery": {
+            "statusCode": 200,
+            "dwellTimeMs": 48,
+            "attempts": 1,
+            "providerResponse": '{"success":1,"failure":0}',
+            "destination": endpoint_arn,
+        },
+    }
+
+
+def push_status_log_group(endpoint_arn: str) -> str:
+    """The success log group of the endpoint's application
+    (``arn:…:endpoint/<platform>/<application>/<id>`` → ``sns/…/app/<platform>/<application>``)."""
+    settings = get_settings()
+    _, platform, application, _ = endpoint_arn.split(":", 5)[5].split("/", 3)
+    success, _ = PushStatusLogsSpec.log_groups(
+        settings.region, settings.account_id, platform, application
+    )
+    return success
+
+
 def sms_status_log_group(record: Mapping[str, Any]) -> str:
     """The log group SNS writes a status record to: successes and failures apart."""
     settings = get_settings()
@@ -370,7 +402,11 @@ def logs_subscription_event(log_group: str, messages: list[str], now: datetime) 
         "owner": settings.account_id,
         "logGroup": log_group,
         "logStream": uuid.uuid4().hex,
-        "subscriptionFilters": [f"{settings.prefix}-sms-status"],
+        "subscriptionFilters": [
+            herald_resources(settings).push_status_logs.filter_name
+            if PushStatusLogsSpec.is_push_log_group(log_group)
+            else f"{settings.prefix}-sms-status"
+        ],
         "logEvents": [
             {"id": f"{millis}{index:06d}", "timestamp": millis, "message": message}
             for index, message in enumerate(messages)
@@ -431,9 +467,14 @@ class FeedbackSimulator:
     def _after_publish(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         params = context.get(self._CAPTURED) or {}
         phone, message_id = params.get("PhoneNumber"), parsed.get("MessageId")
+        target = str(params.get("TargetArn") or "")
         if phone and message_id:  # an SMS, not a topic publish (like the simulator's own)
             record = sms_status(str(phone), str(message_id), clock.now())
             self._schedule(sms_status_log_group(record), record, logged=True)
+        elif message_id and ":endpoint/" in target and get_settings().push_delivery_status:
+            # A push: SNS logs it when the application names a role, as Herald's do then.
+            record = push_status(target, str(message_id), clock.now())
+            self._schedule(push_status_log_group(target), record, logged=True)
 
     def _schedule(self, destination: str, record: dict[str, Any], *, logged: bool = False) -> None:
         due = time.monotonic() + get_settings().simulator_delay_seconds

@@ -28,6 +28,7 @@ import app as herald
 from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.local import poller, ses_simulator
+from chalicelib.local.provision import status_forwarder
 from chalicelib.local.scheduler import ScheduleEmulator
 from chalicelib.local.ses_simulator import FeedbackSimulator
 from chalicelib.pipeline.tick import run_tick
@@ -43,7 +44,6 @@ from tests.feedback_kit import (
     Shop,
     receiver,
     release_delayed_messages,
-    status_forwarder_in_moto,
 )
 from tests.flow_kit import enrol_contact, put_flow
 
@@ -361,7 +361,7 @@ def day(
         allow_loopback_callbacks="true",
         push_delivery_status="true",  # as the stack sets it
     )
-    status_forwarder_in_moto()
+    status_forwarder()
     with clock.frozen(START) as frozen:
         a_day_of_herald(recorder, Shop(tenant), simulator, frozen)
     return recorder.calls

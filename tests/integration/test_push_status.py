@@ -16,13 +16,14 @@ from moto.sns.models import sns_backends
 from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.local.poller import drain
+from chalicelib.local.provision import status_forwarder
 from chalicelib.resources import PushStatusLogsSpec
 from chalicelib.settings import get_settings
 from chalicelib.store.ledger import MessageRecord, list_messages
 from tests.aws_events import push_status
 from tests.channel_kit import contact, ok, send_campaign, stats
 from tests.conftest import Tenant
-from tests.feedback_kit import dead_letters, log_statuses, status_forwarder_in_moto
+from tests.feedback_kit import dead_letters, log_statuses
 from tests.flow_kit import enrol_contact, put_flow
 
 TEMPLATE = {"title": "Sale", "body": "Today only"}
@@ -32,7 +33,7 @@ TEMPLATE = {"title": "Sale", "body": "Today only"}
 def forwarder(aws: None, herald_env: Any) -> str:
     """Push delivery status on, as the stack sets it, and the forwarder it subscribes."""
     herald_env(push_delivery_status="true")
-    return status_forwarder_in_moto()
+    return status_forwarder()
 
 
 def push_sender(tenant: Tenant) -> dict[str, Any]:
