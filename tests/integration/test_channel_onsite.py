@@ -12,6 +12,7 @@ from chalicelib.domain import clock
 from chalicelib.local.poller import drain
 from tests.channel_kit import contact, messages, ok, send_campaign, stats
 from tests.conftest import Tenant, body_of, call
+from tests.flow_kit import enrol_contact, put_flow
 
 START = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 TEMPLATE = {
@@ -164,3 +165,31 @@ def test_a_preview_renders_every_part_of_an_onsite_template(tenant: Tenant):
         "https://shop.example.com/orders/7",
     )
     assert shown["errors"] == []
+
+
+def test_a_flows_onsite_message_counts_delivered_on_store_and_opened_on_read(tenant: Tenant):
+    template_id = ok(
+        tenant, "POST", "/v1/templates", {"name": "T", "channel": "onsite", **TEMPLATE}
+    )["id"]
+    sender_id = ok(tenant, "POST", "/v1/senders", {"channel": "onsite", "name": "Site"})["id"]
+    ann = contact(tenant, "ann@example.com", attributes={"order": "A-1"})
+    send = {"channel": "onsite", "template_ids": [template_id], "sender_ids": [sender_id]}
+    flow = put_flow(
+        tenant.id,
+        {
+            "nodes": [
+                {"id": "start", "kind": "trigger.manual"},
+                {"id": "note", "kind": "send", "config": send},
+            ],
+            "edges": [{"source": "start", "target": "note"}],
+        },
+    )
+    enrol_contact(tenant.id, flow, ann)
+    drain()
+    assert (stats(tenant, flow.id)["sent"], stats(tenant, flow.id)["delivered"]) == (1, 1)
+    token = token_for(tenant, ann)
+    (message,) = body_of(as_contact(tenant, token, "GET", "/v1/inbox"))["items"]
+    as_contact(tenant, token, "POST", f"/v1/inbox/{message['id']}/read")
+    drain()
+    counted = stats(tenant, flow.id)
+    assert (counted["delivered"], counted["opened"]) == (1, 1)
