@@ -19,7 +19,7 @@ visit: a node sent again on re-entry or in a loop is a new message, a retry of t
 step is not), written with one conditional PutItem right after the provider accepted the
 message (or refused it for good). A batch retried after a crash reads its recipients'
 records with one BatchGetItem and skips those already sent; a flow step reads its one
-record with a GetItem.
+record in one BatchGetItem with its address's suppression entries (``store.send_reads``).
 
 Layout (ScopedTable adds the tenant scope ``T#<tenant>#`` to every partition):
 - ``PLAN#<campaign>`` / ``<page:06d>``: lease_until, attempt, planned (the page's batches,
@@ -312,6 +312,11 @@ def step_messages_of(
     return [MessageRecord.model_validate(item) for item in items]
 
 
+def message_key(campaign_id: str, message_id: str) -> tuple[str, str]:
+    """The item key of a message's record (NotFound for an id that is not Herald's)."""
+    return _key_of_message(campaign_id, message_id)
+
+
 def _key_of_message(campaign_id: str, message_id: str) -> tuple[str, str]:
     try:
         step, contact_id, channel, occurrence = parse_message_key(message_id)
@@ -321,8 +326,7 @@ def _key_of_message(campaign_id: str, message_id: str) -> tuple[str, str]:
 
 
 def find_message(tenant_id: str, campaign_id: str, message_id: str) -> MessageRecord | None:
-    """A message's record if it has one (one consistent GetItem): a flow step retried after
-    a crash finds the message its first attempt sent."""
+    """A message's record if it has one (one consistent GetItem)."""
     item = tenant_table(tenant_id).get(*_key_of_message(campaign_id, message_id))
     return MessageRecord.model_validate(item) if item else None
 

@@ -101,15 +101,28 @@ def suppressed_among(tenant_id: str, addresses: Iterable[str]) -> set[str]:
 
     An address that is not a valid email or phone cannot be on the list and is left out.
     """
-    given_by_normalized: dict[str, list[str]] = {}
+    keys = suppression_keys(addresses)
+    return suppressed_in(keys, tenant_table(tenant_id).batch_get(keys))
+
+
+def suppression_keys(addresses: Iterable[str]) -> dict[tuple[str, str], list[str]]:
+    """The list's item keys for ``addresses``, each with the addresses as given that it
+    stands for (a read that fetches them with other items: ``store.send_reads``)."""
+    keys: dict[tuple[str, str], list[str]] = {}
     for address in addresses:
         try:
             _, normalized = normalize_address(address)
         except ValidationFailed:
             continue
-        given_by_normalized.setdefault(normalized, []).append(address)
-    found = tenant_table(tenant_id).batch_get((_SUPPRESSION, a) for a in given_by_normalized)
-    return {given for (_, sort) in found for given in given_by_normalized[sort]}
+        keys.setdefault((_SUPPRESSION, normalized), []).append(address)
+    return keys
+
+
+def suppressed_in(
+    keys: dict[tuple[str, str], list[str]], found: Iterable[tuple[str, str]]
+) -> set[str]:
+    """The addresses (as given) whose suppression item is among the ``found`` keys."""
+    return {given for key in found if key in keys for given in keys[key]}
 
 
 def list_suppressions(

@@ -29,6 +29,7 @@ from chalicelib.pipeline.feedback import apply_event, feedback_batch
 from chalicelib.store import contacts, enrolments
 from chalicelib.store.counters import read_counts
 from chalicelib.store.ledger import list_messages
+from chalicelib.store.suppression import suppress
 from chalicelib.store.timeline import list_timeline
 from chalicelib.store.webhooks import callback_signing_secret
 from tests.feedback_kit import receiver
@@ -562,3 +563,27 @@ def test_a_batch_of_wakes_reads_its_flow_and_webhook_endpoints_once(
     assert sorted(submitted) == sorted(
         [contacts.get_contact(shop.tenant.id, c).email] for c in contact_ids
     )
+
+
+def test_a_send_step_skips_a_suppressed_address_read_with_its_ledger_record(
+    shop: Shop, frozen: clock.FrozenClock
+) -> None:
+    flow = put_flow(
+        shop.tenant.id,
+        {
+            "nodes": [{"id": "start", "kind": "trigger.manual"}, send_node(shop)],
+            "edges": chain("start", "welcome"),
+        },
+    )
+    kept, bounced = shop.contacts(2)
+    address = contacts.get_contact(shop.tenant.id, bounced).email
+    assert address is not None
+    suppress(shop.tenant.id, address.upper(), "bounced", clock.now())  # stored normalised
+    for contact_id in (kept, bounced):
+        enrol_contact(shop.tenant.id, flow, contact_id)
+    drain_delivering_twice()
+
+    assert recipients_of(sent_mail()) == {contacts.get_contact(shop.tenant.id, kept).email: 1}
+    stats = shop.ok("GET", f"/v1/campaigns/{flow.id}/stats")
+    assert stats["nodes"]["welcome"]["sent"] == 1
+    assert stats["nodes"]["welcome"]["skipped"] == {"suppressed": 1}

@@ -6,7 +6,8 @@ visit (``message_id(node, contact, channel, visit)``), so a retry of the step (a
 redelivery, a crash before the claim) finds the record and sends nothing, while the same
 node reached again (re-entry, a loop) is a new message. In order:
 
-1. the ledger record of this step, if an earlier attempt wrote one: the outcome it says;
+1. the ledger record of this step, if an earlier attempt wrote one: the outcome it says
+   (read in one BatchGetItem with the address's suppression entries, ``store.send_reads``);
 2. ``screen`` (status, address, SMS countries, suppression: re-checked at send time);
 3. the send policy, shared with broadcasts (``pipeline.send.policy.admit``: quiet hours
    defer, ``max_lateness`` skips, both frequency caps, counted atomically; a message that
@@ -46,8 +47,9 @@ from chalicelib.pipeline.send.compose import RENDER_ERROR_PREFIX, compose, load_
 from chalicelib.pipeline.send.pacing import Pacer, QuotaSpent, send_with_retries, worker_rate
 from chalicelib.pipeline.send.policy import CapContention, admit, release
 from chalicelib.pipeline.send.screen import screen
-from chalicelib.store.ledger import MessageRecord, find_message, record_message
+from chalicelib.store.ledger import MessageRecord, record_message
 from chalicelib.store.provider_messages import MessageRef, remember_provider_messages
+from chalicelib.store.send_reads import record_and_suppressed
 from chalicelib.store.suppression import suppress
 
 FLOW_BATCH = "flow"  # a flow message's ``batch_id``: it belongs to no batch
@@ -99,10 +101,14 @@ def send_step(
         return SendOutcome(skip="step_missing")
     occurrence = str(enrolment.visit)
     mid = message_id(node_id, contact.id, step.channel, occurrence)
-    earlier = find_message(tenant_id, campaign.id, mid)
+    channel = channel_for(step.channel)
+    address = channel.address_of(contact)
+    earlier, suppressed = record_and_suppressed(
+        tenant_id, campaign.id, mid, [address] if address else []
+    )
     if earlier is not None:
         return _recorded(earlier)
-    screened = screen(tenant_id, channel_for(step.channel), [contact])
+    screened = screen(tenant_id, channel, [contact], suppressed=suppressed)
     if screened.skipped:
         return SendOutcome(skip=screened.skipped[0])
     _, address = screened.eligible[0]

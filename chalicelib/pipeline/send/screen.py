@@ -28,8 +28,16 @@ class Screened:
     skipped: list[SkipReason]
 
 
-def screen(tenant_id: str, channel: Channel, contacts: Iterable[Contact]) -> Screened:
-    """Screen ``contacts`` for ``channel``: ONE ``suppressed_among`` call for all of them."""
+def screen(
+    tenant_id: str,
+    channel: Channel,
+    contacts: Iterable[Contact],
+    *,
+    suppressed: set[str] | None = None,
+) -> Screened:
+    """Screen ``contacts`` for ``channel``: ONE ``suppressed_among`` call for all of them,
+    none when the caller read the suppressed addresses with its own reads (``suppressed``:
+    those of the contacts' addresses on the list; a flow's send, ``store.send_reads``)."""
     pending: list[tuple[Contact, str]] = []
     skipped: list[SkipReason] = []
     for contact in contacts:
@@ -44,7 +52,8 @@ def screen(tenant_id: str, channel: Channel, contacts: Iterable[Contact]) -> Scr
         reachable = [(c, a) for c, a in pending if sms_allowed(a, limits)]
         skipped.extend(SkipReason.COUNTRY_NOT_ALLOWED for _ in range(len(pending) - len(reachable)))
         pending = reachable
-    suppressed = suppressed_among(tenant_id, [a for _, a in pending]) if pending else set()
+    if suppressed is None:
+        suppressed = suppressed_among(tenant_id, [a for _, a in pending]) if pending else set()
     eligible = []
     for contact, address in pending:
         if address in suppressed:
