@@ -36,7 +36,7 @@ from chalicelib.api import (
     unsubscribe,
     webhooks,
 )
-from chalicelib.api.dialects import seed000, seed001, seed002, seed003
+from chalicelib.api.dialects import seed000, seed001, seed002, seed003, seed004
 from chalicelib.domain.unsubscribe import on_unsubscribe
 from chalicelib.pipeline import callbacks as notifications
 from chalicelib.pipeline import (
@@ -90,6 +90,7 @@ app.register_blueprint(seed000.blueprint)
 app.register_blueprint(seed001.blueprint)
 app.register_blueprint(seed002.blueprint)
 app.register_blueprint(seed003.blueprint)
+app.register_blueprint(seed004.blueprint)
 
 # What an unsubscribe link does beyond suppressing (the API function runs it).
 on_unsubscribe(provider_feedback.count_unsubscribe)

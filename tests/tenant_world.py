@@ -60,7 +60,7 @@ def ok(tenant: Tenant, method: str, path: str, body: Any = None) -> Any:
 def build_world(tenant: Tenant, marker: str) -> World:
     """Contacts, a list, a segment, templates, a sender, a sent campaign with its messages,
     an active workflow, a webhook, an import, a suppression, a second API key, an operator
-    inbox thread and seed 001/002/003 campaigns."""
+    inbox thread and seed 001/002/003/004 campaigns."""
     world = World(tenant=tenant, marker=marker)
     p = world.params
     sender_address = f"news@{marker}.example.com"
@@ -161,6 +161,22 @@ def build_world(tenant: Tenant, marker: str) -> World:
     p["sequence_id"] = ok(tenant, "POST", "/email/campaigns/", seed001)["id"]
     step = {"subject": f"{marker} step", "body_text": "Hello"}
     p["step_id"] = ok(tenant, "POST", f"/email/campaigns/{p['sequence_id']}/steps/", step)["id"]
+    p["workspaceId"] = tenant.id
+    visual = {
+        "nodes": [
+            {"id": "start", "type": "MANUAL", "position": {"x": 0, "y": 0}, "data": {}},
+            {
+                "id": "mail",
+                "type": "SEND_MESSAGE",
+                "position": {"x": 0, "y": 100},
+                "data": {"channel": "email", "templateIds": [p["template_id"]]},
+            },
+            {"id": "tag", "type": "ADD_TAG", "position": {"x": 0, "y": 200}, "data": {"tag": "x"}},
+        ],
+        "edges": [{"source": "start", "target": "mail"}, {"source": "mail", "target": "tag"}],
+    }
+    seed004 = {"name": f"{marker} seed004", "type": "AUTOMATED", "workflow": visual}
+    p["campaignId"] = ok(tenant, "POST", f"/api/workspaces/{tenant.id}/campaigns", seed004)["id"]
     p["list"] = str(_seed003_number(tenant, "/list", p["list_id"]))
     p["segment"] = str(_seed003_number(tenant, "/segment", p["segment_id"]))
     p["domain"] = str(_seed003_number(tenant, "/domain", p["sender_id"]))

@@ -41,6 +41,9 @@ _SEED_TAGS = {
     "`/campaigns/`, page-numbered lists, DRF error shapes.",
     "seed 003": "Seed 003's numbered campaigns API (docs/api-seed-003.md): "
     "`/campaign/<n>`, form or JSON parameters, numbered lists, segments and domains.",
+    "seed 004": "Seed 004's visual-editor campaigns API (docs/api-seed-004.md): "
+    "`/api/workspaces/{workspaceId}/campaigns`, workflows of trigger, action, condition and "
+    "delay nodes run by the flow runtime, enrolment and trigger execution.",
 }
 
 
@@ -81,7 +84,7 @@ def openapi_document() -> dict[str, Any]:
             "title": "Herald",
             "version": "1.0.0",
             "description": "Herald's native API (`/v1`): contacts, content, campaigns and "
-            "their results; and the seed 000, 001, 002 and 003 campaign APIs, each its own group.",
+            "their results; and the seed 000 to 004 campaign APIs, each its own group.",
         },
         "tags": _tags(documented),
         "paths": paths,

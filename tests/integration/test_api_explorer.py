@@ -67,8 +67,10 @@ def test_the_document_is_valid_openapi_with_the_seeds_as_their_own_groups(client
         "seed 001",
         "seed 002",
         "seed 003",
+        "seed 004",
     ]
     assert all(tag["description"] for tag in seeds)
-    assert tags[-4:] == [tag["name"] for tag in seeds]  # after the native groups
+    assert tags[-5:] == [tag["name"] for tag in seeds]  # after the native groups
     assert "/campaigns" in document["paths"] and "/campaign/{campaign}" in document["paths"]
     assert "/email/campaigns/{sequence_id}/steps/{step_id}" in document["paths"]
+    assert "/api/workspaces/{workspaceId}/campaigns/{campaignId}/enroll" in document["paths"]

@@ -400,9 +400,9 @@ def test_an_ab_split_is_deterministic_and_counted_per_variant(
         assert (trace[1].node_id, trace[1].branch) == ("test", chosen)
         assert trace[2].node_id == f"mail-{chosen}"
     stats = shop.ok("GET", f"/v1/campaigns/{flow.id}/stats")
-    assert {name: v["sent"] for name, v in stats["variants"]["test"].items()} == {
-        k: n for k, n in expected.items() if n
-    }
+    taken = {k: n for k, n in expected.items() if n}
+    assert {name: v["sent"] for name, v in stats["variants"]["test"].items()} == taken
+    assert {name: v["entered"] for name, v in stats["variants"]["test"].items()} == taken
     assert len(sent_mail()) == 8
 
 
@@ -484,6 +484,7 @@ def test_feedback_on_a_flow_message_counts_for_its_campaign_and_variant(
     stats = shop.ok("GET", f"/v1/campaigns/{flow.id}/stats")
     assert (stats["sent"], stats["delivered"], stats["opened"]) == (1, 1, 1)
     assert stats["variants"]["test"][chosen] == {
+        "entered": 1,
         "sent": 1,
         "delivered": 1,
         "opened": 1,

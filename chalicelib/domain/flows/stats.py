@@ -11,7 +11,8 @@ exactly when it happens and a redelivered step never counts twice. Names:
 - per node ``node.<id>.<name>``: ``entered``, ``completed``, ``waiting`` (a gauge: +1
   when a contact starts waiting on the node, -1 when it leaves it), ``sent``,
   ``conversions``, ``skipped.<reason>``, ``exited.<reason>``;
-- per A/B variant ``variant.<split node>.<variant>.<name>``: ``sent``, then ``delivered``,
+- per A/B variant ``variant.<split node>.<variant>.<name>``: ``entered`` (contacts the
+  split sent down the variant), ``sent``, then ``delivered``,
   ``opened``, ``clicked`` (added by the feedback worker, from the ``variant`` the message
   record carries) and ``conversions``.
 
@@ -58,6 +59,8 @@ def step_counts(before: Enrolment, step: Step) -> dict[str, int]:
             counts[node_counter(node, "entered")] += 1
         if entry.outcome in ("entered", "performed", "branched", "resumed"):
             counts[node_counter(node, "completed")] += 1
+        if entry.outcome == "branched" and (node, entry.branch) == (after.split_id, after.variant):
+            counts[variant_counter(f"{node}.{entry.branch}", "entered")] += 1
         elif entry.outcome == "skipped" and entry.reason:
             counts[f"skipped.{entry.reason}"] += 1
             counts[node_counter(node, f"skipped.{entry.reason}")] += 1
@@ -122,8 +125,10 @@ class NodeStats(BaseModel):
 
 
 class VariantStats(BaseModel):
-    """One variant of an A/B split: messages sent after taking it, their feedback, goals."""
+    """One variant of an A/B split: contacts that took it, messages sent after taking it,
+    their feedback, goals."""
 
+    entered: int = 0
     sent: int = 0
     delivered: int = 0
     opened: int = 0
