@@ -162,6 +162,7 @@ BAD_CREATES: list[tuple[dict[str, Any], str]] = [
     ({"settings": {"frequencyCap": 0}}, "settings.frequencyCap"),
     ({"settings": {"quietHours": {"start": "22:00", "end": "22:00"}}}, "settings.quietHours"),
     ({"settings": {"colour": "red"}}, "settings.colour"),
+    ({"settings": {"audience": {"segmentIds": ["s_nope"]}}}, "settings.audience.segmentIds.0"),
     ({"startAt": "tomorrow"}, "startAt"),
     ({"startAt": "2027-03-01T00:00:00Z", "endAt": "2027-02-01T00:00:00Z"}, "endAt"),
 ]
@@ -245,8 +246,15 @@ def test_enroll_into_an_active_campaign_answers_each_contact_in_input_order(shop
             {"contactId": bob, "status": "already_enrolled"},
         ],
     }
+    [cy] = shop.contacts(1)
+    manual = {"action": "process_trigger", "triggerType": "MANUAL"}  # the audience: everyone
+    answer = call(shop, "POST", f"/{made['id']}/execute", manual)
+    assert (answer["enrolled"], answer["alreadyEnrolled"], answer["errors"]) == (1, 2, 0)
     drain()
-    assert call(shop, "GET", f"/{made['id']}")["_count"]["enrollments"] == 2
+    assert call(shop, "GET", f"/{made['id']}")["_count"]["enrollments"] == 3
+    assert sorted(enrolments.read_many(shop.tenant.id, made["id"], [ann, bob, cy])) == sorted(
+        [ann, bob, cy]
+    )
 
 
 def test_execute_enters_a_contact_or_everyone_a_trigger_selects(shop: Shop) -> None:

@@ -50,6 +50,7 @@ from chalicelib.domain.flows.visual import (
     TRIGGER_TYPES,
     VISUAL_KINDS,
     broadcast_send,
+    camel,
     in_position_order,
     load_visual,
     runtime_payload,
@@ -198,6 +199,10 @@ def _seed_field(field: str | None) -> str | None:
         return visual_field(field)
     head, _, rest = field.partition(".")
     seed = _SEED_FIELDS.get(head, head)
+    if head == "campaign_frequency_cap":  # one number here: its parts are not the seed's
+        return seed
+    if head == "audience":
+        rest = ".".join(camel(part) for part in rest.split(".")) if rest else rest
     return f"{seed}.{rest}" if rest else seed
 
 
@@ -618,6 +623,11 @@ def create_campaign(call: Call) -> Response:
             fields = native(NewCampaign, {**values, **_flow_fields(decision)})
             campaign = flows.create(call.tenant_id, fields, now)
     else:
+        if "workflow" not in decision.dialect_data:  # a broadcast's graph is only this JSON
+            raise ValidationFailed(
+                f"a broadcast's workflow is kept as at most {DIALECT_DATA_MAX} bytes of JSON",
+                field="workflow",
+            )
         with _seed_terms(_send_terms(decision.workflow, send)):
             values["type"] = "broadcast"
             fields = native(NewCampaign, {**values, **_broadcast_fields(decision, send)})
