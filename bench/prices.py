@@ -62,6 +62,10 @@ PRICES: dict[str, Price] = {
         1.00 / 1e6,
         "custom event published (per 64 KB chunk)",
         "https://aws.amazon.com/eventbridge/pricing/",
+        "checked again 2026-12-06: SES's sending events through a configuration set's "
+        "EventBridge destination are 'AWS opt-in data events' (data plane, published once "
+        "an account opts in), billed as custom events are; only AWS management (control "
+        "plane) events are free. Twice an SNS publish: SES publishes to SNS (bench/README.md)",
     ),
     "scheduler_invocation": Price(
         1.00 / 1e6,

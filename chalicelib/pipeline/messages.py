@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.domain.feedback import PUSH_STATUS_KIND, SMS_STATUS_KIND, CallbackEvent
-from chalicelib.settings import QueueRole
+from chalicelib.settings import MAX_SEND_BATCH, QueueRole
 
 EVENTBRIDGE = "eventbridge"  # the kind of bus events, which carry no ``kind`` of their own
 SNS = "sns"  # the kind of SNS notifications (SNS → SQS, not raw): provider feedback
@@ -108,7 +108,7 @@ class BatchMessage(QueueMessage):
     campaign_id: str
     step: str = "main"
     batch_id: str = Field(min_length=1, max_length=200)
-    recipients: list[str] = Field(max_length=100)
+    recipients: list[str] = Field(max_length=MAX_SEND_BATCH)
     not_before: datetime | None = Field(
         default=None, description="Quiet hours: not to be sent before this instant."
     )

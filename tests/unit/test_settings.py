@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from chalicelib.settings import Settings
+from chalicelib.pipeline.messages import BatchMessage
+from chalicelib.settings import MAX_SEND_BATCH, Settings
 
 
 def test_fields_are_read_from_their_variables_and_converted(
@@ -49,6 +50,7 @@ def test_unset_variables_leave_the_defaults(monkeypatch: pytest.MonkeyPatch) -> 
         ("HERALD_STAGE", "Not A Stage", "stage"),
         ("HERALD_SEND_WORKERS", "0", "send_workers"),
         ("HERALD_ALLOW_LOOPBACK_CALLBACKS", "perhaps", "allow_loopback_callbacks"),
+        ("HERALD_SEND_BATCH_SIZE", "501", "send_batch_size"),  # more than a planner page
     ],
 )
 def test_a_bad_value_is_refused_naming_its_field(
@@ -58,3 +60,13 @@ def test_a_bad_value_is_refused_naming_its_field(
     with pytest.raises(ValidationError) as raised:
         Settings()
     assert [error["loc"] for error in raised.value.errors()] == [(field,)]
+
+
+def test_a_send_batch_may_be_as_large_as_a_planner_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HERALD_SEND_BATCH_SIZE", str(MAX_SEND_BATCH))
+    size = Settings().send_batch_size
+    recipients = [f"c_{n:04d}" for n in range(size)]
+
+    batch = BatchMessage(tenant_id="t", campaign_id="cmp", batch_id="b", recipients=recipients)
+
+    assert len(batch.recipients) == size == 500
