@@ -24,9 +24,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from chalicelib.domain.flows.step import Enrolment, ExitReason, Step
+from chalicelib.domain.model import Model
 
 ENROLLMENTS = "enrollments"
 MESSAGES = "messages"
@@ -108,7 +109,7 @@ def send_counts(before: Enrolment, node_id: str) -> dict[str, int]:
 
 
 # -- the stats view -------------------------------------------------------------------
-class NodeStats(BaseModel):
+class NodeStats(Model):
     """One node of a flow: contacts that entered it, left it onwards, wait on it now, were
     sent its message, and skipped or exited on it (by reason)."""
 
@@ -121,7 +122,7 @@ class NodeStats(BaseModel):
     exited: dict[str, int] = Field(default_factory=dict)
 
 
-class VariantStats(BaseModel):
+class VariantStats(Model):
     """One variant of an A/B split: messages sent after taking it, their feedback, goals."""
 
     sent: int = 0
@@ -131,7 +132,7 @@ class VariantStats(BaseModel):
     conversions: int = 0
 
 
-class FlowStats(BaseModel):
+class FlowStats(Model):
     enrollments: int
     messages: int
     conversions: int
