@@ -90,6 +90,13 @@ class Profile:
             "herald_ms_per_recipient": self.ms_per("herald", recipients),
             "aws_ms_per_recipient": self.ms_per("aws", recipients),
             "other_ms_per_recipient": self.ms_per("other", recipients),
+            # Load on the machine slows every instruction, Herald's and moto's alike: the
+            # share is steadier than either figure when other work shares the cores.
+            "herald_share_of_invocations": round(
+                self.cpu_seconds["herald"]
+                / max(1e-9, self.cpu_seconds["herald"] + self.cpu_seconds["aws"]),
+                4,
+            ),
             "herald_ms_per_recipient_by_handler": {
                 name: round(s / max(1, recipients) * 1000, 3)
                 for name, s in _largest(self.herald_by_handler)

@@ -54,7 +54,14 @@ class Section:
     quick: bool = True  # part of --quick too
 
 
+def _herald_time(quick: bool) -> dict[str, Any]:
+    from bench import herald_time
+
+    return herald_time.section(quick)
+
+
 SECTIONS: tuple[Section, ...] = (
+    Section("herald_time", _herald_time),
     Section("flows", _flows),
     Section("segment_entry", _segment_entry, quick=False),
 )

@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from chalice import Blueprint
-from pydantic import BaseModel
 
 from chalicelib.api.models import ApiModel, Input, ListPage, ListQuery
 from chalicelib.api.routing import Call, endpoint
 from chalicelib.domain import clock
 from chalicelib.domain.inbox_threads import InboxThread, ThreadChange, ThreadStatus
+from chalicelib.domain.model import Model
 from chalicelib.store import inbox_threads as store
 
 blueprint = Blueprint(__name__)
@@ -30,7 +30,7 @@ class ThreadPatch(ThreadChange, Input):
     """``assignee`` (null unassigns) and/or ``status`` (``open`` or ``closed``)."""
 
 
-class ThreadLinks(BaseModel):
+class ThreadLinks(Model):
     contact: str
     campaign: str
 

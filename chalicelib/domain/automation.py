@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from chalicelib.domain.model import Model
 
 MAX_AMOUNT = 10_000_000
 
 
-class AutomationPlan(BaseModel):
+class AutomationPlan(Model):
     """How an automation sends (seed 000's ``automation_send``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,7 +51,7 @@ class AutomationPlan(BaseModel):
     max_iteration_send_amount: int = Field(default=1000, ge=1, le=MAX_AMOUNT)
 
 
-class IterationState(BaseModel):
+class IterationState(Model):
     """Where an automation is: written by the planner, the completion check and the gate."""
 
     model_config = ConfigDict(frozen=True)

@@ -50,6 +50,7 @@ from chalicelib.domain.flows.policy import CampaignCap
 from chalicelib.domain.flows.timing import Duration
 from chalicelib.domain.flows.windows import SendWindow
 from chalicelib.domain.ids import collapsed, uuid7_hex
+from chalicelib.domain.model import Model
 from chalicelib.domain.net import URL_MAX_LENGTH, parse_target_url
 from chalicelib.domain.verification import VerificationSettings
 
@@ -355,7 +356,7 @@ ScheduledTime = Annotated[
 
 
 # -- value objects -----------------------------------------------------------------------
-class Audience(BaseModel):
+class Audience(Model):
     """Who a campaign goes to: every contact, or the union of lists and segments, narrowed
     to the members of ``within_list_ids`` when it names any."""
 
@@ -394,7 +395,7 @@ class Audience(BaseModel):
         )
 
 
-class QuietHours(BaseModel):
+class QuietHours(Model):
     """Local wall-clock times between which nothing is sent, e.g. 21:00 to 08:00.
 
     Read in each contact's timezone (else the campaign's); a start later than the end
@@ -421,7 +422,7 @@ class QuietHours(BaseModel):
         return time.fromisoformat(self.end)
 
 
-class FrequencyCap(BaseModel):
+class FrequencyCap(Model):
     """At most ``max_messages`` per contact in any rolling 24 hours, across the tenant."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -430,7 +431,7 @@ class FrequencyCap(BaseModel):
     per_hours: Literal[24] = 24
 
 
-class Step(BaseModel):
+class Step(Model):
     """One message of a campaign: its channel and the pools rotated across recipients."""
 
     model_config = ConfigDict(frozen=True)
@@ -442,7 +443,7 @@ class Step(BaseModel):
 
 
 # -- the campaign ------------------------------------------------------------------------
-class Campaign(BaseModel):
+class Campaign(Model):
     """A campaign as stored. Counts (sent, failed, skipped) live in sharded counter items."""
 
     model_config = ConfigDict(frozen=True)
@@ -582,7 +583,7 @@ class Campaign(BaseModel):
         return self.main_step.sender_ids
 
 
-class CampaignFields(BaseModel):
+class CampaignFields(Model):
     """What a caller may set on a campaign: the body of a PATCH (and, required, of a create).
 
     Only the fields present count (``model_fields_set``); an explicit null clears a
@@ -1024,7 +1025,7 @@ def sort_key(campaign: Campaign, ordering: Ordering) -> SortKey:
     return (value is None, value, campaign.id)
 
 
-class CampaignFilter(BaseModel):
+class CampaignFilter(Model):
     """Conditions a listing checks on each campaign (none of them is a key)."""
 
     model_config = ConfigDict(frozen=True)

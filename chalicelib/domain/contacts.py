@@ -26,7 +26,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     AwareDatetime,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -34,6 +33,7 @@ from pydantic import (
 )
 
 from chalicelib.domain.errors import ValidationFailed
+from chalicelib.domain.model import Model
 
 ContactStatus = Literal["subscribed", "unsubscribed", "bounced", "complained"]
 Identity = tuple[str, str]  # ("email" | "phone", normalized value): unique per tenant
@@ -224,7 +224,7 @@ LeadScore = Annotated[int, Field(ge=-LEAD_SCORE_LIMIT, le=LEAD_SCORE_LIMIT)]
 
 
 # -- models -----------------------------------------------------------------------------
-class EventSummary(BaseModel):
+class EventSummary(Model):
     """How often a contact did one named thing, and when first and last."""
 
     count: int
@@ -248,7 +248,7 @@ TelegramChatId = Annotated[str, BeforeValidator(_telegram_chat_id)]
 PushPlatformName = Literal["APNS", "APNS_SANDBOX", "GCM"]
 
 
-class Device(BaseModel):
+class Device(Model):
     """A mobile device registered for push: its SNS endpoint under a tenant's push sender."""
 
     platform: PushPlatformName
@@ -258,7 +258,7 @@ class Device(BaseModel):
     registered_at: datetime
 
 
-class Contact(BaseModel):
+class Contact(Model):
     """A contact as stored and returned. At least one of email and phone is always set."""
 
     id: str
@@ -290,7 +290,7 @@ class Contact(BaseModel):
     updated_at: datetime
 
 
-class ContactFields(BaseModel):
+class ContactFields(Model):
     """What a caller may set on a contact: the body of a create, a patch, or an import row.
 
     In a patch only the fields present count (``model_fields_set``) and an explicit null
@@ -425,7 +425,7 @@ def first_error(error: ValidationError) -> tuple[str, str]:
     return field, problem["msg"].removeprefix("Value error, ")
 
 
-class ContactFilter(BaseModel):
+class ContactFilter(Model):
     """Conditions a listing checks on each contact it reads (none of them is a key)."""
 
     model_config = ConfigDict(frozen=True)

@@ -15,7 +15,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
+
+from chalicelib.domain.model import Model
 
 EVENT_NAME_MAX_LENGTH = 100
 EVENT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"
@@ -54,7 +56,7 @@ EventName = Annotated[
 Properties = Annotated[dict[str, Any], AfterValidator(_properties)]
 
 
-class ContactIdentity(BaseModel):
+class ContactIdentity(Model):
     """Who an event is about, by any of the identities a contact has (id wins, then email)."""
 
     model_config = ConfigDict(extra="ignore")
@@ -64,7 +66,7 @@ class ContactIdentity(BaseModel):
     phone: str | None = None
 
 
-class EventDetail(BaseModel):
+class EventDetail(Model):
     """The ``detail`` of a contact event on the bus."""
 
     model_config = ConfigDict(extra="ignore")
@@ -82,7 +84,7 @@ class EventDetail(BaseModel):
     )
 
 
-class BusEnvelope(BaseModel):
+class BusEnvelope(Model):
     """The parts of an EventBridge event Herald reads (the triggers queue gets it as is).
 
     Deliberately not Powertools' EventBridgeModel: that one requires every envelope field
@@ -98,7 +100,7 @@ class BusEnvelope(BaseModel):
     detail: dict[str, Any]
 
 
-class TimelineEvent(BaseModel):
+class TimelineEvent(Model):
     """One event on a contact's timeline, as stored and returned (newest first)."""
 
     id: str

@@ -24,9 +24,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from chalicelib.domain.channels import ChannelName
+from chalicelib.domain.model import Model
 
 # -- message status ----------------------------------------------------------------------
 # Lowest first: the order is the rank. A message is ``sent`` once the provider accepted it
@@ -136,7 +137,7 @@ UNTAGGED_CHANNELS: frozenset[ChannelName] = frozenset({"sms", "push"})
 _DETAIL_MAX = 300
 
 
-class DeliveryEvent(BaseModel):
+class DeliveryEvent(Model):
     """One thing that happened to one sent message, whatever shape it arrived in."""
 
     model_config = ConfigDict(frozen=True)
@@ -177,7 +178,7 @@ class UnrecognizedNotification(ValueError):
 
 
 # -- SES records --------------------------------------------------------------------------
-class _Loose(BaseModel):
+class _Loose(Model):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
@@ -611,7 +612,7 @@ def parse_notification(body: Mapping[str, Any]) -> DeliveryEvent | None:
 
 
 # -- campaign stats -----------------------------------------------------------------------
-class CampaignStats(BaseModel):
+class CampaignStats(Model):
     """A campaign's outcome so far. Rates are fractions (0.0 to 1.0, four decimals).
 
     Denominators: delivery and bounce rates are over ``sent`` (what the provider
@@ -671,7 +672,7 @@ def campaign_stats(total_recipients: int, counts: Mapping[str, int]) -> Campaign
     )
 
 
-class TimelineEntry(BaseModel):
+class TimelineEntry(Model):
     """One step in a message's life."""
 
     event: str

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from chalicelib.domain.contacts import (
     Contact,
@@ -30,6 +30,7 @@ from chalicelib.domain.contacts import (
     normalize_phone,
 )
 from chalicelib.domain.errors import PayloadTooLarge, ValidationFailed
+from chalicelib.domain.model import Model
 
 ImportFormat = Literal["jsonl", "csv"]
 ImportStatus = Literal["queued", "running", "completed", "failed"]
@@ -62,7 +63,7 @@ CSV_COLUMNS = frozenset(
 ImportRecord = tuple[int, dict[str, str] | str]
 
 
-class ImportOptions(BaseModel):
+class ImportOptions(Model):
     model_config = ConfigDict(extra="forbid")
 
     default_region: str | None = Field(
@@ -75,13 +76,13 @@ class ImportOptions(BaseModel):
     )
 
 
-class RowError(BaseModel):
+class RowError(Model):
     line: int
     reason: str
     field: str | None = None
 
 
-class ImportJob(BaseModel):
+class ImportJob(Model):
     """An import as ``GET /v1/imports/{id}`` reports it."""
 
     id: str

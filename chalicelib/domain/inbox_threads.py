@@ -14,7 +14,9 @@ import hashlib
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from chalicelib.domain.model import Model
 
 ThreadStatus = Literal["open", "closed"]
 THREAD_STATUSES: tuple[ThreadStatus, ...] = ("open", "closed")
@@ -25,7 +27,7 @@ def thread_id_for(thread_key: str) -> str:
     return "thr_" + hashlib.sha256(thread_key.encode()).hexdigest()[:32]
 
 
-class InboxThread(BaseModel):
+class InboxThread(Model):
     """One request for manual follow-up about a contact."""
 
     model_config = ConfigDict(frozen=True)
@@ -43,7 +45,7 @@ class InboxThread(BaseModel):
     closed_at: datetime | None = None
 
 
-class ThreadChange(BaseModel):
+class ThreadChange(Model):
     """What an operator changes: the fields present are applied (null unassigns)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)

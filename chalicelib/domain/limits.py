@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from chalicelib.domain.errors import LimitExceeded, ValidationFailed
+from chalicelib.domain.model import Model
 
 RateName = Literal["sends_per_day", "test_sends_per_hour", "sms_per_day", "requests_per_minute"]
 CountName = Literal["api_keys", "templates", "senders", "webhooks"]
@@ -33,7 +33,7 @@ WINDOW_SECONDS: dict[RateName, int] = {
 ALL_COUNTRIES = "*"
 
 
-class Limits(BaseModel):
+class Limits(Model):
     """One tenant's limits (the defaults from settings where an admin set nothing)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -51,7 +51,7 @@ class Limits(BaseModel):
     webhooks: int = Field(ge=0)
 
 
-class LimitChanges(BaseModel):
+class LimitChanges(Model):
     """What an admin sets for a tenant; a field set to null returns to the default."""
 
     model_config = ConfigDict(extra="forbid")
@@ -72,6 +72,8 @@ class LimitChanges(BaseModel):
         """Country codes upper-cased; ValidationFailed naming an unknown one."""
         if self.sms_countries is None:
             return self
+        import phonenumbers  # here: its metadata is a slow import few invocations need
+
         codes = [c.strip().upper() for c in self.sms_countries]
         known = phonenumbers.SUPPORTED_REGIONS | {ALL_COUNTRIES}
         for index, code in enumerate(codes):
@@ -136,6 +138,8 @@ def check_room(name: CountName, current: int, limits: Limits) -> None:
 
 def country_of(number: str) -> str | None:
     """The ISO 3166 code of an E.164 number's country, or None when it has none."""
+    import phonenumbers  # here: only SMS sends and SMS limits need its metadata
+
     try:
         region = phonenumbers.region_code_for_number(phonenumbers.parse(number))
     except phonenumbers.NumberParseException:

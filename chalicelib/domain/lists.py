@@ -11,7 +11,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from chalicelib.domain.model import Model
 
 MEMBERS_PER_CALL = 1000
 NAME_MAX_LENGTH = 200
@@ -22,7 +24,7 @@ def new_list_id() -> str:
     return "l_" + uuid.uuid4().hex
 
 
-class ContactList(BaseModel):
+class ContactList(Model):
     """A static list as stored and returned."""
 
     id: str
@@ -41,7 +43,7 @@ class ContactList(BaseModel):
     updated_at: datetime
 
 
-class MembershipChange(BaseModel):
+class MembershipChange(Model):
     """What one bulk add or remove did; unknown contacts are reported, never fatal."""
 
     changed: int = Field(description="Contacts added (or removed) by this call.")

@@ -18,14 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
+from chalicelib.domain.model import Model
 from chalicelib.domain.unsubscribe import SigningKey
 
 CONTACT_TOKEN_PREFIX = "hct1"  # noqa: S105  (Herald contact token, version 1: a prefix)
 
 
-class InboxMessage(BaseModel):
+class InboxMessage(Model):
     """One on-site message as the contact sees it."""
 
     model_config = ConfigDict(frozen=True)

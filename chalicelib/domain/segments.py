@@ -24,7 +24,6 @@ from operator import attrgetter, ge, gt, le, lt
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -36,6 +35,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from chalicelib.domain.contacts import Contact
+from chalicelib.domain.model import Model
 
 Operator = Literal[
     "eq",
@@ -265,7 +265,7 @@ def _value_error(message: str) -> PydanticCustomError:
 
 
 # -- the tree -------------------------------------------------------------------------
-class Rule(BaseModel):
+class Rule(Model):
     """One test on one field of a contact."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -324,7 +324,7 @@ Rules = Annotated[
 ]
 
 
-class SegmentGroup(BaseModel):
+class SegmentGroup(Model):
     """Rules joined by AND or OR; groups nest up to MAX_DEPTH levels, MAX_RULES rules in all."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -342,7 +342,7 @@ class SegmentGroup(BaseModel):
         return self
 
 
-class Segment(BaseModel):
+class Segment(Model):
     """A saved segment: a name and a rule tree (validated when it was saved)."""
 
     id: str

@@ -20,7 +20,7 @@ from datetime import datetime
 from email.utils import formataddr
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, SecretStr
 
 from chalicelib.domain.channels import ChannelName
 from chalicelib.domain.contacts import EmailAddress, PersonName, PhoneNumber
@@ -32,6 +32,7 @@ from chalicelib.domain.identities import (
     sms_identities,
     telegram_identities,
 )
+from chalicelib.domain.model import Model
 
 SenderChannel = ChannelName
 IdentityKind = Literal["address", "domain"]
@@ -68,7 +69,7 @@ def bot_id_of(token: SecretStr) -> str:
 SenderId = Annotated[str, AfterValidator(_sender_id)]
 
 
-class IdentityStatus(BaseModel):
+class IdentityStatus(Model):
     """What SES says about the identity an address sends through."""
 
     model_config = ConfigDict(frozen=True)
@@ -83,7 +84,7 @@ class IdentityStatus(BaseModel):
     checked_at: datetime
 
 
-class Sender(BaseModel):
+class Sender(Model):
     """A stored sender. ``verification`` is the last status seen (live on a single GET)."""
 
     model_config = ConfigDict(frozen=True)
@@ -131,7 +132,7 @@ class Sender(BaseModel):
         return self.from_email.rsplit("@", 1)[1] if self.from_email else None
 
 
-class SenderFields(BaseModel):
+class SenderFields(Model):
     """What a caller sets on a sender (create body, or the fields present in a patch)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -221,7 +222,7 @@ def _secrets_given(fields: SenderFields) -> dict[str, object]:
     return {name: getattr(fields, name) for name in SECRET_FIELDS if getattr(fields, name)}
 
 
-class Usability(BaseModel):
+class Usability(Model):
     usable: bool
     reason: str | None = None
 

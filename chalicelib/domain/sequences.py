@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from chalicelib.domain.campaigns import (
     FLOW_EDITABLE_STATUSES,
@@ -38,6 +38,7 @@ from chalicelib.domain.campaigns import (
 from chalicelib.domain.errors import InvalidTransition
 from chalicelib.domain.flows.graph import load_workflow
 from chalicelib.domain.mail_threads import reply_subject
+from chalicelib.domain.model import Model
 
 SEQUENCE_TYPE = "sequence"
 TRIGGER_NODE = "enrol"
@@ -72,7 +73,7 @@ _MOVES: Mapping[tuple[CampaignStatus, CampaignStatus], tuple[Action, ...]] = {
 }
 
 
-class SequenceStep(BaseModel):
+class SequenceStep(Model):
     """One step as stored with its campaign (``dialect_fields["steps"]``)."""
 
     model_config = ConfigDict(frozen=True)

@@ -15,7 +15,7 @@ import re
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from chalicelib.domain.contacts import (
     TELEGRAM_ADDRESS_PREFIX,
@@ -24,13 +24,14 @@ from chalicelib.domain.contacts import (
     normalize_phone,
 )
 from chalicelib.domain.errors import ValidationFailed
+from chalicelib.domain.model import Model
 
 SuppressionReason = Literal["manual", "unsubscribed", "bounced", "complained"]
 AddressKind = Literal["email", "phone", "telegram"]
 REASONS: tuple[SuppressionReason, ...] = ("manual", "unsubscribed", "bounced", "complained")
 
 
-class Suppression(BaseModel):
+class Suppression(Model):
     model_config = ConfigDict(frozen=True)
 
     address: str

@@ -37,13 +37,14 @@ from html import unescape as unescape_html
 from html.parser import HTMLParser
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from chalicelib.domain import clock
 from chalicelib.domain.channels import ChannelName
 from chalicelib.domain.contacts import Contact, first_error
 from chalicelib.domain.errors import ValidationFailed
 from chalicelib.domain.headers import HeaderText, single_line
+from chalicelib.domain.model import Model
 
 Channel = ChannelName
 RenderReason = Literal["syntax", "undefined", "forbidden", "too_large", "too_complex", "error"]
@@ -83,7 +84,7 @@ _UNSUPPORTED_TAGS = (
 
 
 # -- content ----------------------------------------------------------------------------
-class EmailTemplate(BaseModel):
+class EmailTemplate(Model):
     """An email's subject, HTML and (optional) text part, as Jinja sources."""
 
     model_config = ConfigDict(frozen=True)
@@ -108,7 +109,7 @@ class EmailTemplate(BaseModel):
         return value if value is not None and value.strip() else None
 
 
-class SmsTemplate(BaseModel):
+class SmsTemplate(Model):
     """An SMS body, as a Jinja source."""
 
     model_config = ConfigDict(frozen=True)
@@ -118,7 +119,7 @@ class SmsTemplate(BaseModel):
     strict: bool = False
 
 
-class PushTemplate(BaseModel):
+class PushTemplate(Model):
     """A mobile push notification: title, body and custom data (each value Jinja)."""
 
     model_config = ConfigDict(frozen=True)
@@ -140,7 +141,7 @@ class PushTemplate(BaseModel):
     strict: bool = False
 
 
-class TelegramTemplate(BaseModel):
+class TelegramTemplate(Model):
     """A Telegram message: ``text`` (Jinja); ``parse_mode`` HTML escapes contact data."""
 
     model_config = ConfigDict(frozen=True)
@@ -154,7 +155,7 @@ class TelegramTemplate(BaseModel):
     strict: bool = False
 
 
-class OnsiteTemplate(BaseModel):
+class OnsiteTemplate(Model):
     """An on-site inbox message: title, body (plain text) and an optional link."""
 
     model_config = ConfigDict(frozen=True)
@@ -177,7 +178,7 @@ CONTENT_MODELS: dict[ChannelName, type[AnyTemplate]] = {
 }
 
 
-class Template(BaseModel):
+class Template(Model):
     """A stored template: a name and the content of one channel."""
 
     model_config = ConfigDict(frozen=True)
@@ -236,7 +237,7 @@ class RenderError(ValidationFailed):
         self.detail = message
 
 
-class RenderProblem(BaseModel):
+class RenderProblem(Model):
     field: str
     reason: RenderReason
     message: str
@@ -246,7 +247,7 @@ class RenderProblem(BaseModel):
         return cls(field=error.field or "", reason=error.reason, message=error.detail)
 
 
-class Preview(BaseModel):
+class Preview(Model):
     """What a preview shows: every part that rendered, and an error for each that did not."""
 
     channel: Channel

@@ -20,7 +20,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from chalicelib.domain.model import Model
 
 KEY_PREFIX = "hk"
 ADMIN_SCOPE = "admin"
@@ -90,7 +92,7 @@ def digests_match(stored: str, presented: str) -> bool:
     return hmac.compare_digest(stored.encode(), presented.encode())
 
 
-class Tenant(BaseModel):
+class Tenant(Model):
     model_config = ConfigDict(frozen=True)
 
     id: str
@@ -98,7 +100,7 @@ class Tenant(BaseModel):
     created_at: datetime
 
 
-class ApiKey(BaseModel):
+class ApiKey(Model):
     """What Herald keeps about a key: never the key itself."""
 
     model_config = ConfigDict(frozen=True)

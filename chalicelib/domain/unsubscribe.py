@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import re
@@ -98,7 +99,16 @@ def _unpack_id(data: bytes, at: int) -> tuple[str, int]:
 
 
 def _tag(key: bytes, signed: bytes) -> bytes:
-    return hmac.new(key, signed, hashlib.sha256).digest()[:TAG_BYTES]
+    mac = _keyed(key).copy()
+    mac.update(signed)
+    return mac.digest()[:TAG_BYTES]
+
+
+@functools.lru_cache(maxsize=16)
+def _keyed(key: bytes) -> hmac.HMAC:
+    """An HMAC holding only ``key``: every message's token copies it instead of hashing the
+    padded key again (a token is signed per recipient; keys are few and long-lived)."""
+    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 # -- signing and reading ----------------------------------------------------------------

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from chalicelib.domain.model import Model
 
 VerificationStatus = Literal["valid", "invalid", "risky", "unknown"]
 
@@ -75,7 +77,7 @@ _ADDRESS = re.compile(
 VERIFICATIONS_PER_BUDGET_UNIT = 1000
 
 
-class VerificationSettings(BaseModel):
+class VerificationSettings(Model):
     """A campaign's verification rule (seed 000's ``verification_data``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

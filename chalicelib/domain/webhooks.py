@@ -23,7 +23,9 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from chalicelib.domain.model import Model
 
 SECRET_PREFIX = "whsec_"  # noqa: S105  (a prefix, not a secret)
 SECRET_BYTES = 32
@@ -135,7 +137,7 @@ def retry_delay(attempt: int) -> int:
     return RETRY_SCHEDULE_SECONDS[attempt - 1]
 
 
-class WebhookEndpoint(BaseModel):
+class WebhookEndpoint(Model):
     """A tenant's registered receiver. The secret is stored to sign, shown only once."""
 
     id: str

@@ -19,9 +19,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from chalicelib.domain.feedback import PUSH_STATUS_KIND, SMS_STATUS_KIND, CallbackEvent
+from chalicelib.domain.model import Model
 from chalicelib.settings import MAX_SEND_BATCH, QueueRole
 
 EVENTBRIDGE = "eventbridge"  # the kind of bus events, which carry no ``kind`` of their own
@@ -37,7 +38,7 @@ ENVELOPES: dict[str, frozenset[QueueRole]] = {
 }
 
 
-class QueueMessage(BaseModel):
+class QueueMessage(Model):
     """A message of one ``KIND`` that travels on one ``QUEUE``."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)

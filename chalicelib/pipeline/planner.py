@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from chalicelib.channels.registry import channel_for
 from chalicelib.domain import automation, clock
@@ -45,6 +45,7 @@ from chalicelib.domain.automation import IterationState
 from chalicelib.domain.campaigns import Campaign
 from chalicelib.domain.contacts import Contact
 from chalicelib.domain.errors import HeraldError, InvalidTransition, NotFound
+from chalicelib.domain.model import Model
 from chalicelib.observability import logger, metrics
 from chalicelib.pipeline.messages import BatchMessage, PlanMessage, StartCampaign
 from chalicelib.pipeline.queues import enqueue
@@ -71,7 +72,7 @@ PAGE_SIZE = 500  # contacts examined per planner message
 MAX_DELAY_SECONDS = 900  # SQS's longest DelaySeconds
 
 
-class PlannedPage(BaseModel):
+class PlannedPage(Model):
     """What one page yielded, stored on its PLAN item so that a retry re-uses it."""
 
     batches: list[list[str]]

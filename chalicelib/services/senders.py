@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-from pydantic import BaseModel, SecretStr
+from pydantic import SecretStr
 
 from chalicelib.channels import identities as ses
 from chalicelib.channels import push
@@ -44,6 +44,7 @@ from chalicelib.domain.identities import (
     sms_identities,
     telegram_identities,
 )
+from chalicelib.domain.model import Model
 from chalicelib.domain.senders import (
     IdentityStatus,
     Sender,
@@ -71,7 +72,7 @@ _FIELD_OF_KIND = {
 _CLAIMED_ON_NAMING = frozenset({"sms", "telegram"})  # nothing to verify: naming claims
 
 
-class IdentityTransfer(BaseModel):
+class IdentityTransfer(Model):
     """What an admin transfer did (the admin may see owners; tenants never do)."""
 
     identity: str

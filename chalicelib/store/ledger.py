@@ -44,10 +44,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from chalicelib.domain.delivery import parse_message_key
 from chalicelib.domain.errors import NotFound, ValidationFailed
+from chalicelib.domain.model import Model
 from chalicelib.store.table import Condition, ConditionFailed, tenant_table
 
 WorkKind = Literal["PLAN", "BATCH", "FLOWFIRE"]
@@ -207,7 +208,7 @@ def planned_among(tenant_id: str, campaign_id: str, contact_ids: Sequence[str]) 
 
 
 # -- message records ----------------------------------------------------------------------
-class MessageRecord(BaseModel):
+class MessageRecord(Model):
     """One message of a campaign step to one contact on one channel.
 
     ``status`` starts as ``sent`` (the provider accepted it) or ``failed`` (it refused for

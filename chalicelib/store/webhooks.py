@@ -20,9 +20,8 @@ import contextlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
-
 from chalicelib.domain.errors import NotFound, ValidationFailed
+from chalicelib.domain.model import Model
 from chalicelib.domain.webhooks import WebhookEndpoint, new_endpoint_id, new_secret
 from chalicelib.resources import TableSpec
 from chalicelib.store.table import Condition, ConditionFailed, tenant_table
@@ -39,7 +38,7 @@ ATTEMPT_RETENTION = timedelta(days=4)
 _SECRET = "secret"  # noqa: S105  (the attribute name)
 
 
-class DeliveryAttempt(BaseModel):
+class DeliveryAttempt(Model):
     """One failed attempt, or how a delivery that had failed finally ended."""
 
     delivery_id: str

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from chalice import Blueprint, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from chalicelib.api.dialects.common import fields_renamed, native
 from chalicelib.api.errors import json_body
@@ -52,6 +52,7 @@ from chalicelib.domain.flows.event_triggered import (
     cooldown_reentry,
     daily_cap,
 )
+from chalicelib.domain.model import Model
 from chalicelib.domain.segments import SegmentGroup
 from chalicelib.domain.senders import usability
 from chalicelib.domain.verification import VerificationSettings
@@ -88,7 +89,7 @@ _OPERATORS = {
 
 
 # -- shapes ----------------------------------------------------------------------------
-class _Part(BaseModel):
+class _Part(Model):
     model_config = ConfigDict(extra="forbid")
 
 

@@ -13,7 +13,6 @@ from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     ValidationError,
@@ -37,6 +36,7 @@ from chalicelib.domain.flows.nodes import (
 )
 from chalicelib.domain.flows.policy import CampaignCap
 from chalicelib.domain.flows.timing import Duration
+from chalicelib.domain.model import Model
 
 MAX_NODES = 200
 MAX_EDGES = 400
@@ -44,7 +44,7 @@ MAX_EXIT_ON = 20
 FIELD = "workflow"
 
 
-class Position(BaseModel):
+class Position(Model):
     """Where an editor drew the node; Herald keeps it and never reads it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -53,7 +53,7 @@ class Position(BaseModel):
     y: float
 
 
-class Node(BaseModel):
+class Node(Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(pattern=NODE_ID_PATTERN, examples=["welcome-email"])
@@ -70,7 +70,7 @@ class Node(BaseModel):
         return CONFIG_BY_KIND[kind].model_validate(value)
 
 
-class Edge(BaseModel):
+class Edge(Model):
     """From ``source`` to ``target``; ``branch`` labels which way out of a condition or
     wait_for_event it is (none: the default way)."""
 
@@ -81,7 +81,7 @@ class Edge(BaseModel):
     branch: str | None = Field(default=None, min_length=1, max_length=50)
 
 
-class Workflow(BaseModel):
+class Workflow(Model):
     """``{nodes, edges}``; build it with ``load_workflow`` so that it is known to be sound."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -112,7 +112,7 @@ class Workflow(BaseModel):
         return [node for node in self.nodes if node.kind in TRIGGER_KINDS]
 
 
-class Reentry(BaseModel):
+class Reentry(Model):
     """May a contact enter again? ``once`` (never), ``after_exit``, or ``every`` interval
     since its last entry (and only after that enrolment exited)."""
 
@@ -128,7 +128,7 @@ class Reentry(BaseModel):
         return self
 
 
-class FlowSettings(BaseModel):
+class FlowSettings(Model):
     """The campaign-level rules of a flow, beside its graph."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AwareDatetime,
-    BaseModel,
     ConfigDict,
     Field,
     field_validator,
@@ -27,6 +26,7 @@ from chalicelib.domain.contacts import TAG_MAX_LENGTH
 from chalicelib.domain.errors import ValidationFailed
 from chalicelib.domain.events import EventName
 from chalicelib.domain.flows.timing import Duration, Weekday, parse_cron
+from chalicelib.domain.model import Model
 from chalicelib.domain.net import parse_target_url
 from chalicelib.domain.segments import SegmentGroup
 
@@ -66,7 +66,7 @@ _CLOCK = r"^([01]\d|2[0-3]):[0-5]\d$"
 _SETTABLE_FIELDS = frozenset({"first_name", "last_name", "timezone", "locale", "lead_score"})
 
 
-class _Config(BaseModel):
+class _Config(Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

@@ -26,16 +26,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from chalicelib.domain.delivery import FrequencyCap, QuietWindow, SkipReason, next_allowed
 from chalicelib.domain.flows.windows import SendWindow, next_open
+from chalicelib.domain.model import Model
 
 MAX_CAP_HOURS = 24 * 31  # how far back a cap may look; older buckets are pruned
 _BUCKET_FORMAT = "%Y%m%d%H"
 
 
-class CampaignCap(BaseModel):
+class CampaignCap(Model):
     """At most ``max_messages`` per contact from this campaign in ``per_hours`` hours."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

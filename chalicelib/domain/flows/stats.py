@@ -25,9 +25,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from chalicelib.domain.flows.step import Enrolment, ExitReason, Step
+from chalicelib.domain.model import Model
 
 ENROLLMENTS = "enrollments"
 MESSAGES = "messages"
@@ -111,7 +112,7 @@ def send_counts(before: Enrolment, node_id: str) -> dict[str, int]:
 
 
 # -- the stats view -------------------------------------------------------------------
-class NodeStats(BaseModel):
+class NodeStats(Model):
     """One node of a flow: contacts that entered it, left it onwards, wait on it now, were
     sent its message, and skipped or exited on it (by reason)."""
 
@@ -124,7 +125,7 @@ class NodeStats(BaseModel):
     exited: dict[str, int] = Field(default_factory=dict)
 
 
-class VariantStats(BaseModel):
+class VariantStats(Model):
     """One variant of an A/B split: contacts that took it, messages sent after taking it,
     their feedback, goals."""
 
@@ -136,7 +137,7 @@ class VariantStats(BaseModel):
     conversions: int = 0
 
 
-class FlowStats(BaseModel):
+class FlowStats(Model):
     enrollments: int
     messages: int
     conversions: int

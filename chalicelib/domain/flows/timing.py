@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from chalicelib.domain.model import Model
 
 Unit = Literal["seconds", "minutes", "hours", "days"]
 MAX_DURATION = timedelta(days=366)  # Pinpoint's wait activity stops at 365 days
@@ -25,7 +27,7 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # date.weekday() o
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
-class Duration(BaseModel):
+class Duration(Model):
     """``{amount, unit}``: a positive length of time of at most MAX_DURATION."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

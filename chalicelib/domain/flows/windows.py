@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from chalicelib.domain.model import Model
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -26,7 +28,7 @@ MAX_WINDOWS = 50
 _CLOCK = r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$"
 
 
-class SendWindow(BaseModel):
+class SendWindow(Model):
     """On each of ``days``, from ``start`` to ``end`` local time (``HH:MM``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel
-
 from chalicelib.channels.base import (
     PermanentSendError,
 )
@@ -20,6 +18,7 @@ from chalicelib.domain.delivery import (
     SkipReason,
 )
 from chalicelib.domain.feedback import TAG_TENANT
+from chalicelib.domain.model import Model
 from chalicelib.pipeline.send.compose import RENDER_ERROR_PREFIX, Content, compose, load_content
 from chalicelib.pipeline.send.pacing import Pacer, QuotaSpent, send_with_retries, worker_rate
 from chalicelib.store.contacts import find_by_email, find_by_phone, get_contacts
@@ -28,7 +27,7 @@ from chalicelib.store.suppression import suppressed_among
 TEST_SEND_SECONDS = 25  # a test send answers within an API request's time
 
 
-class TestSendResult(BaseModel):
+class TestSendResult(Model):
     """What happened to one address of a test send."""
 
     address: str
