@@ -25,8 +25,8 @@ import argparse
 import contextlib
 import io
 import json
-import logging
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -46,9 +46,19 @@ GIVE_UP_SECONDS = 30.0
 
 def measure(samples: int = 20) -> dict[str, Any]:
     """Start the embedded stack, time ``samples`` entries, stop it; the figures. Quiet:
-    the API's access log and the stack's stop lines (``make run``'s) are left out."""
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    with contextlib.redirect_stdout(io.StringIO()), EmbeddedStack() as stack:
+    the API's access log and the stack's stop lines (``make run``'s) are kept back, and
+    shown only if the measurement fails."""
+    noise = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(noise), contextlib.redirect_stderr(noise):
+            return _measure(samples)
+    except BaseException:
+        sys.stderr.write(noise.getvalue())
+        raise
+
+
+def _measure(samples: int) -> dict[str, Any]:
+    with EmbeddedStack() as stack:
         api = _Api(stack.api_url, stack.api_key)
         segment_id = api.post("/v1/segments", {"name": "Gold", "rules": _GOLD})["id"]
         contact_id = api.post("/v1/contacts", {"email": "bench@example.com"})["id"]
