@@ -339,16 +339,17 @@ def test_a_paused_then_cancelled_campaign_ends_cancelled_with_every_recipient_co
     shop: Shop, frozen: clock.FrozenClock, ses_hooks: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HERALD_SEND_CONCURRENCY", "1")
+    monkeypatch.setenv("HERALD_SEND_BATCH_SIZE", "10")  # three batches, as 250 in 100s
     get_settings.cache_clear()
-    shop.contacts(250)
+    shop.contacts(25)
     campaign_id = shop.campaign()
 
-    def pause_on_the_fiftieth(n: int) -> None:
-        if n == 50:
+    def pause_on_the_fifth(n: int) -> None:
+        if n == 5:
             campaign_store.apply_action(shop.tenant.id, campaign_id, "pause", clock.now())
             frozen.advance(timedelta(seconds=10))
 
-    ses_hooks("after-call", pause_on_the_fiftieth)
+    ses_hooks("after-call", pause_on_the_fifth)
     shop.send(campaign_id)
     drain_all()
     assert shop.detail(campaign_id)["status"] == "paused"
@@ -357,10 +358,10 @@ def test_a_paused_then_cancelled_campaign_ends_cancelled_with_every_recipient_co
     drain_all()
 
     delivered = recipients_of(sent_mail())
-    assert len(delivered) == 50 and set(delivered.values()) == {1}
+    assert len(delivered) == 5 and set(delivered.values()) == {1}
     detail = assert_books_balance(shop, campaign_id)
-    assert (detail["status"], detail["sent"]) == ("cancelled", 50)
-    assert detail["skipped"] == {"cancelled": 200}
+    assert (detail["status"], detail["sent"]) == ("cancelled", 5)
+    assert detail["skipped"] == {"cancelled": 20}
 
 
 # -- renders that fail --------------------------------------------------------------------
@@ -430,9 +431,12 @@ def test_a_template_that_can_only_fail_is_refused_when_the_campaign_is_sent(
 
 
 def test_render_failures_are_per_recipient_and_a_campaign_that_keeps_failing_pauses(
-    shop: Shop,
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shop.contacts(250, attributes={"divisor": 0})
+    # Batches of 25 (three of them): the first fails past the default pause count (20).
+    monkeypatch.setenv("HERALD_SEND_BATCH_SIZE", "25")
+    get_settings.cache_clear()
+    shop.contacts(60, attributes={"divisor": 0})
     template = shop.ok(
         "POST",
         "/v1/templates",
@@ -452,9 +456,9 @@ def test_render_failures_are_per_recipient_and_a_campaign_that_keeps_failing_pau
     assert detail["status"] == "paused"
     assert "could not be rendered" in detail["error_message"]
     failed, _ = list_messages(shop.tenant.id, campaign_id, ["main"], status="failed", limit=500)
-    assert len(failed) == 100  # the first batch, each recipient on its own, then the pause
+    assert len(failed) == 25  # the first batch, each recipient on its own, then the pause
     assert all(str(m.error).startswith("render_error") for m in failed)
-    assert detail["failed"] == 100
+    assert detail["failed"] == 25
     assert sent_mail() == []
     # Fixed and resumed, it goes on with the recipients not yet tried.
     shop.ok("PATCH", f"/v1/templates/{template['id']}", {"html": "<p>Hi</p>"})
@@ -463,6 +467,6 @@ def test_render_failures_are_per_recipient_and_a_campaign_that_keeps_failing_pau
     release_delayed_messages()
     drain_all()
     detail = assert_books_balance(shop, campaign_id)
-    assert (detail["status"], detail["sent"], detail["failed"]) == ("sent", 150, 100)
+    assert (detail["status"], detail["sent"], detail["failed"]) == ("sent", 35, 25)
     assert detail["error_message"] is None
-    assert len(recipients_of(sent_mail())) == 150
+    assert len(recipients_of(sent_mail())) == 35
