@@ -79,13 +79,16 @@ FIGURES: dict[str, Figure] = {
         Figure(
             "plan_seconds_per_10m",
             ("<=", 300),
-            "not measured yet: one planning chain plans ~1,850 recipients/s on paper "
-            "(bench/README.md, '10 million recipients an hour')",
+            "planning chains run in parallel threads against moto (bench/planning.py): CPU "
+            "per full page measured, plus the page's calls at stated latencies and the SQS "
+            "hand-off, projected to 10,000,000 recipients in settings.plan_chains chains",
         ),
         Figure(
             "time_to_account_rate_s",
             ("<=", 60),
-            "not measured yet: from send to sustained sending at the SES account rate",
+            "a model (bench/planning.py): first batches after the start and the chains' "
+            "first pages, then Lambda's SQS scaling (5, +5/s) up to the send workers a "
+            "1,000/s rate needs, each at min(pacing, latency-bound, CPU-bound) rate",
         ),
         Figure(
             "cold_import_ms",

@@ -41,6 +41,12 @@ def _segment_entry(quick: bool) -> dict[str, Any]:
     return segment_entry.measure(SEGMENT_ENTRY_SAMPLES)
 
 
+def _planning(quick: bool) -> dict[str, Any]:
+    from bench import planning
+
+    return planning.measure(quick=quick)
+
+
 @dataclass(frozen=True)
 class Section:
     """A measurement beside the broadcasts. ``measure(quick)`` returns a dict whose
@@ -64,6 +70,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("herald_time", _herald_time),
     Section("flows", _flows),
     Section("segment_entry", _segment_entry, quick=False),
+    Section("planning", _planning),
 )
 
 

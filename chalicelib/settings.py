@@ -14,7 +14,7 @@ import os
 from functools import lru_cache
 from typing import Any, Literal, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 QueueRole = Literal["control", "send", "feedback", "triggers", "callbacks", "flows", "replies"]
 QUEUE_ROLES: tuple[QueueRole, ...] = (
@@ -76,6 +76,15 @@ class Settings(BaseModel):
         description=(
             "Reserved concurrency of the send worker Lambda. Each worker paces itself to "
             "ses_max_send_rate / send_workers, so together they never exceed the account rate."
+        ),
+    )
+    plan_chains: int = Field(
+        default=32,
+        ge=1,
+        le=256,
+        description=(
+            "Planning chains a broadcast's audience is split into (docs/engine.md, "
+            "'Planning chains'): a divisor of the 16 contact shards, or a multiple of 16."
         ),
     )
     sms_max_send_rate: float = Field(default=20.0, gt=0, description="SNS SMS sends/second.")
@@ -259,6 +268,14 @@ class Settings(BaseModel):
 
     # Contact timelines: raw events expire (DynamoDB TTL); per-name summaries on the contact stay.
     event_timeline_retention_days: int = Field(default=365, ge=1, le=3650)
+
+    @field_validator("plan_chains")
+    @classmethod
+    def _splits_the_contact_shards(cls, chains: int) -> int:
+        # 16 = chalicelib.store.contacts.CONTACT_SHARDS (settings import nothing of Herald's)
+        if not (16 % chains == 0 or chains % 16 == 0):
+            raise ValueError("plan_chains must divide 16 or be a multiple of 16")
+        return chains
 
     @property
     def prefix(self) -> str:

@@ -42,15 +42,16 @@ def function_overrides(stack: Stack) -> Json:
             properties["Timeout"] = spec.consumer_timeout_seconds
             if spec.memory_mb is not None:
                 properties["MemorySize"] = spec.memory_mb
+            event: Json = {"FunctionResponseTypes": ["ReportBatchItemFailures"]}
             if spec.role == "send":
                 # Each send worker paces itself to ses_max_send_rate / send_workers, so the
                 # account rate holds only if no more than send_workers run at once.
                 properties["ReservedConcurrentExecutions"] = stack.settings.send_workers
-            properties["Events"] = {
-                stack.sqs_event_id(spec): {
-                    "Properties": {"FunctionResponseTypes": ["ReportBatchItemFailures"]}
-                }
-            }
+                # The mapping does not know the reserved concurrency: without a maximum it
+                # would invoke past it, and a throttled batch goes back to the queue for a
+                # whole visibility timeout (12 minutes). Its minimum is 2.
+                event["ScalingConfig"] = {"MaximumConcurrency": max(2, stack.settings.send_workers)}
+            properties["Events"] = {stack.sqs_event_id(spec): {"Properties": event}}
         rendered[function_id] = {"DependsOn": depends_on, "Properties": properties}
         rendered[log_group_id] = {
             "Type": "AWS::Logs::LogGroup",
@@ -72,6 +73,10 @@ def environment(stack: Stack) -> Json:
         setting_variable("ses_max_send_rate"): ref(SES_MAX_SEND_RATE),
         # The stack has the role and the forwarder's permission (infra.push_status).
         setting_variable("push_delivery_status"): "true",
+        # What infra was rendered with, so the workers pace to the concurrency reserved for
+        # them and the planner splits audiences as configured.
+        setting_variable("send_workers"): str(stack.settings.send_workers),
+        setting_variable("plan_chains"): str(stack.settings.plan_chains),
         "POWERTOOLS_SERVICE_NAME": SERVICE,
         "POWERTOOLS_METRICS_NAMESPACE": metrics.namespace,
     }

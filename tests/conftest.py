@@ -20,6 +20,9 @@ os.environ.update(
     AWS_DEFAULT_REGION="us-east-1",
     HERALD_STAGE="dev",
     HERALD_VERIFICATION_RESOLVER="stub",
+    # One planning chain unless a test asks for more (tests/integration/test_plan_chains.py):
+    # the suite's audiences are small, and its page and batch ids are the single chain's.
+    HERALD_PLAN_CHAINS="1",
     POWERTOOLS_DEV="false",
     POWERTOOLS_METRICS_NAMESPACE="Herald",
 )

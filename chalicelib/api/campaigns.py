@@ -104,6 +104,7 @@ class CampaignView(Campaign, ApiModel):
     held: bool = Field(default=False, exclude=True)  # seed 003's SCHEDULED
     planned_batches: int | None = Field(default=None, exclude=True)
     planning_done: bool = Field(default=False, exclude=True)
+    plan_chains: int | None = Field(default=None, exclude=True)
 
     @computed_field(description="A broadcast's pool; a workflow's are on its send nodes.")  # type: ignore[prop-decorator]
     @property

@@ -479,6 +479,11 @@ class Campaign(Model):
     total_recipients: int | None = None
     planned_batches: int | None = None
     planning_done: bool = False
+    plan_chains: int | None = Field(
+        default=None,
+        ge=1,
+        description="Planning chains fixed at the start (docs/engine.md); None: one chain.",
+    )
     started_at: datetime | None = None
     completed_at: datetime | None = None
     cancelled_at: datetime | None = None
@@ -912,6 +917,7 @@ PROGRESS_FIELDS = frozenset(
         "total_recipients",
         "planned_batches",
         "planning_done",
+        "plan_chains",
         "error_message",
         "resume_at",
         "pause_reason",

@@ -71,8 +71,14 @@ class PlanMessage(QueueMessage):
     campaign_id: str
     page: int = Field(ge=0)
     cursor: str | None = None
-    recipients: int = Field(default=0, ge=0, description="Audience members on earlier pages.")
-    batches: int = Field(default=0, ge=0, description="Batches planned on earlier pages.")
+    chain: int = Field(default=0, ge=0, description="Which part of the audience (of chains).")
+    chains: int = Field(default=1, ge=1, description="Chains the audience is planned in.")
+    recipients: int = Field(
+        default=0, ge=0, description="Audience members on the chain's earlier pages."
+    )
+    batches: int = Field(
+        default=0, ge=0, description="Batches planned on the chain's earlier pages."
+    )
     quota: int | None = Field(
         default=None,
         ge=0,

@@ -22,11 +22,12 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from chalicelib.domain import clock
 from chalicelib.domain.campaigns import FINAL_STATUSES, Campaign
 from chalicelib.domain.errors import InvalidTransition, NotFound
 from chalicelib.observability import logger, metrics
 from chalicelib.pipeline.messages import BatchMessage, PlanMessage
-from chalicelib.pipeline.planner import PlannedPage
+from chalicelib.pipeline.planner import PlannedPage, conclude_chains, page_unit_id
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.pipeline.scheduling import start_message
 from chalicelib.pipeline.send.completion import check_completion
@@ -105,31 +106,56 @@ def _working(units: Iterable[Mapping[str, Any]], now: datetime) -> bool:
 def _redrive_planning(
     tenant_id: str, campaign: Campaign, pages: Mapping[str, Mapping[str, Any]]
 ) -> str | None:
-    """Queue the page planning stopped at: the last one if it never finished, else the next.
+    """Queue, in each chain, the page planning stopped at: the last one if it never
+    finished, else the next; every chain done → conclude the chains.
 
-    Pages run one after another, so every page before the last is done and holds its
-    snapshot: the re-driven page's cursor and running totals come from them."""
+    A chain's pages run one after another, so every page before its last is done and holds
+    its snapshot: the re-driven page's cursor and running totals come from them."""
     if not pages:
         enqueue("control", [start_message(tenant_id, campaign.id)])
         return "planning never began: the start was queued again"
-    ordered = [pages[key] for key in sorted(pages)]
+    chains = campaign.plan_chains or 1
+    stopped = [
+        message
+        for chain in range(chains)
+        if (message := _stopped_page(tenant_id, campaign.id, chain, chains, pages)) is not None
+    ]
+    if stopped:
+        enqueue("control", [message.as_message() for message in stopped])
+        names = ", ".join(page_unit_id(m.chain, chains, m.page) for m in stopped[:10])
+        return f"{len(stopped)} planner pages were not going on ({names}): queued again"
+    if chains > 1 and conclude_chains(tenant_id, campaign.id, chains, clock.now()):
+        return None
+    return "every planner page is done but planning did not end"
+
+
+def _stopped_page(
+    tenant_id: str,
+    campaign_id: str,
+    chain: int,
+    chains: int,
+    pages: Mapping[str, Mapping[str, Any]],
+) -> PlanMessage | None:
+    """The page of one chain to plan again, or None if the chain is planned to its end."""
+    prefix = page_unit_id(chain, chains, 0)[:-6]
+    ordered = [pages[key] for key in sorted(pages) if key[:-6] == prefix]
     snapshots = [PlannedPage.model_validate(p["planned"]) for p in ordered if p.get("planned")]
-    if ordered[-1].get("done_at"):
+    if ordered and ordered[-1].get("done_at"):
         if not snapshots or snapshots[-1].next_cursor is None:
-            return "every planner page is done but planning did not end"
+            return None
         number, earlier = len(ordered), snapshots
     else:
-        number, earlier = len(ordered) - 1, snapshots[: len(ordered) - 1]
-    message = PlanMessage(
+        number, earlier = max(len(ordered) - 1, 0), snapshots[: max(len(ordered) - 1, 0)]
+    return PlanMessage(
         tenant_id=tenant_id,
-        campaign_id=campaign.id,
+        campaign_id=campaign_id,
         page=number,
+        chain=chain,
+        chains=chains,
         cursor=earlier[-1].next_cursor if earlier else None,
         recipients=sum(p.members for p in earlier),
         batches=sum(len(p.batches) for p in earlier),
     )
-    enqueue("control", [message.as_message()])
-    return f"planner page {number} was not going on: queued again"
 
 
 def _redrive_sending(

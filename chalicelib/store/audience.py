@@ -39,7 +39,7 @@ from chalicelib.domain.audience import AudienceSpec, audience_predicate, exclude
 from chalicelib.domain.contacts import Contact
 from chalicelib.domain.errors import NotFound, ValidationFailed
 from chalicelib.domain.segments import SegmentGroup, compile_tree
-from chalicelib.store.contacts import get_contacts, scan_contacts
+from chalicelib.store.contacts import contact_part, get_contacts, id_range, scan_contacts
 from chalicelib.store.lists import get_lists, list_member_ids
 from chalicelib.store.segments import get_segments
 
@@ -89,24 +89,29 @@ def audience_page(
     now: datetime | None = None,
     *,
     taken: Taken | None = None,
+    part: int = 0,
+    parts: int = 1,
 ) -> tuple[list[Contact], str | None]:
     """The audience members among the next ``limit`` contacts examined, and the cursor.
 
     In a walk of several lists, members of the second and later lists that ``taken``
     names are left out (without ``taken``, a contact in two lists comes twice).
+    ``part`` of ``parts`` walks only that part of the contacts (``contact_part`` of a scan,
+    ``id_range`` of each list): the parts of one audience are disjoint, a contact always
+    in the same part, and together they are the whole audience.
     """
     trees = load_segment_trees(tenant_id, spec)
     at = now or clock.now()
     if spec.segment_ids:
         inner = _decode(cursor, "scan")[1]
-        page, after = scan_contacts(tenant_id, inner, limit)
+        page, after = scan_contacts(tenant_id, inner, limit, contact_part(part, parts))
         member = audience_predicate(spec, trees, at)
         return [c for c in page if member(c)], _encode("scan", 0, after) if after else None
     index, inner = _decode(cursor, "lists")
     if index >= len(spec.list_ids):
         raise ValidationFailed("cursor does not belong to this audience", field="cursor")
     list_id = spec.list_ids[index]
-    ids, after = list_member_ids(tenant_id, list_id, limit, inner)
+    ids, after = list_member_ids(tenant_id, list_id, limit, inner, id_range(part, parts))
     if index > 0 and taken is not None and ids:
         already = taken(ids)
         ids = [contact_id for contact_id in ids if contact_id not in already]

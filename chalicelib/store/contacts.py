@@ -27,6 +27,7 @@ import hashlib
 import json
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
@@ -55,6 +56,7 @@ from chalicelib.store.expressions import ExpressionUpdate, delete_request
 from chalicelib.store.table import (
     Condition,
     ConditionFailed,
+    SortRange,
     tenant_table,
     transact_write,
 )
@@ -71,6 +73,50 @@ _FILTER_READ_FACTOR = 10  # a filtered page examines at most this many times ``l
 def contact_shard(contact_id: str) -> int:
     """The shard a contact lives in: stable for its id, spread evenly over CONTACT_SHARDS."""
     return zlib.crc32(contact_id.encode()) % CONTACT_SHARDS
+
+
+@dataclass(frozen=True)
+class ContactPart:
+    """A part of a tenant's contacts that one reader walks alone: some shards, and within
+    each of them a range of contact ids. The parts of one split cover every contact once."""
+
+    shards: tuple[int, ...] = tuple(range(CONTACT_SHARDS))
+    ids: SortRange | None = None
+
+
+EVERY_CONTACT = ContactPart()
+_ID_SPACE = 0x10000  # ids are "c_" + hex: split on their first four hex digits
+
+
+def contact_part(part: int, parts: int) -> ContactPart:
+    """Part ``part`` of ``parts`` equal parts (``parts`` divides CONTACT_SHARDS or is a
+    multiple of it): whole shards while there are more shards than parts, then each shard
+    cut into id ranges. Ranges cover the whole sort-key space (the first starts at nothing,
+    the last ends at nothing), so an id of any form falls in exactly one part."""
+    if not valid_part_count(parts) or not 0 <= part < parts:
+        raise ValueError(f"part {part} of {parts}: parts must divide or be a multiple of 16")
+    if parts <= CONTACT_SHARDS:
+        return ContactPart(shards=tuple(range(part, CONTACT_SHARDS, parts)))
+    cuts = parts // CONTACT_SHARDS
+    return ContactPart(shards=(part % CONTACT_SHARDS,), ids=id_range(part // CONTACT_SHARDS, cuts))
+
+
+def id_range(piece: int, pieces: int) -> SortRange | None:
+    """Piece ``piece`` of the contact-id space cut into ``pieces`` equal ranges (on the ids'
+    first four hex digits); None for one piece (everything). The first range starts at
+    nothing and the last ends at nothing, so every key falls in exactly one piece."""
+    if pieces == 1:
+        return None
+    first = None if piece == 0 else f"c_{piece * _ID_SPACE // pieces:04x}"
+    end = None if piece == pieces - 1 else f"c_{(piece + 1) * _ID_SPACE // pieces:04x}"
+    return SortRange(first, end)
+
+
+def valid_part_count(parts: int) -> bool:
+    """Whether ``contact_part`` can split the contacts into this many parts."""
+    if parts <= CONTACT_SHARDS:
+        return parts >= 1 and CONTACT_SHARDS % parts == 0
+    return parts % CONTACT_SHARDS == 0 and parts // CONTACT_SHARDS <= _ID_SPACE
 
 
 def _contacts_partition(shard: int) -> str:
@@ -186,31 +232,38 @@ def scan_shard(
 
 
 def scan_contacts(
-    tenant_id: str, cursor: str | None = None, limit: int = 500
+    tenant_id: str, cursor: str | None = None, limit: int = 500, part: ContactPart = EVERY_CONTACT
 ) -> tuple[list[Contact], str | None]:
-    """Up to ``limit`` contacts of the tenant and a cursor; None once every shard is read.
+    """Up to ``limit`` contacts of the tenant (of ``part`` of them) and a cursor; None once
+    every shard of the part is read.
 
     Walks the shards in order; each contact appears exactly once over a full walk (a
     contact created or deleted meanwhile may or may not appear).
     """
-    items, cursor = _scan_items(tenant_id, cursor, limit)
+    items, cursor = _scan_items(tenant_id, cursor, limit, part)
     return [_contact_from_item(i) for i in items], cursor
 
 
 def _scan_items(
-    tenant_id: str, cursor: str | None, limit: int
+    tenant_id: str, cursor: str | None, limit: int, part: ContactPart = EVERY_CONTACT
 ) -> tuple[list[dict[str, Any]], str | None]:
-    shard, inner = _decode_scan_cursor(tenant_id, cursor)
+    shard, inner = _decode_scan_cursor(tenant_id, cursor, part)
     items: list[dict[str, Any]] = []
     table = tenant_table(tenant_id)
     while len(items) < limit:
-        page = table.query(_contacts_partition(shard), limit=limit - len(items), cursor=inner)
+        page = table.query(
+            _contacts_partition(shard),
+            limit=limit - len(items),
+            cursor=inner,
+            sort_range=part.ids,
+        )
         items.extend(page.items)
         inner = page.cursor
         if inner is None:
-            shard += 1
-            if shard == CONTACT_SHARDS:
+            following = part.shards.index(shard) + 1
+            if following == len(part.shards):
                 return items, None
+            shard = part.shards[following]
     return items, _encode_scan_cursor(tenant_id, shard, inner)
 
 
@@ -219,16 +272,18 @@ def _encode_scan_cursor(tenant_id: str, shard: int, inner: str | None) -> str:
     return base64.urlsafe_b64encode(plain.encode()).decode().rstrip("=")
 
 
-def _decode_scan_cursor(tenant_id: str, cursor: str | None) -> tuple[int, str | None]:
-    """The shard and the position in it; a cursor of another tenant is refused."""
+def _decode_scan_cursor(
+    tenant_id: str, cursor: str | None, part: ContactPart = EVERY_CONTACT
+) -> tuple[int, str | None]:
+    """The shard and the position in it; a cursor of another tenant or part is refused."""
     if not cursor:
-        return 0, None
+        return part.shards[0], None
     try:
         plain = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         shard, inner = plain["shard"], plain["after"]
         if plain["tenant"] != tenant_id:
             raise ValueError("another tenant's cursor")
-        if not isinstance(shard, int) or not 0 <= shard < CONTACT_SHARDS:
+        if not isinstance(shard, int) or shard not in part.shards:
             raise ValueError("bad shard")
         if inner is not None and not isinstance(inner, str):
             raise ValueError("bad position")

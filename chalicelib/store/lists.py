@@ -25,7 +25,7 @@ from chalicelib.domain.errors import NotFound
 from chalicelib.domain.lists import ContactList, MembershipChange, new_list_id
 from chalicelib.store import contacts
 from chalicelib.store.numbering import allocate_number, release_number, resolve_number
-from chalicelib.store.table import Condition, ConditionFailed, tenant_table
+from chalicelib.store.table import Condition, ConditionFailed, SortRange, tenant_table
 
 _LISTS = "LISTS"
 NUMBER_KIND = "list"
@@ -238,10 +238,17 @@ def _add_to_count(tenant_id: str, list_id: str, delta: int) -> int:
 
 
 def list_member_ids(
-    tenant_id: str, list_id: str, limit: int = 50, cursor: str | None = None
+    tenant_id: str,
+    list_id: str,
+    limit: int = 50,
+    cursor: str | None = None,
+    ids: SortRange | None = None,
 ) -> tuple[list[str], str | None]:
-    """One page of member contact ids, in id order (may name since-deleted contacts)."""
-    page = tenant_table(tenant_id).query(_members(list_id), limit=limit, cursor=cursor)
+    """One page of member contact ids (within ``ids``), in id order (may name since-deleted
+    contacts)."""
+    page = tenant_table(tenant_id).query(
+        _members(list_id), limit=limit, cursor=cursor, sort_range=ids
+    )
     return [str(item["contact_id"]) for item in page.items], page.cursor
 
 

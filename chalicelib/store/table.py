@@ -70,6 +70,18 @@ class Page:
     cursor: str | None
 
 
+@dataclass(frozen=True)
+class SortRange:
+    """Sort keys from ``first`` (inclusive) up to ``end`` (exclusive); None: unbounded.
+
+    DynamoDB's key conditions are ``>=``, ``<`` and the inclusive ``BETWEEN``: a range with
+    both ends queries BETWEEN and leaves out an item whose key is exactly ``end``, so that
+    consecutive ranges sharing a bound cover every key exactly once."""
+
+    first: str | None = None
+    end: str | None = None
+
+
 def to_dynamo(value: Any) -> dict[str, Any]:
     return _serializer.serialize(_to_storable(value))  # type: ignore[no-any-return]
 
@@ -306,6 +318,7 @@ class ScopedTable:
         cursor: str | None = None,
         newest_first: bool = False,
         consistent: bool = False,
+        sort_range: SortRange | None = None,
     ) -> Page:
         """One page of a partition (or an index partition), in sort-key order."""
         request = self._query_request(
@@ -317,10 +330,16 @@ class ScopedTable:
             newest_first=newest_first,
             consistent=consistent,
         )
+        if sort_range is not None:
+            _add_sort_range(request, sort_range, f"{index}sk" if index else "sk")
         response = self._db.query(**request)
         last = response.get("LastEvaluatedKey")
+        raw = response.get("Items", [])
+        if sort_range is not None and sort_range.end is not None:
+            sort_name = f"{index}sk" if index else "sk"
+            raw = [i for i in raw if i[sort_name]["S"] != sort_range.end]
         return Page(
-            items=[from_dynamo(i) for i in response.get("Items", [])],
+            items=[from_dynamo(i) for i in raw],
             cursor=self._encode_cursor(last) if last else None,
         )
 
@@ -489,6 +508,22 @@ def transact_write(requests: list[dict[str, Any]]) -> None:
         if error.response["Error"]["Code"] == "TransactionCanceledException":
             raise ConditionFailed(str(error)) from error
         raise
+
+
+def _add_sort_range(request: dict[str, Any], sort_range: SortRange, sort_name: str) -> None:
+    first, end = sort_range.first, sort_range.end
+    values = {k: v for k, v in ((":sk_first", first), (":sk_end", end)) if v is not None}
+    if first is not None and end is not None:
+        clause = "#sk BETWEEN :sk_first AND :sk_end"
+    elif first is not None:
+        clause = "#sk >= :sk_first"
+    elif end is not None:
+        clause = "#sk < :sk_end"
+    else:
+        return
+    request["KeyConditionExpression"] += f" AND {clause}"
+    request["ExpressionAttributeNames"]["#sk"] = sort_name
+    request["ExpressionAttributeValues"].update({k: {"S": v} for k, v in values.items()})
 
 
 def _apply_condition(request: dict[str, Any], condition: Condition | None) -> None:

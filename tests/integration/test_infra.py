@@ -183,6 +183,13 @@ def test_send_workers_are_capped_so_their_paced_rates_sum_to_the_ses_rate(
 ) -> None:
     _, sender = function_of(template, RESOURCES.queue("send").handler)
     assert sender["Properties"]["ReservedConcurrentExecutions"] == SETTINGS.send_workers
+    # ... the workers pace to that number, and the queue's mapping never invokes past it.
+    variables = sender["Properties"]["Environment"]["Variables"]
+    assert variables["HERALD_SEND_WORKERS"] == str(SETTINGS.send_workers)
+    [event] = [e for e in sender["Properties"]["Events"].values() if e["Type"] == "SQS"]
+    assert event["Properties"]["ScalingConfig"] == {
+        "MaximumConcurrency": max(2, SETTINGS.send_workers)
+    }
     for spec in RESOURCES.queues:
         if spec.role != "send":
             _, other = function_of(template, spec.handler)

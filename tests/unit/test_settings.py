@@ -49,6 +49,7 @@ def test_unset_variables_leave_the_defaults(monkeypatch: pytest.MonkeyPatch) -> 
     [
         ("HERALD_STAGE", "Not A Stage", "stage"),
         ("HERALD_SEND_WORKERS", "0", "send_workers"),
+        ("HERALD_PLAN_CHAINS", "12", "plan_chains"),  # neither divides nor is a multiple of 16
         ("HERALD_ALLOW_LOOPBACK_CALLBACKS", "perhaps", "allow_loopback_callbacks"),
         ("HERALD_SEND_BATCH_SIZE", "501", "send_batch_size"),  # more than a planner page
     ],
