@@ -223,14 +223,18 @@ def test_pacer_spaces_calls_to_the_worker_share_of_the_account_rate(
 
 
 # -- duplicates and crashes ---------------------------------------------------------------
-def test_every_queue_message_delivered_twice_still_sends_once(shop: Shop) -> None:
-    contacts = shop.contacts(160)
+def test_every_queue_message_delivered_twice_still_sends_once(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HERALD_SEND_BATCH_SIZE", "10")  # two batches, as 160 in 100s
+    get_settings.cache_clear()
+    contacts = shop.contacts(16)
     campaign_id = shop.campaign()
     shop.send(campaign_id)
     drain_delivering_twice()
 
     delivered = recipients_of(sent_mail())
-    assert len(delivered) == 160
+    assert len(delivered) == 16
     assert set(delivered.values()) == {1}
     detail = assert_books_balance(shop, campaign_id)
     assert detail["status"] == "sent"
@@ -238,9 +242,11 @@ def test_every_queue_message_delivered_twice_still_sends_once(shop: Shop) -> Non
 
 
 def test_worker_killed_mid_batch_loses_nobody_and_duplicates_nobody(
-    shop: Shop, frozen: clock.FrozenClock, ses_hooks: Any
+    shop: Shop, frozen: clock.FrozenClock, ses_hooks: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shop.contacts(120)
+    monkeypatch.setenv("HERALD_SEND_BATCH_SIZE", "10")  # two batches, as 120 in 100s
+    get_settings.cache_clear()
+    shop.contacts(12)
     campaign_id = shop.campaign()
     ses_hooks("before-call", lambda n: crash(n) if n == 7 else None)
     shop.send(campaign_id)
@@ -252,11 +258,11 @@ def test_worker_killed_mid_batch_loses_nobody_and_duplicates_nobody(
     drain_all()
 
     delivered = recipients_of(sent_mail())
-    assert len(delivered) == 120
+    assert len(delivered) == 12
     assert set(delivered.values()) == {1}
     detail = assert_books_balance(shop, campaign_id)
     assert detail["status"] == "sent"
-    assert detail["sent"] == 120
+    assert detail["sent"] == 12
 
 
 def test_crash_after_provider_accepted_duplicates_at_most_one_message(
@@ -493,9 +499,11 @@ def test_a_broadcasts_own_cap_skips_contacts_it_already_reached(
 
 
 def test_caps_cost_one_read_per_batch_and_one_write_per_message_and_nothing_uncapped(
-    shop: Shop,
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shop.contacts(150)  # two batches of the default send_batch_size (100)
+    monkeypatch.setenv("HERALD_SEND_BATCH_SIZE", "10")
+    get_settings.cache_clear()
+    shop.contacts(15)  # two batches of 10
     calls: list[str] = []
 
     def on_cap_counters(params: dict[str, Any], model: Any, **_: Any) -> None:
@@ -508,15 +516,15 @@ def test_caps_cost_one_read_per_batch_and_one_write_per_message_and_nothing_unca
         uncapped = shop.campaign()
         shop.send(uncapped)
         drain()
-        assert (shop.detail(uncapped)["sent"], calls) == (150, [])
+        assert (shop.detail(uncapped)["sent"], calls) == (15, [])
 
         capped = shop.campaign(frequency_cap={"max_messages": 5})
         shop.send(capped)
         drain()
     finally:
         events.unregister("provide-client-params.dynamodb", on_cap_counters)
-    assert shop.detail(capped)["sent"] == 150
-    assert sorted(Counter(calls).items()) == [("BatchGetItem", 2), ("UpdateItem", 150)]
+    assert shop.detail(capped)["sent"] == 15
+    assert sorted(Counter(calls).items()) == [("BatchGetItem", 2), ("UpdateItem", 15)]
 
 
 def test_a_message_that_did_not_go_out_gives_its_cap_slot_back(
