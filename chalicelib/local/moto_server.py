@@ -133,6 +133,22 @@ def _die_with_parent(parent_pid: int) -> None:
         sys.exit(0)
 
 
+def _lambda_functions_without_docker() -> None:
+    """The embedded stack holds one Lambda function (the status forwarder a push
+    application's log subscription must name, ``local.provision.status_forwarder``) and
+    never runs it: the simulator calls the handler in-process. moto's ``docker_client``
+    property connects to Docker on first read, and ``/moto-api/data.json`` reads every
+    public attribute of every model, so without a Docker daemon that page answered 500
+    as soon as the function existed. Here the property raises AttributeError instead,
+    which the page skips like any attribute it cannot serialise."""
+    from moto.utilities.docker_utilities import DockerModel
+
+    def no_docker(self: DockerModel) -> None:
+        raise AttributeError("the embedded stack runs no Lambda code in Docker")
+
+    DockerModel.docker_client = property(no_docker)  # type: ignore[assignment,method-assign]
+
+
 def serve(host: str, port: int, parent_pid: int) -> None:
     """The child's main: bind, report the port on stdout, serve until SIGTERM."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -147,6 +163,7 @@ def serve(host: str, port: int, parent_pid: int) -> None:
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per AWS call
+    _lambda_functions_without_docker()
     app = DomainDispatcherApplication(create_backend_app)
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
     for service in WARM_SERVICES:  # moto builds these on first use; do it before "ready"

@@ -125,7 +125,7 @@ class Seed004Body(ApiModel):
     endAt: Any = Field(default=None, description="ISO 8601: the campaign completes then.")
 
 
-class ExecuteBody(ApiModel):
+class Seed004ExecuteBody(ApiModel):
     model_config = ConfigDict(extra="allow")
 
     action: Any = Field(default=None, description="execute_for_contact or process_trigger.")
@@ -135,18 +135,18 @@ class ExecuteBody(ApiModel):
     eventType: Any = Field(default=None, description="For event triggers.")
 
 
-class EnrollBody(ApiModel):
+class Seed004EnrollBody(ApiModel):
     model_config = ConfigDict(extra="allow")
 
     contactIds: Any = Field(default=None, description="Contact ids (1 to 1000).")
 
 
-class Counts(ApiModel):
+class Seed004Counts(ApiModel):
     enrollments: int
     messages: int
 
 
-class CampaignSummary(ApiModel):
+class Seed004CampaignSummary(ApiModel):
     model_config = ConfigDict(populate_by_name=True)
 
     id: str
@@ -155,10 +155,10 @@ class CampaignSummary(ApiModel):
     type: str
     createdAt: str
     triggers: list[dict[str, Any]]
-    count: Counts = Field(alias="_count")
+    count: Seed004Counts = Field(alias="_count")
 
 
-class CampaignDetail(CampaignSummary):
+class Seed004CampaignDetail(Seed004CampaignSummary):
     description: str
     updatedAt: str
     startAt: str | None
@@ -169,14 +169,14 @@ class CampaignDetail(CampaignSummary):
     abTests: list[dict[str, Any]]
 
 
-class EnrollResult(ApiModel):
+class Seed004EnrollResult(ApiModel):
     enrolled: int
     alreadyEnrolled: int
     errors: int
     details: list[dict[str, Any]]
 
 
-class ExecuteResult(ApiModel):
+class Seed004ExecuteResult(ApiModel):
     action: str
     enrolled: int
     alreadyEnrolled: int
@@ -429,10 +429,12 @@ def _status(campaign: Campaign) -> str:
     return table[campaign.status]
 
 
-def _counts(campaign: Campaign, counts: Mapping[str, int]) -> Counts:
+def _counts(campaign: Campaign, counts: Mapping[str, int]) -> Seed004Counts:
     if campaign.family == "flow":
-        return Counts(enrollments=counts.get("enrollments", 0), messages=counts.get("messages", 0))
-    return Counts(enrollments=campaign.total_recipients or 0, messages=counts.get("sent", 0))
+        return Seed004Counts(
+            enrollments=counts.get("enrollments", 0), messages=counts.get("messages", 0)
+        )
+    return Seed004Counts(enrollments=campaign.total_recipients or 0, messages=counts.get("sent", 0))
 
 
 def _summary_values(tenant_id: str, campaign: Campaign) -> dict[str, Any]:
@@ -458,7 +460,9 @@ def _summary_values(tenant_id: str, campaign: Campaign) -> dict[str, Any]:
 def _summary(tenant_id: str, campaign: Campaign) -> dict[str, Any]:
     values = _summary_values(tenant_id, campaign)
     keys = ("id", "name", "status", "type", "createdAt", "triggers", "_count")
-    return CampaignSummary.model_validate({k: values[k] for k in keys}).model_dump(by_alias=True)
+    return Seed004CampaignSummary.model_validate({k: values[k] for k in keys}).model_dump(
+        by_alias=True
+    )
 
 
 def _ab_tests(ordered: list[Node], counts: Mapping[str, int]) -> list[dict[str, Any]]:
@@ -511,7 +515,7 @@ def _detail(tenant_id: str, campaign: Campaign) -> dict[str, Any]:
         "actions": actions,
         "abTests": _ab_tests(ordered, values["counts"]),
     }
-    return CampaignDetail.model_validate(detail).model_dump(by_alias=True)
+    return Seed004CampaignDetail.model_validate(detail).model_dump(by_alias=True)
 
 
 def _changes(decision: _Decision, current: Campaign) -> bool:
@@ -602,14 +606,19 @@ def _json(value: Any, status: int = 200) -> Response:
     )
 
 
-@_route(_COLLECTION, "GET", "List campaigns (newest first)", response=CampaignSummary)
+@_route(_COLLECTION, "GET", "List campaigns (newest first)", response=Seed004CampaignSummary)
 def list_campaigns(call: Call) -> Response:
     _workspace(call)
     return _json([_summary(call.tenant_id, c) for c in service.every(call.tenant_id)])
 
 
 @_route(
-    _COLLECTION, "POST", "Create a campaign", status=201, body=Seed004Body, response=CampaignDetail
+    _COLLECTION,
+    "POST",
+    "Create a campaign",
+    status=201,
+    body=Seed004Body,
+    response=Seed004CampaignDetail,
 )
 def create_campaign(call: Call) -> Response:
     _workspace(call)
@@ -635,12 +644,12 @@ def create_campaign(call: Call) -> Response:
     return _json(_detail(call.tenant_id, campaign), 201)
 
 
-@_route(_ITEM, "GET", "Get a campaign", response=CampaignDetail)
+@_route(_ITEM, "GET", "Get a campaign", response=Seed004CampaignDetail)
 def get_campaign(call: Call) -> Response:
     return _json(_detail(call.tenant_id, _campaign(call)))
 
 
-@_route(_ITEM, "PATCH", "Update a campaign", body=Seed004Body, response=CampaignDetail)
+@_route(_ITEM, "PATCH", "Update a campaign", body=Seed004Body, response=Seed004CampaignDetail)
 def patch_campaign(call: Call) -> Response:
     tenant_id = call.tenant_id
     current = _campaign(call)
@@ -727,8 +736,8 @@ def _tally(answers: list[EnrolmentAnswer]) -> dict[str, Any]:
     f"{_ITEM}/enroll",
     "POST",
     "Enroll contacts into an ACTIVE campaign",
-    body=EnrollBody,
-    response=EnrollResult,
+    body=Seed004EnrollBody,
+    response=Seed004EnrollResult,
 )
 def enroll_contacts(call: Call) -> Response:
     campaign = _campaign(call)
@@ -749,7 +758,7 @@ def enroll_contacts(call: Call) -> Response:
     return _json(_tally(answers))
 
 
-def _matching_trigger(workflow: Workflow, body: ExecuteBody) -> Node:
+def _matching_trigger(workflow: Workflow, body: Seed004ExecuteBody) -> Node:
     kind = VISUAL_KINDS.get(body.triggerType) if isinstance(body.triggerType, str) else None
     if kind is None or not kind.startswith("trigger."):
         raise ValidationFailed(f"must be one of {', '.join(TRIGGER_TYPES)}", field="triggerType")
@@ -773,12 +782,12 @@ def _matching_trigger(workflow: Workflow, body: ExecuteBody) -> Node:
     f"{_ITEM}/execute",
     "POST",
     "Execute a campaign for a contact, or process a trigger",
-    body=ExecuteBody,
-    response=ExecuteResult,
+    body=Seed004ExecuteBody,
+    response=Seed004ExecuteResult,
 )
 def execute_campaign(call: Call) -> Response:
     campaign = _campaign(call)
-    body: ExecuteBody = call.body
+    body: Seed004ExecuteBody = call.body
     if body.action not in ("execute_for_contact", "process_trigger"):
         raise ValidationFailed("must be execute_for_contact or process_trigger", field="action")
     workflow = _live_flow(campaign)
