@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from chalicelib.resources import SmsStatusLogsSpec
 from infra.naming import Json, Stack, arn, get_att, ref
-from infra.sms_status import LOGS_SERVICE, SNS_LOGGING_ACTIONS, SNS_SERVICE
+from infra.sms_status import LOGS_SERVICE, sns_logging_role
 
 PUSH_STATUS_ROLE = "PushDeliveryStatusRole"
 
@@ -55,38 +55,10 @@ def push_status_resources(stack: Stack) -> Json:
 
 
 def _delivery_status_role(stack: Stack) -> Json:
-    """The role Herald's platform applications name: SNS logs push status with it."""
-    return {
-        "Type": "AWS::IAM::Role",
-        "Properties": {
-            # Named: the app builds its ARN from the name (Settings.push_status_role_arn).
-            "RoleName": stack.resources.push_status_logs.role_name,
-            "AssumeRolePolicyDocument": {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": SNS_SERVICE},
-                        "Action": "sts:AssumeRole",
-                        "Condition": {"StringEquals": {"aws:SourceAccount": ref("AWS::AccountId")}},
-                    }
-                ],
-            },
-            "Policies": [
-                {
-                    "PolicyName": "log-push-delivery-status",
-                    "PolicyDocument": {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Sid": "WritePushStatusLogs",
-                                "Effect": "Allow",
-                                "Action": list(SNS_LOGGING_ACTIONS),
-                                "Resource": [push_status_log_groups_arn(stack)],
-                            }
-                        ],
-                    },
-                }
-            ],
-        },
-    }
+    """The role Herald's platform applications name: SNS logs push status with it.
+    Named: the app builds its ARN from the name (Settings.push_status_role_arn)."""
+    return sns_logging_role(
+        "push",
+        push_status_log_groups_arn(stack),
+        name=stack.resources.push_status_logs.role_name,
+    )

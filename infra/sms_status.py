@@ -144,9 +144,18 @@ def forwarder_overrides(stack: Stack) -> Json:
 
 def _delivery_status_role() -> Json:
     """The role the account's SMS attributes name: SNS logs SMS status with it."""
+    return sns_logging_role("sms", _sms_log_groups_arn())
+
+
+def sns_logging_role(channel: str, log_groups_arn: Json, *, name: str | None = None) -> Json:
+    """A role SNS assumes (for this account only) to write a channel's delivery-status
+    logs into ``log_groups_arn``: the SMS account attributes and each push platform
+    application name one. ``name`` fixes the role's name when the app builds its ARN."""
+    named = {"RoleName": name} if name else {}
     return {
         "Type": "AWS::IAM::Role",
         "Properties": {
+            **named,
             "AssumeRolePolicyDocument": {
                 "Version": "2012-10-17",
                 "Statement": [
@@ -160,15 +169,15 @@ def _delivery_status_role() -> Json:
             },
             "Policies": [
                 {
-                    "PolicyName": "log-sms-delivery-status",
+                    "PolicyName": f"log-{channel}-delivery-status",
                     "PolicyDocument": {
                         "Version": "2012-10-17",
                         "Statement": [
                             {
-                                "Sid": "WriteSmsStatusLogs",
+                                "Sid": f"Write{channel.capitalize()}StatusLogs",
                                 "Effect": "Allow",
                                 "Action": list(SNS_LOGGING_ACTIONS),
-                                "Resource": [_sms_log_groups_arn()],
+                                "Resource": [log_groups_arn],
                             }
                         ],
                     },
