@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import email
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import requests
 
 from chalicelib.local.runner import EmbeddedStack
+from chalicelib.settings import get_settings
 
 
 def eventually(check: Callable[[], Any], timeout: float = 40.0, interval: float = 0.2) -> Any:
@@ -22,6 +26,22 @@ def eventually(check: Callable[[], Any], timeout: float = 40.0, interval: float 
         time.sleep(interval)
 
 
+def moto_state(stack: EmbeddedStack) -> dict[str, Any]:
+    """moto's own record of everything (``/moto-api/data.json``): what SES and SNS sent."""
+    response = requests.get(f"{stack.aws_endpoint}/moto-api/data.json", timeout=60)
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def emails_from(state: dict[str, Any], sender: str) -> Counter[str]:
+    """How many messages from ``sender`` each address got, as moto's SES recorded them."""
+    return Counter(
+        str(email.message_from_string(m["raw_data"])["To"])
+        for m in state.get("ses", {}).get("RawMessage", [])
+        if sender in str(m.get("source", ""))
+    )
+
+
 class Api:
     """The embedded stack's demo tenant over HTTP."""
 
@@ -31,6 +51,17 @@ class Api:
         self.timeout = timeout
         self._admin = {"Authorization": f"Bearer {stack.admin_key}"}
         self._tenant_id = stack.tenant_id
+
+    def verify_and_own(self, stack: EmbeddedStack, address: str) -> None:
+        """Verify ``address`` in SES as its owner would (outside Herald), then own it."""
+        boto3.client(
+            "ses",
+            endpoint_url=stack.aws_endpoint,
+            region_name=get_settings().region,
+            aws_access_key_id="outside",
+            aws_secret_access_key="outside",
+        ).verify_email_identity(EmailAddress=address)
+        self.own(address)
 
     def own(self, identity: str) -> None:
         """Give the demo tenant an identity verified in SES out of band (an admin's transfer)."""

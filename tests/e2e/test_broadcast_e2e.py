@@ -8,18 +8,13 @@ moto's own record of sent mail (``/moto-api/data.json``) shows who got what.
 
 from __future__ import annotations
 
-import email
-from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
-import requests
 
 from chalicelib.local.runner import EmbeddedStack
-from chalicelib.settings import get_settings
-from tests.e2e.kit import Api, eventually
+from tests.e2e.kit import Api, emails_from, eventually, moto_state
 
 pytestmark = pytest.mark.e2e
 
@@ -47,27 +42,9 @@ def stack() -> Iterator[EmbeddedStack]:
             running.stop()
 
 
-def sent_to(stack: EmbeddedStack) -> Counter[str]:
-    """How many messages from FROM each address got, as moto's SES recorded them."""
-    data = requests.get(f"{stack.aws_endpoint}/moto-api/data.json", timeout=60).json()
-    raw_messages = data.get("ses", {}).get("RawMessage", [])
-    return Counter(
-        str(email.message_from_string(m["raw_data"])["To"])
-        for m in raw_messages
-        if FROM in str(m.get("source", ""))
-    )
-
-
 def test_scheduled_broadcast_reaches_each_eligible_contact_once(stack: EmbeddedStack) -> None:
     api = Api(stack)
-    boto3.client(
-        "ses",
-        endpoint_url=stack.aws_endpoint,
-        region_name=get_settings().region,
-        aws_access_key_id="outside",
-        aws_secret_access_key="outside",
-    ).verify_email_identity(EmailAddress=FROM)
-    api.own(FROM)
+    api.verify_and_own(stack, FROM)
 
     rows = ["email,first_name,status"]
     rows += [
@@ -124,7 +101,7 @@ def test_scheduled_broadcast_reaches_each_eligible_contact_once(stack: EmbeddedS
     assert detail, api.ok("GET", f"/v1/campaigns/{campaign['id']}")
     excluded = {address(n) for n in (*UNSUBSCRIBED, *SUPPRESSED)}
     eligible = {address(n) for n in range(CONTACTS)} - excluded
-    delivered = sent_to(stack)
+    delivered = emails_from(moto_state(stack), FROM)
     assert set(delivered) == eligible
     assert set(delivered.values()) == {1}
     assert detail["total_recipients"] == CONTACTS

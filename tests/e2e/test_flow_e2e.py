@@ -16,21 +16,17 @@ exactly once per contact."""
 
 from __future__ import annotations
 
-import email
 import json
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-import requests
 
 from chalicelib.domain.flows.nodes import AbSplit
 from chalicelib.domain.flows.step import ab_variant
 from chalicelib.local.runner import EmbeddedStack
-from chalicelib.settings import get_settings
-from tests.e2e.kit import Api, eventually
+from tests.e2e.kit import Api, emails_from, eventually, moto_state
 from tests.feedback_kit import Receiver, receiver
 
 pytestmark = pytest.mark.e2e
@@ -57,15 +53,6 @@ def stack() -> Iterator[EmbeddedStack]:
 def hook() -> Iterator[Receiver]:
     with receiver() as running:
         yield running
-
-
-def sent_to(stack: EmbeddedStack) -> list[str]:
-    data = requests.get(f"{stack.aws_endpoint}/moto-api/data.json", timeout=60).json()
-    return [
-        str(email.message_from_string(m["raw_data"])["To"])
-        for m in data.get("ses", {}).get("RawMessage", [])
-        if FROM in str(m.get("source", ""))
-    ]
 
 
 def workflow(template_id: str, sender_id: str, hook_url: str) -> dict[str, Any]:
@@ -120,14 +107,7 @@ def test_an_event_walks_two_contacts_through_the_whole_flow(
     stack: EmbeddedStack, hook: Receiver
 ) -> None:
     api = Api(stack)
-    boto3.client(
-        "ses",
-        endpoint_url=stack.aws_endpoint,
-        region_name=get_settings().region,
-        aws_access_key_id="outside",
-        aws_secret_access_key="outside",
-    ).verify_email_identity(EmailAddress=FROM)
-    api.own(FROM)
+    api.verify_and_own(stack, FROM)
     sender = api.ok("POST", "/v1/senders", {"channel": "email", "from_email": FROM})
     template = api.ok(
         "POST",
@@ -203,7 +183,7 @@ def test_an_event_walks_two_contacts_through_the_whole_flow(
         ("big", "branched"),
         ("done", "exited"),
     ]
-    assert sorted(sent_to(stack)) == ["ada@example.com", "bob@example.com"]
+    assert emails_from(moto_state(stack), FROM) == {"ada@example.com": 1, "bob@example.com": 1}
 
     def posted(path: str) -> list[Any]:
         return [r for r in hook.requests if r.path == path]
@@ -238,12 +218,8 @@ def test_an_event_walks_two_contacts_through_the_whole_flow(
 def sent_by_channel(stack: EmbeddedStack) -> tuple[Counter[str], Counter[str]]:
     """The seed-004 walk's emails per address (SES) and pushes per device token (SNS
     platform endpoints), from one read of moto's state."""
-    data = requests.get(f"{stack.aws_endpoint}/moto-api/data.json", timeout=60).json()
-    mails = Counter(
-        str(email.message_from_string(m["raw_data"])["To"])
-        for m in data.get("ses", {}).get("RawMessage", [])
-        if SEED004_FROM in str(m.get("source", ""))
-    )
+    data = moto_state(stack)
+    mails = emails_from(data, SEED004_FROM)
     endpoints = data.get("sns", {}).get("PlatformEndpoint", [])
     pushes = Counter({e["token"]: len(e.get("messages") or {}) for e in endpoints})
     return mails, +pushes
@@ -255,14 +231,7 @@ def node(node_id: str, kind: str, y: int, **data: Any) -> dict[str, Any]:
 
 def test_a_seed004_campaign_runs_every_channel_once_per_contact(stack: EmbeddedStack) -> None:
     api = Api(stack)
-    boto3.client(
-        "ses",
-        endpoint_url=stack.aws_endpoint,
-        region_name=get_settings().region,
-        aws_access_key_id="outside",
-        aws_secret_access_key="outside",
-    ).verify_email_identity(EmailAddress=SEED004_FROM)
-    api.own(SEED004_FROM)
+    api.verify_and_own(stack, SEED004_FROM)
 
     def made(path: str, body: dict[str, Any]) -> str:
         return str(api.ok("POST", path, body)["id"])
