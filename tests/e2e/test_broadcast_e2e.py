@@ -43,7 +43,9 @@ def stack() -> Iterator[EmbeddedStack]:
 
 
 def test_scheduled_broadcast_reaches_each_eligible_contact_once(stack: EmbeddedStack) -> None:
-    api = Api(stack)
+    api = Api(
+        stack, timeout=120
+    )  # a status GET can wait behind the 1,000-recipient send (local stack, one process)
     api.verify_and_own(stack, FROM)
 
     rows = ["email,first_name,status"]
