@@ -43,9 +43,8 @@ def stack() -> Iterator[EmbeddedStack]:
 
 
 def test_scheduled_broadcast_reaches_each_eligible_contact_once(stack: EmbeddedStack) -> None:
-    api = Api(
-        stack, timeout=120
-    )  # a status GET can wait behind the 1,000-recipient send (local stack, one process)
+    # A status GET can wait behind the 1,000-recipient send (the local stack, one process).
+    api = Api(stack, timeout=120)
     api.verify_and_own(stack, FROM)
 
     rows = ["email,first_name,status"]
