@@ -75,11 +75,18 @@ def field_path(location: tuple[int | str, ...], prefix: str = "") -> str:
     return f"{prefix}.{path}" if prefix and path else (path or prefix)
 
 
+def _said(problem: Any) -> str:
+    """Pydantic's message, except where it would name one of Herald's classes."""
+    if problem["type"] == "model_type":
+        return "Expected a JSON object."
+    return str(problem["msg"])
+
+
 def from_validation_error(error: ValidationError, prefix: str = "") -> Response:
     """Pydantic's errors as a 422 naming the first bad field, with all of them in ``details``."""
     problems = error.errors(include_url=False, include_input=False, include_context=False)
     details = [
-        {"field": field_path(tuple(p["loc"]), prefix), "message": p["msg"], "type": p["type"]}
+        {"field": field_path(tuple(p["loc"]), prefix), "message": _said(p), "type": p["type"]}
         for p in problems
     ]
     first = details[0] if details else {"field": prefix, "message": "invalid input"}

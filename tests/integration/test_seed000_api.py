@@ -57,7 +57,7 @@ def test_create_answers_every_field_of_the_seed_with_its_defaults(shop: Shop) ->
         "id", "team_id", "name", "delivery_type", "campaign_type", "meta", "created_at",
         "updated_at", "draft_data", "campaign_sends",
     }  # fmt: skip
-    assert uuid.UUID(campaign["id"]) and campaign["team_id"] == shop.tenant.id
+    assert uuid.UUID(campaign["id"]) and campaign["team_id"] == str(uuid.UUID(shop.tenant.id))
     assert campaign["campaign_type"] == "event_triggered"
     assert campaign["delivery_type"] == "email" and campaign["meta"] == []
     send_data = campaign["draft_data"]["send_data"]
@@ -199,9 +199,16 @@ def test_delete_and_unknown_ids(shop: Shop) -> None:
     campaign_id = body_of(create(shop))["campaign"]["id"]
     assert shop.tenant.call("DELETE", f"{PATH}/{campaign_id}").status_code == 200
     assert flow_triggers.event_triggers(shop.tenant.id, "lead.created") == []
-    missing = shop.tenant.call("GET", f"{PATH}/{campaign_id}")
-    assert missing.status_code == 404 and body_of(missing)["ok"] is False
-    assert shop.tenant.call("GET", f"{PATH}/not-a-uuid").status_code == 404
+    for gone in (campaign_id, "not-a-uuid"):
+        missing = shop.tenant.call("GET", f"{PATH}/{gone}")
+        assert missing.status_code == 404
+        assert body_of(missing) == {"ok": False, "message": "Campaign not found."}
+
+
+def test_a_body_that_is_not_an_object_is_named_as_such(shop: Shop) -> None:
+    response = shop.tenant.call("POST", PATH, ["lead.created"])
+    assert response.status_code == 422
+    assert body_of(response)["errors"] == {"body": ["Expected a JSON object."]}
 
 
 def test_a_bad_reply_to_is_named_in_the_seeds_terms(shop: Shop) -> None:

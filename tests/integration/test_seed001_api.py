@@ -174,6 +174,8 @@ def test_drf_errors_in_drf_words(tenant: Tenant):
         "timezone": ["A valid timezone is required."],
         "created_by": ["Must be a valid UUID."],
     }
+    listed = tenant.call("POST", PATH, [body(tenant)])
+    assert body_of(listed) == {"non_field_errors": ["Expected a JSON object."]}
 
 
 def test_another_company_and_unknown_senders_do_not_exist(tenant: Tenant, other_tenant: Tenant):

@@ -233,6 +233,8 @@ def seed_errors(response: Response) -> Response:
     body: dict[str, Any] = {"ok": False, "message": error["message"]}
     if status == 401:
         body["message"] = "Unauthenticated."
+    elif status == 404:
+        body["message"] = "Campaign not found."  # never Herald's own id form
     elif status in (400, 422):
         status = 422
         problems = error.get("details") or [error]
@@ -620,7 +622,7 @@ def shown(tenant_id: str, campaign: Campaign) -> CampaignEnvelope:
     return CampaignEnvelope(
         campaign=CampaignResource(
             id=shown_id(campaign.id),
-            team_id=tenant_id,
+            team_id=shown_id(tenant_id),
             name=campaign.name,
             delivery_type=stored.get("delivery_type", "email"),
             campaign_type=data.campaign_type,
