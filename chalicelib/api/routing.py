@@ -310,3 +310,17 @@ def _dump(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_dump(v) for v in value]
     return value
+
+
+def tenant_routes(
+    app: Chalice | Blueprint, tag: str, **defaults: Any
+) -> Callable[..., Callable[[Handler], Handler]]:
+    """The route decorator of one API dialect: ``endpoint`` for a tenant's key, in the
+    dialect's ``tag``, with its fixed options (error envelope, content types) in
+    ``defaults``; a route's own options win."""
+
+    def route(path: str, method: str, summary: str, **options: Any) -> Callable[[Handler], Handler]:
+        chosen = {**defaults, **options}
+        return endpoint(app, path, method, auth="tenant", tag=tag, summary=summary, **chosen)
+
+    return route

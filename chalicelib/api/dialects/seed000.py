@@ -32,7 +32,7 @@ from pydantic import ConfigDict, Field, ValidationError
 from chalicelib.api.dialects.common import fields_renamed, native
 from chalicelib.api.errors import json_body
 from chalicelib.api.models import ApiModel
-from chalicelib.api.routing import JSON, Call, endpoint
+from chalicelib.api.routing import JSON, Call, tenant_routes
 from chalicelib.domain import clock, ids
 from chalicelib.domain.automation import AutomationPlan, countdown
 from chalicelib.domain.campaigns import (
@@ -636,18 +636,7 @@ def shown(tenant_id: str, campaign: Campaign) -> CampaignEnvelope:
 
 
 # -- routes -------------------------------------------------------------------------------
-def _route(path: str, method: str, summary: str, **options: Any) -> Callable[[Any], Any]:
-    return endpoint(
-        blueprint,
-        path,
-        method,
-        auth="tenant",
-        tag=TAG,
-        summary=summary,
-        error_envelope=seed_errors,
-        content_types=(JSON,),
-        **options,
-    )
+_route = tenant_routes(blueprint, TAG, error_envelope=seed_errors, content_types=(JSON,))
 
 
 def _given_send_data(body: Seed000Body, problems: Problems) -> dict[str, Any]:

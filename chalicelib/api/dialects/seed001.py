@@ -31,7 +31,7 @@ from chalicelib.api.dialects.common import drf_errors, fields_renamed, page_link
 from chalicelib.api.errors import json_body
 from chalicelib.api.links import route_url
 from chalicelib.api.models import ApiModel, Input
-from chalicelib.api.routing import FORM, JSON, Call, Handler, endpoint, read_body
+from chalicelib.api.routing import FORM, JSON, Call, read_body, tenant_routes
 from chalicelib.domain import clock, ids
 from chalicelib.domain.campaigns import Campaign, CampaignStatus
 from chalicelib.domain.errors import NotFound, Problems, ValidationFailures
@@ -514,18 +514,7 @@ def _page_link(call: Call, number: int) -> str:
 
 
 # -- routes ---------------------------------------------------------------------------------------
-def _route(path: str, method: str, summary: str, **options: Any) -> Callable[[Handler], Handler]:
-    return endpoint(
-        blueprint,
-        path,
-        method,
-        auth="tenant",
-        tag=TAG,
-        summary=summary,
-        error_envelope=seed_errors,
-        content_types=_BODIES,
-        **options,
-    )
+_route = tenant_routes(blueprint, TAG, error_envelope=seed_errors, content_types=_BODIES)
 
 
 def _campaign_id(call: Call) -> str:

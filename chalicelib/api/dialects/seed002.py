@@ -36,7 +36,7 @@ from chalicelib.api.dialects.common import (
 )
 from chalicelib.api.links import route_url
 from chalicelib.api.models import ApiModel, Input
-from chalicelib.api.routing import FORM, JSON, Call, Handler, endpoint
+from chalicelib.api.routing import FORM, JSON, Call, Handler, tenant_routes
 from chalicelib.domain import clock
 from chalicelib.domain.campaigns import (
     Audience,
@@ -432,17 +432,7 @@ def _shown_all(tenant_id: str, campaigns: list[Campaign]) -> list[Seed002Campaig
 
 # -- pagination --------------------------------------------------------------------------
 # -- routes ------------------------------------------------------------------------------
-def _route(path: str, method: str, summary: str, **options: Any) -> Callable[[Handler], Handler]:
-    return endpoint(
-        blueprint,
-        path,
-        method,
-        auth="tenant",
-        tag=TAG,
-        summary=summary,
-        error_envelope=drf_errors,
-        **options,
-    )
+_route = tenant_routes(blueprint, TAG, error_envelope=drf_errors)
 
 
 @_route(_COLLECTION, "GET", "List campaigns", query=Seed002ListQuery, response=Seed002CampaignPage)

@@ -43,7 +43,7 @@ from pydantic import AliasChoices, BeforeValidator, Field, PositiveInt, RootMode
 
 from chalicelib.api.dialects.common import fields_renamed, native
 from chalicelib.api.models import ApiModel, Input
-from chalicelib.api.routing import FORM, JSON, Call, Handler, endpoint
+from chalicelib.api.routing import FORM, JSON, Call, tenant_routes
 from chalicelib.domain import clock
 from chalicelib.domain.campaigns import (
     Audience,
@@ -500,8 +500,7 @@ def _domain_view(sender: Sender) -> Seed003Domain:
 
 
 # -- campaign routes ---------------------------------------------------------------------
-def _route(path: str, method: str, summary: str, **options: Any) -> Callable[[Handler], Handler]:
-    return endpoint(blueprint, path, method, auth="tenant", tag=TAG, summary=summary, **options)
+_route = tenant_routes(blueprint, TAG)
 
 
 @_route(

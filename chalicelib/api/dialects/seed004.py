@@ -25,7 +25,7 @@ from pydantic import ConfigDict, Field
 from chalicelib.api.dialects.common import native
 from chalicelib.api.errors import json_body
 from chalicelib.api.models import ApiModel
-from chalicelib.api.routing import JSON, Call, Handler, endpoint
+from chalicelib.api.routing import JSON, Call, tenant_routes
 from chalicelib.domain import clock, ids
 from chalicelib.domain.campaigns import (
     DESCRIPTION_MAX_LENGTH,
@@ -576,18 +576,7 @@ def _scheduled_at(workflow: Workflow | None) -> datetime | None:
 
 
 # -- routes --------------------------------------------------------------------------------
-def _route(path: str, method: str, summary: str, **options: Any) -> Callable[[Handler], Handler]:
-    return endpoint(
-        blueprint,
-        path,
-        method,
-        auth="tenant",
-        tag=TAG,
-        summary=summary,
-        error_envelope=seed_errors,
-        content_types=(JSON,),
-        **options,
-    )
+_route = tenant_routes(blueprint, TAG, error_envelope=seed_errors, content_types=(JSON,))
 
 
 def _workspace(call: Call) -> None:
