@@ -8,12 +8,10 @@ when the message still describes it.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from chalicelib.domain import clock
-from chalicelib.domain.campaigns import START_LEEWAY, Audience
-from chalicelib.domain.contacts import Contact
+from chalicelib.domain.campaigns import START_LEEWAY
 from chalicelib.domain.errors import InvalidTransition, NotFound
 from chalicelib.domain.flows.nodes import ScheduledTrigger
 from chalicelib.observability import logger
@@ -22,14 +20,10 @@ from chalicelib.pipeline.messages import EndFlow, EnterAudience
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.resources import herald_resources
 from chalicelib.services import flows
-from chalicelib.services.enrolments import enrol_contacts
+from chalicelib.services.enrolments import enrol_contacts, selection_page
 from chalicelib.settings import get_settings
-from chalicelib.store.audience import audience_page
 from chalicelib.store.campaigns import get_campaign
-from chalicelib.store.contacts import scan_contacts
 from chalicelib.store.ledger import WorkUnit, finish, take_lease
-
-PAGE_SIZE = 500  # audience members enrolled per message
 
 
 def end_flow(message: dict[str, Any]) -> None:
@@ -52,8 +46,9 @@ def end_flow(message: dict[str, Any]) -> None:
 
 
 def enter_audience(message: dict[str, Any]) -> None:
-    """One page of a ``trigger.scheduled`` firing: enrol the page's audience members at the
-    trigger; queue the next page; on page 0 of a cron, arm the next firing.
+    """One page of a trigger's selection: a ``trigger.scheduled`` firing, or a trigger
+    processed by hand (its pages after the request's first): enrol the page's contacts at
+    the trigger; queue the next page; on page 0 of a cron, arm the next firing.
 
     Each page is a unit of work with a lease (``FLOWFIRE``): a duplicate delivery of a done
     page does nothing, a retry after a crash enrols the page again (already enrolled
@@ -68,13 +63,9 @@ def enter_audience(message: dict[str, Any]) -> None:
     workflow = campaign.workflow
     node = workflow.by_id.get(entry.node_id) if workflow is not None else None
     config = node.config if node is not None else None
-    if (
-        campaign.status != "active"
-        or node is None
-        or not isinstance(config, ScheduledTrigger)
-        or not fires_at(config, entry.fire_at)
-    ):
-        logger.info("stale scheduled trigger", extra={"status": campaign.status})
+    fired = isinstance(config, ScheduledTrigger) and fires_at(config, entry.fire_at)
+    if campaign.status != "active" or node is None or not (entry.by_hand or fired):
+        logger.info("stale trigger page", extra={"status": campaign.status})
         return
     unit = WorkUnit(
         entry.tenant_id,
@@ -87,10 +78,10 @@ def enter_audience(message: dict[str, Any]) -> None:
         if lease.status == "busy":  # another worker holds it: look again after its lease
             enqueue("control", [entry.as_message()], delay_seconds=_lease_seconds())
         return
-    if entry.page == 0 and config.cron is not None:
+    if entry.page == 0 and isinstance(config, ScheduledTrigger) and config.cron is not None:
         arm_trigger(entry.tenant_id, campaign, node, after=entry.fire_at)
-    contacts, cursor = _audience_page(
-        entry.tenant_id, campaign.audience, entry.cursor, entry.fire_at
+    contacts, cursor = selection_page(
+        entry.tenant_id, campaign.audience, entry.segment_id, entry.cursor, entry.fire_at
     )
     if contacts:
         enrol_contacts(
@@ -100,17 +91,6 @@ def enter_audience(message: dict[str, Any]) -> None:
         following = entry.model_copy(update={"page": entry.page + 1, "cursor": cursor})
         enqueue("control", [following.as_message()])
     finish(unit, now, {"enrolled": len(contacts)})
-
-
-def _audience_page(
-    tenant_id: str, audience: Audience, cursor: str | None, at: datetime
-) -> tuple[list[Contact], str | None]:
-    """One page of the audience, as the planner reads it (segments' relative dates fixed at
-    the firing). A contact in two lists comes twice; its second enrolment is refused."""
-    spec = audience.spec()
-    if spec is None:
-        return scan_contacts(tenant_id, cursor, PAGE_SIZE)
-    return audience_page(tenant_id, spec, cursor, PAGE_SIZE, now=at)
 
 
 def _lease_seconds() -> int:

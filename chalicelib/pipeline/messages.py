@@ -200,8 +200,11 @@ class EndFlow(QueueMessage):
 
 
 class EnterAudience(QueueMessage):
-    """A ``trigger.scheduled`` fired at ``fire_at``: enrol one page of the flow's audience
-    (page 0 from the trigger's schedule, each next page queued by the one before)."""
+    """Enrol one page of whom a trigger selects, at the trigger ``node_id``, each next page
+    queued by the one before: a ``trigger.scheduled`` that fired at ``fire_at`` (page 0
+    from its schedule) enters the flow's audience; a trigger processed ``by_hand`` (seed
+    004's ``process_trigger`` at ``fire_at``, pages after the request's first) enters the
+    audience, or the members of ``segment_id`` when it names one."""
 
     KIND = "flow.enter_audience"
     QUEUE = "control"
@@ -211,6 +214,8 @@ class EnterAudience(QueueMessage):
     fire_at: datetime
     page: int = Field(default=0, ge=0)
     cursor: str | None = None
+    by_hand: bool = False
+    segment_id: str | None = None
 
 
 class FlowSweep(QueueMessage):

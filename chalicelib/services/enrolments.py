@@ -33,7 +33,8 @@ from itertools import islice
 from typing import Any, Literal
 
 from chalicelib.domain import clock
-from chalicelib.domain.campaigns import Campaign
+from chalicelib.domain.audience import AudienceSpec
+from chalicelib.domain.campaigns import Audience, Campaign
 from chalicelib.domain.contacts import Contact
 from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed
 from chalicelib.domain.events import TimelineEvent
@@ -55,13 +56,16 @@ from chalicelib.pipeline.queues import enqueue
 from chalicelib.services.notices import WebhookNotice, notify_webhooks
 from chalicelib.store import contacts as contact_store
 from chalicelib.store import enrolments, flow_triggers
+from chalicelib.store.audience import audience_page
 from chalicelib.store.campaigns import get_campaign
+from chalicelib.store.contacts import scan_contacts
 from chalicelib.store.counters import add_counts
 
 ENROLLING_STATUSES = frozenset({"draft", "active", "paused"})
 MAX_CONTACTS_PER_CALL = 1000
 _WRITERS = 8  # conditional puts in flight at once: 1,000 contacts in ~1 s, not ~10
 _EXIT_PAGE = 500
+SELECTION_PAGE_SIZE = 500  # contacts a trigger enrols per page of whom it selects
 _CLAIM_ATTEMPTS = 5  # an exit racing a worker reads the enrolment again this often
 FLOW_SOURCE = "flow"  # contact.saved of a flow's own change: properties.source
 
@@ -106,6 +110,18 @@ def enrol_contacts(
     campaign = _flow(tenant_id, campaign_id)
     trigger = _trigger(campaign, trigger_node_id)
     return _enrol(_Entry(tenant_id, campaign, trigger, now, event), contact_ids)
+
+
+def selection_page(
+    tenant_id: str, audience: Audience, segment_id: str | None, cursor: str | None, at: datetime
+) -> tuple[list[Contact], str | None]:
+    """One page of whom a trigger selects: the members of ``segment_id`` when it names one,
+    else the flow's ``audience`` as the planner reads it (segments' relative dates fixed at
+    ``at``). A contact in two lists comes twice; its second enrolment is refused."""
+    spec = AudienceSpec(segment_ids=[segment_id]) if segment_id is not None else audience.spec()
+    if spec is None:
+        return scan_contacts(tenant_id, cursor, SELECTION_PAGE_SIZE)
+    return audience_page(tenant_id, spec, cursor, SELECTION_PAGE_SIZE, now=at)
 
 
 def _flow(tenant_id: str, campaign_id: str) -> Campaign:

@@ -6,31 +6,28 @@ native flow and broadcast ones, which it calls for everything else.
 * ``delete``: permanent; a live flow is cancelled first through the flow service, so its
   waiting contacts leave (``campaign_ended``) and nothing is sent afterwards; a live
   broadcast is cancelled through the broadcast service.
-* ``enter_members`` / ``enter_audience``: a trigger processed by hand enrols the
-  contacts it selects now (a segment's members, the campaign's audience), page by page
-  through the enrolment service (one enrolment per contact: a repeat is
-  ``already_enrolled``).
+* ``enter_selection``: a trigger processed by hand enrols the contacts it selects now (a
+  segment's members, the campaign's audience) through the enrolment service (one
+  enrolment per contact: a repeat is ``already_enrolled``): the first page within the
+  request, the rest through the control queue.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from chalicelib.domain.campaigns import FINAL_STATUSES, Campaign, CampaignFilter
-from chalicelib.domain.contacts import Contact
 from chalicelib.domain.errors import NotFound
+from chalicelib.pipeline.messages import EnterAudience
+from chalicelib.pipeline.queues import enqueue
 from chalicelib.services import campaigns as broadcasts
 from chalicelib.services import seed_campaigns
-from chalicelib.services.enrolments import EnrolmentAnswer, enrol_contacts
+from chalicelib.services.enrolments import enrol_contacts, selection_page
 from chalicelib.store import campaigns as store
-from chalicelib.store.audience import audience_page, iter_audience
-from chalicelib.store.contacts import scan_contacts
 from chalicelib.store.counters import read_counts
 
 DIALECT = "seed004"  # dialect_data["dialect"] of a campaign made through seed 004
-PAGE_SIZE = 500
 
 
 def made_here(campaign: Campaign) -> bool:
@@ -69,58 +66,43 @@ def delete(tenant_id: str, campaign: Campaign, now: datetime) -> None:
 
 @dataclass(frozen=True)
 class Entered:
-    """What processing a trigger did: contacts enrolled, and those already in the flow."""
+    """What processing a trigger did within the request: contacts enrolled, those already
+    in the flow, errors; ``queued``: more pages follow through the control queue."""
 
     enrolled: int = 0
     already_enrolled: int = 0
     errors: int = 0
-
-    def plus(self, answers: list[EnrolmentAnswer]) -> Entered:
-        return Entered(
-            self.enrolled + sum(a.outcome == "enrolled" for a in answers),
-            self.already_enrolled + sum(a.outcome == "already_enrolled" for a in answers),
-            self.errors + sum(a.outcome == "error" for a in answers),
-        )
+    queued: bool = False
 
 
-def enter_members(
-    tenant_id: str, campaign_id: str, node_id: str, segment_id: str, now: datetime
+def enter_selection(
+    tenant_id: str, campaign: Campaign, node_id: str, segment_id: str | None, now: datetime
 ) -> Entered:
-    """Enrol the segment's members now, at the trigger ``node_id``."""
-    entered = Entered()
-    for page in iter_audience(tenant_id, segment_ids=[segment_id], now=now, page_size=PAGE_SIZE):
-        entered = _enter(tenant_id, campaign_id, node_id, page, now, so_far=entered)
-    return entered
-
-
-def enter_audience(tenant_id: str, campaign: Campaign, node_id: str, now: datetime) -> Entered:
-    """Enrol the campaign's audience now, at the trigger ``node_id`` (every contact when
-    the audience is everyone)."""
-    spec = campaign.audience.spec()
-    page_of: Callable[[str | None], tuple[list[Contact], str | None]]
-    if spec is None:
-        page_of = lambda cursor: scan_contacts(tenant_id, cursor, PAGE_SIZE)  # noqa: E731
-    else:
-        page_of = lambda cursor: audience_page(tenant_id, spec, cursor, PAGE_SIZE, now)  # noqa: E731
-    entered, cursor = Entered(), None
-    while True:
-        page, cursor = page_of(cursor)
-        if page:
-            entered = _enter(tenant_id, campaign.id, node_id, page, now, so_far=entered)
-        if cursor is None:
-            return entered
-
-
-def _enter(
-    tenant_id: str,
-    campaign_id: str,
-    node_id: str,
-    page: list[Contact],
-    now: datetime,
-    *,
-    so_far: Entered,
-) -> Entered:
-    answers = enrol_contacts(
-        tenant_id, campaign_id, [c.id for c in page], now, trigger_node_id=node_id
+    """Enrol whom the trigger ``node_id`` selects now (``segment_id``'s members, else the
+    campaign's audience): the first page within the request, every later one through the
+    control queue (``EnterAudience`` by hand, a lease per page), so a large audience never
+    holds the request open."""
+    page, cursor = selection_page(tenant_id, campaign.audience, segment_id, None, now)
+    answers = (
+        enrol_contacts(tenant_id, campaign.id, [c.id for c in page], now, trigger_node_id=node_id)
+        if page
+        else []
     )
-    return so_far.plus(answers)
+    if cursor is not None:
+        following = EnterAudience(
+            tenant_id=tenant_id,
+            campaign_id=campaign.id,
+            node_id=node_id,
+            fire_at=now,
+            page=1,
+            cursor=cursor,
+            by_hand=True,
+            segment_id=segment_id,
+        )
+        enqueue("control", [following.as_message()])
+    return Entered(
+        enrolled=sum(a.outcome == "enrolled" for a in answers),
+        already_enrolled=sum(a.outcome == "already_enrolled" for a in answers),
+        errors=sum(a.outcome == "error" for a in answers),
+        queued=cursor is not None,
+    )

@@ -13,6 +13,7 @@ import pytest
 
 from chalicelib.domain import clock
 from chalicelib.local.poller import drain
+from chalicelib.services import enrolments as enrolment_service
 from chalicelib.store import campaigns as campaign_store
 from chalicelib.store import enrolments
 from tests.conftest import Tenant, body_of
@@ -313,6 +314,37 @@ def test_execute_enters_a_contact_or_everyone_a_trigger_selects(shop: Shop) -> N
     assert (answer["enrolled"], answer["alreadyEnrolled"], answer["errors"]) == (2, 0, 0)
     found = enrolments.read_many(shop.tenant.id, made["id"], [small, *big])
     assert sorted(found) == sorted([small, *big])
+
+
+def test_a_trigger_selecting_more_than_a_page_enrols_the_rest_through_the_queue(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(enrolment_service, "SELECTION_PAGE_SIZE", 2)
+    segment = shop.ok(
+        "POST",
+        "/v1/segments",
+        {
+            "name": "Hot",
+            "condition": "AND",
+            "rules": [{"field": "lead_score", "operator": "gte", "value": 50}],
+        },
+    )
+    trigger = {"type": "SEGMENT_ENTRY", "data": {"segmentId": segment["id"]}}
+    made = create(shop, workflow=graph(shop, trigger=trigger, wait_days=1))
+    call(shop, "PATCH", f"/{made['id']}", {"status": "ACTIVE"})
+    hot = shop.contacts(5, lead_score=90)
+    shop.contacts(2, lead_score=10)
+    process = {"action": "process_trigger", "triggerType": "SEGMENT_ENTRY"}
+    answer = call(shop, "POST", f"/{made['id']}/execute", process)
+    # The request enrols the first page (two contacts examined), the queue the rest.
+    assert answer["queued"] is True and answer["enrolled"] <= 2
+    drain()  # each later page queued by the one before
+    assert sorted(enrolments.read_many(shop.tenant.id, made["id"], hot)) == sorted(hot)
+    assert call(shop, "GET", f"/{made['id']}")["_count"]["enrollments"] == 5
+    again = call(shop, "POST", f"/{made['id']}/execute", process)
+    assert (again["enrolled"], again["alreadyEnrolled"]) == (0, answer["enrolled"])
+    drain()
+    assert call(shop, "GET", f"/{made['id']}")["_count"]["enrollments"] == 5
 
 
 def test_delete_is_permanent_waiting_contacts_leave_and_nothing_is_sent_after(

@@ -182,6 +182,12 @@ class Seed004ExecuteResult(ApiModel):
     alreadyEnrolled: int
     errors: int
     details: list[dict[str, Any]]
+    queued: bool = Field(
+        default=False,
+        description="Herald extension: true when the trigger selected more than"
+        " one page of contacts; the counts are the first page's, the rest are enrolled"
+        " through the control queue.",
+    )
 
 
 # -- errors -------------------------------------------------------------------------------
@@ -801,11 +807,12 @@ def execute_campaign(call: Call) -> Response:
         if answer.reason == "not_found":
             raise NotFound(f"contact '{body.contactId}' not found", field="contactId")
         return _json({"action": body.action, **_tally([answer])})
-    if trigger.kind == "trigger.segment_entry":
-        segment_id = str(trigger.config.segment_id)  # type: ignore[union-attr]
-        entered = service.enter_members(tenant_id, campaign.id, trigger.id, segment_id, now)
-    else:
-        entered = service.enter_audience(tenant_id, campaign, trigger.id, now)
+    segment_id = (
+        str(trigger.config.segment_id)  # type: ignore[union-attr]
+        if trigger.kind == "trigger.segment_entry"
+        else None
+    )
+    entered = service.enter_selection(tenant_id, campaign, trigger.id, segment_id, now)
     return _json(
         {
             "action": body.action,
@@ -813,5 +820,6 @@ def execute_campaign(call: Call) -> Response:
             "alreadyEnrolled": entered.already_enrolled,
             "errors": entered.errors,
             "details": [],
+            "queued": entered.queued,
         }
     )
