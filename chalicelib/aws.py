@@ -5,13 +5,19 @@ per service for the life of the process, honouring ``Settings.aws_endpoint_url``
 clients are thread-safe, so the sender's pool shares them. They come from one shared
 session (made under the lock, since sessions are not thread-safe): a session per client
 reloads botocore's data files each time, which doubled the local stack's start-up.
+
+An endpoint on this machine (the embedded stack's moto) is signed for with fixed fake
+credentials, whatever the shell has: the admin CLI next to ``make run`` then works in a
+shell without AWS credentials, and a real account's keys never reach the emulator.
 """
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -21,6 +27,7 @@ from chalicelib.settings import get_settings
 _RETRIES = Config(retries={"max_attempts": 8, "mode": "standard"}, max_pool_connections=32)
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
+_EMULATOR_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
 
 def client(service: str) -> Any:
@@ -36,8 +43,23 @@ def client(service: str) -> Any:
                 region_name=settings.region,
                 endpoint_url=settings.aws_endpoint_url,
                 config=_RETRIES,
+                **signing_credentials(settings.aws_endpoint_url),
             )
         return _clients[service]
+
+
+def signing_credentials(endpoint_url: str | None) -> dict[str, str]:
+    """Fake credentials for an endpoint on this machine (an emulator); none for AWS, where
+    the default chain (the Lambda role, the operator's profile) signs."""
+    host = urlsplit(endpoint_url).hostname if endpoint_url else None
+    if host is None:
+        return {}
+    if host == "localhost":
+        return _EMULATOR_CREDENTIALS
+    try:
+        return _EMULATOR_CREDENTIALS if ipaddress.ip_address(host).is_loopback else {}
+    except ValueError:  # a name, not an address: not known to be this machine
+        return {}
 
 
 @functools.cache

@@ -52,6 +52,12 @@ class MessageView(ApiModel):
     bounce_subtype: str | None = None
     status_detail: str | None = None
     clicked_link: str | None = None
+    replied_at: datetime | None = Field(
+        default=None, description="When the contact first replied (SES inbound)."
+    )
+    auto_replied_at: datetime | None = Field(
+        default=None, description="When an automatic answer (out of office) first came."
+    )
     timeline: list[TimelineEntry] | None = None
 
     @classmethod
