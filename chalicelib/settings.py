@@ -164,6 +164,20 @@ class Settings(BaseModel):
     gate_settle_minutes: int = Field(
         default=30, ge=1, description="…or this long after its last send, whichever first."
     )
+    gate_poll_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=900,
+        description="How long a settling iteration waits before its counters are read "
+        "again (an SQS delay: one read a minute in AWS); tests and demos set 1.",
+    )
+    automation_interval_unit_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=60,
+        description="Seconds in one of an automation's send_interval minutes; tests and "
+        "demos set 1 (an interval of 10 is then 10 s).",
+    )
 
     # Address verification (docs/engine.md): where domain records come from.
     verification_resolver: Literal["dns", "stub"] = Field(

@@ -25,7 +25,7 @@ import sys
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from chalicelib.local import PROJECT_ROOT
+from chalicelib.local import PROJECT_ROOT, moto_dynamodb
 
 if TYPE_CHECKING:  # moto itself is imported only in the child
     from moto.backends import SERVICE_NAMES
@@ -164,6 +164,7 @@ def serve(host: str, port: int, parent_pid: int) -> None:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per AWS call
     _lambda_functions_without_docker()
+    moto_dynamodb.install()
     app = DomainDispatcherApplication(create_backend_app)
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
     for service in WARM_SERVICES:  # moto builds these on first use; do it before "ready"

@@ -6,11 +6,12 @@ iteration to come, it calls ``iteration_sent`` instead of completing the campaig
 
 1. ``iteration_sent`` records when the iteration finished (once: a conditional write)
    and queues ``automation.settle``;
-2. ``settle_iteration`` waits (SQS delays of ``SETTLE_POLL_SECONDS``) until the
+2. ``settle_iteration`` waits (SQS delays of ``gate_poll_seconds``) until the
    iteration's feedback has settled, then applies the delivery gate: below
    ``min_delivery_rate`` the campaign pauses (``pause_reason`` ``delivery_rate``), else
-   the next iteration is due ``send_interval`` minutes later, through an EventBridge
-   Scheduler one-shot named ``<campaign>-i<n>`` (or at once for an interval of 0);
+   the next iteration is due ``send_interval`` minutes later (minutes of
+   ``automation_interval_unit_seconds``: 60 but in tests and demos), through an
+   EventBridge Scheduler one-shot named ``<campaign>-i<n>`` (or at once for 0);
 3. ``start_iteration`` moves the campaign sending → calculating (``iterate``) with the
    counters read at that moment as the new iteration's baseline, and queues the planner's
    first page of it.
@@ -38,7 +39,6 @@ from chalicelib.settings import get_settings
 from chalicelib.store.campaigns import apply_action, get_campaign, update_with
 from chalicelib.store.counters import read_counts
 
-SETTLE_POLL_SECONDS = 60
 # Outcomes that resolve a sent message for the gate (a complaint follows a delivery).
 _RESOLVED = ("delivered", "bounced", "rejected")
 
@@ -98,7 +98,7 @@ def settle_iteration(message: dict[str, Any]) -> None:
         share=settings.gate_settled_share,
         minutes=settings.gate_settle_minutes,
     ):
-        enqueue("control", [message], delay_seconds=SETTLE_POLL_SECONDS)
+        enqueue("control", [message], delay_seconds=settings.gate_poll_seconds)
         return
     delivered = counts.get("delivered", 0) - state.delivered_before
     bounced = counts.get("bounced", 0) - state.bounced_before
@@ -111,7 +111,8 @@ def settle_iteration(message: dict[str, Any]) -> None:
         )
         pause_for(settle.tenant_id, campaign.id, trip, now, iterations=gated)
         return
-    next_send_at = (now + timedelta(minutes=plan.send_interval)).replace(microsecond=0)
+    interval = timedelta(seconds=plan.send_interval * settings.automation_interval_unit_seconds)
+    next_send_at = (now + interval).replace(microsecond=0)
     waiting = state.model_copy(
         update={"settled_at": now, "next_send_at": next_send_at, "delivery_rate": rate}
     )

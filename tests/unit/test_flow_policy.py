@@ -209,7 +209,8 @@ def test_a_sweep_covers_every_minute_since_the_last_one_it_swept() -> None:
         "202612071002",
     ]
     assert minutes_to_sweep("202612071000", T0) == []
-    assert minutes_to_sweep(None, T0, catch_up=2) == ["202612070959", "202612071000"]
+    assert minutes_to_sweep("202612070900", T0, catch_up=2) == ["202612070959", "202612071000"]
+    assert minutes_to_sweep(None, T0) == ["202612071000"]  # the first: nothing was missed
     assert len(minutes_to_sweep("202612060000", T0)) == 60
 
 

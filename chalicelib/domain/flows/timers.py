@@ -83,11 +83,21 @@ def due_shard(enrolment_key: str) -> int:
 def minutes_to_sweep(last_swept: str | None, now: datetime, *, catch_up: int = 60) -> list[str]:
     """The minute buckets a tick sweeps: every minute after ``last_swept`` up to the one
     ``now`` is in, so a missed tick is caught up (at most ``catch_up`` minutes back; older
-    entries are swept by the catch-up of the tick after)."""
+    entries are swept by the catch-up of the tick after).
+
+    With no sweep on record (Herald's first tick) only the current minute: there is no
+    missed tick to catch up, since an entry is filed only for a wake at least 15 minutes
+    after its filing (shorter waits are queue delays) and the tick runs every minute from
+    the start. Catching up an hour there would cost 60 x 32 Queries for nothing, which on
+    the embedded stack (moto scans its whole table per Query) froze every worker for
+    minutes a minute after each ``make run``.
+    """
     current = now.astimezone(UTC).replace(second=0, microsecond=0)
-    first = current - timedelta(minutes=catch_up - 1)
-    if last_swept is not None:
-        first = max(first, minute_start(last_swept) + timedelta(minutes=1))
+    if last_swept is None:
+        return [minute_bucket(current)]
+    first = max(
+        current - timedelta(minutes=catch_up - 1), minute_start(last_swept) + timedelta(minutes=1)
+    )
     count = int((current - first) / timedelta(minutes=1)) + 1
     return [minute_bucket(first + timedelta(minutes=i)) for i in range(max(count, 0))]
 
