@@ -62,6 +62,9 @@ from chalicelib.store.table import (
 TRACE_RETENTION = timedelta(days=90)
 DEDUPE_RETENTION = timedelta(days=365)  # how long a business event is remembered per flow
 STATUS_SHARDS = 16
+# A due entry is ~200 bytes and DynamoDB returns up to 1 MB a page: pages of 1,000 read a
+# shard's 3,125 entries (100,000 due in one minute) in 4 round trips, not 32 pages of 100.
+DUE_PAGE = 1_000
 _STATUS_INDEX = "gsi1"
 EnrolmentStatus = Literal["waiting", "active", "exited"]
 ENROLMENT_STATUSES: tuple[EnrolmentStatus, ...] = ("waiting", "active", "exited")
@@ -358,8 +361,8 @@ def any_due(due: FileDue) -> bool:
 
 
 def due_entries(due: FileDue) -> Iterator[DueEntry]:
-    """The entries filed under one minute and shard, page by page."""
-    for item in system_table().query_all(due_partition(due), consistent=True):
+    """The entries filed under one minute and shard, ``DUE_PAGE`` a page."""
+    for item in system_table().query_all(due_partition(due), consistent=True, limit=DUE_PAGE):
         yield DueEntry(
             tenant_id=item["tenant_id"],
             campaign_id=item["campaign_id"],
