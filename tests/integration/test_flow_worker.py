@@ -255,10 +255,22 @@ def test_a_missed_tick_is_caught_up_and_a_minute_is_swept_once(
     drain()
 
     frozen.advance(timedelta(minutes=25))  # ticks at +1 … +24 never ran
-    herald.TICK_JOBS["flows.sweep"](clock.now())
+    queries: list[str] = []
+
+    def query(**_: Any) -> None:
+        queries.append("Query")
+
+    hooks = client("dynamodb").meta.events
+    hooks.register("before-call.dynamodb.Query", query)
+    try:
+        herald.TICK_JOBS["flows.sweep"](clock.now())
+    finally:
+        hooks.unregister("before-call.dynamodb.Query", query)
     herald.TICK_JOBS["flows.sweep"](clock.now())  # the same minute again: nothing new
     drain_delivering_twice()
 
+    # The catching-up tick probed no shard (each of the 32 sweeps reads its 25 minutes).
+    assert queries == []
     assert recipients_of(sent_mail()) == {"person0@example.com": 1}
 
 
