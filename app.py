@@ -155,6 +155,7 @@ QUEUE_CONSUMERS: dict[QueueRole, Consumer] = {
             kinds.FlowSweep.KIND: flow_timers.sweep_shard,
         },
         scopes=(flow_worker_steps.wake_batch,),
+        ahead=flow_worker_steps.read_ahead,
     ),
     "replies": Consumer({kinds.SNS: replies.on_inbound}),
 }

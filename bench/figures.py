@@ -131,7 +131,8 @@ FIGURES: dict[str, Figure] = {
         Figure(
             "flow_send_step_aws_calls",
             ("<=", 3.5),
-            "AWS calls of a flow's send step beyond two non-send steps (bench/flows.py)",
+            "AWS calls a send node adds to a walk: the walk trigger → send → delay less "
+            "the same walk without the send (bench/flows.py)",
         ),
         Figure(
             "flow_overhead_usd_per_million_steps",

@@ -4,14 +4,19 @@
 
 In-process moto (the broadcast benchmark's speed-ups included), the real handlers:
 
-1. **Steps.** ``contacts`` contacts are enrolled in a flow ``trigger.manual → add_tag →
-   update_score → set_field → send → delay 1 day`` and the flows queue is drained by the
+1. **Steps.** ``contacts`` contacts walk each of three flows, ``trigger.manual → add_tag
+   → update_score → set_field → delay 1 day`` (plain), ``trigger.manual → send → delay``
+   (sending) and ``trigger.manual → delay`` (bare), and the flows queue is drained by the
    local poller, as Lambda would (batches of 10). Every AWS call is counted by the same
-   botocore meter as the broadcast (``bench.meter``), split into the wakes' calls and the
-   calls of the send steps (``sesv2.SendEmail`` and what the send node adds: its ledger
-   read and record, the suppression read, the cap counters). A non-send step is priced
-   from the non-send calls; ``flow_send_step_aws_calls`` is the send step's own calls plus
-   its share of the wake (read of campaign, enrolment, contact; the queue message).
+   botocore meter as the broadcast (``bench.meter``). ``flow_step_aws_calls`` is the plain
+   walk's calls per step (a wake's fixed calls included: the batch's read, the queue's
+   receive and delete); ``flow_send_step_aws_calls`` is what the send node adds to a walk,
+   the sending walk's calls less the bare walk's (its ledger and suppression read, the
+   provider call, the ledger record; its claim is the walk's). The formula used until
+   2026-12-06, the sending walk's calls less two plain steps, is kept in ``steps``
+   (``send_step_calls_beyond_two_plain_steps``): it charged the send step 0.6 of a wake's
+   fixed calls (five plain steps share a wake, three steps of the sending walk do), and
+   any saving on plain steps raised it.
 2. **The sweep.** ``due`` enrolments (3,125: a shard's share of 100,000 due in one minute)
    are filed in one minute of one shard; one ``flow.sweep`` handler queues a FlowWake for
    each (SendMessageBatch, 10 at a time). ``timer_sweep_per_second`` = entries ÷ the
@@ -92,7 +97,7 @@ def run(contacts: int = 200, due: int = 3_125) -> dict[str, Any]:
 
 
 def _steps(meter: AwsMeter, tenant_id: str, key: str, contacts: int) -> dict[str, Any]:
-    """Two flows walked by the same contacts: one of non-send steps, one with a send."""
+    """Three flows walked (the module docstring): plain steps, a send, neither."""
     from bench.harness import TEMPLATE, _api
 
     with _api() as http:
@@ -114,10 +119,9 @@ def _steps(meter: AwsMeter, tenant_id: str, key: str, contacts: int) -> dict[str
         ],
     )
     sending = _walk(meter, tenant_id, contacts, [{"id": "mail", "kind": "send", "config": send}])
+    bare = _walk(meter, tenant_id, contacts, [])
     per_plain_step = plain["calls"] / plain["steps"]
-    # The send flow's steps are the trigger, the send and the wait: the send step is what
-    # its walk costs beyond two plain steps.
-    send_step = sending["calls"] / contacts - 2 * per_plain_step
+    send_step = (sending["calls"] - bare["calls"]) / contacts
     steps = plain["steps"] + sending["steps"]
     cpu = plain["herald_cpu_s"] + sending["herald_cpu_s"]
     usd = plain["usd"] + sending["usd"]
@@ -126,8 +130,12 @@ def _steps(meter: AwsMeter, tenant_id: str, key: str, contacts: int) -> dict[str
         "contacts": contacts,
         "plain_flow": plain,
         "send_flow": sending,
+        "bare_flow": bare,
         "non_send_calls_per_step": round(per_plain_step, 3),
         "send_step_calls": round(send_step, 3),
+        "send_step_calls_beyond_two_plain_steps": round(
+            sending["calls"] / contacts - 2 * per_plain_step, 3
+        ),
         "usd_per_million_steps": round(usd * 1_000_000 / steps, 2),
         "herald_s_per_step": round(cpu / steps, 6),
         "latency_s_per_step": round(latency / steps, 4),

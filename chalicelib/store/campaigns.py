@@ -99,12 +99,16 @@ def _not_found(campaign_id: str) -> NotFound:
 # -- reads -----------------------------------------------------------------------------
 def get_campaign(tenant_id: str, campaign_id: str) -> Campaign:
     """The campaign (strongly consistent read); NotFound for an unknown or malformed id."""
-    if not is_campaign_id(campaign_id):
-        raise _not_found(campaign_id)
-    item = tenant_table(tenant_id).get(_CAMPAIGNS, campaign_id)
+    key = campaign_key(campaign_id)
+    item = tenant_table(tenant_id).get(*key) if key else None
     if item is None:
         raise _not_found(campaign_id)
     return Campaign.model_validate(item)
+
+
+def campaign_key(campaign_id: str) -> tuple[str, str] | None:
+    """The key ``get_campaign`` reads (None for a malformed id), for a batched read."""
+    return (_CAMPAIGNS, campaign_id) if is_campaign_id(campaign_id) else None
 
 
 def get_campaign_by_number(tenant_id: str, number: int) -> Campaign:

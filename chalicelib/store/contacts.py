@@ -418,11 +418,20 @@ def update_contact(
 
 def read_versioned(tenant_id: str, contact_id: str) -> tuple[Contact, int]:
     """The contact and its version (consistent read); NotFound when there is none."""
-    item = None
-    if is_contact_id(contact_id):
-        item = tenant_table(tenant_id).get(*_contact_key(contact_id))
+    key = contact_key(contact_id)
+    item = tenant_table(tenant_id).get(*key) if key else None
     if item is None:
         raise NotFound(f"contact '{contact_id}' not found", field="contact_id")
+    return versioned(item)
+
+
+def contact_key(contact_id: str) -> tuple[str, str] | None:
+    """The key ``read_versioned`` reads (None for a malformed id), for a batched read."""
+    return _contact_key(contact_id) if is_contact_id(contact_id) else None
+
+
+def versioned(item: dict[str, Any]) -> tuple[Contact, int]:
+    """The contact an item read by ``contact_key`` holds, and its version."""
     return _contact_from_item(item), int(item.get("version", 0))
 
 

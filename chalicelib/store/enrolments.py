@@ -1,15 +1,17 @@
 """Flow enrolments in DynamoDB: the enrolment, its trace, the due index, cap counters.
 
 The step executor (``chalicelib.domain.flows.step``) decides; this module makes each
-decision durable exactly once. ``commit_step`` is the step's claim: ONE transaction that
-writes the enrolment as it is after the step, on condition that it still stands on the
-claim's (node, visit), together with the step's trace entries. A redelivered step finds
-the condition false and changes nothing (docs/flows.md, "Exactly once per step").
+decision durable exactly once. ``commit_steps`` is the claim of one or more steps taken
+in a row: ONE transaction that writes the enrolment as it is after the last, on condition
+that it still stands on the first step's (node, visit), together with the steps' trace
+entries. A redelivered step finds the condition false and changes nothing (docs/flows.md,
+"Exactly once per step").
 
 Layout (key strings from ``chalicelib.domain.flows.timers``; ScopedTable adds the scope):
 - ``ENROL#<campaign>`` / ``<contact>``: the enrolment (tenant scope)
-- ``TRACE#<campaign>#<contact>`` / ``<visit:010d>#<n>``: trace entries, in step order,
-  expiring (TTL) after TRACE_RETENTION
+- ``TRACE#<campaign>#<contact>`` / ``<visit:010d>#0``: the trace entries of one claim
+  (``entries``, in step order; ``visit`` is its first step's), expiring (TTL) after
+  TRACE_RETENTION
 - ``FLOWDUE#<minute>#<shard>`` / ``<tenant>#<campaign>#<contact>#<visit>`` (system scope):
   the due index the one-minute sweep reads; entries expire, they are never deleted
 - ``CAPS#<contact>`` / ``-``: the contact's message counts per hour bucket (``t#<hour>``
@@ -62,6 +64,9 @@ from chalicelib.store.table import (
 TRACE_RETENTION = timedelta(days=90)
 DEDUPE_RETENTION = timedelta(days=365)  # how long a business event is remembered per flow
 STATUS_SHARDS = 16
+# A due entry is ~200 bytes and DynamoDB returns up to 1 MB a page: pages of 1,000 read a
+# shard's 3,125 entries (100,000 due in one minute) in 4 round trips, not 32 pages of 100.
+DUE_PAGE = 1_000
 _STATUS_INDEX = "gsi1"
 EnrolmentStatus = Literal["waiting", "active", "exited"]
 ENROLMENT_STATUSES: tuple[EnrolmentStatus, ...] = ("waiting", "active", "exited")
@@ -149,14 +154,14 @@ def index_contacts(tenant_id: str, campaign_id: str, contact_ids: Iterable[str])
 
 def read(tenant_id: str, campaign_id: str, contact_id: str) -> Enrolment | None:
     item = tenant_table(tenant_id).get(*enrolment_key(campaign_id, contact_id))
-    return _enrolment(campaign_id, contact_id, item) if item else None
+    return enrolment_from_item(campaign_id, contact_id, item) if item else None
 
 
 def read_many(tenant_id: str, campaign_id: str, contact_ids: Iterable[str]) -> dict[str, Enrolment]:
     """The enrolments of ``contact_ids`` in one flow, by contact (BatchGetItem, consistent)."""
     keys = [enrolment_key(campaign_id, c) for c in contact_ids]
     found = tenant_table(tenant_id).batch_get(keys, consistent=True)
-    return {sort: _enrolment(campaign_id, sort, item) for (_, sort), item in found.items()}
+    return {sort: enrolment_from_item(campaign_id, sort, item) for (_, sort), item in found.items()}
 
 
 def enrolments_of_contact(tenant_id: str, contact_id: str) -> list[Enrolment]:
@@ -169,7 +174,7 @@ def enrolments_of_contact(tenant_id: str, contact_id: str) -> list[Enrolment]:
     ]
     found = table.batch_get((enrolment_key(c, contact_id) for c in campaigns), consistent=True)
     return [
-        _enrolment(c, contact_id, item)
+        enrolment_from_item(c, contact_id, item)
         for c in campaigns
         if (item := found.get(enrolment_key(c, contact_id))) is not None
     ]
@@ -196,7 +201,9 @@ def list_by_status(
             limit=limit - len(found),
             cursor=inner,
         )
-        found.extend(_enrolment(campaign_id, item["contact_id"], item) for item in page.items)
+        found.extend(
+            enrolment_from_item(campaign_id, item["contact_id"], item) for item in page.items
+        )
         inner = page.cursor
         if inner is None:
             shard += 1
@@ -288,17 +295,30 @@ def _decode_cursor(cursor: str | None, statuses: int) -> tuple[int, int, str | N
 def commit_step(
     tenant_id: str, step: Step, now: datetime, also: Sequence[Mapping[str, Any]] = ()
 ) -> bool:
-    """Claim ``step`` and record it: the enrolment after it and its trace, all or nothing.
+    """Claim ``step`` and record it (``commit_steps`` of one step)."""
+    return commit_steps(tenant_id, [step], now, also)
 
-    ``also`` are more requests of the same transaction (the contact's change, the step's
-    counts), which so happen exactly when the step does. False when the transaction was
-    refused: the claim was taken already (a duplicate delivery, a racing worker, an event
-    that moved the enrolment meanwhile) or a condition of ``also`` failed (the contact
-    changed since it was read); the caller reads the enrolment again to tell which.
+
+def commit_steps(
+    tenant_id: str, steps: Sequence[Step], now: datetime, also: Sequence[Mapping[str, Any]] = ()
+) -> bool:
+    """Claim ``steps`` (each taken from where the one before left the enrolment) and
+    record them: the enrolment after the last and their trace, all or nothing.
+
+    ONE transaction whatever the number of steps: the enrolment, on condition that it
+    still stands on the first step's (node, visit); one trace item holding every entry of
+    the steps; and ``also``, more requests of the same transaction (the contact's change,
+    the steps' counts), which so happen exactly when the steps do. False when the
+    transaction was refused: the claim was taken already (a duplicate delivery, a racing
+    worker, an event that moved the enrolment meanwhile) or a condition of ``also``
+    failed (the contact changed since it was read); the caller reads the enrolment again
+    to tell which.
     """
+    if not steps:
+        raise ValueError("a claim needs a step")
     table = tenant_table(tenant_id)
-    after = step.enrolment
-    _, node_id, visit = step.claim
+    after = steps[-1].enrolment
+    _, node_id, visit = steps[0].claim
     partition, sort = enrolment_key(after.campaign_id, after.contact_id)
     claim = Condition(
         "#node = :node AND #visit = :visit",
@@ -310,11 +330,18 @@ def commit_step(
             partition, sort, _stored(after), condition=claim, index_keys=_status_index(after)
         )
     ]
-    expires = int((now + TRACE_RETENTION).timestamp())
-    trace_partition = _trace_partition(after.campaign_id, after.contact_id)
-    for n, entry in enumerate(step.trace):
-        stored = {**_plain(asdict(entry)), "n": n, TableSpec.ttl_attribute: expires}
-        requests.append(table.put_request(trace_partition, f"{entry.visit:010d}#{n}", stored))
+    entries = [_plain(asdict(entry)) for step in steps for entry in step.trace]
+    if entries:
+        # One item per claim (its first visit is unique to it): a walk of five steps
+        # writes one trace item, not five (each a write unit, doubled in a transaction).
+        stored = {
+            "visit": visit,
+            "n": 0,
+            "entries": entries,
+            TableSpec.ttl_attribute: int((now + TRACE_RETENTION).timestamp()),
+        }
+        trace_partition = _trace_partition(after.campaign_id, after.contact_id)
+        requests.append(table.put_request(trace_partition, f"{visit:010d}#0", stored))
     requests.extend(dict(request) for request in also)
     try:
         transact_write(requests)
@@ -324,9 +351,10 @@ def commit_step(
 
 
 def read_trace(tenant_id: str, campaign_id: str, contact_id: str) -> list[TraceEntry]:
-    """Every step of the contact's enrolment still kept, oldest first."""
+    """Every step of the contact's enrolment still kept, oldest first (an item holds the
+    entries of one claim; an item of an older layout, one entry)."""
     items = tenant_table(tenant_id).query_all(_trace_partition(campaign_id, contact_id))
-    return [_trace_entry(item) for item in items]
+    return [_trace_entry(entry) for item in items for entry in item.get("entries", [item])]
 
 
 def _standing_on(enrolment: Enrolment) -> Condition:
@@ -358,8 +386,8 @@ def any_due(due: FileDue) -> bool:
 
 
 def due_entries(due: FileDue) -> Iterator[DueEntry]:
-    """The entries filed under one minute and shard, page by page."""
-    for item in system_table().query_all(due_partition(due), consistent=True):
+    """The entries filed under one minute and shard, ``DUE_PAGE`` a page."""
+    for item in system_table().query_all(due_partition(due), consistent=True, limit=DUE_PAGE):
         yield DueEntry(
             tenant_id=item["tenant_id"],
             campaign_id=item["campaign_id"],
@@ -467,7 +495,7 @@ def _stored(enrolment: Enrolment) -> dict[str, Any]:
     return stored
 
 
-def _enrolment(campaign_id: str, contact_id: str, item: Mapping[str, Any]) -> Enrolment:
+def enrolment_from_item(campaign_id: str, contact_id: str, item: Mapping[str, Any]) -> Enrolment:
     def when(name: str) -> datetime | None:
         value = item.get(name)
         return datetime.fromisoformat(value) if isinstance(value, str) else None

@@ -187,6 +187,12 @@ def notifications_and_queues(sqs, sns, answers):
         [(m["MessageId"], m["Body"], m["MessageAttributes"]) for m in got["Messages"]],
         [attributes[k] for k in sorted(attributes) if k.startswith("ApproximateNumber")],
         attempt(sqs.get_queue_url, QueueName="missing")]
+    fifo = sqs.create_queue(QueueName="q.fifo", Attributes={
+        "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+    for body in ("a", "a", "b"):  # the second "a" is deduplicated by its content
+        sqs.send_message(QueueUrl=fifo, MessageBody=body, MessageGroupId="g")
+    answers["fifo"] = [m["Body"] for m in sqs.receive_message(
+        QueueUrl=fifo, MaxNumberOfMessages=10)["Messages"]]
 
 def scenario():
     mock_random.seed(7)

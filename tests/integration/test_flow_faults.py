@@ -17,7 +17,7 @@ from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.domain.contacts import ContactFields
 from chalicelib.domain.flows.step import ExitReason
-from chalicelib.local.poller import drain
+from chalicelib.local.poller import drain, poll_once
 from chalicelib.pipeline.messages import FlowWake
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.services.enrolments import wake_held
@@ -83,12 +83,14 @@ def test_a_worker_killed_between_the_send_and_its_claim_sends_once(
 ) -> None:
     flow = welcome_flow(shop)
     [contact_id] = shop.contacts(1)
-    killer = kill_transaction({2, 4})  # the send's claim, then the tag's (after its retry)
+    # The walk's steps (the send among them) are claimed in one transaction: kill it, and
+    # the retry's too; the third attempt finds the send in the ledger and claims the walk.
+    killer = kill_transaction({1, 2})
     enrol_contact(shop.tenant.id, flow, contact_id)
 
     drain()
 
-    assert killer.calls > 4
+    assert killer.calls == 3
     assert recipients_of(sent_mail()) == {"person0@example.com": 1}
     contact = contacts.get_contact(shop.tenant.id, contact_id)
     assert contact.tags == ["welcomed"] and contact.lead_score == 7
@@ -194,7 +196,7 @@ def test_a_contact_changed_between_read_and_claim_gets_the_step_once(
 
     def meanwhile(**_: Any) -> None:
         claims["n"] += 1
-        if claims["n"] == 4:  # the score step's claim: someone edits the contact first
+        if claims["n"] == 1:  # the walk's claim (send, tag, score): someone edits the contact
             events.unregister("before-call.dynamodb.TransactWriteItems", meanwhile)
             contacts.set_list_membership(shop.tenant.id, contact_id, "lst_1", member=True)
             fields = ContactFields(first_name="Edited")
@@ -209,4 +211,93 @@ def test_a_contact_changed_between_read_and_claim_gets_the_step_once(
 
     contact = contacts.get_contact(shop.tenant.id, contact_id)
     assert (contact.first_name, contact.lead_score, contact.tags) == ("Edited", 8, ["welcomed"])
-    assert read_counts(shop.tenant.id, flow.id)["node.score.completed"] == 1
+    assert claims["n"] == 1  # unregistered: the claim it refused was taken again
+    counts = read_counts(shop.tenant.id, flow.id)
+    assert (counts["node.score.completed"], counts["sent"]) == (1, 1)
+    assert recipients_of(sent_mail()) == {"person0@example.com": 1}
+
+
+def test_a_wake_delivered_twice_in_one_batch_changes_nothing(
+    shop: Shop, frozen: clock.FrozenClock
+) -> None:
+    flow = welcome_flow(shop)
+    people = shop.contacts(2, lead_score=1)
+    for contact_id in people:
+        enrol_contact(shop.tenant.id, flow, contact_id)
+    again = FlowWake(tenant_id=shop.tenant.id, campaign_id=flow.id, contact_id=people[0], visit=0)
+    enqueue("flows", [again.as_message()])
+
+    assert poll_once("flows") == 3  # read ahead together: the copy must not reuse that read
+    drain()
+
+    assert recipients_of(sent_mail()) == {"person0@example.com": 1, "person1@example.com": 1}
+    counts = read_counts(shop.tenant.id, flow.id)
+    assert (counts["sent"], counts["node.score.completed"], counts["exited.completed"]) == (2, 2, 2)
+    assert contacts.get_contact(shop.tenant.id, people[0]).lead_score == 8
+    assert outcomes(shop.tenant.id, flow.id, people[0]) == [
+        ("start", "entered"),
+        ("welcome", "performed"),
+        ("tag", "performed"),
+        ("score", "performed"),
+        ("score", "exited"),
+    ]
+
+
+def test_a_condition_is_claimed_before_the_message_it_leads_to(
+    shop: Shop, frozen: clock.FrozenClock
+) -> None:
+    """A retry may decide a condition otherwise (the contact changed): the branch taken is
+    durable before the message goes out. Steps that decide nothing (the trigger) are
+    claimed with the send."""
+    flow = put_flow(
+        shop.tenant.id,
+        {
+            "nodes": [
+                {"id": "start", "kind": "trigger.manual"},
+                {
+                    "id": "pro",
+                    "kind": "attribute_check",
+                    "config": {
+                        "rules": {
+                            "condition": "AND",
+                            "rules": [{"field": "lead_score", "operator": "gte", "value": 50}],
+                        }
+                    },
+                },
+                send_node(shop),
+                send_node(shop, "second"),
+            ],
+            "edges": [
+                {"source": "start", "target": "pro"},
+                {"source": "pro", "target": "welcome", "branch": "yes"},
+                {"source": "pro", "target": "second", "branch": "no"},
+            ],
+        },
+    )
+    plain = welcome_flow(shop)
+    [contact_id] = shop.contacts(1, lead_score=60)
+    standing: list[tuple[str, str]] = []
+
+    def at_send(**_: Any) -> None:
+        for campaign in (flow, plain):
+            enrolment = enrolments.read(shop.tenant.id, campaign.id, contact_id)
+            if enrolment is not None and not enrolment.exited:
+                standing.append((campaign.id, enrolment.node_id))
+
+    events = client("sesv2").meta.events
+    events.register("before-call.sesv2.SendEmail", at_send)
+    try:
+        enrol_contact(shop.tenant.id, flow, contact_id)
+        drain()
+        enrol_contact(shop.tenant.id, plain, contact_id)
+        drain()
+    finally:
+        events.unregister("before-call.sesv2.SendEmail", at_send)
+
+    assert standing == [(flow.id, "welcome"), (plain.id, "start")]
+    assert outcomes(shop.tenant.id, flow.id, contact_id) == [
+        ("start", "entered"),
+        ("pro", "branched"),
+        ("welcome", "performed"),
+        ("welcome", "exited"),
+    ]

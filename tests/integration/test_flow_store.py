@@ -22,6 +22,7 @@ from chalicelib.domain.flows.step import (
 from chalicelib.domain.flows.timers import FileDue, due_shard, minute_bucket, route
 from chalicelib.domain.tenants import new_tenant_id
 from chalicelib.store import enrolments
+from chalicelib.store.table import tenant_table
 
 NOW = datetime(2026, 12, 7, 10, 0, 5, tzinfo=UTC)
 CONTACT = Contact(id="c_1", email="ada@example.com", created_at=NOW, updated_at=NOW)
@@ -211,3 +212,50 @@ def test_counting_a_message_prunes_buckets_no_cap_reads_any_more(aws: None) -> N
         f"t#{hour_bucket(NOW)}": 1,
         f"c#cmp_a#{hour_bucket(NOW)}": 1,
     }
+
+
+def test_steps_taken_in_a_row_are_claimed_at_once_with_one_trace_item(aws: None) -> None:
+    tenant = new_tenant_id()
+    enrolment = enrol("cmp_1", "c_1", FLOW.by_id["start"], NOW)
+    enrolments.start(tenant, enrolment, previous=None)
+    entered = step_at(enrolment)
+    tagged = step_at(entered.enrolment)
+    waiting = step_at(tagged.enrolment)
+
+    assert enrolments.commit_steps(tenant, [entered, tagged, waiting], NOW)
+    assert not enrolments.commit_steps(tenant, [entered, tagged, waiting], NOW)  # redelivered
+    assert not enrolments.commit_step(tenant, tagged, NOW)  # a step of the claimed run
+
+    assert enrolments.read(tenant, "cmp_1", "c_1") == waiting.enrolment
+    trace = enrolments.read_trace(tenant, "cmp_1", "c_1")
+    assert [(t.node_id, t.visit, t.outcome) for t in trace] == [
+        ("start", 0, "entered"),
+        ("tag", 1, "performed"),
+        ("wait", 2, "waiting"),
+    ]
+    assert trace[2].until == NOW + timedelta(days=2)
+    [item] = tenant_table(tenant).query_all("TRACE#cmp_1#c_1")  # one item for the three
+    assert (item["visit"], len(item["entries"])) == (0, 3)
+
+
+def test_a_trace_item_of_one_entry_each_is_read_too(aws: None) -> None:
+    """Trace items written before claims held several steps: one entry per item."""
+    tenant = new_tenant_id()
+    entered = step_at(enrol("cmp_1", "c_1", FLOW.by_id["start"], NOW))
+    tagged = step_at(entered.enrolment)
+    enrolments.start(tenant, tagged.enrolment, previous=None)  # on "wait", visit 2
+    for visit, (node, outcome) in enumerate((("start", "entered"), ("tag", "performed"))):
+        old = {"node_id": node, "visit": visit, "at": NOW.isoformat(), "outcome": outcome, "n": 0}
+        tenant_table(tenant).put("TRACE#cmp_1#c_1", f"{visit:010d}#0", old)
+    assert enrolments.commit_step(tenant, step_at(tagged.enrolment), NOW)
+
+    trace = enrolments.read_trace(tenant, "cmp_1", "c_1")
+
+    assert [(t.node_id, t.visit, t.outcome) for t in trace] == [
+        ("start", 0, "entered"),
+        ("tag", 1, "performed"),
+        ("wait", 2, "waiting"),
+    ]
+    enrolments.index_contacts(tenant, "cmp_1", ["c_1"])
+    enrolments.purge_contact(tenant, "c_1")
+    assert enrolments.read_trace(tenant, "cmp_1", "c_1") == []

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import itertools
 import json
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -254,10 +255,22 @@ def test_a_missed_tick_is_caught_up_and_a_minute_is_swept_once(
     drain()
 
     frozen.advance(timedelta(minutes=25))  # ticks at +1 … +24 never ran
-    herald.TICK_JOBS["flows.sweep"](clock.now())
+    queries: list[str] = []
+
+    def query(**_: Any) -> None:
+        queries.append("Query")
+
+    hooks = client("dynamodb").meta.events
+    hooks.register("before-call.dynamodb.Query", query)
+    try:
+        herald.TICK_JOBS["flows.sweep"](clock.now())
+    finally:
+        hooks.unregister("before-call.dynamodb.Query", query)
     herald.TICK_JOBS["flows.sweep"](clock.now())  # the same minute again: nothing new
     drain_delivering_twice()
 
+    # The catching-up tick probed no shard (each of the 32 sweeps reads its 25 minutes).
+    assert queries == []
     assert recipients_of(sent_mail()) == {"person0@example.com": 1}
 
 
@@ -520,7 +533,7 @@ def test_a_flow_change_does_not_trigger_the_flow_again(
     assert read_counts(shop.tenant.id, flow.id)["enrollments"] == 1
 
 
-def test_a_batch_of_wakes_reads_its_flow_and_webhook_endpoints_once(
+def test_a_batch_of_wakes_reads_its_flow_enrolments_contacts_and_endpoints_once(
     shop: Shop, frozen: clock.FrozenClock, herald_env: Any
 ) -> None:
     herald_env(allow_loopback_callbacks="true")
@@ -538,9 +551,17 @@ def test_a_batch_of_wakes_reads_its_flow_and_webhook_endpoints_once(
     reads: list[str] = []
 
     def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "BatchGetItem":
+            [request] = params["RequestItems"].values()
+            kinds = Counter(k["pk"]["S"].split("#")[2] for k in request["Keys"])  # T#<tenant>#…
+            if kinds["CAMPAIGNS"]:
+                reads.append(f"read ahead: {dict(sorted(kinds.items()))}")
+            return
         wire = json.dumps(params.get("Key") or params.get("ExpressionAttributeValues"))
         if model.name == "GetItem" and "#CAMPAIGNS" in wire and flow.id in wire:
             reads.append(f"flow {flow.id}")
+        elif model.name == "GetItem" and ("#ENROL#" in wire or "#CONTACTS#" in wire):
+            reads.append("an enrolment or a contact")
         elif model.name == "Query" and "#WEBHOOK" in wire:
             reads.append("webhook endpoints")
 
@@ -557,7 +578,12 @@ def test_a_batch_of_wakes_reads_its_flow_and_webhook_endpoints_once(
             hooks.unregister("provide-client-params.dynamodb.*", record)
         drain()
 
-    assert reads == [f"flow {flow.id}", "webhook endpoints"]
+    # One BatchGetItem of the flow and the three wakes' enrolments and contacts, then the
+    # endpoints once (the first send's message.submitted), nothing read again per wake.
+    assert reads == [
+        "read ahead: {'CAMPAIGNS': 1, 'CONTACTS': 3, 'ENROL': 3}",
+        "webhook endpoints",
+    ]
     assert len(sent_mail()) == 3
     posted = [json.loads(r.body) for r in hook.requests]
     submitted = [b["data"]["recipients"] for b in posted if b["type"] == "message.submitted"]

@@ -100,6 +100,35 @@ def test_each_queue_function_in_app_reads_its_own_row(role, monkeypatch):
     assert heard == [{"kind": "probe"}]
 
 
+def test_a_batch_reader_sees_the_batch_first_and_its_failure_fails_no_record(monkeypatch):
+    """``Consumer.ahead`` (the flow worker's read-ahead) is only a saving: when it fails,
+    every record is still handled, reading for itself."""
+    order: list[tuple[str, object]] = []
+
+    def ahead(batch):
+        order.append(("ahead", [m["n"] for m in batch]))
+        raise RuntimeError("read-ahead refused")
+
+    def handle(message):
+        order.append(("handled", message["n"]))
+
+    monkeypatch.setitem(herald.QUEUE_CONSUMERS, "flows", Consumer({"probe": handle}, ahead=ahead))
+    bodies = [
+        json.dumps({"kind": "probe", "n": 1}),
+        "not json",
+        json.dumps({"kind": "probe", "n": 2}),
+    ]
+    received = [
+        {"MessageId": f"m{i}", "ReceiptHandle": f"r{i}", "Body": body}
+        for i, body in enumerate(bodies)
+    ]
+
+    response = invoke("flows", sqs_event("flows", received))
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m1"}]}  # the undecodable one
+    assert order == [("ahead", [1, 2]), ("handled", 1), ("handled", 2)]
+
+
 def test_every_tick_job_is_listed_in_app():
     assert set(herald.TICK_JOBS) == {
         "campaigns.overdue",

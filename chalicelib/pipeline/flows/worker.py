@@ -28,10 +28,11 @@ docs/flows.md, "Exactly once per step", has the crash points.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -79,8 +80,11 @@ from chalicelib.store.campaigns import get_campaign
 from chalicelib.store.counters import count_request
 from chalicelib.store.events_out import BusEvent, publish_events
 from chalicelib.store.timeline import list_timeline
+from chalicelib.store.wake_reads import WakeReads, read_for_wakes
 
 MAX_STEPS_PER_WAKE = 50
+_EFFECTS_OUTSIDE_THE_CLAIM = frozenset({"send", "webhook", "notify_inbox"})
+_CONDITIONS = frozenset({"attribute_check", "event_check"})  # read what a retry may see changed
 CLAIM_ATTEMPTS = 3  # a step taken again when the contact changed between read and claim
 DEADLINE_MARGIN_SECONDS = 20  # no send starts this close to the Lambda timeout
 _HISTORY_PAGES = 5  # event_check reads at most this many pages of 100 timeline events
@@ -88,6 +92,7 @@ _HISTORY_PAGES = 5  # event_check reads at most this many pages of 100 timeline 
 _flows_read: ContextVar[dict[tuple[str, str], Campaign] | None] = ContextVar(
     "flows_read", default=None
 )
+_read_ahead: ContextVar[dict[str, WakeReads] | None] = ContextVar("read_ahead", default=None)
 
 
 @contextmanager
@@ -99,12 +104,52 @@ def wake_batch() -> Iterator[None]:
     the batch takes effect from the next batch, seconds later, as it would had the batch
     been received a moment earlier.
     """
-    token = _flows_read.set({})
+    token, ahead = _flows_read.set({}), _read_ahead.set({})
     try:
         with endpoints_looked_up_once():
             yield
     finally:
+        _read_ahead.reset(ahead)
         _flows_read.reset(token)
+
+
+def read_ahead(messages: Sequence[dict[str, Any]]) -> None:
+    """The flows consumer's ``ahead``: every wake's flow, enrolment and contact in one
+    BatchGetItem per tenant (``store.wake_reads``), instead of two or three GetItems per
+    wake. Each enrolment and contact read ahead is used once, by the first wake that asks
+    (``_take``): a second wake of the same enrolment in the batch (a redelivery), or of
+    the same contact in another flow, reads afresh what the first one left."""
+    reads, flows = _read_ahead.get(), _flows_read.get()
+    if reads is None or flows is None:
+        return
+    wakes: dict[str, list[tuple[str, str]]] = {}
+    for message in messages:
+        if message.get("kind") == FlowWake.KIND:
+            wake = FlowWake.model_validate(message)
+            wakes.setdefault(wake.tenant_id, []).append((wake.campaign_id, wake.contact_id))
+    for tenant_id, pairs in wakes.items():
+        reads[tenant_id] = read_for_wakes(tenant_id, pairs)
+        for campaign_id, campaign in reads[tenant_id].campaigns.items():
+            flows.setdefault((tenant_id, campaign_id), campaign)
+
+
+def _read_enrolment(tenant_id: str, campaign_id: str, contact_id: str) -> Enrolment | None:
+    """The enrolment, as read ahead for this batch if no wake used that read yet."""
+    reads = (_read_ahead.get() or {}).get(tenant_id)
+    if reads is not None and (campaign_id, contact_id) in reads.enrolments:
+        return reads.enrolments.pop((campaign_id, contact_id))
+    return enrolments.read(tenant_id, campaign_id, contact_id)
+
+
+def _read_versioned(tenant_id: str, contact_id: str) -> tuple[Contact, int]:
+    """The contact and its version, as read ahead if no wake used that read yet."""
+    reads = (_read_ahead.get() or {}).get(tenant_id)
+    if reads is not None and contact_id in reads.contacts:
+        found = reads.contacts.pop(contact_id)
+        if found is None:
+            raise NotFound(f"contact '{contact_id}' not found", field="contact_id")
+        return found
+    return contacts.read_versioned(tenant_id, contact_id)
 
 
 def _read_flow(tenant_id: str, campaign_id: str) -> Campaign:
@@ -129,7 +174,7 @@ def wake(message: dict[str, Any]) -> None:
         logger.info("wake of a deleted flow dropped")
         return
     workflow = campaign.workflow
-    enrolment = enrolments.read(tenant_id, campaign.id, wake_message.contact_id)
+    enrolment = _read_enrolment(tenant_id, campaign.id, wake_message.contact_id)
     if workflow is None or enrolment is None or not _due(enrolment, wake_message.visit):
         metrics.add_metric(name="flow_wakes_stale", unit="Count", value=1)
         return
@@ -176,14 +221,6 @@ def _end(tenant_id: str, campaign: Campaign, enrolment: Enrolment, now: datetime
         announce_exits(tenant_id, [(enrolment, step.enrolment)], now)
 
 
-@dataclass(frozen=True)
-class _Done:
-    """What a claimed step leaves: go on with the next one, or stop (waiting, exited, or
-    the step belonged to someone else)."""
-
-    go_on: bool
-
-
 class _Walk:
     """One wake's steps along one enrolment."""
 
@@ -209,47 +246,79 @@ class _Walk:
 
     def run(self) -> None:
         try:
-            for taken in range(MAX_STEPS_PER_WAKE):
-                last = taken == MAX_STEPS_PER_WAKE - 1
-                if not self._one_step(last=last).go_on:
+            taken = 0
+            while taken < MAX_STEPS_PER_WAKE:
+                group = self._claimed_group(taken)
+                if group is None:
                     return
-                self.event = None  # the waking event is for the first step only
+                taken += len(group.steps)
+                if not group.go_on:
+                    return
         finally:
             self._announce()
 
     def _read_contact(self) -> Contact | None:
         try:
-            self.contact, self.version = contacts.read_versioned(
-                self.tenant_id, self.enrolment.contact_id
-            )
+            self.contact, self.version = _read_versioned(self.tenant_id, self.enrolment.contact_id)
         except NotFound:
             self.contact = None
         return self.contact
 
-    def _one_step(self, *, last: bool) -> _Done:
+    def _claimed_group(self, taken: int) -> _Group | None:
+        """The next steps decided and claimed together (``_decide_group``); None when
+        another worker (or an event) took them. A claim refused because the contact
+        changed under it takes the steps again from a fresh read."""
+        start = self.enrolment
         for _ in range(CLAIM_ATTEMPTS):
-            contact = self.contact or self._read_contact()
+            group = self._decide_group(taken)
+            now = clock.now()
+            if self._claim(group, now):
+                self._claimed(group, now)
+                return group
+            current = enrolments.read(self.tenant_id, self.campaign.id, start.contact_id)
+            if current != start:
+                metrics.add_metric(name="flow_claims_lost", unit="Count", value=1)
+                return None
+            self.enrolment, self.contact = start, None  # the contact changed: read it again
+        raise RuntimeError("the contact kept changing; the wake is retried")
+
+    def _decide_group(self, taken: int) -> _Group:
+        """Steps from where the enrolment stands, decided (their intents carried out, each
+        keyed by its own step) until it waits or exits, the wake's last step, or a step
+        with an effect outside the claim (a send, a webhook, an inbox thread) after a
+        condition in the same group: that condition is claimed first, so an effect is
+        never made on a path that a retry could decide differently (a contact changed in
+        between). Every other step is deterministic, or its effect is in the claim."""
+        contact = self.contact or self._read_contact()
+        group = _Group(self.enrolment, self.version)
+        while True:
+            if group.steps and self._claim_first(group):
+                return group
             now = clock.now()
             if contact is None:
                 decided = _Decided(exit_step(self.enrolment, ExitReason.DELETED, now))
             else:
-                decided = self._decide(contact, now)
-            go_on = self._arrange_next(decided.step, now, last=last)
-            if self._claim(decided, now):
-                self._changed(decided.change)
-                before, self.enrolment = self.enrolment, decided.step.enrolment
-                if self.enrolment.exited:
-                    announce_exits(self.tenant_id, [(before, self.enrolment)], now)
-                return _Done(go_on)
-            current = enrolments.read(self.tenant_id, self.campaign.id, self.enrolment.contact_id)
-            if current != self.enrolment:
-                metrics.add_metric(name="flow_claims_lost", unit="Count", value=1)
-                return _Done(False)  # another worker (or an event) took the step
-            self.contact = None  # the contact changed under us: read it again
-        raise RuntimeError("the contact kept changing; the wake is retried")
+                event = None if group.steps else self.event
+                decided = self._decide(contact, now, event)
+            last = taken + len(group.steps) == MAX_STEPS_PER_WAKE - 1
+            group.go_on = self._arrange_next(decided.step, now, last=last)
+            group.add(self.enrolment, decided)
+            if decided.change is not None:
+                contact = self.contact = decided.change.contact
+            self.enrolment = decided.step.enrolment
+            if not group.go_on:
+                return group
+
+    def _claim_first(self, group: _Group) -> bool:
+        """Whether the group must be claimed before the step the enrolment stands on."""
+        node = self.workflow.by_id.get(self.enrolment.node_id)
+        if node is None or node.kind not in _EFFECTS_OUTSIDE_THE_CLAIM:
+            return False
+        kinds = (self.workflow.by_id.get(before.node_id) for before, _ in group.steps)
+        return any(n is not None and n.kind in _CONDITIONS for n in kinds)
 
     # -- deciding and carrying out -----------------------------------------------------
-    def _decide(self, contact: Contact, now: datetime) -> _Decided:
+    def _decide(self, contact: Contact, now: datetime, event: EventLike | None) -> _Decided:
         """The step, with its intents carried out (all keyed by the step) and the policy's
         answer for a send applied; the contact change it makes, if any."""
         enrolment = self.enrolment
@@ -258,7 +327,7 @@ class _Walk:
             contact=contact,
             campaign_timezone=self.campaign.timezone,
             history=self._history(contact, now),
-            event=self.event,
+            event=event,
         )
         step = take_step(self.workflow, self.campaign.flow_settings, enrolment, context)
         decided = _Decided(step)
@@ -362,36 +431,44 @@ class _Walk:
             return False
         return True
 
-    def _claim(self, decided: _Decided, now: datetime) -> bool:
-        counts = step_counts(self.enrolment, decided.step)
-        if decided.sent:
-            for name, n in send_counts(self.enrolment, self.enrolment.node_id).items():
-                counts[name] = counts.get(name, 0) + n
+    def _claim(self, group: _Group, now: datetime) -> bool:
+        """One transaction: the group's steps, their counts, the contact's changes."""
+        counts: Counter[str] = Counter()
+        for before, decided in group.steps:
+            counts.update(step_counts(before, decided.step))
+            if decided.sent:
+                counts.update(send_counts(before, before.node_id))
         also = []
-        change = decided.change
-        if change is not None:
+        if group.changed is not None:
             also.append(
-                contacts.change_request(self.tenant_id, change.contact, change.fields, self.version)
+                contacts.change_request(
+                    self.tenant_id, group.changed, list(group.fields), group.version
+                )
             )
-        counted = count_request(self.tenant_id, self.campaign.id, counts, self.enrolment.contact_id)
+        counted = count_request(self.tenant_id, self.campaign.id, counts, group.start.contact_id)
         if counted is not None:
             also.append(counted)
-        return enrolments.commit_step(self.tenant_id, decided.step, now, also)
+        steps = [decided.step for _, decided in group.steps]
+        return enrolments.commit_steps(self.tenant_id, steps, now, also)
 
-    def _changed(self, change: _Change | None) -> None:
-        """Keep the contact as the claim wrote it, and its ``contact.saved`` to announce."""
-        if change is None:
-            return
-        self.contact, self.version = change.contact, self.version + 1
-        self.saved.append(
-            contacts.saved_event(
-                change.contact,
-                created=False,
-                changed=change.fields,
-                source="flow",
-                campaign_id=self.campaign.id,
+    def _claimed(self, group: _Group, now: datetime) -> None:
+        """After the claim: the contact as it wrote it, its ``contact.saved`` to announce
+        (one per change, as each step made it), the exit to announce."""
+        self.event = None  # the waking event is for the wake's first step only
+        if group.changed is not None:
+            self.version = group.version + 1
+            self.saved.extend(
+                contacts.saved_event(
+                    change.contact,
+                    created=False,
+                    changed=change.fields,
+                    source="flow",
+                    campaign_id=self.campaign.id,
+                )
+                for change in group.changes
             )
-        )
+        if self.enrolment.exited:
+            announce_exits(self.tenant_id, [(group.steps[-1][0], self.enrolment)], now)
 
     def _announce(self) -> None:
         """``contact.saved`` for every change the walk's claims wrote, in one PutEvents
@@ -410,6 +487,35 @@ class _Walk:
 class _Change:
     contact: Contact
     fields: list[str]
+
+
+@dataclass
+class _Group:
+    """Steps decided since the last claim, to be claimed together: where the enrolment
+    stood before them (the claim's condition), the contact's version as read, and the
+    contact's changes they made (written as one update on that version)."""
+
+    start: Enrolment
+    version: int
+    steps: list[tuple[Enrolment, _Decided]] = field(default_factory=list)  # (before, step)
+    go_on: bool = True  # the walk goes on after the claim
+
+    def add(self, before: Enrolment, decided: _Decided) -> None:
+        self.steps.append((before, decided))
+
+    @property
+    def changes(self) -> list[_Change]:
+        return [decided.change for _, decided in self.steps if decided.change is not None]
+
+    @property
+    def changed(self) -> Contact | None:
+        """The contact as the last change left it (None when nothing changed)."""
+        changes = self.changes
+        return changes[-1].contact if changes else None
+
+    @property
+    def fields(self) -> dict[str, None]:
+        return {name: None for change in self.changes for name in change.fields}
 
 
 @dataclass(frozen=True)
