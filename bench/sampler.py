@@ -20,18 +20,23 @@ Each sample is put in one bucket:
   by ``gc.callbacks`` (the thread's CPU clock at the collection's start and stop) and
   taken out of that thread's next sample. A collection scans the whole heap of its
   generation, and this process's heap is mostly moto's: every item of every table, every
-  queued message. A full collection took ~150 ms here, eight of them in a 2,000-contact
-  broadcast, ~0.8 ms per recipient in all, charged to whatever code happened to allocate
-  (Herald's ~40 % of the time), where a Lambda holds only Herald's own objects. Each
-  collection is an interval of its thread's CPU clock, the clock the samples read, so
-  a sample takes out exactly the part of it that falls since the thread's last sample.
+  queued message. A full collection took ~150 ms here, seven of them in a 2,000-contact
+  broadcast, ~0.8 ms per recipient in all (young ones included), charged to whatever
+  code happened to allocate (Herald's or moto's), where a Lambda holds only Herald's own
+  objects. Each collection is an interval of its thread's CPU clock, the clock the
+  samples read, so a sample takes out exactly the part of it that falls since the
+  thread's last sample.
 
 A thread found **blocked** (waiting on a lock, an event, a future or the pool's queue:
 its innermost frame is one of ``_WAITING``) used its CPU since the last sample before it
 blocked: that CPU is charged to the stack it had at its last sample while running, not
 to the wait. Charging it to the wait had put the last moto call before every wait into
 Herald's bucket: a batch waiting for its threads' round showed 0.6 ms per recipient
-"in" ``concurrent.futures.wait``.
+"in" ``concurrent.futures.wait``. Where it ran in between is not known: its last running
+stack is a guess, but the wait, which uses no CPU, is certainly wrong. Threads that
+take turns quickly (a batch and its one sending thread, a round of one recipient each)
+stay hard to split between ``herald`` and ``other``: bench/README.md, "Issue 19, the
+send path".
 
 "Inside an invocation" is what Lambda would run: everything below the local poller's
 ``invoke_handler`` (the call of app.py's handler, Chalice's event wrapping included), an
@@ -230,8 +235,8 @@ class Sampler:
         profile = self.profile
         profile.samples += 1
         for ident, frame in sys._current_frames().items():
-            if ident == own:
-                continue
+            if ident == own or not isinstance(frame, FrameType):
+                continue  # (CPython 3.11 once handed out a str here, a thread being torn down)
             cpu = self._cpu(ident)
             if cpu is None:
                 continue

@@ -108,5 +108,7 @@ def test_the_cpu_of_a_thread_found_waiting_goes_where_it_last_ran() -> None:
     done.set()
     thread.join()
     herald, other = profile.cpu_seconds["herald"], profile.cpu_seconds["other"]
-    assert herald > 0.1
-    assert herald / (herald + other) > 0.8
+    # Charged to the wait, all of it would be ``other`` (the wait's stack has no Herald
+    # frame); a share of it is the loop's own time, which is ``other`` either way.
+    assert herald > 0.03
+    assert herald / (herald + other) > 0.3
