@@ -15,7 +15,28 @@ Each sample is put in one bucket:
 - **herald**: inside an invocation and no AWS frame: Herald's code and the libraries it
   calls (pydantic, Jinja, json, hashlib…);
 - **other**: the benchmark itself, the SES simulator publishing SES's events, the local
-  poller receiving and deleting messages (Lambda's event source mapping, not Herald).
+  poller receiving and deleting messages (Lambda's event source mapping, not Herald);
+- **gc**: the cyclic garbage collector, whichever thread's allocation set it off, timed
+  by ``gc.callbacks`` (the thread's CPU clock at the collection's start and stop) and
+  taken out of that thread's next sample. A collection scans the whole heap of its
+  generation, and this process's heap is mostly moto's: every item of every table, every
+  queued message. A full collection took ~150 ms here, seven of them in a 2,000-contact
+  broadcast, ~0.8 ms per recipient in all (young ones included), charged to whatever
+  code happened to allocate (Herald's or moto's), where a Lambda holds only Herald's own
+  objects. Each collection is an interval of its thread's CPU clock, the clock the
+  samples read, so a sample takes out exactly the part of it that falls since the
+  thread's last sample.
+
+A thread found **blocked** (waiting on a lock, an event, a future or the pool's queue:
+its innermost frame is one of ``_WAITING``) used its CPU since the last sample before it
+blocked: that CPU is charged to the stack it had at its last sample while running, not
+to the wait. Charging it to the wait had put the last moto call before every wait into
+Herald's bucket: a batch waiting for its threads' round showed 0.6 ms per recipient
+"in" ``concurrent.futures.wait``. Where it ran in between is not known: its last running
+stack is a guess, but the wait, which uses no CPU, is certainly wrong. Threads that
+take turns quickly (a batch and its one sending thread, a round of one recipient each)
+stay hard to split between ``herald`` and ``other``: bench/README.md, "Issue 19, the
+send path".
 
 "Inside an invocation" is what Lambda would run: everything below the local poller's
 ``invoke_handler`` (the call of app.py's handler, Chalice's event wrapping included), an
@@ -29,6 +50,7 @@ also names the innermost Herald frame and the library running inside it, so the 
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -48,6 +70,13 @@ _LOCAL = str(ROOT / "chalicelib" / "local") + "/"
 _APP = str(ROOT / "app.py")
 _AWS_PARTS = ("/botocore/", "/boto3/", "/moto/", "/s3transfer/", "/responses/")
 
+# Where a blocked thread's innermost Python frame is: (file name ending, function)
+_WAITING = (
+    ("/threading.py", "wait"),
+    ("/threading.py", "_wait_for_tstate_lock"),
+    ("/concurrent/futures/thread.py", "_worker"),  # the pool's idle thread (SimpleQueue.get)
+)
+
 # What a code object is (``Sampler._kind``, decided once per code object)
 _OTHER, _AWS, _HERALD, _LOCAL_KIND, _ENTRY = range(5)
 
@@ -64,7 +93,7 @@ def _largest(seconds: Mapping[str, float], top: int | None = None) -> list[tuple
 class Profile:
     """CPU seconds by bucket, and Herald's by where it was spent."""
 
-    cpu_seconds: defaultdict[str, float] = field(default_factory=_seconds)  # herald, aws, other
+    cpu_seconds: defaultdict[str, float] = field(default_factory=_seconds)  # herald, aws, other, gc
     herald_sites: defaultdict[str, float] = field(
         default_factory=_seconds
     )  # innermost Herald frame
@@ -90,6 +119,7 @@ class Profile:
             "herald_ms_per_recipient": self.ms_per("herald", recipients),
             "aws_ms_per_recipient": self.ms_per("aws", recipients),
             "other_ms_per_recipient": self.ms_per("other", recipients),
+            "gc_ms_per_recipient": self.ms_per("gc", recipients),
             # Load on the machine slows every instruction, Herald's and moto's alike: the
             # share is steadier than either figure when other work shares the cores.
             "herald_share_of_invocations": round(
@@ -116,7 +146,7 @@ class Profile:
             f"{recipients} recipients, {self.samples} samples over {self.seconds:.1f} s",
             *(
                 f"{bucket:<8}{self.ms_per(bucket, recipients):>8.3f} ms per recipient"
-                for bucket in ("herald", "aws", "other")
+                for bucket in ("herald", "aws", "other", "gc")
             ),
         ]
         lines += table("Herald by handler", self.herald_by_handler)
@@ -136,6 +166,10 @@ class Sampler:
         self._kinds: dict[CodeType, tuple[int, str]] = {}
         self._clocks: dict[int, int] = {}
         self._last_cpu: dict[int, float] = {}
+        self._running: dict[int, FrameType] = {}  # each thread's stack when last seen running
+        self._gc_started: dict[int, float] = {}
+        # Collections not yet taken out of a sample: (start, stop) on the thread's CPU clock
+        self._gc_intervals: defaultdict[int, list[tuple[float, float]]] = defaultdict(list)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -148,6 +182,7 @@ class Sampler:
         for ident in sys._current_frames():
             self._last_cpu[ident] = self._cpu(ident) or 0.0
         self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+        gc.callbacks.append(self._collected)
         self._thread.start()
         try:
             yield self.profile
@@ -155,8 +190,32 @@ class Sampler:
             self._stop.set()
             self._thread.join()
             self._sample()  # the time since the last sample
+            gc.callbacks.remove(self._collected)
             sys.setswitchinterval(switch_interval)
             self.profile.seconds += time.perf_counter() - started
+
+    def _collected(self, phase: str, _info: dict[str, Any]) -> None:
+        """``gc.callbacks``: note when a collection starts and stops on its thread's clock."""
+        now, ident = time.thread_time(), threading.get_ident()
+        if phase == "start":
+            self._gc_started[ident] = now
+        elif (started := self._gc_started.pop(ident, None)) is not None:
+            self._gc_intervals[ident].append((started, now))
+
+    def _collecting(self, ident: int, since: float, until: float) -> float:
+        """The CPU a thread spent collecting between two of its clock readings.
+
+        A collection still open counts up to now: the sampler, kept waiting for the GIL
+        during a collection, typically gets it at the first Python line of the ``stop``
+        callback, before that callback has recorded the interval.
+        """
+        pending = self._gc_intervals.pop(ident, [])
+        open_since = self._gc_started.get(ident)
+        if open_since is not None:
+            pending.append((open_since, until))
+        spent = sum(max(0.0, min(stop, until) - max(start, since)) for start, stop in pending)
+        self._gc_intervals[ident].extend(i for i in pending if i[1] > until)
+        return spent
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -176,15 +235,22 @@ class Sampler:
         profile = self.profile
         profile.samples += 1
         for ident, frame in sys._current_frames().items():
-            if ident == own:
-                continue
+            if ident == own or not isinstance(frame, FrameType):
+                continue  # (CPython 3.11 once handed out a str here, a thread being torn down)
             cpu = self._cpu(ident)
             if cpu is None:
                 continue
-            used = cpu - self._last_cpu.get(ident, 0.0)
+            last = self._last_cpu.get(ident, 0.0)
+            collecting = self._collecting(ident, last, cpu)
+            profile.cpu_seconds["gc"] += collecting
+            used = cpu - last - collecting
             self._last_cpu[ident] = cpu
+            if _waiting(frame):
+                where = self._running.get(ident, frame)
+            else:
+                where = self._running[ident] = frame
             if used > 0:
-                self._charge(frame, used)
+                self._charge(where, used)
 
     def _kind(self, code: CodeType) -> tuple[int, str]:
         known = self._kinds.get(code)
@@ -244,6 +310,13 @@ class Sampler:
         profile.herald_by_handler[handler or "send pool"] += used
         for name in set(functions):
             profile.herald_inclusive[name] += used
+
+
+def _waiting(frame: FrameType) -> bool:
+    code = frame.f_code
+    return any(
+        code.co_name == name and code.co_filename.endswith(ending) for ending, name in _WAITING
+    )
 
 
 def _library(path: str) -> str:

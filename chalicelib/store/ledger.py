@@ -281,6 +281,30 @@ def record_message(tenant_id: str, record: MessageRecord) -> bool:
     return True
 
 
+def record_messages(tenant_id: str, records: Sequence[MessageRecord]) -> None:
+    """Write the records of a group of messages with one BatchWriteItem per 25 (a group
+    commit), unconditionally: BatchWriteItem takes no condition.
+
+    Only for records no one else can have written: a send batch's lease holder, well
+    inside its lease, for recipients its own ledger read found without a record (the
+    sender's ``_commit`` is that guard; docs/engine.md, "Group commit"). Anyone else
+    writes with ``record_message``, which never overwrites a record.
+    """
+    tenant_table(tenant_id).batch_put(
+        (
+            *_message_key(
+                record.campaign_id,
+                record.step,
+                record.contact_id,
+                record.channel,
+                record.occurrence,
+            ),
+            _stored(record),
+        )
+        for record in records
+    )
+
+
 def messages_among(
     tenant_id: str,
     campaign_id: str,

@@ -201,6 +201,58 @@ def test_children_stored_but_not_queued_are_queued_by_the_retry(
     assert (detail["status"], detail["sent"]) == ("sent", 5)
 
 
+# -- the group commit of ledger records: partly written, then the worker dies -----------
+def test_a_round_recorded_in_part_before_a_crash_resends_only_its_unrecorded_messages(
+    shop: Shop, frozen: clock.FrozenClock, boundary: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DynamoDB writes half of a round's BatchWriteItem and hands the rest back as
+    unprocessed; the worker dies before it writes them. The retry skips the recorded half
+    and sends the other half again: those are the only duplicates, at most one round."""
+    monkeypatch.setenv("HERALD_SEND_CONCURRENCY", "4")
+    get_settings.cache_clear()
+    shop.contacts(10)
+    campaign_id = shop.campaign()
+    held_back: list[dict[str, Any]] = []
+    ledger_writes: list[int] = []
+
+    def writes_ledger(params: dict[str, Any]) -> bool:
+        (requests,) = params["RequestItems"].values()
+        return "LEDGER#" in requests[0]["PutRequest"]["Item"]["pk"]["S"]
+
+    def half_of_the_first(params: dict[str, Any], **_: Any) -> None:
+        if not writes_ledger(params):
+            return
+        ledger_writes.append(len(ledger_writes))
+        if len(ledger_writes) == 2:  # the retry of what came back unprocessed
+            raise RuntimeError("worker killed")
+        if len(ledger_writes) == 1:
+            (requests,) = params["RequestItems"].values()
+            held_back.extend(requests[2:])
+            del requests[2:]
+
+    def unprocessed(parsed: dict[str, Any], **_: Any) -> None:
+        if held_back and len(ledger_writes) == 1:
+            parsed["UnprocessedItems"] = {get_settings().table_name: list(held_back)}
+
+    boundary("dynamodb", "provide-client-params.dynamodb.BatchWriteItem", half_of_the_first)
+    boundary("dynamodb", "after-call.dynamodb.BatchWriteItem", unprocessed)
+    shop.send(campaign_id)
+    drain_all()
+    assert shop.detail(campaign_id)["status"] == "sending"
+    recorded, _ = list_messages(shop.tenant.id, campaign_id, ["main"], limit=50)
+    assert len(recorded) == 2  # half of the first round; the worker died before the rest
+    frozen.advance(timedelta(minutes=3))  # the dead attempt's lease runs out
+    drain_all()
+
+    delivered = recipients_of(sent_mail())
+    assert len(delivered) == 10  # nobody lost
+    again = {address for address, times in delivered.items() if times > 1}
+    assert len(again) == 2  # the two sent but not recorded, and no one else
+    assert not again & {m.address for m in recorded}  # the recorded half was skipped
+    detail = assert_books_balance(shop, campaign_id)
+    assert (detail["status"], detail["sent"]) == ("sent", 10)
+
+
 # -- defect 3: a failure after `finish` ---------------------------------------------------
 def test_a_dynamodb_error_after_a_batch_is_done_still_completes_the_campaign(
     shop: Shop, boundary: Any

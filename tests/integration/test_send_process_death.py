@@ -22,14 +22,17 @@ from chalice.test import Client
 import app as herald
 from chalicelib.aws import client, reset_clients
 from chalicelib.domain import clock
+from chalicelib.domain.feedback import DeliveryEvent
 from chalicelib.local.moto_server import MotoServer
 from chalicelib.local.poller import drain
 from chalicelib.local.provision import provision
+from chalicelib.pipeline.feedback import apply_event, feedback_batch
 from chalicelib.pipeline.queues import queue_url
 from chalicelib.pipeline.send.batch import send_batch
 from chalicelib.pipeline.send.compose import forget_cached_content
 from chalicelib.settings import get_settings
 from chalicelib.store import tenants
+from chalicelib.store.counters import read_counts
 from chalicelib.store.ledger import list_messages
 from tests.conftest import ROOT, make_tenant
 from tests.send_kit import START, Shop, assert_books_balance, recipients_of, sent_mail
@@ -150,3 +153,61 @@ def test_two_holders_of_one_batch_duplicate_only_what_the_first_had_in_flight(
     assert sum(delivered.values()) - 40 <= 2  # at most the first holder's sends in flight
     detail = assert_books_balance(shop, campaign_id)
     assert (detail["status"], detail["sent"]) == ("sent", 40)
+
+
+def test_a_late_holders_records_never_overwrite_records_feedback_moved_on(
+    shop: Shop, frozen: clock.FrozenClock, ses_hooks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round's records are group-committed without a condition only inside the lease.
+    The first holder stalls mid-round past its lease; the second sends everyone and the
+    feedback worker records every delivery; the first then wakes with a round's sends to
+    record: each is put conditionally, finds the record, and stays a duplicate, not a
+    ``sent`` record over a ``delivered`` one."""
+    monkeypatch.setenv("HERALD_SES_MAX_SEND_RATE", "1000000")
+    monkeypatch.setenv("HERALD_SEND_CONCURRENCY", "2")
+    get_settings.cache_clear()
+    forget_cached_content()
+    shop.contacts(10)
+    campaign_id = shop.campaign()
+    shop.send(campaign_id)
+    drain(["control"])
+    body = json.loads(receive_one("send")["Body"])
+    stalled, wake = threading.Event(), threading.Event()
+
+    def stall_the_fifth(n: int) -> None:
+        if n == 5:
+            stalled.set()
+            wake.wait(30)
+
+    ses_hooks("after-call", stall_the_fifth)  # SES took the fifth message, then the stall
+    first = threading.Thread(target=send_batch, args=(body,))
+    first.start()
+    assert stalled.wait(30)
+    frozen.advance(timedelta(minutes=3))  # the first holder's lease is over
+    send_batch(body)  # the second holder
+    assert shop.detail(campaign_id)["status"] == "sent"
+    recorded, _ = list_messages(shop.tenant.id, campaign_id, ["main"], limit=50)
+    with feedback_batch() as effects:
+        for record in recorded:
+            delivered = DeliveryEvent(
+                kind="delivered",
+                channel="email",
+                provider="ses",
+                provider_event="Delivery",
+                occurred_at=clock.now(),
+                recipients=(record.address,),
+                tenant_id=shop.tenant.id,
+                campaign_id=campaign_id,
+                message_id=record.message_id,
+            )
+            apply_event(delivered, effects)
+    wake.set()
+    first.join(30)
+    assert not first.is_alive()
+
+    after, _ = list_messages(shop.tenant.id, campaign_id, ["main"], limit=50)
+    assert len(after) == 10
+    assert {m.status for m in after} == {"delivered"}  # nothing written over them
+    assert all(m.model_extra and m.model_extra.get("delivered_at") for m in after)
+    assert len(recipients_of(sent_mail())) == 10
+    assert read_counts(shop.tenant.id, campaign_id)["delivered"] == 10

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -57,3 +58,57 @@ def test_cpu_of_a_thread_running_herald_code_is_herald_and_the_rest_is_other() -
     assert max(profile.herald_inclusive, key=profile.herald_inclusive.__getitem__) == (
         "chalicelib.domain.unsubscribe.sign"
     )
+
+
+def _collect() -> None:
+    gc.collect()
+
+
+def test_the_collectors_cpu_is_its_own_bucket_and_counted_once() -> None:
+    """A collection scans the process's whole heap (in the benchmark, mostly moto's): its
+    CPU goes to ``gc``, whatever code set it off, and is not charged again by a sample."""
+    heap = [[index] for index in range(300_000)]  # something for each collection to scan
+    sampler, done = Sampler(), threading.Event()
+    thread = threading.Thread(target=_busy, args=(_collect, 0.3, done))
+    with sampler.sampling() as profile:
+        thread.start()
+        while thread.is_alive() and not _both_waiting([thread]):
+            time.sleep(0.01)
+        assert thread.ident is not None
+        used = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    done.set()
+    thread.join()
+    collected, other = profile.cpu_seconds["gc"], profile.cpu_seconds["other"]
+    assert collected > 0.6 * used  # the thread did little but collect
+    assert collected + other < used + 0.1  # its CPU counted once, not twice
+    assert profile.cpu_seconds["herald"] == 0
+    assert len(heap) == 300_000
+
+
+def _work_then_wait(rounds: int, finished: threading.Event, done: threading.Event) -> None:
+    pause = threading.Event()
+    for _ in range(rounds):
+        deadline = time.thread_time() + 0.0003
+        while time.thread_time() < deadline:
+            _herald_work()
+        pause.wait(0.001)  # blocked most of the time: most samples find it waiting
+    finished.set()
+    done.wait()
+
+
+def test_the_cpu_of_a_thread_found_waiting_goes_where_it_last_ran() -> None:
+    """A thread that works, then blocks: the samples that find it blocked charge its CPU
+    since the last sample to where it was running, not to the wait."""
+    sampler, finished, done = Sampler(), threading.Event(), threading.Event()
+    thread = threading.Thread(target=_work_then_wait, args=(400, finished, done))
+    with sampler.sampling() as profile:
+        thread.start()
+        assert finished.wait(30)
+        time.sleep(0.01)
+    done.set()
+    thread.join()
+    herald, other = profile.cpu_seconds["herald"], profile.cpu_seconds["other"]
+    # Charged to the wait, all of it would be ``other`` (the wait's stack has no Herald
+    # frame); a share of it is the loop's own time, which is ``other`` either way.
+    assert herald > 0.03
+    assert herald / (herald + other) > 0.3

@@ -59,6 +59,7 @@ from chalicelib.store.ledger import (
     mark_once,
     messages_among,
     record_message,
+    record_messages,
     release_lease,
     take_lease,
 )
@@ -70,6 +71,9 @@ MAX_DELAY_SECONDS = 900  # SQS's longest DelaySeconds
 # parked batch costs one SQS message and one GetItem a minute while the pause lasts.
 PAUSE_DELAYS = (15, 30, 60)
 DEADLINE_MARGIN_SECONDS = 20  # stop starting sends this long before the Lambda timeout
+# A round's records are group-committed (one unconditional BatchWriteItem) only while the
+# lease has at least this long to run; later, each is put on its own, conditionally.
+GROUP_COMMIT_MARGIN_SECONDS = 10
 
 
 # -- the handler --------------------------------------------------------------------------
@@ -376,26 +380,73 @@ class BatchRun:
         return todo
 
     def _deliver_all(self, todo: list[tuple[Contact, str]], watch: StopWatch) -> list[Outcome]:
+        """Send in rounds of ``send_concurrency`` recipients, one per thread, and record
+        each round's messages together (``_commit``) before the next round starts.
+
+        A thread takes its next recipient only once its last message is recorded, so a
+        crash leaves at most one round (``send_concurrency`` messages) sent and not
+        recorded: the duplicate window of one message per thread, with one ledger write
+        per round instead of one per message.
+        """
         if not todo:
             return []
         settings = get_settings()
         step = self.campaign.main_step
         content = load_content(self.batch.tenant_id, step.template_ids, step.sender_ids)
         pacer = Pacer(worker_rate(self.campaign.channel))
-        pool = _sending_threads.pool(settings.send_concurrency)
-        futures = [
-            pool.submit(self._deliver, contact, address, content, pacer, watch)
-            for contact, address in todo
-        ]
-        # Every send finishes before the batch goes on, even when one raised: the batch
-        # must not conclude (or fail) while its threads are still sending.
-        wait(futures)
-        return [future.result() for future in futures]
+        size = settings.send_concurrency
+        pool = _sending_threads.pool(size)
+        outcomes: list[Outcome] = []
+        for start in range(0, len(todo), size):
+            futures = [
+                pool.submit(self._deliver, contact, address, content, pacer, watch)
+                for contact, address in todo[start : start + size]
+            ]
+            # Every send of the round finishes, and what went out is recorded, before the
+            # batch goes on or fails: nothing sent is left unrecorded by a raise.
+            wait(futures)
+            done = [f.result() for f in futures if f.exception() is None]
+            outcomes.extend(self._commit(done))
+            for future in futures:
+                future.result()  # the first error of the round, now that the rest is safe
+        return outcomes
+
+    def _commit(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """Write a round's ledger records: one BatchWriteItem while the lease has time
+        to run, else one conditional PutItem each.
+
+        BatchWriteItem takes no condition, so it could overwrite a record someone else
+        wrote, one the feedback worker may already have moved to ``delivered``. Nobody
+        else can have written these keys while we hold the lease: the records the batch
+        read were absent, and a second holder takes the batch only after the lease ends
+        (it then reads what we wrote and sends only the rest). Near or past the end (a
+        stalled process, never a live Lambda) each record is put only if it has none;
+        a sent message that finds one is the duplicate it is (``skipped.duplicate``).
+        """
+        records = [o.record for o in outcomes if _to_record(o)]
+        if not records:
+            return outcomes
+        safe_until = self.started + timedelta(
+            seconds=_lease_seconds() - GROUP_COMMIT_MARGIN_SECONDS
+        )
+        if clock.now() < safe_until:
+            record_messages(self.batch.tenant_id, [r for r in records if r is not None])
+            return outcomes
+        return [self._record_late(o) if _to_record(o) else o for o in outcomes]
+
+    def _record_late(self, outcome: Outcome) -> Outcome:
+        assert outcome.record is not None
+        if record_message(self.batch.tenant_id, outcome.record) or outcome.kind != "sent":
+            return outcome
+        # Another attempt recorded this recipient while we sent: a duplicate went out.
+        metrics.add_metric(name="duplicate_sends", unit="Count", value=1)
+        return skipped(SkipReason.DUPLICATE)
 
     def _deliver(
         self, contact: Contact, address: str, content: Content, pacer: Pacer, watch: StopWatch
     ) -> Outcome:
-        """Everything for one recipient: render, the send policy, send, record."""
+        """Everything for one recipient: render, the send policy, send (its record is
+        written with its round's, ``_commit``)."""
         if watch.stop_reason() is not None:
             return UNSENT
         if not content.senders:
@@ -456,7 +507,7 @@ class BatchRun:
     def _send(
         self, record: MessageRecord, message: OutboundMessage, pacer: Pacer, watch: StopWatch
     ) -> Outcome:
-        """The provider call and the ledger record of one admitted message."""
+        """The provider call of one admitted message, and the record to write for it."""
         try:
             result = send_with_retries(self.channel, message, pacer, watch.time_left)
         except PermanentSendError as error:
@@ -470,11 +521,7 @@ class BatchRun:
         sent = record.model_copy(
             update={"sent_at": clock.now(), "provider_message_id": result.provider_message_id}
         )
-        if not record_message(self.batch.tenant_id, sent):
-            # Another attempt recorded this recipient while we sent: a duplicate went out.
-            metrics.add_metric(name="duplicate_sends", unit="Count", value=1)
-            return skipped(SkipReason.DUPLICATE)
-        return Outcome("sent", record=sent)
+        return Outcome("sent", record=sent)  # recorded with its round (``_commit``)
 
     def _refused(self, record: MessageRecord, error: PermanentSendError) -> Outcome:
         """A provider said no for good: a recipient's refusal is a skip, the rest a failure."""
@@ -485,7 +532,6 @@ class BatchRun:
         failed = record.model_copy(
             update={"status": "failed", "error": f"{error.code}: {error}"[:300]}
         )
-        record_message(self.batch.tenant_id, failed)
         return Outcome("failed", record=failed)
 
     def _render_failed(self, record: MessageRecord, error: Exception) -> Outcome:
@@ -494,7 +540,6 @@ class BatchRun:
         failed = record.model_copy(
             update={"status": "failed", "error": f"{RENDER_ERROR_PREFIX}: {error}"[:300]}
         )
-        record_message(self.batch.tenant_id, failed)
         metrics.add_metric(name="render_failures", unit="Count", value=1)
         return Outcome("failed", reason=SkipReason.RENDER_ERROR, record=failed)
 
@@ -613,6 +658,11 @@ class BatchRun:
         ]
         if refs:
             remember_provider_messages(refs, clock.now())
+
+
+def _to_record(outcome: Outcome) -> bool:
+    """Whether this attempt's outcome leaves a ledger record (a message sent or refused)."""
+    return outcome.kind in ("sent", "failed") and outcome.record is not None
 
 
 def _child_recipients(state: Mapping[str, Any]) -> set[str]:
