@@ -33,10 +33,10 @@ infra: venv
 	$(BIN)/python -m infra.render
 
 bench: venv
-	$(BIN)/python -m bench
+	@$(BIN)/python -m bench
 
 bench-quick: venv
-	$(BIN)/python -m bench --quick
+	@$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) .herald infra/out .pytest_cache .mypy_cache .ruff_cache

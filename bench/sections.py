@@ -101,7 +101,9 @@ def beside(sizes: list[int], sections: list[str], quick: bool) -> dict[str, Any]
             progress(f"{section.name}…")
             began = time.perf_counter()
             measured[section.name] = section.measure(quick)
-            progress(f"{section.name}: {time.perf_counter() - began:.0f} s")
+            seconds = time.perf_counter() - began
+            measured[section.name]["section_seconds"] = round(seconds, 1)  # the run's own cost
+            progress(f"{section.name}: {seconds:.0f} s")
     return {"runs": runs, "sections": measured}
 
 

@@ -122,18 +122,17 @@ def replies_to(
     raw_bytes = raw if isinstance(raw, bytes) else (raw.encode() if raw else None)
     if raw_bytes is None:
         return []
+    answering = [r for r in _recipients(params, raw_bytes) if _answers(r)]
+    if not answering:
+        return []  # the usual case; parsing every message sent was ~12 % of make bench
     sent = email.message_from_bytes(raw_bytes, policy=email.policy.default)
     settings = get_settings()
     quoted = header_message_id(ses_message_id, settings.region, settings.ses_message_id_domain)
     answer_to = str(sent.get("Reply-To") or sent.get("From") or params.get("FromEmailAddress"))
     address = next((a.addr_spec for a in getattr(sent["To"], "addresses", ())), "")
     notifications = []
-    for recipient in _recipients(params, raw_bytes):
-        local, _, domain = recipient.lower().partition("@")
-        mailbox, _, label = local.partition("+")
-        automatic = mailbox == "ooto"
-        if domain != SIMULATOR_DOMAIN or not (mailbox == "reply" or label == "reply" or automatic):
-            continue
+    for recipient in answering:
+        automatic = recipient.lower().partition("@")[0].partition("+")[0] == "ooto"
         to = next((a for _, a in getaddresses([answer_to]) if a), answer_to)
         subject = str(sent.get("Subject", ""))
         raw_reply = reply_mail(
@@ -149,6 +148,13 @@ def replies_to(
             received_notification(raw_reply, to, uuid.uuid4().hex[:28], _iso(now), topic)
         )
     return notifications
+
+
+def _answers(recipient: str) -> bool:
+    """A ``reply``/``+reply`` or ``ooto`` mailbox of the simulator's domain: one that replies."""
+    local, _, domain = recipient.lower().partition("@")
+    mailbox, _, label = local.partition("+")
+    return domain == SIMULATOR_DOMAIN and (mailbox in ("reply", "ooto") or label == "reply")
 
 
 def _iso(at: datetime) -> str:

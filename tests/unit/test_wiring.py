@@ -4,7 +4,11 @@ them exactly once, on the queue it travels on, and the Lambda functions read the
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +146,20 @@ def test_every_tick_job_is_listed_in_app():
 
 def test_the_unsubscribe_link_counts_on_the_campaign_because_app_wires_it():
     assert provider_feedback.count_unsubscribe in unsubscribe_hooks()
+
+
+def test_importing_app_leaves_the_collector_on_with_the_cold_start_frozen():
+    # A fresh interpreter, as a cold start: app.py turns the collector off while it
+    # imports and must turn it back on, or every invocation after it would leak cycles.
+    probe = "import gc, app; print(json.dumps([gc.isenabled(), gc.get_freeze_count()]))"
+    result = subprocess.run(
+        [sys.executable, "-c", f"import json; {probe}"],
+        cwd=Path(herald.__file__).parent,
+        env={**os.environ, "HERALD_STAGE": "dev", "AWS_DEFAULT_REGION": "us-east-1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    enabled, frozen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert enabled is True
+    assert frozen > 10_000  # the modules, classes and routes of the import
