@@ -134,17 +134,17 @@ def test_two_holders_of_one_batch_duplicate_only_what_the_first_had_in_flight(
     def stall_the_fifth(n: int) -> None:
         if n == 5:
             stalled.set()
-            wake.wait(30)
+            wake.wait(300)
 
     ses_hooks("before-call", stall_the_fifth)
     first = threading.Thread(target=send_batch, args=(body,))
     first.start()
-    assert stalled.wait(30)
+    assert stalled.wait(300)
     frozen.advance(timedelta(minutes=3))  # the first holder's lease is over
     send_batch(body)  # the second holder
     assert shop.detail(campaign_id)["status"] == "sent"
     wake.set()
-    first.join(30)
+    first.join(300)
     assert not first.is_alive()
     drain()
 
@@ -177,12 +177,12 @@ def test_a_late_holders_records_never_overwrite_records_feedback_moved_on(
     def stall_the_fifth(n: int) -> None:
         if n == 5:
             stalled.set()
-            wake.wait(30)
+            wake.wait(300)
 
     ses_hooks("after-call", stall_the_fifth)  # SES took the fifth message, then the stall
     first = threading.Thread(target=send_batch, args=(body,))
     first.start()
-    assert stalled.wait(30)
+    assert stalled.wait(300)
     frozen.advance(timedelta(minutes=3))  # the first holder's lease is over
     send_batch(body)  # the second holder
     assert shop.detail(campaign_id)["status"] == "sent"
@@ -202,7 +202,7 @@ def test_a_late_holders_records_never_overwrite_records_feedback_moved_on(
             )
             apply_event(delivered, effects)
     wake.set()
-    first.join(30)
+    first.join(300)
     assert not first.is_alive()
 
     after, _ = list_messages(shop.tenant.id, campaign_id, ["main"], limit=50)
