@@ -1,6 +1,6 @@
 """Issue 17's "Done means" in process against moto: a seed-001 client makes a three-step
 sequence over HTTP, enrols four contacts and activates it; the real flow worker sends
-the steps (delays scaled to seconds, the frozen clock moved past them) from each
+the steps (the frozen clock moved past each step's minute) from each
 contact's one sender of the pool, later steps answer the earlier SES Message-ID, a reply
 through SES inbound stops its contact and an out-of-office answer does not; a closed
 window defers the steps to its opening."""
@@ -39,7 +39,11 @@ def frozen() -> Iterator[clock.FrozenClock]:
 
 @pytest.fixture(autouse=True)
 def settings(herald_env, fast_sends) -> None:
-    herald_env(reply_domain=REPLY_DOMAIN, sequence_delay_unit_seconds="1")
+    # Real minutes (the default unit): the frozen clock moves them, and a wake's SQS delay
+    # (real time in moto) then outlasts any drain round even on a loaded machine. With
+    # 1-second minutes a drain round slower than a second received each early wake again,
+    # which waited again, and drain() never found the queues empty.
+    herald_env(reply_domain=REPLY_DOMAIN)
 
 
 def mail_to(address: str) -> list[Message]:
@@ -103,9 +107,9 @@ def test_a_sequence_threads_its_steps_and_stops_on_a_reply(
     assert replied is not None and replied.exit_reason == "replied"
 
     for _ in range(2):  # each later step one (scaled) minute after the one before
-        frozen.advance(timedelta(seconds=1))
+        frozen.advance(timedelta(minutes=1))
         drain_all()
-    frozen.advance(timedelta(seconds=1))
+    frozen.advance(timedelta(minutes=1))
     drain_all()
     drain()
 
@@ -159,7 +163,7 @@ def test_a_closed_window_defers_the_steps_to_its_opening(tenant: Tenant, frozen:
     frozen.advance(timedelta(minutes=1))
     herald.TICK_JOBS["flows.sweep"](clock.now())
     drain_all()
-    frozen.advance(timedelta(seconds=1))
+    frozen.advance(timedelta(minutes=1))
     drain_all()
     one, two = mail_to(address)
     assert (one["Subject"], two["Subject"]) == (SUBJECT, f"Re: {SUBJECT}")
