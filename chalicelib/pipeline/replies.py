@@ -4,15 +4,15 @@ Each queue message is an SNS envelope around SES's ``Received`` notification (a 
 rule for the reply domain publishes it: infra/replies.py). The reply is matched to the
 message it answers (``domain.replies``: quoted SES ids, else a ``reply+<token>@``
 recipient) through pointers the sender leaves after each send (``remember_for_replies``),
-then, the first time only (the message's ``replied_at``, one conditional write):
+then, for the first reply to a message (until its ``replied_at`` is set, last):
 
-- ``replied`` counts for the campaign and the step (``replied@<step>``);
 - a campaign with ``stop_on_reply`` exits the contact's enrolment with reason
   ``replied`` (``services.enrolments.exit_enrolment``: the step claim, so a worker racing
   it cannot send the next step; counted and told as ``enrollment.exited``);
+- ``replied`` counts for the campaign and the step (``replied@<step>``), once per message;
 - a ``message.replied`` webhook is queued;
-- the reply is forwarded whole to a person: the campaign's ``reply_to``, else the
-  sender's first reply-to address.
+- the reply reaches a person: forwarded whole to the campaign's ``reply_to``, else the
+  sender's first reply-to address, and an operator inbox thread is opened for it.
 
 An automatic answer (out of office…) is recorded as ``auto_replied_at`` and nothing more.
 A mail that answers nothing of Herald's is counted (``replies_unmatched``) and dropped.
@@ -44,9 +44,9 @@ from chalicelib.observability import logger, metrics
 from chalicelib.services.enrolments import exit_enrolment
 from chalicelib.services.notices import WebhookNotice, notify_webhooks
 from chalicelib.settings import get_settings
-from chalicelib.store import ledger, senders
+from chalicelib.store import inbox_threads, ledger, senders
 from chalicelib.store.campaigns import get_campaign
-from chalicelib.store.counters import add_counts
+from chalicelib.store.counters import add_counts_once
 from chalicelib.store.inbound_mail import read_mail
 from chalicelib.store.ledger import MessageRecord
 from chalicelib.store.provider_messages import (
@@ -96,25 +96,24 @@ def on_inbound(message: dict[str, Any]) -> None:
 
 
 def handle_reply(mail: InboundMail, now: datetime) -> ReplyOutcome:
-    """Match, record and act on one received mail (see the module docstring)."""
+    """Match, record and act on one received mail (see the module docstring).
+
+    Crash-safe in this order: the exit first (a retry finds the enrolment gone), the
+    count once per message (its own marker), the webhook and the forward at least once,
+    and the message's ``replied_at`` last, so a worker dying anywhere before it leaves the
+    whole reply to the retry instead of a mark with nothing done.
+    """
     ref = _match(mail)
     if ref is None:
         metrics.add_metric(name="replies_unmatched", unit="Count", value=1)
         logger.info("inbound mail answers no Herald message", extra={"ses": mail.ses_message_id})
         return ReplyOutcome(None, counted=False, exited=False, forwarded_to=None)
-    attribute = "auto_replied_at" if mail.automatic else "replied_at"
-    first = ledger.mark_message_event(
-        ref.tenant_id, ref.campaign_id, ref.message_id, attribute, now.isoformat()
-    )
-    if mail.automatic or not first:
+    if mail.automatic:
+        ledger.mark_message_event(
+            ref.tenant_id, ref.campaign_id, ref.message_id, "auto_replied_at", now.isoformat()
+        )
         return ReplyOutcome(ref, counted=False, exited=False, forwarded_to=None)
     record = ledger.get_message(ref.tenant_id, ref.campaign_id, ref.message_id)
-    add_counts(
-        ref.tenant_id,
-        ref.campaign_id,
-        {"replied": 1, step_counter("replied", record.step): 1},
-        shard_key=mail.ses_message_id,
-    )
     try:
         campaign: Campaign | None = get_campaign(ref.tenant_id, ref.campaign_id)
     except NotFound:
@@ -126,10 +125,40 @@ def handle_reply(mail: InboundMail, now: datetime) -> ReplyOutcome:
             ref.tenant_id, ref.campaign_id, record.contact_id, ExitReason.REPLIED, now
         )
     )
+    if (record.model_extra or {}).get("replied_at"):
+        return ReplyOutcome(ref, counted=False, exited=exited, forwarded_to=None)
+    counted = add_counts_once(
+        ref.tenant_id,
+        ref.campaign_id,
+        {"replied": 1, step_counter("replied", record.step): 1},
+        shard_key=ref.message_id,
+        unit=f"replied#{ref.message_id}",
+    )
     notify_webhooks([_notice(ref, record, mail, now)])
     forwarded_to = _forward(ref.tenant_id, campaign, record, mail)
+    _open_inbox_thread(ref, record, mail, now)
+    ledger.mark_message_event(
+        ref.tenant_id, ref.campaign_id, ref.message_id, "replied_at", now.isoformat()
+    )
     metrics.add_metric(name="replies", unit="Count", value=1)
-    return ReplyOutcome(ref, counted=True, exited=exited, forwarded_to=forwarded_to)
+    return ReplyOutcome(ref, counted=counted, exited=exited, forwarded_to=forwarded_to)
+
+
+def _open_inbox_thread(
+    ref: MessageRef, record: MessageRecord, mail: InboundMail, now: datetime
+) -> None:
+    """An operator inbox thread for the reply (one per message answered, idempotent on
+    its key), so it reaches a person even when no mailbox is named to forward it to."""
+    subject = f": {mail.subject}" if mail.subject else ""
+    inbox_threads.open_thread(
+        ref.tenant_id,
+        thread_id=f"reply#{ref.campaign_id}#{ref.message_id}",
+        contact_id=record.contact_id,
+        campaign_id=ref.campaign_id,
+        node_id=record.step,
+        title=f"Reply from {mail.sender}{subject}"[:200],
+        now=now,
+    )
 
 
 def _match(mail: InboundMail) -> MessageRef | None:

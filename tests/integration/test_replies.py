@@ -20,11 +20,11 @@ from chalicelib.aws import client
 from chalicelib.domain import clock, ids
 from chalicelib.domain.delivery import message_id
 from chalicelib.domain.flows.step import Enrolment
-from chalicelib.domain.replies import reply_address, reply_mail, reply_token_for
+from chalicelib.domain.replies import parse_notification, reply_address, reply_mail, reply_token_for
 from chalicelib.local.poller import drain
 from chalicelib.local.ses_simulator import SIMULATOR_DOMAIN as SIM
 from chalicelib.local.ses_simulator import FeedbackSimulator
-from chalicelib.pipeline.replies import remember_for_replies
+from chalicelib.pipeline.replies import handle_reply, remember_for_replies
 from chalicelib.resources import herald_resources
 from chalicelib.settings import get_settings
 from chalicelib.store import enrolments, ledger
@@ -132,6 +132,50 @@ def test_a_reply_exits_the_contact_counts_once_and_reaches_a_person(tenant: Tena
     assert mail["To"] == "sales@example.com" and mail["Reply-To"] == "lead@example.org"
     stored = ledger.get_message(tenant.id, sequence.campaign_id, record.message_id)
     assert stored.model_extra and "replied_at" in stored.model_extra
+    [thread] = body_of(tenant.call("GET", "/v1/inbox-threads"))["items"]
+    assert (thread["contact_id"], thread["campaign_id"]) == (record.contact_id, record.campaign_id)
+    assert thread["title"] == "Reply from lead@example.org: Re: Quick question"
+
+
+def test_a_worker_dying_before_the_reply_is_marked_leaves_all_of_it_to_the_retry(
+    tenant: Tenant,
+):
+    """The reply's effects come before its mark: a worker killed at the mark (the last
+    write) has exited the contact and counted; the retry counts nothing twice and marks."""
+    sequence = Sequence(tenant)
+    ses_id = "0100018c1d2e3f40-aaaaaaaa-bbbb-cccc-dddd-ffffffffffff-000000"
+    record = sequence.got_first_step("c_" + "2" * 32, ses_id)
+    mail = parse_notification(
+        inbound_reply(
+            sender="lead@example.org",
+            recipient="ana@example.com",
+            subject="Re: Quick question",
+            in_reply_to=f"<{ses_id}@email.amazonses.com>",
+            references=f"<{ses_id}@email.amazonses.com>",
+        )
+    )
+
+    def die_at_the_mark(params: dict[str, Any], **_: Any) -> None:
+        if "replied_at" in json.dumps(params, default=str):
+            raise RuntimeError("the worker died here")
+
+    events = client("dynamodb").meta.events
+    events.register("before-parameter-build.dynamodb.UpdateItem", die_at_the_mark)
+    try:
+        with pytest.raises(RuntimeError):
+            handle_reply(mail, NOW)
+    finally:
+        events.unregister("before-parameter-build.dynamodb.UpdateItem", die_at_the_mark)
+    after = enrolments.read(tenant.id, sequence.campaign_id, record.contact_id)
+    assert after is not None and after.exit_reason == "replied"  # already out
+    assert sequence.shown()["replies"] == "1"
+
+    retried = handle_reply(mail, NOW)
+    assert (retried.counted, retried.exited) == (False, False)  # both done the first time
+    assert sequence.shown()["replies"] == "1"
+    stored = ledger.get_message(tenant.id, sequence.campaign_id, record.message_id)
+    assert stored.model_extra and "replied_at" in stored.model_extra
+    assert handle_reply(mail, NOW).counted is False  # and marked: nothing more happens
 
 
 def test_an_out_of_office_answer_does_not_stop_the_sequence(tenant: Tenant):
