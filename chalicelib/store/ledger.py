@@ -266,19 +266,19 @@ def record_message(tenant_id: str, record: MessageRecord) -> bool:
     """
     try:
         tenant_table(tenant_id).put(
-            *_message_key(
-                record.campaign_id,
-                record.step,
-                record.contact_id,
-                record.channel,
-                record.occurrence,
-            ),
+            *_key_of_record(record),
             _stored(record),
             condition=Condition.absent(),
         )
     except ConditionFailed:
         return False
     return True
+
+
+def _key_of_record(record: MessageRecord) -> tuple[str, str]:
+    return _message_key(
+        record.campaign_id, record.step, record.contact_id, record.channel, record.occurrence
+    )
 
 
 def record_messages(tenant_id: str, records: Sequence[MessageRecord]) -> None:
@@ -291,17 +291,7 @@ def record_messages(tenant_id: str, records: Sequence[MessageRecord]) -> None:
     writes with ``record_message``, which never overwrites a record.
     """
     tenant_table(tenant_id).batch_put(
-        (
-            *_message_key(
-                record.campaign_id,
-                record.step,
-                record.contact_id,
-                record.channel,
-                record.occurrence,
-            ),
-            _stored(record),
-        )
-        for record in records
+        (*_key_of_record(record), _stored(record)) for record in records
     )
 
 

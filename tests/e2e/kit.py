@@ -5,14 +5,27 @@ from __future__ import annotations
 import email
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
+import pytest
 import requests
 
 from chalicelib.local.runner import EmbeddedStack
 from chalicelib.settings import get_settings
+
+
+@contextmanager
+def stack_with(settings: Mapping[str, str]) -> Iterator[EmbeddedStack]:
+    """An embedded stack started with the ``HERALD_*`` variables in ``settings`` set (a
+    test module's fast timings), stopped and the variables restored on exit."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in settings.items():
+            patch.setenv(name, value)
+        with EmbeddedStack(port=0) as running:
+            yield running
 
 
 def eventually(check: Callable[[], Any], timeout: float = 40.0, interval: float = 0.2) -> Any:

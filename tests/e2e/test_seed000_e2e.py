@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from chalicelib.local.runner import EmbeddedStack
-from tests.e2e.kit import Api, eventually, moto_state
+from tests.e2e.kit import Api, eventually, moto_state, stack_with
 
 pytestmark = pytest.mark.e2e
 
@@ -55,14 +55,8 @@ FAST = {
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EmbeddedStack]:
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in FAST.items():
-            env.setenv(name, value)
-        running = EmbeddedStack(port=0).start()
-        try:
-            yield running
-        finally:
-            running.stop()
+    with stack_with(FAST) as running:
+        yield running
 
 
 def dashed(herald_id: str) -> str:

@@ -27,7 +27,7 @@ from chalicelib.domain.mail_threads import header_message_id
 from chalicelib.local import PROJECT_ROOT
 from chalicelib.local.runner import EmbeddedStack
 from chalicelib.settings import get_settings
-from tests.e2e.kit import Api, eventually, moto_state
+from tests.e2e.kit import Api, eventually, moto_state, stack_with
 
 pytestmark = pytest.mark.e2e
 
@@ -50,11 +50,8 @@ FAST = {
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EmbeddedStack]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in FAST.items():
-            patch.setenv(name, value)
-        with EmbeddedStack(port=0) as running:
-            yield running
+    with stack_with(FAST) as running:
+        yield running
 
 
 def mail_to(stack: EmbeddedStack) -> dict[str, list[tuple[str, Message]]]:

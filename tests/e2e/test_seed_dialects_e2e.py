@@ -15,7 +15,7 @@ import requests
 
 from chalicelib.aws import client
 from chalicelib.local.runner import EmbeddedStack
-from tests.e2e.kit import Api, eventually
+from tests.e2e.kit import Api, eventually, stack_with
 from tests.feedback_kit import Receiver, receiver
 
 pytestmark = pytest.mark.e2e
@@ -33,11 +33,8 @@ FAST = {
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EmbeddedStack]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in FAST.items():
-            patch.setenv(name, value)
-        with EmbeddedStack(port=0) as running:
-            yield running
+    with stack_with(FAST) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
