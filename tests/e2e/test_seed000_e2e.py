@@ -21,6 +21,7 @@ iteration of 200).
 from __future__ import annotations
 
 import email
+import re
 import time
 import uuid
 from collections import Counter
@@ -208,11 +209,20 @@ def test_an_automation_over_bouncing_addresses_pauses_after_its_first_iteration(
     bounced = sum(1 for address in sent if address.startswith("bounce+"))
     rate = round((200 - bounced) * 100 / 200, 1)
     progress = run["send_progress"]
-    assert progress["reason"] == f"delivery rate {rate:g}% below minimum 92%"
+    # The gate judges once 95 % of the iteration's messages are resolved (issue 18), so
+    # its rate may lack the last few outcomes: within 5 points of the final one.
+    judged = re.fullmatch(r"delivery rate ([0-9.]+)% below minimum 92%", progress["reason"])
+    assert judged, progress
+    assert abs(float(judged.group(1)) - rate) <= 5
     assert rate < 92  # 20 % of the audience bounces: ~40 of the 200
     assert progress["current_iteration"] == 1
-    assert (progress["total_sent"], progress["total_bounced"]) == (200, bounced)
-    assert progress["delivery_rate"] == rate
+
+    def settled() -> Any:
+        now = run_of(api, campaign["id"])["send_progress"]
+        return now if (now["total_bounced"], now["delivery_rate"]) == (bounced, rate) else None
+
+    final = eventually(settled)  # every outcome in: the live figures are the final ones
+    assert final and final["total_sent"] == 200, run_of(api, campaign["id"])
     assert run["next_send_at"] is None
     detail = api("GET", f"/v1/campaigns/{native_id(campaign['id'])}")
     assert detail["pause_reason"] == "delivery_rate", detail
