@@ -81,16 +81,20 @@ def handle_batch(
     ``context`` is the Lambda context, unused (the handlers take the message only).
     """
     records = event.get("Records", [])
+    decoded = [_decoded(role, consumer, record["body"]) for record in records]
     failed: list[dict[str, str]] = []
     try:
         with ExitStack() as scopes:
             for scope in consumer.scopes:
                 scopes.enter_context(scope())
             if consumer.ahead is not None:
-                _read_ahead(role, consumer, consumer.ahead, records)
-            for record in records:
+                messages = [found[1] for found in decoded if not isinstance(found, Exception)]
+                _read_ahead(role, consumer.ahead, messages)
+            for record, found in zip(records, decoded, strict=True):
                 try:
-                    _handle_record(role, consumer, record["body"])
+                    if isinstance(found, Exception):
+                        raise found
+                    _handle_record(*found)
                 except Exception:
                     logger.exception("message failed", extra={"queue": role})
                     failed.append({"itemIdentifier": record["messageId"]})
@@ -104,8 +108,18 @@ def handle_batch(
     return {"batchItemFailures": failed}
 
 
-def _handle_record(role: QueueRole, consumer: Consumer, body: str) -> None:
-    handler, message = decode(role, consumer, body)
+def _decoded(
+    role: QueueRole, consumer: Consumer, body: str
+) -> tuple[MessageHandler, dict[str, Any]] | UnknownMessage:
+    """``decode`` once per record, for the read-ahead and the handler both; an unknown
+    message is kept to fail its record when it is handled."""
+    try:
+        return decode(role, consumer, body)
+    except UnknownMessage as unknown:
+        return unknown
+
+
+def _handle_record(handler: MessageHandler, message: dict[str, Any]) -> None:
     if message.get("tenant_id"):
         logger.append_keys(tenant_id=message["tenant_id"])
     if message.get("campaign_id"):
@@ -116,16 +130,8 @@ def _handle_record(role: QueueRole, consumer: Consumer, body: str) -> None:
         logger.remove_keys(["tenant_id", "campaign_id"])
 
 
-def _read_ahead(
-    role: QueueRole, consumer: Consumer, ahead: BatchReader, records: list[dict[str, Any]]
-) -> None:
-    """``consumer.ahead`` with the batch's messages (see ``Consumer``)."""
-    messages = []
-    for record in records:
-        try:
-            messages.append(decode(role, consumer, record["body"])[1])
-        except UnknownMessage:
-            continue  # its record fails when it is handled
+def _read_ahead(role: QueueRole, ahead: BatchReader, messages: list[dict[str, Any]]) -> None:
+    """``consumer.ahead`` with the batch's decoded messages (see ``Consumer``)."""
     try:
         ahead(messages)
     except Exception:
