@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -114,17 +115,25 @@ def test_a_worker_killed_with_all_threads_mid_send_loses_nobody(served: str) -> 
         assert (detail["status"], detail["sent"]) == ("sent", 100)
 
 
-def test_two_holders_of_one_batch_duplicate_only_what_the_first_had_in_flight(
-    shop: Shop, frozen: clock.FrozenClock, ses_hooks: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The first holder stalls mid-send past its lease (SQS made the message visible
-    again meanwhile); a second delivery takes the batch over and finishes it; then the
-    first wakes up."""
+@contextmanager
+def first_holder_stalled(
+    shop: Shop,
+    frozen: clock.FrozenClock,
+    ses_hooks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    contacts: int,
+    when: str,
+) -> Iterator[str]:
+    """A one-batch campaign to ``contacts`` whose first holder stalls at its fifth SES
+    call (``when``: before-call or after-call) past its lease (SQS made the message
+    visible again meanwhile), and a second delivery that takes the batch over and
+    finishes it. Inside the block (the campaign's id) the first holder is still stalled;
+    on leaving it wakes up and must finish."""
     monkeypatch.setenv("HERALD_SES_MAX_SEND_RATE", "1000000")
     monkeypatch.setenv("HERALD_SEND_CONCURRENCY", "2")
     get_settings.cache_clear()
     forget_cached_content()
-    shop.contacts(40)
+    shop.contacts(contacts)
     campaign_id = shop.campaign()
     shop.send(campaign_id)
     drain(["control"])
@@ -136,16 +145,31 @@ def test_two_holders_of_one_batch_duplicate_only_what_the_first_had_in_flight(
             stalled.set()
             wake.wait(300)
 
-    ses_hooks("before-call", stall_the_fifth)
+    ses_hooks(when, stall_the_fifth)
     first = threading.Thread(target=send_batch, args=(body,))
     first.start()
     assert stalled.wait(300)
     frozen.advance(timedelta(minutes=3))  # the first holder's lease is over
     send_batch(body)  # the second holder
     assert shop.detail(campaign_id)["status"] == "sent"
-    wake.set()
-    first.join(300)
+    try:
+        yield campaign_id
+    finally:
+        wake.set()
+        first.join(300)
     assert not first.is_alive()
+
+
+def test_two_holders_of_one_batch_duplicate_only_what_the_first_had_in_flight(
+    shop: Shop, frozen: clock.FrozenClock, ses_hooks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first holder stalls mid-send past its lease (SQS made the message visible
+    again meanwhile); a second delivery takes the batch over and finishes it; then the
+    first wakes up."""
+    with first_holder_stalled(
+        shop, frozen, ses_hooks, monkeypatch, 40, "before-call"
+    ) as campaign_id:
+        pass  # the second holder finished the batch; the first wakes up on leaving
     drain()
 
     delivered = recipients_of(sent_mail())
@@ -163,47 +187,25 @@ def test_a_late_holders_records_never_overwrite_records_feedback_moved_on(
     feedback worker records every delivery; the first then wakes with a round's sends to
     record: each is put conditionally, finds the record, and stays a duplicate, not a
     ``sent`` record over a ``delivered`` one."""
-    monkeypatch.setenv("HERALD_SES_MAX_SEND_RATE", "1000000")
-    monkeypatch.setenv("HERALD_SEND_CONCURRENCY", "2")
-    get_settings.cache_clear()
-    forget_cached_content()
-    shop.contacts(10)
-    campaign_id = shop.campaign()
-    shop.send(campaign_id)
-    drain(["control"])
-    body = json.loads(receive_one("send")["Body"])
-    stalled, wake = threading.Event(), threading.Event()
-
-    def stall_the_fifth(n: int) -> None:
-        if n == 5:
-            stalled.set()
-            wake.wait(300)
-
-    ses_hooks("after-call", stall_the_fifth)  # SES took the fifth message, then the stall
-    first = threading.Thread(target=send_batch, args=(body,))
-    first.start()
-    assert stalled.wait(300)
-    frozen.advance(timedelta(minutes=3))  # the first holder's lease is over
-    send_batch(body)  # the second holder
-    assert shop.detail(campaign_id)["status"] == "sent"
-    recorded, _ = list_messages(shop.tenant.id, campaign_id, ["main"], limit=50)
-    with feedback_batch() as effects:
-        for record in recorded:
-            delivered = DeliveryEvent(
-                kind="delivered",
-                channel="email",
-                provider="ses",
-                provider_event="Delivery",
-                occurred_at=clock.now(),
-                recipients=(record.address,),
-                tenant_id=shop.tenant.id,
-                campaign_id=campaign_id,
-                message_id=record.message_id,
-            )
-            apply_event(delivered, effects)
-    wake.set()
-    first.join(300)
-    assert not first.is_alive()
+    # SES took the fifth message of the first holder, then the stall.
+    with first_holder_stalled(
+        shop, frozen, ses_hooks, monkeypatch, 10, "after-call"
+    ) as campaign_id:
+        recorded, _ = list_messages(shop.tenant.id, campaign_id, ["main"], limit=50)
+        with feedback_batch() as effects:
+            for record in recorded:
+                delivered = DeliveryEvent(
+                    kind="delivered",
+                    channel="email",
+                    provider="ses",
+                    provider_event="Delivery",
+                    occurred_at=clock.now(),
+                    recipients=(record.address,),
+                    tenant_id=shop.tenant.id,
+                    campaign_id=campaign_id,
+                    message_id=record.message_id,
+                )
+                apply_event(delivered, effects)
 
     after, _ = list_messages(shop.tenant.id, campaign_id, ["main"], limit=50)
     assert len(after) == 10
