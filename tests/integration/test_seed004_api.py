@@ -258,17 +258,15 @@ def test_enroll_into_an_active_campaign_answers_each_contact_in_input_order(shop
     )
 
 
+def leads_entering(shop: Shop) -> dict[str, Any]:
+    """A SEGMENT_ENTRY trigger node on a new segment of contacts scoring 50 or more."""
+    rules = [{"field": "lead_score", "operator": "gte", "value": 50}]
+    segment = shop.ok("POST", "/v1/segments", {"name": "Leads", "condition": "AND", "rules": rules})
+    return {"type": "SEGMENT_ENTRY", "data": {"segmentId": segment["id"]}}
+
+
 def test_execute_enters_a_contact_or_everyone_a_trigger_selects(shop: Shop) -> None:
-    segment = shop.ok(
-        "POST",
-        "/v1/segments",
-        {
-            "name": "Big",
-            "condition": "AND",
-            "rules": [{"field": "lead_score", "operator": "gte", "value": 50}],
-        },
-    )
-    trigger = {"type": "SEGMENT_ENTRY", "data": {"segmentId": segment["id"]}}
+    trigger = leads_entering(shop)
     made = create(shop, workflow=graph(shop, trigger=trigger, wait_days=1))
     path = f"/{made['id']}/execute"
     big = shop.contacts(2, lead_score=80)
@@ -309,7 +307,11 @@ def test_execute_enters_a_contact_or_everyone_a_trigger_selects(shop: Shop) -> N
         shop,
         "POST",
         path,
-        {"action": "process_trigger", "triggerType": "SEGMENT_ENTRY", "segmentId": segment["id"]},
+        {
+            "action": "process_trigger",
+            "triggerType": "SEGMENT_ENTRY",
+            "segmentId": trigger["data"]["segmentId"],
+        },
     )
     assert (answer["enrolled"], answer["alreadyEnrolled"], answer["errors"]) == (2, 0, 0)
     found = enrolments.read_many(shop.tenant.id, made["id"], [small, *big])
@@ -320,17 +322,7 @@ def test_a_trigger_selecting_more_than_a_page_enrols_the_rest_through_the_queue(
     shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(enrolment_service, "SELECTION_PAGE_SIZE", 2)
-    segment = shop.ok(
-        "POST",
-        "/v1/segments",
-        {
-            "name": "Hot",
-            "condition": "AND",
-            "rules": [{"field": "lead_score", "operator": "gte", "value": 50}],
-        },
-    )
-    trigger = {"type": "SEGMENT_ENTRY", "data": {"segmentId": segment["id"]}}
-    made = create(shop, workflow=graph(shop, trigger=trigger, wait_days=1))
+    made = create(shop, workflow=graph(shop, trigger=leads_entering(shop), wait_days=1))
     call(shop, "PATCH", f"/{made['id']}", {"status": "ACTIVE"})
     hot = shop.contacts(5, lead_score=90)
     shop.contacts(2, lead_score=10)
