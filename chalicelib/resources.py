@@ -245,6 +245,12 @@ class HeraldResources:
     def queue(self, role: QueueRole) -> QueueSpec:
         return next(q for q in self.queues if q.role == role)
 
+    @property
+    def handlers(self) -> tuple[str, ...]:
+        """Every Lambda function's handler in app.py (each its own function: infra/)."""
+        consumers = tuple(spec.handler for spec in self.queues)
+        return (self.api_handler, *consumers, self.tick_handler, self.sms_status_logs.handler)
+
 
 # Per queue: (handler in app.py, Lambda timeout in seconds, batch size, batching window).
 _CONSUMERS: dict[QueueRole, tuple[str, int, int, int]] = {

@@ -27,6 +27,8 @@ QUEUE_ROLES: tuple[QueueRole, ...] = (
     "replies",
 )
 ENV_PREFIX = "HERALD_"
+# Fields the Lambda runtime sets, under its own names rather than HERALD_<FIELD>.
+RUNTIME_VARIABLES = {"lambda_function": "AWS_LAMBDA_FUNCTION_NAME"}
 # A send batch's recipients at most: one planner page's (pipeline.planner.PAGE_SIZE).
 MAX_SEND_BATCH = 500
 
@@ -288,6 +290,15 @@ class Settings(BaseModel):
         default=200, ge=1, description="Requests the API stage accepts at once above the rate."
     )
 
+    lambda_function: str | None = Field(
+        default=None,
+        description=(
+            "The Lambda function this process runs as (Lambda sets AWS_LAMBDA_FUNCTION_NAME): "
+            "app.py imports only what that function runs. Unset (chalice package, the tests, "
+            "the local stack): every function's modules."
+        ),
+    )
+
     # Public base URL of the API, used to build unsubscribe links.
     public_base_url: str = "http://127.0.0.1:8000"
 
@@ -374,6 +385,14 @@ class Settings(BaseModel):
         """A Lambda function's name (fixed, so logs and integrations can find it by name)."""
         return f"{self.prefix}-{handler}"
 
+    @property
+    def lambda_handler(self) -> str | None:
+        """The handler in app.py the running Lambda function serves (``function_name``'s
+        inverse); None outside Lambda or for a function name this stage did not give."""
+        name = self.lambda_function or ""
+        handler = name.removeprefix(f"{self.prefix}-")
+        return handler if handler != name else None
+
     def function_arn(self, handler: str) -> str:
         return (
             f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name(handler)}"
@@ -391,7 +410,7 @@ def _environment() -> dict[str, Any]:
     """The fields whose variable is set, as strings for pydantic to convert; a list is JSON."""
     values: dict[str, Any] = {}
     for name, field in Settings.model_fields.items():
-        raw = os.environ.get(f"{ENV_PREFIX}{name.upper()}")
+        raw = os.environ.get(RUNTIME_VARIABLES.get(name, f"{ENV_PREFIX}{name.upper()}"))
         if raw is not None:
             values[name] = json.loads(raw) if get_origin(field.annotation) is list else raw
     return values

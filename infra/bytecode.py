@@ -17,6 +17,7 @@ Lambda puts them.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import py_compile
@@ -35,30 +36,24 @@ LAYER_ZIP = "layer-deployment.zip"
 MOUNTS = {APP_ZIP: "/var/task", LAYER_ZIP: "/opt"}
 # chalice builds the layer for this interpreter's version, so its bytecode is this one's.
 LAYER_SITE_PACKAGES = "python/lib/python{}.{}/site-packages".format(*sys.version_info[:2])
+# argv: the app's root, the layer's site-packages, a JSON file of ``deferred_imports``.
 _LIST_IMPORTED = """
-import ast, json, sys
-app_root = sys.argv[1]
-sys.path[:0] = sys.argv[1:]
+import json, sys
+app_root, site_packages, deferred_file = sys.argv[1:]
+deferred = json.load(open(deferred_file))
+sys.path[:0] = [app_root, site_packages]
 import app
 if not app.__file__.startswith(app_root):
     raise SystemExit(f"imported {app.__file__}, not the packaged app")
 
-def loaded(under=""):
+def loaded():
     files = {getattr(m, "__file__", None) or "" for m in list(sys.modules.values())}
-    return {f for f in files if f.endswith(".py") and f.startswith(under)}
-
-def deferred_imports(path):
-    tree = ast.parse(open(path).read())
-    for function in ast.walk(tree):
-        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            for node in ast.walk(function):
-                if isinstance(node, (ast.Import, ast.ImportFrom)) and not getattr(node, "level", 0):
-                    yield ast.unparse(node)
+    return {f for f in files if f.endswith(".py")}
 
 scanned = set()
-while unscanned := loaded(app_root) - scanned:
+while unscanned := (loaded() & deferred.keys()) - scanned:
     for path in sorted(unscanned):
-        for statement in deferred_imports(path):
+        for statement in deferred[path]:
             exec(statement, {})
     scanned |= unscanned
 print(json.dumps(sorted(loaded())))
@@ -102,10 +97,32 @@ def _imported_files(app_root: Path, site_packages: Path, stage: str, region: str
     env = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_ENV_PREFIX)}
     env[setting_variable("stage")] = stage
     env["AWS_DEFAULT_REGION"] = region
-    command = [sys.executable, "-I", "-B", "-c", _LIST_IMPORTED, str(app_root), str(site_packages)]
-    result = subprocess.run(  # noqa: S603
-        command, cwd=app_root, env=env, capture_output=True, text=True, check=False
-    )
+    env.pop("AWS_LAMBDA_FUNCTION_NAME", None)  # app.py imports every function's modules
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as deferred:
+        json.dump(deferred_imports(app_root), deferred)
+        deferred.flush()
+        command = [sys.executable, "-I", "-B", "-c", _LIST_IMPORTED]
+        command += [str(app_root), str(site_packages), deferred.name]
+        result = subprocess.run(  # noqa: S603
+            command, cwd=app_root, env=env, capture_output=True, text=True, check=False
+        )
     if result.returncode != 0:
         raise PackagedAppError(f"importing app from the package failed:\n{result.stderr}")
     return [Path(path) for path in json.loads(result.stdout.strip().splitlines()[-1])]
+
+
+def deferred_imports(app_root: Path) -> dict[str, list[str]]:
+    """Per Herald source file under ``app_root``: the absolute imports its functions make
+    (what it defers to first use), as statements to run once the file is loaded."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(app_root.rglob("*.py")):
+        statements = [
+            ast.unparse(node)
+            for function in ast.walk(ast.parse(path.read_text()))
+            if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
+            for node in ast.walk(function)
+            if isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and not node.level)
+        ]
+        if statements:
+            found[str(path)] = statements
+    return found

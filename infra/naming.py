@@ -77,10 +77,7 @@ class Stack:
     @property
     def handlers(self) -> tuple[str, ...]:
         """Every Lambda function chalice generates, by its handler name in app.py."""
-        resources = self.resources
-        consumers = tuple(spec.handler for spec in resources.queues)
-        forwarder = resources.sms_status_logs.handler
-        return (resources.api_handler, *consumers, resources.tick_handler, forwarder)
+        return self.resources.handlers
 
     def function_id(self, handler: str) -> str:
         if handler == self.resources.api_handler:
