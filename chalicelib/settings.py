@@ -71,6 +71,17 @@ class Settings(BaseModel):
         ),
     )
     send_concurrency: int = Field(default=8, ge=1, le=64)
+    send_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description=(
+            "Threads that carry a round of send_concurrency sends (None: one per send). "
+            "Fewer only where a send waits on no network: the benchmark's in-process AWS "
+            "(bench/herald_time.py), where more threads would only take turns at the GIL. "
+            "A round is still send_concurrency sends, recorded together."
+        ),
+    )
     send_workers: int = Field(
         default=4,
         ge=1,

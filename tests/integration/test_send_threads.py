@@ -53,3 +53,34 @@ def test_every_batch_sends_from_the_same_threads_until_the_concurrency_changes(
     assert len(senders) == 40
     (only,) = set(senders)
     assert only not in earlier
+
+
+def test_a_round_of_send_concurrency_sends_is_recorded_together_on_fewer_threads(
+    tenant: Tenant, herald_env: Callable[..., None], senders: list[threading.Thread]
+) -> None:
+    """``send_threads`` (the benchmark's one thread) carries a round of ``send_concurrency``
+    sends: the round is still ``send_concurrency`` messages, written with one
+    BatchWriteItem."""
+    herald_env(
+        ses_max_send_rate="1000000", send_concurrency="4", send_threads="1", send_batch_size="10"
+    )
+    rounds: list[int] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        for requests in params["RequestItems"].values():
+            keys = [r["PutRequest"]["Item"]["pk"]["S"] for r in requests if "PutRequest" in r]
+            if any("#LEDGER#" in key for key in keys):
+                rounds.append(len(keys))
+
+    events = client("dynamodb").meta.events
+    events.register("provide-client-params.dynamodb.BatchWriteItem", record)
+    try:
+        shop = Shop(tenant)
+        shop.contacts(40)
+        shop.send(shop.campaign())
+        drain()
+    finally:
+        events.unregister("provide-client-params.dynamodb.BatchWriteItem", record)
+    assert len(senders) == 40
+    assert len(set(senders)) == 1
+    assert sorted(rounds) == [2] * 4 + [4] * 8  # 4 batches of 10: rounds of 4, 4 and 2

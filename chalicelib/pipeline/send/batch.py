@@ -171,8 +171,8 @@ class _SendingThreads:
 
     A pool per batch started and joined ``send_concurrency`` threads for every batch
     (an eighth of the pool's CPU in the benchmark's profile). The pool is made
-    again only when ``send_concurrency`` changes (tests set it per test); the old one
-    finishes what it was given and its threads end.
+    again only when its size (``send_threads`` or ``send_concurrency``) changes (tests set
+    it per test); the old one finishes what it was given and its threads end.
     """
 
     def __init__(self) -> None:
@@ -382,6 +382,7 @@ class BatchRun:
     def _deliver_all(self, todo: list[tuple[Contact, str]], watch: StopWatch) -> list[Outcome]:
         """Send in rounds of ``send_concurrency`` recipients, one per thread, and record
         each round's messages together (``_commit``) before the next round starts.
+        (``send_threads`` may carry a round on fewer threads: the benchmark's one.)
 
         A thread takes its next recipient only once its last message is recorded, so a
         crash leaves at most one round (``send_concurrency`` messages) sent and not
@@ -395,7 +396,7 @@ class BatchRun:
         content = load_content(self.batch.tenant_id, step.template_ids, step.sender_ids)
         pacer = Pacer(worker_rate(self.campaign.channel))
         size = settings.send_concurrency
-        pool = _sending_threads.pool(size)
+        pool = _sending_threads.pool(settings.send_threads or size)
         outcomes: list[Outcome] = []
         for start in range(0, len(todo), size):
             futures = [
