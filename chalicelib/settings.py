@@ -340,6 +340,7 @@ class Settings(BaseModel):
 
     @property
     def ses_events_topic_name(self) -> str:
+        """The SNS topic SES publishes its sending events to (transport "sns" only)."""
         return f"{self.prefix}-ses-events"
 
     @property

@@ -158,7 +158,7 @@ def _delivery_stream(stream: SesEventsStreamSpec, settings: Settings) -> str:
     PutRecordBatch, at once: its buffering hints are kept but not applied."""
     firehose = client("firehose")
     try:
-        firehose.create_delivery_stream(
+        made = firehose.create_delivery_stream(
             DeliveryStreamName=stream.stream,
             DeliveryStreamType="DirectPut",
             ExtendedS3DestinationConfiguration={
@@ -175,8 +175,9 @@ def _delivery_stream(stream: SesEventsStreamSpec, settings: Settings) -> str:
     except ClientError as error:
         if not _exists(error, "ResourceInUseException"):
             raise
-    described = firehose.describe_delivery_stream(DeliveryStreamName=stream.stream)
-    return str(described["DeliveryStreamDescription"]["DeliveryStreamARN"])
+        described = firehose.describe_delivery_stream(DeliveryStreamName=stream.stream)
+        return str(described["DeliveryStreamDescription"]["DeliveryStreamARN"])
+    return str(made["DeliveryStreamARN"])
 
 
 def _exists(error: ClientError, *codes: str) -> bool:

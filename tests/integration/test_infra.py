@@ -495,7 +495,7 @@ def test_ses_publishes_every_event_type_herald_acts_on_to_its_stream(template: J
 def test_the_stream_buffers_events_into_the_bucket_with_its_own_role(template: Json) -> None:
     spec = RESOURCES.configuration_set.stream
     assert spec is not None
-    [stream] = of_type(template, "AWS::KinesisFirehose::DeliveryStream").values()
+    [(stream_id, stream)] = of_type(template, "AWS::KinesisFirehose::DeliveryStream").items()
     properties = stream["Properties"]
     assert properties["DeliveryStreamType"] == "DirectPut"
     s3 = properties["ExtendedS3DestinationConfiguration"]
@@ -520,6 +520,15 @@ def test_the_stream_buffers_events_into_the_bucket_with_its_own_role(template: J
     }
     bucket_arn = f"arn:${{AWS::Partition}}:s3:::{spec.bucket}"
     assert delivery["Resource"] == [{"Fn::Sub": bucket_arn}, {"Fn::Sub": f"{bucket_arn}/*"}]
+    # Events stuck in the stream (a role or bucket problem) stall feedback: an alarm says so.
+    [stalled] = [
+        a["Properties"]
+        for a in of_type(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["Namespace"] == "AWS/Firehose"
+    ]
+    assert stalled["MetricName"] == "DeliveryToS3.DataFreshness"
+    assert stalled["Dimensions"] == [{"Name": "DeliveryStreamName", "Value": {"Ref": stream_id}}]
+    assert stalled["Threshold"] > s3["BufferingHints"]["IntervalInSeconds"]
 
 
 def test_the_events_bucket_is_private_expires_objects_and_notifies_the_feedback_queue(
