@@ -79,12 +79,41 @@ class RuleSpec:
 
 
 @dataclass(frozen=True)
+class SesEventsStreamSpec:
+    """SES's sending events through Amazon Data Firehose into S3 (transport "firehose").
+
+    SES puts each event on the stream as one record (its JSON and a newline); Firehose
+    buffers the records into one S3 object per ``buffer_mib`` or ``buffer_seconds``,
+    whichever comes first, uncompressed, under ``object_prefix``; the bucket notifies
+    ``delivers_to`` of each object (``s3:ObjectCreated:*`` on that prefix) and the
+    feedback worker reads the object's events. Firehose bills each record rounded up to
+    5 KB at $0.029 per GB, about $0.15 per million events against SNS's $0.50
+    (docs/feedback.md). ``publisher_role`` is the role SES puts records with,
+    ``delivery_role`` the one Firehose writes the bucket with.
+    """
+
+    stream: str
+    bucket: str
+    object_prefix: str
+    publisher_role: str
+    delivery_role: str
+    delivers_to: QueueRole = "feedback"
+    buffer_mib: int = 1
+    buffer_seconds: int = 60
+    # The worker reads an object within minutes of its notification; kept a while to debug.
+    keep_days: int = 3
+
+
+@dataclass(frozen=True)
 class ConfigurationSetSpec:
-    """The SES configuration set every email is sent with, publishing events to SNS."""
+    """The SES configuration set every email is sent with, and where it publishes events:
+    to the SNS topic ``topic_name`` or to the Firehose stream ``stream``, exactly one of
+    them (``Settings.ses_events_transport`` chooses)."""
 
     name: str
     event_destination: str
-    topic_name: str
+    topic_name: str | None = None
+    stream: SesEventsStreamSpec | None = None
     # No SEND: Herald records "sent" in its ledger when SES accepts the message, so a Send
     # event would add nothing but an SNS publish, a queue message and a feedback worker's
     # share per email (half the feedback traffic: bench/README.md).
@@ -99,6 +128,10 @@ class ConfigurationSetSpec:
         "DELIVERY_DELAY",
         "SUBSCRIPTION",
     )
+
+    def __post_init__(self) -> None:
+        if (self.topic_name is None) == (self.stream is None):
+            raise ValueError("a configuration set publishes to a topic or a stream, not both")
 
     @property
     def camel_case_event_types(self) -> tuple[str, ...]:
@@ -254,15 +287,23 @@ def herald_resources(settings: Settings) -> HeraldResources:
         )
         for role in QUEUE_ROLES
     )
+    configuration_set = _configuration_set(settings)
+    ses_events_topics = (
+        ()
+        if configuration_set.topic_name is None
+        else (
+            TopicSpec(
+                configuration_set.topic_name,
+                delivers_to="feedback",
+                published_by="ses.amazonaws.com",
+            ),
+        )
+    )
     return HeraldResources(
         table=TableSpec(name=settings.table_name),
         queues=queues,
         topics=(
-            TopicSpec(
-                settings.ses_events_topic_name,
-                delivers_to="feedback",
-                published_by="ses.amazonaws.com",
-            ),
+            *ses_events_topics,
             TopicSpec(
                 settings.inbound_topic_name,
                 delivers_to="replies",
@@ -280,11 +321,7 @@ def herald_resources(settings: Settings) -> HeraldResources:
         ),
         schedule_group=settings.schedule_group_name,
         scheduler_role=settings.scheduler_role_name,
-        configuration_set=ConfigurationSetSpec(
-            name=settings.ses_configuration_set,
-            event_destination=f"{settings.prefix}-events-to-sns",
-            topic_name=settings.ses_events_topic_name,
-        ),
+        configuration_set=configuration_set,
         sms_status_logs=SmsStatusLogsSpec(
             handler=_STATUS_FORWARDER,
             dead_letter_name=f"{settings.prefix}-sms-status-dlq",
@@ -302,4 +339,25 @@ def herald_resources(settings: Settings) -> HeraldResources:
             rule_set=f"{settings.prefix}-replies",
             reply_domain=settings.reply_domain,
         ),
+    )
+
+
+def _configuration_set(settings: Settings) -> ConfigurationSetSpec:
+    """The configuration set publishing to the transport the settings choose."""
+    name = settings.ses_configuration_set
+    if settings.ses_events_transport == "sns":
+        return ConfigurationSetSpec(
+            name=name,
+            event_destination=f"{settings.prefix}-events-to-sns",
+            topic_name=settings.ses_events_topic_name,
+        )
+    stream = SesEventsStreamSpec(
+        stream=settings.ses_events_stream_name,
+        bucket=settings.ses_events_bucket_name,
+        object_prefix=settings.ses_events_object_prefix,
+        publisher_role=f"{settings.prefix}-ses-events-publisher",
+        delivery_role=f"{settings.prefix}-ses-events-delivery",
+    )
+    return ConfigurationSetSpec(
+        name=name, event_destination=f"{settings.prefix}-events-to-firehose", stream=stream
     )

@@ -235,6 +235,17 @@ class Settings(BaseModel):
         ),
     )
 
+    # How SES's sending events reach the feedback queue (docs/feedback.md, "How SES's events
+    # travel"). "sns": one SNS publish per event ($0.50 per million), on the queue within
+    # seconds. "firehose": Firehose buffers the events into S3 objects ($0.029 per GB, each
+    # record rounded up to 5 KB: about $0.15 per million) and S3 notifies the queue of each
+    # object, up to the buffer interval (60 s) later.
+    ses_events_transport: Literal["firehose", "sns"] = Field(
+        default="sns",
+        description="firehose: SES's events as S3 objects via Firehose, $0.35 per million "
+        "emails cheaper and up to a minute later; sns: one SNS notification per event.",
+    )
+
     # Replies and mail threads (docs/api-seed-001.md, "Stop on reply").
     ses_message_id_domain: str | None = Field(
         default=None,
@@ -319,6 +330,21 @@ class Settings(BaseModel):
     @property
     def ses_events_topic_name(self) -> str:
         return f"{self.prefix}-ses-events"
+
+    @property
+    def ses_events_stream_name(self) -> str:
+        """The Firehose stream SES publishes its sending events to (transport "firehose")."""
+        return f"{self.prefix}-ses-events"
+
+    @property
+    def ses_events_bucket_name(self) -> str:
+        """Where that stream writes its objects (S3 names are global: account and region)."""
+        return f"{self.prefix}-ses-events-{self.account_id}-{self.region}"
+
+    @property
+    def ses_events_object_prefix(self) -> str:
+        """The key prefix of the stream's objects, the one the bucket notifies the queue of."""
+        return "ses-events/"
 
     @property
     def inbound_topic_name(self) -> str:

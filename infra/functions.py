@@ -77,6 +77,8 @@ def environment(stack: Stack) -> Json:
         # them and the planner splits audiences as configured.
         setting_variable("send_workers"): str(stack.settings.send_workers),
         setting_variable("plan_chains"): str(stack.settings.plan_chains),
+        # Which way SES's events come (the resources above were made for it).
+        setting_variable("ses_events_transport"): stack.settings.ses_events_transport,
         "POWERTOOLS_SERVICE_NAME": SERVICE,
         "POWERTOOLS_METRICS_NAMESPACE": metrics.namespace,
     }

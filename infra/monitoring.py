@@ -1,10 +1,11 @@
 """What an operator watches: one dashboard, and alarms that mail the ``AlarmEmail`` parameter.
 
 Alarms fire on what needs a person: any message in a dead-letter queue (work Herald gave up
-on), any Lambda error, a campaign the watchdog found stuck (``stuck_campaigns``), and SES
+on), any Lambda error, a campaign the watchdog found stuck (``stuck_campaigns``), SES
 reputation nearing the rates at which AWS reviews an account (bounces 5 %, complaints
-0.1 %). The dashboard shows the same signals plus queue depths, ages
-and durations, so an alarm can be read in context.
+0.1 %), and SES's events stuck in their Firehose stream (transport "firehose"). The
+dashboard shows the same signals plus queue depths, ages and durations, so an alarm can be
+read in context.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from infra.naming import (
     ref,
     sub,
 )
+from infra.ses_events import SES_EVENTS_STREAM
 
+# SES's events normally wait at most the stream's buffer interval (60 s) before reaching S3.
+STALLED_EVENTS_SECONDS = 900
 # AWS puts an SES account under review at these reputation rates.
 SES_BOUNCE_RATE_LIMIT = 0.05
 SES_COMPLAINT_RATE_LIMIT = 0.001
@@ -105,6 +109,20 @@ def _alarms(stack: Stack) -> Json:
         threshold=0,
         period=300,
     )
+    stream = stack.resources.configuration_set.stream
+    if stream is not None:
+        alarms[f"{SES_EVENTS_STREAM}FreshnessAlarm"] = _alarm(
+            name=f"{prefix}-ses-events-stalled",
+            description=f"SES events waited over {STALLED_EVENTS_SECONDS // 60} minutes in "
+            f"{stream.stream} without reaching {stream.bucket} (Firehose retries for 24 "
+            "hours): check the delivery role and the bucket; feedback is stalled meanwhile.",
+            namespace="AWS/Firehose",
+            metric="DeliveryToS3.DataFreshness",
+            dimensions={"DeliveryStreamName": ref(SES_EVENTS_STREAM)},
+            statistic="Maximum",
+            threshold=STALLED_EVENTS_SECONDS,
+            period=300,
+        )
     for metric, limit, alarm_id in (
         ("Reputation.BounceRate", SES_BOUNCE_RATE_LIMIT, "SesBounceRateAlarm"),
         ("Reputation.ComplaintRate", SES_COMPLAINT_RATE_LIMIT, "SesComplaintRateAlarm"),

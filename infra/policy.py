@@ -40,6 +40,7 @@ from typing import Literal
 
 from chalicelib.resources import QueueSpec
 from chalicelib.settings import QueueRole
+from infra.buckets import bucket_arn
 from infra.naming import (
     EVENT_BUS,
     SCHEDULER_ROLE,
@@ -98,6 +99,7 @@ Need = Literal[
     "enqueue_callbacks",  # send to the callbacks queue and, by hand, its dead-letter queue
     "forward_sms_status",  # send to the feedback queue and the forwarder's dead-letter queue
     "read_inbound_mail",  # read received mail SES inbound stored in the inbound bucket
+    "read_ses_events",  # read the objects Firehose wrote SES's events to (transport firehose)
     "send_email",
     "send_sms",
     "send_push",  # publish to Herald's platform endpoints, delete a dead one
@@ -131,7 +133,7 @@ FUNCTION_NEEDS: dict[QueueRole | Literal["api", "tick", "sms_status"], frozenset
     "send": frozenset(
         {"table", "enqueue", "send_email", "send_sms", "send_push", "read_identities"}
     ),
-    "feedback": frozenset({"table", "enqueue"}),
+    "feedback": frozenset({"table", "enqueue", "read_ses_events"}),
     "triggers": frozenset({"table", "enqueue"}),
     "callbacks": frozenset({"callback_items", "enqueue_callbacks"}),
     # The flow runtime: steps (contact changes, sends, webhooks via the callbacks queue).
@@ -250,9 +252,16 @@ def _statements(stack: Stack, needs: frozenset[Need]) -> list[Json]:
     if "read_inbound_mail" in needs:
         statements.append(
             _allow(
-                "ReadInboundMail",
+                "ReadInboundMail", ("s3:GetObject",), [bucket_arn(resources.inbound.bucket, "*")]
+            )
+        )
+    stream = resources.configuration_set.stream
+    if "read_ses_events" in needs and stream is not None:  # nothing to read with SNS
+        statements.append(
+            _allow(
+                "ReadSesEvents",
                 ("s3:GetObject",),
-                [sub(f"arn:${{AWS::Partition}}:s3:::{resources.inbound.bucket}/*")],
+                [bucket_arn(stream.bucket, f"{stream.object_prefix}*")],
             )
         )
     if "send_email" in needs:

@@ -15,6 +15,7 @@ replies are matched by nothing (the bucket and topic stay, empty).
 
 from __future__ import annotations
 
+from infra.buckets import bucket_arn, private_bucket, tls_only
 from infra.naming import Json, Stack, ref, sub
 
 INBOUND_BUCKET = "InboundMailBucket"
@@ -25,30 +26,11 @@ RECEIPT_RULE = "ReplyReceiptRule"
 
 def reply_resources(stack: Stack) -> Json:
     inbound = stack.resources.inbound
-    bucket_arn = sub(f"arn:${{AWS::Partition}}:s3:::{inbound.bucket}")
     rendered: Json = {
         INBOUND_BUCKET: {
             "Type": "AWS::S3::Bucket",
-            "Properties": {
-                "BucketName": inbound.bucket,
-                "PublicAccessBlockConfiguration": {
-                    "BlockPublicAcls": True,
-                    "BlockPublicPolicy": True,
-                    "IgnorePublicAcls": True,
-                    "RestrictPublicBuckets": True,
-                },
-                "BucketEncryption": {
-                    "ServerSideEncryptionConfiguration": [
-                        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
-                    ]
-                },
-                # A reply is handled within minutes; the mail is kept a while to debug.
-                "LifecycleConfiguration": {
-                    "Rules": [
-                        {"Id": "expire", "Status": "Enabled", "ExpirationInDays": inbound.keep_days}
-                    ]
-                },
-            },
+            # A reply is handled within minutes; the mail is kept a while to debug.
+            "Properties": private_bucket(inbound.bucket, inbound.keep_days),
         },
         INBOUND_BUCKET_POLICY: {
             "Type": "AWS::S3::BucketPolicy",
@@ -62,25 +44,12 @@ def reply_resources(stack: Stack) -> Json:
                             "Effect": "Allow",
                             "Principal": {"Service": "ses.amazonaws.com"},
                             "Action": "s3:PutObject",
-                            "Resource": sub(
-                                f"arn:${{AWS::Partition}}:s3:::{inbound.bucket}/"
-                                f"{inbound.object_prefix}*"
-                            ),
+                            "Resource": bucket_arn(inbound.bucket, f"{inbound.object_prefix}*"),
                             "Condition": {
                                 "StringEquals": {"aws:SourceAccount": sub("${AWS::AccountId}")}
                             },
                         },
-                        {
-                            "Sid": "TlsOnly",
-                            "Effect": "Deny",
-                            "Principal": "*",
-                            "Action": "s3:*",
-                            "Resource": [
-                                bucket_arn,
-                                sub(f"arn:${{AWS::Partition}}:s3:::{inbound.bucket}/*"),
-                            ],
-                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                        },
+                        tls_only(inbound.bucket),
                     ],
                 },
             },

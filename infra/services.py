@@ -1,8 +1,9 @@
 """The AWS resources Herald's code talks to, with the resource policies that let AWS feed them.
 
 Table, queues with their dead-letter queues, SNS topics subscribed to the feedback queue, the
-event bus with its rules, the schedule group and the SES configuration set: each rendered from
-its spec in ``chalicelib.resources`` with the values the local provisioner uses.
+event bus with its rules, the schedule group and the SES configuration set with its event
+destination (the SES events topic, or the Firehose stream of ``infra.ses_events``): each
+rendered from its spec in ``chalicelib.resources`` with the values the local provisioner uses.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from infra.naming import (
     get_att,
     ref,
 )
+from infra.ses_events import s3_may_send, stream_destination
 
 # Data outlives a stack update that would replace it, and a stack deletion.
 _KEEP = {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
@@ -113,7 +115,8 @@ def _queue_pair(stack: Stack, spec: QueueSpec) -> Json:
 
 
 def _queue_policies(stack: Stack) -> Json:
-    """Let each topic and rule send to the queue it delivers to, and nothing else send."""
+    """Let each topic and rule, and the SES events bucket, send to the queue it delivers
+    to, and nothing else send (one policy per queue: a second would replace the first)."""
     senders: dict[str, list[Json]] = defaultdict(list)
     for topic in stack.resources.topics:
         senders[stack.queue_id(topic.delivers_to)].append(
@@ -127,6 +130,9 @@ def _queue_policies(stack: Stack) -> Json:
             stack.dead_letter_queue_id(rule.delivers_to),
         ):
             senders[queue_id].append(_may_send("events.amazonaws.com", rule_arn))
+    stream = stack.resources.configuration_set.stream
+    if stream is not None:
+        senders[stack.queue_id(stream.delivers_to)].append(s3_may_send(stream))
     return {
         f"{queue_id}Policy": {
             "Type": "AWS::SQS::QueuePolicy",
@@ -216,7 +222,13 @@ def _rule(stack: Stack, rule: RuleSpec) -> Json:
 
 def _configuration_set(stack: Stack) -> Json:
     spec = stack.resources.configuration_set
-    topic_id = stack.topic_id(spec.topic_name)
+    # SES checks that it may publish when the destination is created.
+    if spec.topic_name is not None:
+        topic_id = stack.topic_id(spec.topic_name)
+        destination: Json = {"SnsDestination": {"TopicARN": ref(topic_id)}}
+        depends_on = [f"{topic_id}Policy"]
+    else:  # the stream and the publisher role, which the destination refers to
+        destination, depends_on = stream_destination(stack), []
     return {
         CONFIGURATION_SET: {
             "Type": "AWS::SES::ConfigurationSet",
@@ -229,15 +241,14 @@ def _configuration_set(stack: Stack) -> Json:
         },
         f"{CONFIGURATION_SET}EventDestination": {
             "Type": "AWS::SES::ConfigurationSetEventDestination",
-            # SES checks that it may publish when the destination is created.
-            "DependsOn": [f"{topic_id}Policy"],
+            **({"DependsOn": depends_on} if depends_on else {}),
             "Properties": {
                 "ConfigurationSetName": ref(CONFIGURATION_SET),
                 "EventDestination": {
                     "Name": spec.event_destination,
                     "Enabled": True,
                     "MatchingEventTypes": list(spec.camel_case_event_types),
-                    "SnsDestination": {"TopicARN": ref(topic_id)},
+                    **destination,
                 },
             },
         },

@@ -33,6 +33,7 @@ from infra.policy import iam_resources
 from infra.push_status import push_status_resources
 from infra.replies import reply_resources
 from infra.services import service_resources
+from infra.ses_events import SES_EVENTS_BUCKET, SES_EVENTS_STREAM, ses_events_resources
 from infra.sms_status import (
     SMS_STATUS_ROLE,
     sms_status_conditions,
@@ -52,6 +53,7 @@ def merge_template(stack: Stack) -> Json:
         sms_status_resources(stack),
         push_status_resources(stack),
         reply_resources(stack),
+        ses_events_resources(stack),
     ):
         clashes = resources.keys() & part.keys()
         if clashes:
@@ -118,6 +120,15 @@ def _outputs(stack: Stack) -> Json:
             get_att(SMS_STATUS_ROLE, "Arn"),
         ),
     }
+    if stack.resources.configuration_set.stream is not None:
+        values["SesEventsStreamName"] = (
+            "Firehose stream SES publishes its sending events to",
+            ref(SES_EVENTS_STREAM),
+        )
+        values["SesEventsBucketName"] = (
+            "Bucket of SES's sending events (objects expire after 3 days)",
+            ref(SES_EVENTS_BUCKET),
+        )
     return {
         name: {"Description": description, "Value": value}
         for name, (description, value) in values.items()

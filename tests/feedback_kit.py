@@ -18,6 +18,7 @@ from chalicelib.aws import client
 from chalicelib.domain.contacts import ContactFields
 from chalicelib.domain.feedback import TAG_CAMPAIGN, TAG_MESSAGE, TAG_TENANT
 from chalicelib.local.poller import drain, invoke_handler
+from chalicelib.local.ses_simulator import publish_ses_events
 from chalicelib.pipeline.queues import queue_url
 from chalicelib.resources import herald_resources
 from chalicelib.settings import get_settings
@@ -106,11 +107,8 @@ def tags_of(tenant_id: str, record: MessageRecord) -> dict[str, str]:
 
 
 def publish(records: Iterable[dict[str, Any]]) -> None:
-    """Publish provider records to the SES events topic, as the configuration set does."""
-    sns = client("sns")
-    arn = sns.create_topic(Name=get_settings().ses_events_topic_name)["TopicArn"]
-    for record in records:
-        sns.publish(TopicArn=arn, Message=json.dumps(record))
+    """Publish provider records as the configuration set does (its topic or its stream)."""
+    publish_ses_events([json.dumps(record) for record in records])
 
 
 def log_sms_statuses(lines: Iterable[str], *, failures: bool = False) -> Any:

@@ -43,6 +43,8 @@ WARM_SERVICES: tuple[SERVICE_NAMES, ...] = (
     "scheduler",
     "ses",
     "sesv2",
+    "s3",
+    "firehose",
     "moto_api",
 )
 

@@ -15,7 +15,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib.aws import client
-from chalicelib.resources import HeraldResources, QueueSpec, herald_resources
+from chalicelib.resources import (
+    HeraldResources,
+    QueueSpec,
+    SesEventsStreamSpec,
+    herald_resources,
+)
 from chalicelib.settings import QueueRole, Settings, get_settings
 
 
@@ -28,8 +33,8 @@ def provision(settings: Settings | None = None) -> HeraldResources:
     topic_arns = {t.name: _topic(t.name, queue_arns[t.delivers_to]) for t in resources.topics}
     _event_bus(resources, queue_arns)
     _schedule_group(resources)
-    _configuration_set(resources, topic_arns[resources.configuration_set.topic_name])
-    _inbound_bucket(resources, settings.region)
+    _configuration_set(resources, _event_destination(resources, settings, topic_arns, queue_arns))
+    _bucket(resources.inbound.bucket, settings.region)
     if settings.push_delivery_status:
         status_forwarder(settings)
     return resources
@@ -82,8 +87,8 @@ def status_forwarder(settings: Settings | None = None) -> str:
     return str(made["FunctionArn"])
 
 
-def _inbound_bucket(resources: HeraldResources, region: str) -> None:
-    """The bucket SES inbound stores received mail in (the embedded stack's replies too)."""
+def _bucket(name: str, region: str) -> None:
+    """A bucket: SES inbound's for received mail, or Firehose's for SES's events."""
     s3 = client("s3")
     where = (
         {}
@@ -91,10 +96,88 @@ def _inbound_bucket(resources: HeraldResources, region: str) -> None:
         else {"CreateBucketConfiguration": {"LocationConstraint": region}}
     )
     try:
-        s3.create_bucket(Bucket=resources.inbound.bucket, **where)
+        s3.create_bucket(Bucket=name, **where)
     except ClientError as error:
         if not _exists(error, "BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise
+
+
+def _event_destination(
+    resources: HeraldResources,
+    settings: Settings,
+    topic_arns: dict[str, str],
+    queue_arns: dict[QueueRole, str],
+) -> dict[str, Any]:
+    """Where the configuration set publishes: its topic, or its Firehose stream (made here
+    with its bucket, which notifies the feedback queue of each object)."""
+    spec = resources.configuration_set
+    if spec.stream is None:
+        assert spec.topic_name is not None  # one or the other (ConfigurationSetSpec)
+        return {"SNSDestination": {"TopicARN": topic_arns[spec.topic_name]}}
+    stream = spec.stream
+    _bucket(stream.bucket, settings.region)
+    _notify_queue_of_objects(stream, queue_arns[stream.delivers_to])
+    return {
+        "KinesisFirehoseDestination": {
+            "IAMRoleARN": _role_arn(settings, stream.publisher_role),
+            "DeliveryStreamARN": _delivery_stream(stream, settings),
+        }
+    }
+
+
+def _role_arn(settings: Settings, name: str) -> str:
+    """The ARN of a role the stack makes (moto assumes no roles: it is never created here)."""
+    return f"arn:aws:iam::{settings.account_id}:role/{name}"
+
+
+def _notify_queue_of_objects(stream: SesEventsStreamSpec, queue_arn: str) -> None:
+    """S3 notifies the queue of each object the stream writes. Set once: S3 sends the queue
+    a test event (``s3:TestEvent``) whenever the configuration is put."""
+    s3 = client("s3")
+    configured = s3.get_bucket_notification_configuration(Bucket=stream.bucket)
+    if any(q["QueueArn"] == queue_arn for q in configured.get("QueueConfigurations", [])):
+        return
+    s3.put_bucket_notification_configuration(
+        Bucket=stream.bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": queue_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {
+                        "Key": {"FilterRules": [{"Name": "prefix", "Value": stream.object_prefix}]}
+                    },
+                }
+            ]
+        },
+    )
+
+
+def _delivery_stream(stream: SesEventsStreamSpec, settings: Settings) -> str:
+    """The Firehose stream into the bucket (its ARN). moto writes one object per
+    PutRecordBatch, at once: its buffering hints are kept but not applied."""
+    firehose = client("firehose")
+    try:
+        made = firehose.create_delivery_stream(
+            DeliveryStreamName=stream.stream,
+            DeliveryStreamType="DirectPut",
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": _role_arn(settings, stream.delivery_role),
+                "BucketARN": f"arn:aws:s3:::{stream.bucket}",
+                "Prefix": stream.object_prefix,
+                "BufferingHints": {
+                    "SizeInMBs": stream.buffer_mib,
+                    "IntervalInSeconds": stream.buffer_seconds,
+                },
+                "CompressionFormat": "UNCOMPRESSED",
+            },
+        )
+    except ClientError as error:
+        if not _exists(error, "ResourceInUseException"):
+            raise
+        described = firehose.describe_delivery_stream(DeliveryStreamName=stream.stream)
+        return str(described["DeliveryStreamDescription"]["DeliveryStreamARN"])
+    return str(made["DeliveryStreamARN"])
 
 
 def _exists(error: ClientError, *codes: str) -> bool:
@@ -206,7 +289,7 @@ def _schedule_group(resources: HeraldResources) -> None:
             raise
 
 
-def _configuration_set(resources: HeraldResources, topic_arn: str) -> None:
+def _configuration_set(resources: HeraldResources, publishes_to: dict[str, Any]) -> None:
     spec = resources.configuration_set
     # moto's SES v2 has no event destinations; its SES v1 has, and both share one backend.
     ses = client("ses")
@@ -219,7 +302,7 @@ def _configuration_set(resources: HeraldResources, topic_arn: str) -> None:
         "Name": spec.event_destination,
         "Enabled": True,
         "MatchingEventTypes": list(spec.camel_case_event_types),
-        "SNSDestination": {"TopicARN": topic_arn},
+        **publishes_to,
     }
     try:
         ses.create_configuration_set_event_destination(

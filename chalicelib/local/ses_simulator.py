@@ -4,8 +4,10 @@ moto accepts mail and SMS but never reports what became of them. This service wa
 this process's own SES v2 ``SendEmail`` and SNS ``Publish`` calls (botocore hooks on the
 clients ``chalicelib.aws`` hands out, so Herald's code is unchanged) and, after
 ``simulator_delay_seconds``, does what AWS would, in the same format, so the events travel
-the real path: SES events are published to the topic the configuration set publishes to
-(topic → feedback queue → feedback worker); SMS and push statuses are delivered as
+the real path: SES events go where the configuration set publishes them
+(``Settings.ses_events_transport``): to its topic (topic → feedback queue → feedback
+worker), or to its Firehose stream (stream → an S3 object → the bucket's notification on
+the feedback queue → feedback worker); SMS and push statuses are delivered as
 CloudWatch Logs delivers SNS's delivery-status log records to a subscription, to app.py's
 status forwarder (forwarder → feedback queue → feedback worker).
 
@@ -40,6 +42,20 @@ permanent one). A push is delivered (status SUCCESS, logged to its application's
 when push delivery status is on (``Settings.push_delivery_status``, as the embedded stack
 and the stack set it). Which messages open or click is decided by a hash
 of the message id, so a run is reproducible.
+
+The Firehose records are SES's: "Amazon SES publishes email sending event records to
+Amazon Data Firehose in JSON format [and] follows each JSON record with a newline
+character" (SES developer guide, "Contents of event data that Amazon SES publishes to
+Firehose"; the records are the same event objects SNS carries in ``Message``). Firehose
+concatenates a buffer's records into one object as they are, so an object is one event
+per line. SES puts many events per call, as the stream buffers them anyway: each publish
+round of the simulator puts all of its due events with ``PutRecordBatch`` (in calls of
+at most 500 records and 4 MiB, Firehose's limits); moto writes one object per call at
+once, where Firehose would wait up to its buffer interval.
+
+The simulator's clients are ``chalicelib.aws.client``'s, like Herald's own (its SNS,
+Firehose and Lambda calls are SES's, SNS's and CloudWatch Logs' work in AWS, made
+outside any handler invocation).
 """
 
 from __future__ import annotations
@@ -54,11 +70,11 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import getaddresses
-from typing import Any
+from typing import Any, Literal
 
 from chalicelib.aws import client
 from chalicelib.domain import clock
@@ -81,12 +97,21 @@ _SUPPRESSION_DIAGNOSTIC = (
 )
 
 
+# How a pending record travels: published to an SNS topic (SES inbound's), published as
+# SES publishes its sending events (``publish_ses_events``), or logged to a CloudWatch Logs
+# group (an SMS or push status, delivered to the forwarder).
+Route = Literal["topic", "ses_events", "logs"]
+# PutRecordBatch takes at most 500 records and 4 MiB a call.
+_BATCH_RECORDS = 500
+_BATCH_BYTES = 4 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class _Pending:
     due: float  # time.monotonic()
-    destination: str  # an SNS topic name, or a log group name for SMS statuses
+    destination: str  # a topic's, a stream's or a log group's name
     message: str
-    logged: bool = False  # an SMS status log record (delivered to the forwarder)
+    route: Route = "topic"
 
 
 def scenario(recipient: str, ses_message_id: str) -> list[str]:
@@ -422,6 +447,33 @@ def logs_subscription_event(log_group: str, messages: list[str], now: datetime) 
     return {"awslogs": {"data": base64.b64encode(data).decode()}}
 
 
+def publish_ses_events(events: list[str], clients: Callable[[str], Any] = client) -> None:
+    """What SES does with sending events (JSON strings) for Herald's configuration set:
+    publish each to its topic, or put them on its Firehose stream, each event's JSON and a
+    newline a record, as many records a ``PutRecordBatch`` as Firehose takes. ``clients``
+    makes the boto3 clients (``chalicelib.aws.client``'s by default)."""
+    settings = get_settings()
+    spec = herald_resources(settings).configuration_set
+    if spec.stream is None:
+        sns = clients("sns")
+        topic_arn = f"arn:aws:sns:{settings.region}:{settings.account_id}:{spec.topic_name}"
+        for event in events:
+            sns.publish(TopicArn=topic_arn, Message=event)
+        return
+    firehose, stream = clients("firehose"), spec.stream.stream
+    batch: list[dict[str, bytes]] = []
+    size = 0
+    for event in events:
+        data = f"{event}\n".encode()
+        if batch and (len(batch) == _BATCH_RECORDS or size + len(data) > _BATCH_BYTES):
+            firehose.put_record_batch(DeliveryStreamName=stream, Records=batch)
+            batch, size = [], 0
+        batch.append({"Data": data})
+        size += len(data)
+    if batch:
+        firehose.put_record_batch(DeliveryStreamName=stream, Records=batch)
+
+
 class FeedbackSimulator:
     """A local-stack service: hooks the SES and SNS clients, publishes their feedback."""
 
@@ -466,7 +518,7 @@ class FeedbackSimulator:
             return  # the call failed: SES publishes nothing either
         settings = get_settings()
         for record in ses_events(params, str(message_id), clock.now()):
-            self._schedule(settings.ses_events_topic_name, record)
+            self._schedule(settings.ses_configuration_set, record, route="ses_events")
         for notification in replies_to(params, str(message_id), clock.now()):
             self._schedule(settings.inbound_topic_name, notification)
 
@@ -476,16 +528,18 @@ class FeedbackSimulator:
         target = str(params.get("TargetArn") or "")
         if phone and message_id:  # an SMS, not a topic publish (like the simulator's own)
             record = sms_status(str(phone), str(message_id), clock.now())
-            self._schedule(sms_status_log_group(record), record, logged=True)
+            self._schedule(sms_status_log_group(record), record, route="logs")
         elif message_id and ":endpoint/" in target and get_settings().push_delivery_status:
             # A push: SNS logs it when the application names a role, as Herald's do then.
             record = push_status(target, str(message_id), clock.now())
-            self._schedule(push_status_log_group(target), record, logged=True)
+            self._schedule(push_status_log_group(target), record, route="logs")
 
-    def _schedule(self, destination: str, record: dict[str, Any], *, logged: bool = False) -> None:
+    def _schedule(
+        self, destination: str, record: dict[str, Any], *, route: Route = "topic"
+    ) -> None:
         due = time.monotonic() + get_settings().simulator_delay_seconds
         with self._lock:
-            self._pending.append(_Pending(due, destination, json.dumps(record), logged))
+            self._pending.append(_Pending(due, destination, json.dumps(record), route))
 
     # -- publishing ---------------------------------------------------------------------
     def publish_due(self, *, everything: bool = False) -> int:
@@ -497,15 +551,19 @@ class FeedbackSimulator:
             for pending in self._pending:
                 (due if everything or pending.due <= now else waiting).append(pending)
             self._pending = waiting
-        sns = client("sns")
-        logged: dict[str, list[str]] = {}
+        grouped: dict[tuple[Route, str], list[str]] = {}
         for pending in due:
-            if pending.logged:
-                logged.setdefault(pending.destination, []).append(pending.message)
+            if pending.route == "topic":
+                client("sns").publish(
+                    TopicArn=self._topic_arn(pending.destination), Message=pending.message
+                )
             else:
-                sns.publish(TopicArn=self._topic_arn(pending.destination), Message=pending.message)
-        for log_group, messages in logged.items():
-            self._deliver_logs(log_group, messages)
+                grouped.setdefault((pending.route, pending.destination), []).append(pending.message)
+        for (route, destination), messages in grouped.items():
+            if route == "ses_events":
+                publish_ses_events(messages)
+            else:
+                self._deliver_logs(destination, messages)
         return len(due)
 
     @staticmethod

@@ -17,6 +17,7 @@ import pytest
 
 from chalicelib.aws import client
 from chalicelib.local.runner import EmbeddedStack
+from chalicelib.local.ses_simulator import publish_ses_events
 from chalicelib.resources import herald_resources
 from chalicelib.settings import get_settings
 from tests.aws_events import ses_record
@@ -175,8 +176,6 @@ def test_feedback_loop_end_to_end(stack: EmbeddedStack, hooks: tuple[Receiver, R
         ses_message_id=again["provider_message_id"],
         recipient=again["address"],
     )
-    sns = outside(stack, "sns")
-    topic = sns.create_topic(Name=get_settings().ses_events_topic_name)["TopicArn"]
     sqs = outside(stack, "sqs")
     feedback = sqs.get_queue_url(QueueName=get_settings().queue_name("feedback"))["QueueUrl"]
     # What the stack's feedback poller receives from now on (its own SQS client, in this
@@ -190,7 +189,7 @@ def test_feedback_loop_end_to_end(stack: EmbeddedStack, hooks: tuple[Receiver, R
     herald_sqs = client("sqs").meta.events
     herald_sqs.register("after-call.sqs.ReceiveMessage", receives)
     try:
-        sns.publish(TopicArn=topic, Message=json.dumps(duplicate))
+        publish_ses_events([json.dumps(duplicate)], lambda service: outside(stack, service))
         assert eventually(lambda: any(again["provider_message_id"] in body for body in received)), (
             "the duplicate never reached the feedback worker"
         )

@@ -22,21 +22,27 @@ import pytest
 
 from chalicelib.resources import HeraldResources, QueueSpec, herald_resources
 from chalicelib.settings import Settings
-from infra.naming import Stack
+from infra.naming import Stack, setting_variable
 from infra.render import lint, render
 from infra.replies import reply_resources
 from infra.sms_status import SMS_STATUS_ROLE
+from infra.template import merge_template
 
 Json = dict[str, Any]
 ROOT = Path(__file__).resolve().parent.parent.parent
 STAGE = "dev"
-SETTINGS = Settings(stage=STAGE)
+# Rendered as a deployer would with SES's events through Firehose; the SNS choice's
+# resources are checked from the merge template (test_with_sns_ses_publishes_to_its_topic).
+TRANSPORT = "firehose"
+SETTINGS = Settings(stage=STAGE, ses_events_transport=TRANSPORT)
 RESOURCES: HeraldResources = herald_resources(SETTINGS)
 
 
 @pytest.fixture(scope="module")
 def template_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return render(STAGE, tmp_path_factory.mktemp("infra"), region="us-east-1")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(setting_variable("ses_events_transport"), TRANSPORT)
+        return render(STAGE, tmp_path_factory.mktemp("infra"), region="us-east-1")
 
 
 @pytest.fixture(scope="module")
@@ -436,26 +442,173 @@ def test_topics_deliver_sns_envelopes_to_their_queues(template: Json) -> None:
         assert publisher["Principal"] == {"Service": spec.published_by}
 
 
-def test_ses_publishes_every_event_type_herald_acts_on_to_its_topic(template: Json) -> None:
+# not "send": the ledger records that SES accepted a message, so the event is only cost
+PUBLISHED_EVENT_TYPES = {
+    "reject",
+    "bounce",
+    "complaint",
+    "delivery",
+    "open",
+    "click",
+    "renderingFailure",
+    "deliveryDelay",
+    "subscription",
+}
+
+
+def test_ses_publishes_every_event_type_herald_acts_on_to_its_stream(template: Json) -> None:
     spec = RESOURCES.configuration_set
     [configuration_set] = of_type(template, "AWS::SES::ConfigurationSet").values()
     assert configuration_set["Properties"]["Name"] == spec.name
     [destination] = of_type(template, "AWS::SES::ConfigurationSetEventDestination").values()
     event_destination = destination["Properties"]["EventDestination"]
-    # not "send": the ledger records that SES accepted a message, so the event is only cost
-    assert set(event_destination["MatchingEventTypes"]) == {
-        "reject",
-        "bounce",
-        "complaint",
-        "delivery",
-        "open",
-        "click",
-        "renderingFailure",
-        "deliveryDelay",
-        "subscription",
+    assert set(event_destination["MatchingEventTypes"]) == PUBLISHED_EVENT_TYPES
+    assert "SnsDestination" not in event_destination
+    firehose = event_destination["KinesisFirehoseDestination"]
+    [stream_id] = references(firehose["DeliveryStreamARN"])
+    stream = template["Resources"][stream_id]
+    assert stream["Type"] == "AWS::KinesisFirehose::DeliveryStream"
+    assert spec.stream is not None
+    assert stream["Properties"]["DeliveryStreamName"] == spec.stream.stream
+    # SES may only put records on this stream, and only for this account's set.
+    [role_id] = references(firehose["IAMRoleARN"])
+    role = template["Resources"][role_id]["Properties"]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "ses.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert references(trust["Condition"]["ArnLike"]["aws:SourceArn"]) == {
+        "AWS::Partition",
+        "AWS::Region",
+        "AWS::AccountId",
     }
-    topic = template["Resources"][event_destination["SnsDestination"]["TopicARN"]["Ref"]]
-    assert topic["Properties"]["TopicName"] == spec.topic_name
+    assert spec.name in trust["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+    [put] = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert put["Action"] == ["firehose:PutRecordBatch"]
+    assert put["Resource"] == [{"Fn::GetAtt": [stream_id, "Arn"]}]
+    # No SES events topic: SES publishes nothing to SNS.
+    topic_names = {
+        t["Properties"].get("TopicName") for t in of_type(template, "AWS::SNS::Topic").values()
+    }
+    assert SETTINGS.ses_events_topic_name not in topic_names
+
+
+def test_the_stream_buffers_events_into_the_bucket_with_its_own_role(template: Json) -> None:
+    spec = RESOURCES.configuration_set.stream
+    assert spec is not None
+    [(stream_id, stream)] = of_type(template, "AWS::KinesisFirehose::DeliveryStream").items()
+    properties = stream["Properties"]
+    assert properties["DeliveryStreamType"] == "DirectPut"
+    s3 = properties["ExtendedS3DestinationConfiguration"]
+    assert s3["BufferingHints"] == {"SizeInMBs": 1, "IntervalInSeconds": 60}
+    assert s3["CompressionFormat"] == "UNCOMPRESSED"
+    assert s3["Prefix"] == spec.object_prefix == "ses-events/"
+    [bucket_id] = references(s3["BucketARN"])
+    bucket = template["Resources"][bucket_id]["Properties"]
+    assert bucket["BucketName"] == spec.bucket
+    [role_id] = references(s3["RoleARN"])
+    role = template["Resources"][role_id]["Properties"]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "firehose.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"sts:ExternalId": {"Ref": "AWS::AccountId"}}}
+    [delivery] = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert set(delivery["Action"]) == {
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+        "s3:GetBucketLocation",
+        "s3:ListBucket",
+        "s3:ListBucketMultipartUploads",
+    }
+    bucket_arn = f"arn:${{AWS::Partition}}:s3:::{spec.bucket}"
+    assert delivery["Resource"] == [{"Fn::Sub": bucket_arn}, {"Fn::Sub": f"{bucket_arn}/*"}]
+    # Events stuck in the stream (a role or bucket problem) stall feedback: an alarm says so.
+    [stalled] = [
+        a["Properties"]
+        for a in of_type(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["Namespace"] == "AWS/Firehose"
+    ]
+    assert stalled["MetricName"] == "DeliveryToS3.DataFreshness"
+    assert stalled["Dimensions"] == [{"Name": "DeliveryStreamName", "Value": {"Ref": stream_id}}]
+    assert stalled["Threshold"] > s3["BufferingHints"]["IntervalInSeconds"]
+
+
+def test_the_events_bucket_is_private_expires_objects_and_notifies_the_feedback_queue(
+    template: Json,
+) -> None:
+    spec = RESOURCES.configuration_set.stream
+    assert spec is not None
+    [(bucket_id, bucket)] = [
+        (k, v)
+        for k, v in of_type(template, "AWS::S3::Bucket").items()
+        if v["Properties"]["BucketName"] == spec.bucket
+    ]
+    properties = bucket["Properties"]
+    assert all(properties["PublicAccessBlockConfiguration"].values())
+    [encryption] = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    [rule] = properties["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled" and rule["ExpirationInDays"] == 3
+    feedback = queue_id(template, RESOURCES.queue("feedback").name)
+    [notification] = properties["NotificationConfiguration"]["QueueConfigurations"]
+    assert notification == {
+        "Event": "s3:ObjectCreated:*",
+        "Queue": {"Fn::GetAtt": [feedback, "Arn"]},
+        "Filter": {"S3Key": {"Rules": [{"Name": "prefix", "Value": "ses-events/"}]}},
+    }
+    # S3 checks it may send when the notification is saved: the queue's policy comes first,
+    # and it lets this bucket of this account (and no other bucket) send.
+    [(policy_id, queue_policy)] = [
+        (k, v)
+        for k, v in of_type(template, "AWS::SQS::QueuePolicy").items()
+        if v["Properties"]["Queues"] == [{"Ref": feedback}]
+    ]
+    assert bucket["DependsOn"] == [policy_id]
+    [from_s3] = [
+        s
+        for s in queue_policy["Properties"]["PolicyDocument"]["Statement"]
+        if s["Principal"] == {"Service": "s3.amazonaws.com"}
+    ]
+    assert from_s3["Action"] == "sqs:SendMessage"
+    assert from_s3["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{spec.bucket}"}},
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+    }
+    outputs = template["Outputs"]
+    assert outputs["SesEventsBucketName"]["Value"] == {"Ref": bucket_id}
+
+
+def test_with_sns_ses_publishes_to_its_topic_and_no_stream_exists() -> None:
+    settings = Settings(stage=STAGE, ses_events_transport="sns")
+    stack = Stack(settings, herald_resources(settings), "api")
+    rendered = merge_template(stack)
+    resources = rendered["Resources"]
+    [destination] = [
+        v
+        for v in resources.values()
+        if v.get("Type") == "AWS::SES::ConfigurationSetEventDestination"
+    ]
+    event_destination = destination["Properties"]["EventDestination"]
+    assert set(event_destination["MatchingEventTypes"]) == PUBLISHED_EVENT_TYPES
+    topic_id = event_destination["SnsDestination"]["TopicARN"]["Ref"]
+    assert resources[topic_id]["Properties"]["TopicName"] == settings.ses_events_topic_name
+    assert destination["DependsOn"] == [f"{topic_id}Policy"]  # SES checks it may publish
+    assert "KinesisFirehoseDestination" not in event_destination
+    kinds = {v.get("Type") for v in resources.values()}
+    assert "AWS::KinesisFirehose::DeliveryStream" not in kinds
+    buckets = [
+        v["Properties"]["BucketName"]
+        for v in resources.values()
+        if v.get("Type") == "AWS::S3::Bucket"
+    ]
+    assert buckets == [settings.inbound_bucket_name]
+    feedback_policy = resources[f"{stack.queue_id('feedback')}Policy"]["Properties"]
+    [statement] = feedback_policy["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
+    # The feedback worker reads no bucket, and the functions are told the transport.
+    feedback = stack.function_id(stack.resources.queue("feedback").handler)
+    statements = resources[f"{feedback}AccessPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert not any("s3:GetObject" in as_list(s["Action"]) for s in statements)
+    variables = resources[feedback]["Properties"]["Environment"]["Variables"]
+    assert variables["HERALD_SES_EVENTS_TRANSPORT"] == "sns"
 
 
 def test_bus_rules_deliver_to_their_queue_which_lets_them(template: Json) -> None:
@@ -719,15 +872,29 @@ def test_replies_are_received_for_the_reply_domain_into_the_bucket_and_topic() -
     ) and "InboundMailBucket" in reply_resources(Stack(SETTINGS, RESOURCES, "api"))
 
 
-def test_only_the_reply_worker_reads_received_mail(template: Json) -> None:
+def test_only_the_reply_worker_reads_received_mail_and_the_feedback_worker_ses_events(
+    template: Json,
+) -> None:
     handlers = [
         RESOURCES.api_handler,
         RESOURCES.tick_handler,
         *(q.handler for q in RESOURCES.queues),
     ]
-    readers = [
-        handler
+    stream = RESOURCES.configuration_set.stream
+    assert stream is not None
+    reads = {
+        handler: [
+            resource
+            for s in role_statements(template, handler)
+            if "s3:GetObject" in as_list(s["Action"])
+            for resource in as_list(s["Resource"])
+        ]
         for handler in handlers
-        if any("s3:GetObject" in as_list(s["Action"]) for s in role_statements(template, handler))
-    ]
-    assert readers == [RESOURCES.queue("replies").handler]
+    }
+    objects = "arn:${AWS::Partition}:s3:::"
+    assert {handler: found for handler, found in reads.items() if found} == {
+        RESOURCES.queue("replies").handler: [{"Fn::Sub": f"{objects}{RESOURCES.inbound.bucket}/*"}],
+        RESOURCES.queue("feedback").handler: [
+            {"Fn::Sub": f"{objects}{stream.bucket}/{stream.object_prefix}*"}
+        ],
+    }
