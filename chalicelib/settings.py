@@ -214,6 +214,17 @@ class Settings(BaseModel):
     limit_webhooks: int = Field(default=20, ge=0)
 
     # Feedback and callbacks.
+    feedback_events_per_invocation: int = Field(
+        default=1_000,
+        ge=100,
+        le=5_000,
+        description=(
+            "SES events one feedback invocation applies from Firehose's objects of events "
+            "(docs/feedback.md, 'Events in objects'): each costs about one DynamoDB round "
+            "trip (~6 ms), so 1,000 take ~6 s of the worker's 60 s; the rest of an object "
+            "goes on in a continuation message."
+        ),
+    )
     callback_window_seconds: int = Field(default=60, ge=1, le=240)
     allow_loopback_callbacks: bool = Field(
         default=False, description="Only the embedded stack turns this on."

@@ -10,7 +10,9 @@ Logs, and so the delivery status of each push to a platform application that nam
 role to log with; Herald's forwarder puts those records on the feedback queue
 (``SMS_STATUS_KIND``, ``PUSH_STATUS_KIND``). ``parse_notification`` turns any of these
 into a ``DeliveryEvent``: a native event kind, the provider message id, Herald's ids from
-the message tags, and the event's own time.
+the message tags, and the event's own time. When SES publishes through Firehose, the
+records arrive many to an S3 object, announced by an S3 event notification
+(``parse_object_notification``) and cut into records by ``split_records``.
 
 The status of a message only moves forward along ``STATUS_ORDER``: late, duplicated and
 out-of-order events can then be applied in any order and leave the same result, because
@@ -20,9 +22,12 @@ the ledger update is conditional on the status being lower (see docs/feedback.md
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
+from urllib.parse import unquote_plus
 
 from pydantic import ConfigDict, Field, ValidationError
 
@@ -609,6 +614,128 @@ def parse_notification(body: Mapping[str, Any]) -> DeliveryEvent | None:
     if record.get("notificationType") in _SES_IGNORED:
         return None
     raise UnrecognizedNotification("not an SES event nor an SMS delivery status")
+
+
+# -- objects of SES events (SES → Firehose → S3) ------------------------------------------
+# What S3 sends to the feedback queue once the bucket's notification is configured, before
+# any object: nothing happened to a message.
+S3_TEST_EVENT = "s3:TestEvent"
+
+
+class EventsObject(Model):
+    """An S3 object of SES event records (Firehose's), from ``start`` bytes in: where a
+    new object begins (0) or where the rest of one goes on (a continuation)."""
+
+    bucket: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+    start: int = Field(default=0, ge=0)
+
+
+class _S3Bucket(_Loose):
+    name: str
+
+
+class _S3Object(_Loose):
+    key: str
+
+
+class _S3Entity(_Loose):
+    bucket: _S3Bucket
+    stored: _S3Object = Field(alias="object")
+
+
+class _S3Record(_Loose):
+    event_source: str = Field(alias="eventSource")
+    event_name: str = Field(alias="eventName")
+    s3: _S3Entity
+
+
+def is_s3_notification(body: Mapping[str, Any]) -> bool:
+    """An S3 event notification (``Records`` from ``aws:s3``) or S3's test event."""
+    if body.get("Event") == S3_TEST_EVENT:
+        return True
+    records = body.get("Records")
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and isinstance(records[0], Mapping)
+        and records[0].get("eventSource") == "aws:s3"
+    )
+
+
+def is_ses_record(body: Mapping[str, Any]) -> bool:
+    """A SES event record as SES writes it, in no envelope (one of an object's records)."""
+    return "mail" in body and ("eventType" in body or "notificationType" in body)
+
+
+def parse_object_notification(body: Mapping[str, Any]) -> list[EventsObject]:
+    """The new objects an S3 event notification announces (S3 user guide, "Event message
+    structure": ``Records[].s3.bucket.name`` and ``.object.key``, the key URL-encoded).
+
+    S3's test event and events other than ``ObjectCreated:*`` announce nothing to read.
+    """
+    if body.get("Event") == S3_TEST_EVENT:
+        return []
+    records = body.get("Records")
+    if not isinstance(records, list):
+        raise UnrecognizedNotification("S3 notification without Records")
+    try:
+        parsed = [_S3Record.model_validate(record) for record in records]
+    except ValidationError as error:
+        raise UnrecognizedNotification(f"malformed S3 notification: {error}") from error
+    if any(record.event_source != "aws:s3" for record in parsed):
+        raise UnrecognizedNotification("a notification record not from S3")
+    return [
+        EventsObject(bucket=record.s3.bucket.name, key=unquote_plus(record.s3.stored.key))
+        for record in parsed
+        if record.event_name.startswith("ObjectCreated:")
+    ]
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    """One record of an object of events, as ``split_records`` found it."""
+
+    value: dict[str, Any] | None  # None: the text is not a JSON object
+    text: str
+    end: int  # bytes from the start of the data to just after this record
+
+
+# Where a record that does not parse ends: at a line's end (newline-delimited objects),
+# where a ``}`` meets the next ``{`` (valid JSON has ``}{`` only inside strings), or where
+# the next SES record begins (a record cut short runs straight into it; SES writes
+# ``eventType`` first).
+_RECORD_END = re.compile(r'\n|\}(?=\s*\{)|(?=\{"(?:eventType|notificationType)")')
+_NOT_SPACE = re.compile(r"\S")
+_DECODER = json.JSONDecoder()
+
+
+def split_records(data: bytes) -> Iterator[ObjectRecord]:
+    """The JSON records of an object of events, one after the other, lazily.
+
+    Firehose concatenates the records it is given; SES's may or may not end in a newline,
+    so both newline-delimited and back-to-back objects are read. A record that does not
+    parse is yielded with ``value`` None and skipped up to where the next one begins, so
+    it sinks no other record. ``end`` counts bytes (an undecodable byte is kept as
+    itself), so a continuation can read the rest of the object from there.
+    """
+    text = data.decode("utf-8", "surrogateescape")
+    at = consumed = 0
+    while (found := _NOT_SPACE.search(text, at)) is not None:
+        begin = found.start()
+        value: Any
+        try:
+            value, end = _DECODER.raw_decode(text, begin)
+        except ValueError:
+            value, end = None, _end_of_bad_record(text, begin)
+        consumed += len(text[at:end].encode("utf-8", "surrogateescape"))
+        yield ObjectRecord(value if isinstance(value, dict) else None, text[begin:end], consumed)
+        at = end
+
+
+def _end_of_bad_record(text: str, begin: int) -> int:
+    found = _RECORD_END.search(text, begin + 1)
+    return found.end() if found is not None else len(text)
 
 
 # -- campaign stats -----------------------------------------------------------------------

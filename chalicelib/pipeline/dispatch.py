@@ -18,8 +18,9 @@ from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.domain.feedback import is_s3_notification, is_ses_record
 from chalicelib.observability import logger, metrics
-from chalicelib.pipeline.messages import EVENTBRIDGE, SNS
+from chalicelib.pipeline.messages import EVENTBRIDGE, S3, SES, SNS
 from chalicelib.settings import QueueRole
 
 MessageHandler = Callable[[dict[str, Any]], None]
@@ -64,6 +65,10 @@ def decode(role: QueueRole, consumer: Consumer, body: str) -> tuple[MessageHandl
         kind = EVENTBRIDGE  # an EventBridge envelope, delivered by a bus rule as is
     if kind is None and message.get("Type") == "Notification" and "TopicArn" in message:
         kind = SNS
+    if kind is None and is_s3_notification(message):
+        kind = S3  # a new object of SES events (Firehose's), or S3's test event
+    if kind is None and is_ses_record(message):
+        kind = SES  # one of an object's SES records, queued again alone
     handler = consumer.handlers.get(str(kind))
     if handler is None:
         raise UnknownMessage(f"no handler for kind {kind!r} on {role}")

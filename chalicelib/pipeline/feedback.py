@@ -3,7 +3,9 @@ callbacks and webhooks.
 
 Each feedback-queue message (an SNS notification from the SES events topic, an EventBridge
 SES event, or an SMS or push delivery status from the status forwarder) is parsed into a
-``DeliveryEvent`` and applied:
+``DeliveryEvent`` and applied. When SES publishes through Firehose, a message announces
+an S3 object of hundreds of SES records (``on_events_object``): they are applied the same
+way, 100 to a batch of their own, up to the invocation's event budget. Applying one event:
 
 1. Correlate: the SES tags name tenant, campaign and message; an SMS or push status is
    looked up by SNS message id (``store.provider_messages``).
@@ -20,7 +22,8 @@ SES event, or an SMS or push delivery status from the status forwarder) is parse
 Duplicates and reordering therefore change nothing: status never moves back, each kind of
 event counts once per message (unique opens and clicks included). The one gap: a worker
 that dies between the ledger updates and the batch's counter write loses those counts
-(the redelivered events are then duplicates). docs/feedback.md has the whole argument.
+(the redelivered events are then duplicates): at most one batch, 100 events, whether they
+came one to a message or from an object. docs/feedback.md has the whole argument.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import timedelta
+from itertools import islice
 from typing import Any
 
 from chalicelib.domain import clock
@@ -42,9 +46,14 @@ from chalicelib.domain.feedback import (
     KIND_COUNTER,
     UNTAGGED_CHANNELS,
     DeliveryEvent,
+    EventsObject,
+    ObjectRecord,
+    UnrecognizedNotification,
     callback_event,
     calls_back,
     parse_notification,
+    parse_object_notification,
+    split_records,
     statuses_below,
     step_counter,
     timestamp_attribute,
@@ -56,15 +65,17 @@ from chalicelib.domain.webhooks import message_event_type
 from chalicelib.observability import logger, metrics
 from chalicelib.pipeline.breaker import record_outcomes
 from chalicelib.pipeline.callbacks import CallbackHit, buffer_callbacks
-from chalicelib.pipeline.messages import ChannelReceipt
+from chalicelib.pipeline.messages import ChannelReceipt, SesEventsObject
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.services.enrolments import STATUS_EXITS, exit_contact_everywhere
 from chalicelib.services.notices import WebhookNotice, notify_webhooks
+from chalicelib.settings import get_settings
 from chalicelib.store import ledger
 from chalicelib.store.campaigns import get_campaign
 from chalicelib.store.counters import add_counts
 from chalicelib.store.ledger import MessageRecord
 from chalicelib.store.provider_messages import MessageRef, find_provider_message
+from chalicelib.store.ses_event_objects import read_events
 from chalicelib.store.suppression import suppress
 
 # An event for a message Herald has no record of yet is retried while it is this young
@@ -75,6 +86,13 @@ from chalicelib.store.suppression import suppress
 RECORD_RACE_WINDOW = timedelta(minutes=10)
 RECORD_RETRY_SECONDS = 15
 _LINK_MAX = 500
+# An object's events are applied this many to a batch of their own, whose counts are
+# written when it ends: a crash loses at most this many events' counts, as a batch of 100
+# SNS-carried events does.
+OBJECT_CHUNK_EVENTS = 100
+# A record that does not parse is queued alone, cut to this many characters (JSON escapes
+# may make one six bytes; SQS takes 256 KiB).
+_UNREADABLE_MAX = 40_000
 _SUPPRESSION_REASONS: dict[str, SuppressionReason] = {
     "bounced": "bounced",
     "complained": "complained",
@@ -87,9 +105,18 @@ class MessageNotRecordedYet(Exception):
 
 
 @dataclass
+class _Budget:
+    """The events from objects one invocation may still apply (its queue batch's, shared
+    by the batches of 100 nested in it): the worker must finish within its timeout."""
+
+    left: int
+
+
+@dataclass
 class _BatchEffects:
     """What a batch's first-time events add up to, written once when the batch ends."""
 
+    budget: _Budget
     counts: dict[tuple[str, str], Counter[str]] = field(default_factory=dict)
     callbacks: list[CallbackHit] = field(default_factory=list)
     notices: list[WebhookNotice] = field(default_factory=list)
@@ -124,14 +151,24 @@ _batch: ContextVar[_BatchEffects | None] = ContextVar("feedback_batch", default=
 
 @contextmanager
 def feedback_batch() -> Iterator[_BatchEffects]:
-    """Gather the effects of the events handled inside; write them when the block ends."""
-    effects = _BatchEffects()
+    """Gather the effects of the events handled inside; write them when the block ends.
+
+    Nested in another (an object's chunk inside the queue batch), it writes its own
+    effects when it ends and shares the outer one's event budget and campaign reads. The
+    effects are written even when an event inside raised: the events applied before it
+    are recorded as happened, so their redelivery would not count them again.
+    """
+    outer = _batch.get()
+    if outer is None:
+        effects = _BatchEffects(_Budget(get_settings().feedback_events_per_invocation))
+    else:
+        effects = _BatchEffects(outer.budget, campaigns=outer.campaigns)
     token = _batch.set(effects)
     try:
         yield effects
     finally:
         _batch.reset(token)
-    effects.write()
+        effects.write()
 
 
 def on_provider_event(message: dict[str, Any]) -> None:
@@ -140,6 +177,75 @@ def on_provider_event(message: dict[str, Any]) -> None:
     event = parse_notification(message)
     if event is not None:
         _handle(event, message)
+
+
+def on_events_object(message: dict[str, Any]) -> None:
+    """An S3 notification of new objects of SES events (Firehose's), or the rest of one
+    (``SesEventsObject``): each object's records applied in batches of 100, as far as the
+    invocation's event budget goes; the rest is queued as a continuation."""
+    if message.get("kind") == SesEventsObject.KIND:
+        rest = SesEventsObject.model_validate(message)
+        objects = [EventsObject(bucket=rest.bucket, key=rest.key, start=rest.start)]
+    else:
+        objects = parse_object_notification(message)
+    effects = _batch.get()
+    if effects is None:  # outside a queue batch (a direct call): a budget of its own
+        with feedback_batch() as effects:
+            _apply_objects(objects, effects.budget)
+    else:
+        _apply_objects(objects, effects.budget)
+
+
+def _apply_objects(objects: list[EventsObject], budget: _Budget) -> None:
+    for where in objects:
+        if budget.left <= 0:
+            _continue_later(where)
+            continue
+        records = split_records(read_events(where))
+        while chunk := list(islice(records, min(OBJECT_CHUNK_EVENTS, budget.left))):
+            with feedback_batch():
+                for record in chunk:
+                    _apply_record(record, where)
+            budget.left -= len(chunk)
+            if budget.left <= 0:
+                if next(records, None) is not None:
+                    _continue_later(where.model_copy(update={"start": where.start + chunk[-1].end}))
+                break
+
+
+def _apply_record(record: ObjectRecord, where: EventsObject) -> None:
+    """One record of an object, applied like an SNS-carried event; one that is no event
+    Herald can read is queued alone, to fail there and wait in the DLQ."""
+    try:
+        if record.value is None:
+            raise UnrecognizedNotification("not a JSON object")
+        event = parse_notification(record.value)
+    except UnrecognizedNotification as error:
+        _set_aside(record, where, error)
+        return
+    if event is not None:
+        _handle(event, record.value)
+
+
+def _set_aside(record: ObjectRecord, where: EventsObject, error: Exception) -> None:
+    """Neither sink the object's other records nor lose this one: the record goes on the
+    feedback queue alone (in no shape a handler takes, so it fails there and ends in the
+    DLQ after the queue's retries), naming its object."""
+    source = f"s3://{where.bucket}/{where.key}"
+    unreadable = {"unreadable_record": record.text[:_UNREADABLE_MAX], "object": source}
+    enqueue("feedback", [unreadable])
+    metrics.add_metric(name="feedback_unreadable_records", unit="Count", value=1)
+    logger.warning(
+        "unreadable record in an object of SES events",
+        extra={"object": source, "error": str(error)[:300]},
+    )
+
+
+def _continue_later(where: EventsObject) -> None:
+    """Queue the rest of the object for another invocation (the budget is spent)."""
+    rest = SesEventsObject(bucket=where.bucket, key=where.key, start=where.start)
+    enqueue("feedback", [rest.as_message()])
+    metrics.add_metric(name="feedback_object_continued", unit="Count", value=1)
 
 
 def on_channel_receipt(message: dict[str, Any]) -> None:

@@ -7,11 +7,13 @@ so a message can never be written in one shape and read in another.
 Models ignore fields they do not know: during a deployment, messages written by the new
 version may be read by the old one (and the reverse) for as long as a queue holds them.
 
-Three kinds are not Herald's own: EventBridge envelopes (bus events, provider feedback)
-and SNS notifications arrive without a ``kind`` and are recognised by their shape
-(``chalicelib.pipeline.dispatch``); SNS's SMS and push delivery-status log records name
-no tenant and come wrapped by the status forwarder (``pipeline.status_logs``) as
-``{"kind": SMS_STATUS | PUSH_STATUS, "status": <record>}``. ``ENVELOPES`` names them.
+Some kinds are not Herald's own: EventBridge envelopes (bus events, provider feedback),
+SNS notifications, S3 event notifications (an object of SES events written by Firehose)
+and raw SES event records (one of such an object's, queued again alone) arrive without a
+``kind`` and are recognised by their shape (``chalicelib.pipeline.dispatch``); SNS's SMS
+and push delivery-status log records name no tenant and come wrapped by the status
+forwarder (``pipeline.status_logs``) as ``{"kind": SMS_STATUS | PUSH_STATUS, "status":
+<record>}``. ``ENVELOPES`` names them.
 """
 
 from __future__ import annotations
@@ -29,12 +31,16 @@ EVENTBRIDGE = "eventbridge"  # the kind of bus events, which carry no ``kind`` o
 SNS = "sns"  # the kind of SNS notifications (SNS → SQS, not raw): provider feedback
 SMS_STATUS = SMS_STATUS_KIND  # an SNS SMS status log record, as the forwarder queues it
 PUSH_STATUS = PUSH_STATUS_KIND  # an SNS push status log record, likewise
+S3 = "s3"  # an S3 event notification: Firehose wrote an object of SES events
+SES = "ses"  # a raw SES event record: one of an object's, queued again alone
 # The queues each foreign envelope reaches (by infra's subscriptions and bus rules).
 ENVELOPES: dict[str, frozenset[QueueRole]] = {
     EVENTBRIDGE: frozenset({"feedback", "triggers"}),
     SNS: frozenset({"feedback", "replies"}),  # SES events; SES inbound's received mail
     SMS_STATUS: frozenset({"feedback"}),
     PUSH_STATUS: frozenset({"feedback"}),
+    S3: frozenset({"feedback"}),
+    SES: frozenset({"feedback"}),
 }
 
 
@@ -242,6 +248,20 @@ class ChannelReceipt(QueueMessage):
     event: dict[str, Any]
 
 
+class SesEventsObject(QueueMessage):
+    """The rest of an object of SES events, from ``start`` bytes in: what a feedback
+    invocation that spent its event budget leaves for the next (docs/feedback.md). The
+    object holds every tenant's events, so ``tenant_id`` is the system scope's name."""
+
+    KIND = "ses_events_object"
+    QUEUE = "feedback"
+
+    tenant_id: str = Field(default="system", min_length=1)
+    bucket: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+    start: int = Field(ge=0)
+
+
 class CallbackFlush(QueueMessage):
     """Turn one closed callback window into POSTs."""
 
@@ -286,6 +306,7 @@ MESSAGE_TYPES: tuple[type[QueueMessage], ...] = (
     EndFlow,
     EnterAudience,
     ChannelReceipt,
+    SesEventsObject,
     CallbackFlush,
     HttpDelivery,
     FlowWake,

@@ -38,6 +38,7 @@ SAMPLES: dict[type[messages.QueueMessage], messages.QueueMessage] = {
         tenant_id="t", campaign_id="c", node_id="n", fire_at=datetime(2027, 1, 4, tzinfo=UTC)
     ),
     messages.ChannelReceipt: messages.ChannelReceipt(tenant_id="t", event={"kind": "delivered"}),
+    messages.SesEventsObject: messages.SesEventsObject(bucket="b", key="k", start=3),
     messages.CallbackFlush: messages.CallbackFlush(
         tenant_id="t", campaign_id="c", event="delivered", start=60, due=120
     ),
