@@ -36,7 +36,8 @@ Herald's bucket: a batch waiting for its threads' round showed 0.6 ms per recipi
 stack is a guess, but the wait, which uses no CPU, is certainly wrong. Threads that
 take turns quickly (a batch and its one sending thread, a round of one recipient each)
 stay hard to split between ``herald`` and ``other``: bench/README.md, "Issue 19, the
-send path".
+send path". ``bench.herald_time`` therefore runs the deployed rounds of eight recipients
+on one sending thread: the batch's thread hands a round over and waits once per eight.
 
 "Inside an invocation" is what Lambda would run: everything below the local poller's
 ``invoke_handler`` (the call of app.py's handler, Chalice's event wrapping included), an

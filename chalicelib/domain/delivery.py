@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import random
 import re
@@ -189,9 +190,11 @@ def message_id(step: str, contact_id: str, channel: str, occurrence: str | None 
     return "m_" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_message_key(value: str) -> tuple[str, str, str, str | None]:
     """(step, contact_id, channel, occurrence) of a ``message_id``; ValueError if it is
-    not one. ``occurrence`` is None for a broadcast's message."""
+    not one. ``occurrence`` is None for a broadcast's message. Cached: the feedback
+    worker parses each event's id three times (correlate, count, find the record)."""
     if not value.startswith("m_"):
         raise ValueError("not a Herald message id")
     encoded = value[2:]

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -354,6 +355,21 @@ def get_message(tenant_id: str, campaign_id: str, message_id: str) -> MessageRec
     return record
 
 
+_PRESENT = Condition.present()
+
+
+@functools.lru_cache(maxsize=64)
+def _status_among(statuses: tuple[str, ...]) -> Condition:
+    """The condition that a message exists with one of ``statuses`` (made once per set of
+    statuses: feedback asks with one of a few sets for every event)."""
+    placeholders = {f":c_s{i}": s for i, s in enumerate(statuses)} or {":c_s": ""}
+    return Condition(
+        f"attribute_exists(pk) AND #c_st IN ({', '.join(placeholders)})",
+        {"#c_st": "status"},
+        placeholders,
+    )
+
+
 def set_message_status(
     tenant_id: str,
     campaign_id: str,
@@ -371,14 +387,7 @@ def set_message_status(
     NotFound when the message has no record.
     """
     key = _key_of_message(campaign_id, message_id)
-    condition = Condition.present()
-    if only_from is not None:
-        placeholders = {f":c_s{i}": s for i, s in enumerate(only_from)} or {":c_s": ""}
-        condition = Condition(
-            f"attribute_exists(pk) AND #c_st IN ({', '.join(placeholders)})",
-            {"#c_st": "status"},
-            placeholders,
-        )
+    condition = _PRESENT if only_from is None else _status_among(tuple(only_from))
     table = tenant_table(tenant_id)
     try:
         item = table.update(

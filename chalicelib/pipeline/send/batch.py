@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 from chalicelib.channels.base import Channel, OutboundMessage, PermanentSendError
@@ -213,6 +214,12 @@ class BatchRun:
     def channel(self) -> Channel:
         return channel_for(self.campaign.channel)
 
+    @cached_property
+    def lease_ends(self) -> datetime:
+        """When this attempt's lease runs out (worked out once: ``_commit`` asks every
+        round)."""
+        return self.started + timedelta(seconds=_lease_seconds())
+
     @property
     def due_at(self) -> datetime:
         """When the broadcast's messages became due: ``max_lateness`` counts from here."""
@@ -220,7 +227,7 @@ class BatchRun:
 
     def run(self) -> None:
         tenant_id, batch = self.batch.tenant_id, self.batch
-        deadline = self.started + timedelta(seconds=_lease_seconds() - DEADLINE_MARGIN_SECONDS)
+        deadline = self.lease_ends - timedelta(seconds=DEADLINE_MARGIN_SECONDS)
         watch = StopWatch(tenant_id, self.campaign, deadline)
         self._requeue_stored_children()
         deferred_earlier = _child_recipients(self.lease.state)
@@ -427,10 +434,7 @@ class BatchRun:
         records = [o.record for o in outcomes if _to_record(o)]
         if not records:
             return outcomes
-        safe_until = self.started + timedelta(
-            seconds=_lease_seconds() - GROUP_COMMIT_MARGIN_SECONDS
-        )
-        if clock.now() < safe_until:
+        if clock.now() < self.lease_ends - timedelta(seconds=GROUP_COMMIT_MARGIN_SECONDS):
             record_messages(self.batch.tenant_id, [r for r in records if r is not None])
             return outcomes
         return [self._record_late(o) if _to_record(o) else o for o in outcomes]
@@ -457,22 +461,22 @@ class BatchRun:
         salt = f"{self.campaign.id}:{self.batch.step}"
         template = pick_for(content.templates, contact.id, salt)
         sender = pick_for(content.senders, contact.id, salt)
-        record = MessageRecord(
-            campaign_id=self.campaign.id,
-            step=self.batch.step,
-            contact_id=contact.id,
-            channel=self.campaign.channel,
-            message_id=message_id(self.batch.step, contact.id, self.campaign.channel),
-            status="sent",
-            address=address,
-            batch_id=self.batch.batch_id,
-            template_id=template.id,
-            sender_id=sender.id,
-        )
+        # The record's fields; the record itself is built once, when the outcome is known.
+        record: dict[str, Any] = {
+            "campaign_id": self.campaign.id,
+            "step": self.batch.step,
+            "contact_id": contact.id,
+            "channel": self.campaign.channel,
+            "message_id": message_id(self.batch.step, contact.id, self.campaign.channel),
+            "address": address,
+            "batch_id": self.batch.batch_id,
+            "template_id": template.id,
+            "sender_id": sender.id,
+        }
         tags = {
             TAG_TENANT: self.batch.tenant_id,
             TAG_CAMPAIGN: self.campaign.id,
-            TAG_MESSAGE: record.message_id,
+            TAG_MESSAGE: record["message_id"],
         }
         tenant_id = self.batch.tenant_id
         try:
@@ -506,7 +510,7 @@ class BatchRun:
         return outcome
 
     def _send(
-        self, record: MessageRecord, message: OutboundMessage, pacer: Pacer, watch: StopWatch
+        self, record: dict[str, Any], message: OutboundMessage, pacer: Pacer, watch: StopWatch
     ) -> Outcome:
         """The provider call of one admitted message, and the record to write for it."""
         try:
@@ -519,27 +523,28 @@ class BatchRun:
             return UNSENT
         if result is None:
             return UNSENT
-        sent = record.model_copy(
-            update={"sent_at": clock.now(), "provider_message_id": result.provider_message_id}
+        sent = MessageRecord(
+            **record,
+            status="sent",
+            sent_at=clock.now(),
+            provider_message_id=result.provider_message_id,
         )
         return Outcome("sent", record=sent)  # recorded with its round (``_commit``)
 
-    def _refused(self, record: MessageRecord, error: PermanentSendError) -> Outcome:
+    def _refused(self, record: dict[str, Any], error: PermanentSendError) -> Outcome:
         """A provider said no for good: a recipient's refusal is a skip, the rest a failure."""
         if error.skip is not None:
             if error.skip is SkipReason.OPTED_OUT:
-                suppress(self.batch.tenant_id, record.address, "unsubscribed", clock.now())
+                suppress(self.batch.tenant_id, record["address"], "unsubscribed", clock.now())
             return skipped(error.skip)
-        failed = record.model_copy(
-            update={"status": "failed", "error": f"{error.code}: {error}"[:300]}
-        )
+        failed = MessageRecord(**record, status="failed", error=f"{error.code}: {error}"[:300])
         return Outcome("failed", record=failed)
 
-    def _render_failed(self, record: MessageRecord, error: Exception) -> Outcome:
+    def _render_failed(self, record: dict[str, Any], error: Exception) -> Outcome:
         """A template that cannot be rendered for this contact (an error, a budget spent) is
         this recipient's failure, recorded with its reason: never a retry of the batch."""
-        failed = record.model_copy(
-            update={"status": "failed", "error": f"{RENDER_ERROR_PREFIX}: {error}"[:300]}
+        failed = MessageRecord(
+            **record, status="failed", error=f"{RENDER_ERROR_PREFIX}: {error}"[:300]
         )
         metrics.add_metric(name="render_failures", unit="Count", value=1)
         return Outcome("failed", reason=SkipReason.RENDER_ERROR, record=failed)
@@ -590,7 +595,7 @@ class BatchRun:
         if unsent and watch.reason != "cancelled":
             self._hand_back(watch.reason, unsent)
             return
-        if clock.now() >= self.started + timedelta(seconds=_lease_seconds()):
+        if clock.now() >= self.lease_ends:
             # Our lease ran out (a stalled process; Lambda would have been stopped): a
             # newer attempt owns the batch and concludes it.
             logger.warning("lease lost before the batch concluded")
