@@ -47,6 +47,7 @@ from chalicelib.domain.flows.step import Enrolment, ExitReason, Step, TraceEntry
 from chalicelib.domain.flows.timers import (
     DUE_RETENTION,
     FileDue,
+    due_entry_of,
     due_key,
     due_partition,
     enrolment_key,
@@ -64,9 +65,10 @@ from chalicelib.store.table import (
 TRACE_RETENTION = timedelta(days=90)
 DEDUPE_RETENTION = timedelta(days=365)  # how long a business event is remembered per flow
 STATUS_SHARDS = 16
-# A due entry is ~200 bytes and DynamoDB returns up to 1 MB a page: pages of 1,000 read a
-# shard's 3,125 entries (100,000 due in one minute) in 4 round trips, not 32 pages of 100.
-DUE_PAGE = 1_000
+# A due entry is ~180 bytes (its key and wake time) and DynamoDB returns up to 1 MB a page
+# (~5,500 of them): pages of 4,000 read a shard's 3,125 entries (100,000 due in one
+# minute) in one Query, where pages of 1,000 took 4 and pages of 100 took 32.
+DUE_PAGE = 4_000
 _STATUS_INDEX = "gsi1"
 EnrolmentStatus = Literal["waiting", "active", "exited"]
 ENROLMENT_STATUSES: tuple[EnrolmentStatus, ...] = ("waiting", "active", "exited")
@@ -373,11 +375,9 @@ def file_due(tenant_id: str, enrolment: Enrolment, due: FileDue) -> None:
     partition, sort = due_key(
         due, tenant_id, enrolment.campaign_id, enrolment.contact_id, visit=enrolment.visit
     )
-    entry = DueEntry(
-        tenant_id, enrolment.campaign_id, enrolment.contact_id, enrolment.visit, enrolment.wake_at
-    )
     expires = int((minute_start(due.minute) + DUE_RETENTION).timestamp())
-    system_table().put(partition, sort, {**_plain(asdict(entry)), TableSpec.ttl_attribute: expires})
+    stored = {"wake_at": enrolment.wake_at.isoformat(), TableSpec.ttl_attribute: expires}
+    system_table().put(partition, sort, stored)  # the rest is in the key: due_entry_of
 
 
 def any_due(due: FileDue) -> bool:
@@ -386,15 +386,12 @@ def any_due(due: FileDue) -> bool:
 
 
 def due_entries(due: FileDue) -> Iterator[DueEntry]:
-    """The entries filed under one minute and shard, ``DUE_PAGE`` a page."""
-    for item in system_table().query_all(due_partition(due), consistent=True, limit=DUE_PAGE):
-        yield DueEntry(
-            tenant_id=item["tenant_id"],
-            campaign_id=item["campaign_id"],
-            contact_id=item["contact_id"],
-            visit=int(item["visit"]),
-            wake_at=datetime.fromisoformat(item["wake_at"]),
-        )
+    """The entries filed under one minute and shard, ``DUE_PAGE`` a page, read from their
+    sort keys (``due_entry_of``) and wake times (an entry filed before 2026-12-07 also
+    holds its ids as attributes: they are the key's)."""
+    entries = system_table().keyed_all(due_partition(due), limit=DUE_PAGE, consistent=True)
+    for sort, item in entries:
+        yield DueEntry(*due_entry_of(sort), wake_at=datetime.fromisoformat(item["wake_at"]))
 
 
 # -- cap counters ---------------------------------------------------------------------

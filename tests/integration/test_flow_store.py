@@ -19,10 +19,11 @@ from chalicelib.domain.flows.step import (
     TriggerEvent,
     take_step,
 )
-from chalicelib.domain.flows.timers import FileDue, due_shard, minute_bucket, route
+from chalicelib.domain.flows.timers import FileDue, due_partition, due_shard, minute_bucket, route
 from chalicelib.domain.tenants import new_tenant_id
+from chalicelib.resources import TableSpec
 from chalicelib.store import enrolments
-from chalicelib.store.table import tenant_table
+from chalicelib.store.table import system_table, tenant_table
 
 NOW = datetime(2026, 12, 7, 10, 0, 5, tzinfo=UTC)
 CONTACT = Contact(id="c_1", email="ada@example.com", created_at=NOW, updated_at=NOW)
@@ -149,6 +150,10 @@ def test_a_long_wait_is_filed_under_its_minute_and_shard_and_swept_from_there(aw
         2,
     )
     assert entry.wake_at == NOW + timedelta(days=2)
+    # The entry holds its wake time and expiry; its key names the rest (a read is billed
+    # by the size of what it reads, and the sweep reads thousands a minute).
+    (stored,) = system_table().query_all(due_partition(due))
+    assert set(stored) == {"wake_at", TableSpec.ttl_attribute}
     other_minute = FileDue(minute_bucket(NOW), due_shard("cmp_1#c_1"))
     assert list(enrolments.due_entries(other_minute)) == []
 

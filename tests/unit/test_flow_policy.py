@@ -30,6 +30,7 @@ from chalicelib.domain.flows.timers import (
     FileDue,
     QueueDelayed,
     RunNow,
+    due_entry_of,
     due_key,
     due_shard,
     enrolment_key,
@@ -226,3 +227,8 @@ def test_keys_name_the_enrolment_and_order_due_entries_by_visit() -> None:
         "t_1#cmp_1#c_1#0000000012",
     )
     assert step_key("cmp_1", "c_1", "welcome", 3) == "cmp_1#c_1#welcome#3"
+
+
+def test_a_due_entry_is_read_back_from_its_sort_key() -> None:
+    _, sort = due_key(FileDue(minute_bucket(T0), 7), "t_1", "cmp_1", "c_1", visit=12)
+    assert due_entry_of(sort) == ("t_1", "cmp_1", "c_1", 12)

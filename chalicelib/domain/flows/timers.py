@@ -12,7 +12,7 @@ timer (deletes "typically within two days"). Instead (docs/flows.md, "Timers"):
   ``DelaySeconds`` (the sub-minute remainder).
 
 Why 32 shards: 100,000 contacts due in one minute are 3,125 per shard, which one sweep
-worker reads (one Query, a few pages) and queues (SQS batches of 10) in about 1.5 s at
+worker reads (one Query of one page) and queues (SQS batches of 10) in about 1.5 s at
 the 2,000 a second a worker sustains, and whose writes stay far below the 1,000 writes
 a second one DynamoDB partition takes. More shards cost one more Query per minute each
 when nothing is due.
@@ -128,6 +128,15 @@ def due_key(
     entries are never deleted one by one but expire DUE_RETENTION after their minute.
     """
     return due_partition(due), f"{tenant_id}#{campaign_id}#{contact_id}#{visit:010d}"
+
+
+def due_entry_of(sort: str) -> tuple[str, str, str, int]:
+    """The tenant, campaign, contact and visit a due entry's sort key names (``due_key``
+    read back; no id holds a ``#``). The key says all of it, so the entry stores only its
+    wake time: the sweep reads thousands of entries a minute, and DynamoDB bills a read
+    by the size of what it reads."""
+    tenant_id, campaign_id, contact_id, visit = sort.split("#")
+    return tenant_id, campaign_id, contact_id, int(visit)
 
 
 def step_key(campaign_id: str, contact_id: str, node_id: str, visit: int) -> str:
