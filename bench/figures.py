@@ -27,6 +27,7 @@ LATENCY_SECONDS = {
     "ses": 0.040,
     "events": 0.020,
     "scheduler": 0.030,
+    "s3": 0.030,
 }
 
 
@@ -214,6 +215,11 @@ def cost(run: BroadcastRun, memory_mb: int, concurrency: int) -> dict[str, Any]:
         "sqs": prices.usd("sqs_request", sqs_requests),
         "sns": prices.usd("sns_publish", sns_publishes),
         "eventbridge": prices.usd("eventbridge_event", billed.get("events.PutEvents", 0)),
+        # SES's events through Firehose: the ingestion (SES's puts), the objects Firehose
+        # writes (S3 PUTs) and the feedback worker's reads of them (S3 GETs, Herald's).
+        "firehose": prices.usd("firehose_gb", ses_side.firehose_billed_kb / 1024**2),
+        "s3": prices.usd("s3_put", ses_side.firehose_objects)
+        + prices.usd("s3_get", herald.calls.get("s3.GetObject", 0)),
         "scheduler": prices.usd(
             "scheduler_invocation", herald.calls.get("scheduler.CreateSchedule", 0)
         ),
@@ -230,6 +236,11 @@ def cost(run: BroadcastRun, memory_mb: int, concurrency: int) -> dict[str, Any]:
             "read_units": round(herald.read_units / sent, 3),
             "sqs_requests": round(sqs_requests / sent, 3),
             "sns_publishes": round(sns_publishes / sent, 3),
+            "firehose_records": round(ses_side.firehose_records / sent, 3),
+            "firehose_billed_kb": round(ses_side.firehose_billed_kb / sent, 3),
+            "firehose_bytes": round(ses_side.firehose_bytes / sent, 1),
+            "s3_puts": round(ses_side.firehose_objects / sent, 4),
+            "s3_gets": round(herald.calls.get("s3.GetObject", 0) / sent, 4),
             "lambda_invocations": round(invocations / sent, 4),
         },
         "lambda": duration,

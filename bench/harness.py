@@ -51,7 +51,7 @@ os.environ.update(
     HERALD_SIMULATOR_DELAY_SECONDS="0",  # SES reports at once: nothing waits for feedback
 )
 
-SERVICES = ("dynamodb", "sqs", "sns", "sesv2", "ses", "events", "scheduler")
+SERVICES = ("dynamodb", "sqs", "sns", "sesv2", "ses", "events", "scheduler", "s3", "firehose")
 SEND_QUEUE_LOW_WATER = 20
 IDLE_WAIT_SECONDS = 0.1
 TRACED_PAGES = (3, 20)  # trace the first 3 planner pages, then every 20th (tracemalloc is slow)
@@ -100,7 +100,7 @@ class BroadcastRun:
     pipeline_cpu_seconds: float
     invocations: dict[str, Invocations]
     herald: Tally  # the calls made inside handler invocations (Herald + Lambda's polling)
-    provider: Tally  # the calls SES makes for us: publishing its events to SNS
+    provider: Tally  # the calls SES makes for us: publishing its events to SNS or Firehose
     ses_messages: int
     duplicate_messages: int
     dead_letters: int

@@ -17,7 +17,10 @@ uses), so nothing in Herald changes or is bypassed. Per call it records:
 - what a DynamoDB call bills: write and read request units, sized by DynamoDB's rules
   from the item as moto stores it right after the write (``bench.capacity``), and which
   item each write touched (for the hot-key figure);
-- what an SQS, SNS or EventBridge request bills: one request per 64 KB of payload.
+- what an SQS, SNS or EventBridge request bills: one request per 64 KB of payload;
+- what a Firehose put (SES's, when it publishes its events to a stream) bills: its
+  records and their size, each record rounded up to 5 KB, and the S3 object Firehose
+  writes from it (moto writes one object per call; Firehose one per 1 MiB or 60 s).
 
 An empty ReceiveMessage is counted apart (``idle_polls``): Lambda's pollers long-poll an
 idle queue at a fixed rate whatever the audience, so it is not a per-recipient cost.
@@ -38,6 +41,8 @@ from bench import capacity
 
 _START = "bench_meter_start"
 _CHUNK = 64 * 1024  # SQS, SNS and EventBridge bill one request per 64 KB of payload
+_FIREHOSE_RECORD_KB = 5  # Firehose bills each record rounded up to 5 KB
+_FIREHOSE_PUTS = ("firehose.PutRecordBatch", "firehose.PutRecord")
 _POOL_THREAD_PREFIX = "send"  # the send pool (thread_name_prefix in pipeline/send/batch.py)
 CPU_SAMPLE_EVERY = 16
 CPU_SAMPLE_FIRST = 3
@@ -55,6 +60,10 @@ class Tally:
     index_write_units: float = 0.0
     read_units: float = 0.0
     item_writes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    firehose_records: int = 0
+    firehose_billed_kb: int = 0  # each record rounded up to 5 KB
+    firehose_bytes: int = 0  # what the records really held
+    firehose_objects: int = 0  # S3 objects Firehose wrote (S3 PUTs)
 
     @property
     def total_calls(self) -> int:
@@ -69,6 +78,10 @@ class Tally:
         self.index_write_units += other.index_write_units
         self.read_units += other.read_units
         self.item_writes.update(other.item_writes)
+        self.firehose_records += other.firehose_records
+        self.firehose_billed_kb += other.firehose_billed_kb
+        self.firehose_bytes += other.firehose_bytes
+        self.firehose_objects += other.firehose_objects
 
 
 class AwsMeter:
@@ -192,6 +205,8 @@ class AwsMeter:
             if pooled:
                 tally.pooled_calls[name] += 1
             tally.billed_requests[name] += _billed_requests(name, params, parsed)
+            if name in _FIREHOSE_PUTS and parsed is not None:
+                _tally_firehose(tally, params)
             if units is not None:
                 tally.write_units += units.write
                 tally.index_write_units += units.index_write
@@ -224,3 +239,17 @@ def _billed_requests(name: str, params: dict[str, Any], parsed: dict[str, Any] |
     elif name == "sqs.ReceiveMessage":
         payload = sum(len(m.get("Body", "")) for m in (parsed or {}).get("Messages", []))
     return max(1, math.ceil(payload / _CHUNK))
+
+
+def _tally_firehose(tally: Tally, params: dict[str, Any]) -> None:
+    """A Firehose put: its records, their size as billed (5 KB steps) and as sent, and
+    the S3 object moto writes for it at once."""
+    records = params.get("Records") or [params.get("Record", {})]
+    sizes = [len(record.get("Data", b"")) for record in records]
+    tally.firehose_records += len(sizes)
+    tally.firehose_bytes += sum(sizes)
+    step = _FIREHOSE_RECORD_KB * 1024
+    tally.firehose_billed_kb += sum(
+        max(1, math.ceil(size / step)) * _FIREHOSE_RECORD_KB for size in sizes
+    )
+    tally.firehose_objects += 1

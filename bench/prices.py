@@ -47,6 +47,31 @@ PRICES: dict[str, Price] = {
         "https://aws.amazon.com/sns/pricing/",
         "SES's event publishing to our topic counts as publishes; deliveries to SQS are free",
     ),
+    "firehose_gb": Price(
+        0.029,
+        "GB ingested (Direct PUT, first 500 TB a month), each record rounded up to 5 KB",
+        "https://aws.amazon.com/firehose/pricing/",
+        "checked 2026-12-06 (against stored copies of the page; not fetched live): the "
+        "rounding is per record, not per PutRecordBatch call (two "
+        "1 KB records in one call bill 10 KB); 1 GB = 1,024 x 1,024 KB as the page's own "
+        "examples count; delivery to S3 costs nothing more without format conversion. "
+        "SES's sending events are ~1-3 KB each: 5 KB billed, $0.138 per million",
+    ),
+    "s3_put": Price(
+        0.005 / 1000,
+        "PUT, COPY, POST or LIST request (S3 Standard)",
+        "https://aws.amazon.com/s3/pricing/",
+        "checked 2026-12-06 (stored copies, as above): Firehose's object writes, one per "
+        "buffer (1 MiB or 60 s)",
+    ),
+    "s3_get": Price(
+        0.0004 / 1000,
+        "GET, SELECT and all other requests (S3 Standard)",
+        "https://aws.amazon.com/s3/pricing/",
+        "checked 2026-12-06 (stored copies): the feedback worker's GetObject per object or "
+        "continuation; "
+        "transfer to Lambda in the same region is free",
+    ),
     "lambda_request": Price(
         0.20 / 1e6,
         "invocation",

@@ -18,8 +18,12 @@ from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.domain.delivery import message_id
 from chalicelib.local.poller import drain
+from chalicelib.local.ses_simulator import FeedbackSimulator
 from chalicelib.pipeline.queues import queue_url
+from chalicelib.resources import herald_resources
+from chalicelib.settings import get_settings
 from chalicelib.store.ledger import MessageRecord
+from chalicelib.store.suppression import is_suppressed
 from tests.aws_events import ses_record
 from tests.conftest import Tenant
 from tests.feedback_kit import Shop, dead_letters, release_delayed_messages, tags_of
@@ -183,4 +187,42 @@ def test_an_event_before_its_record_is_queued_again_alone_and_applied_later(
 
     assert shop.stats(campaign_id)["delivered"] == 1
     assert shop.messages(campaign_id)["early@example.com"].status == "delivered"
+    assert dead_letters("feedback") == []
+
+
+@pytest.fixture
+def firehose_transport(herald_env: Callable[..., None]) -> None:
+    """The stack provisioned with SES publishing its events to Firehose (set before the
+    ``aws`` fixture provisions it)."""
+    herald_env(ses_events_transport="firehose")
+
+
+def test_the_stack_with_firehose_carries_ses_events_from_send_to_stats(
+    firehose_transport: None, simulator: FeedbackSimulator, shop: Shop
+) -> None:
+    """SES (the simulator) puts its events on the stream, Firehose writes the object, the
+    bucket notifies the feedback queue, the worker reads the object: the same stats and
+    suppressions as through SNS."""
+    sim = "simulator.amazonses.com"
+    addresses = [f"success@{sim}", f"bounce@{sim}", f"complaint@{sim}", "reader@example.com"]
+    shop.contacts(addresses)
+    campaign_id = shop.campaign()
+    shop.send(campaign_id)
+    simulator.flush()
+    drain()
+
+    stream = herald_resources(get_settings()).configuration_set.stream
+    assert stream is not None
+    written = client("s3").list_objects_v2(Bucket=stream.bucket, Prefix=stream.object_prefix)
+    assert written["KeyCount"] >= 1  # the events came as objects, not SNS notifications
+    stats = shop.stats(campaign_id)
+    assert (stats["delivered"], stats["bounced"], stats["complained"]) == (3, 1, 1)
+    statuses = {a: r.status for a, r in shop.messages(campaign_id).items()}
+    assert statuses == {
+        f"success@{sim}": "delivered",
+        f"bounce@{sim}": "bounced",
+        f"complaint@{sim}": "complained",
+        "reader@example.com": "delivered",
+    }
+    assert is_suppressed(shop.tenant.id, f"bounce@{sim}")
     assert dead_letters("feedback") == []
