@@ -55,10 +55,15 @@ def measure(
     ran ``send_concurrency=1``: rounds of one recipient, a hand-off, a wait and a
     BatchWriteItem per recipient, which a deployed worker shares by eight. Side by side,
     the batch's own thread fell from 0.52 to 0.13 ms per recipient with this method, but
-    the pool's rose from 0.23 to 0.59 and Herald's total stayed (1.18 against 1.16).
-    The pool's figure is its own thread's CPU clock: ``compose`` timed directly with
-    ``thread_time`` inside the pool took 310-350 µs a message, as sampled. Why the same
-    code cost the pool less in rounds of one is not understood; the total is the figure.)
+    the pool's rose from 0.23 to 0.59 and Herald's total stayed (1.18 against 1.16); on
+    the same code, rounds of one against rounds of eight read 1.01 against 1.36 (load
+    10-13), the pool's 0.18 against 0.75. The pool's figure is its own thread's CPU
+    clock: ``compose`` timed directly with ``thread_time`` inside the pool took 310-350 µs
+    a message, as sampled, where the same call alone in a loop takes 50-90 µs. Herald's
+    code runs several times slower in this process than alone, most likely because the
+    0.1 ms switch interval interleaves it with moto's large working set (a thread that
+    runs without pause, as the pool does with rounds of eight, is switched out most);
+    a Lambda runs Herald alone. ``--send-concurrency 1`` measures the old way.)
     ``send_threads`` and ``send_concurrency`` may be set to measure otherwise.
     """
     figures: list[dict[str, Any]] = []
