@@ -45,15 +45,26 @@ def measure(
     overlap the network waits of SES and DynamoDB calls; against in-process moto there are
     none, so eight threads only take turns at the GIL: measured side by side on
     2026-12-06 (load 7-11, rounds of one recipient each), eight threads charged a median
-    1.62 ms per recipient to Herald against 0.94 for one (the pool's 0.19 became 1.05,
-    smeared over whatever Herald line each thread was parked at while it waited for the
-    GIL: a waiting thread wakes every switch interval, 0.1 ms here). One thread does
-    the same work per recipient as each of the eight: the batch hands a round's eight
-    sends to the pool, waits once and commits once, so a round's overhead is shared by
-    eight recipients as in a deployed worker. (Until 2026-12-06 the measurement ran
-    ``send_concurrency=1``: rounds of one recipient, a hand-off, a wait and a
-    BatchWriteItem per recipient, ~0.2 ms per recipient that a deployed worker shares
-    by eight.) ``send_threads`` and ``send_concurrency`` may be set to measure otherwise.
+    1.62 ms per recipient to Herald against 0.94 for one (the pool's 0.31 became 1.05,
+    spread over whatever Herald line each thread was parked at while the others ran),
+    while the process's CPU per recipient did not grow (14.9 ms against 18.9, last
+    runs): CPU moved from moto's bucket to Herald's, it was not Herald's work. One thread
+    does the same work per recipient as each of the eight: the batch hands a round's
+    eight sends to the pool, waits once and commits once, so a round's overhead is
+    shared by eight recipients as in a deployed worker. (Until 2026-12-06 the measurement
+    ran ``send_concurrency=1``: rounds of one recipient, a hand-off, a wait and a
+    BatchWriteItem per recipient, which a deployed worker shares by eight. Side by side,
+    the batch's own thread fell from 0.52 to 0.13 ms per recipient with this method, but
+    the pool's rose from 0.23 to 0.59 and Herald's total stayed (1.18 against 1.16); on
+    the same code, rounds of one against rounds of eight read 1.01 against 1.36 (load
+    10-13), the pool's 0.18 against 0.75. The pool's figure is its own thread's CPU
+    clock: ``compose`` timed directly with ``thread_time`` inside the pool took 310-350 µs
+    a message, as sampled, where the same call alone in a loop takes 50-90 µs. Herald's
+    code runs several times slower in this process than alone, most likely because the
+    0.1 ms switch interval interleaves it with moto's large working set (a thread that
+    runs without pause, as the pool does with rounds of eight, is switched out most);
+    a Lambda runs Herald alone. ``--send-concurrency 1`` measures the old way.)
+    ``send_threads`` and ``send_concurrency`` may be set to measure otherwise.
     """
     figures: list[dict[str, Any]] = []
     report = ""
