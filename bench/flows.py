@@ -148,12 +148,14 @@ def _walk(
     """Enrol ``contacts`` new contacts in ``trigger.manual → actions… → delay 1 day`` and
     drain the flows queue as Lambda would; what the wakes cost (SES's send excluded from
     the price, not from the calls)."""
+    from chalicelib.domain import clock
     from chalicelib.domain.contacts import ContactFields, new_contact
     from chalicelib.domain.imports import ChunkPlan
     from chalicelib.local.poller import poll_once
+    from chalicelib.services.enrolments import MAX_CONTACTS_PER_CALL, enrol_contacts
     from chalicelib.store.contacts import write_import_plan
     from chalicelib.store.counters import read_counts
-    from tests.flow_kit import enrol_contact, put_flow
+    from tests.flow_kit import put_flow
 
     ids = ["start", *(a["id"] for a in actions), "later"]
     flow = put_flow(
@@ -176,8 +178,13 @@ def _walk(
         plan.created[made.id] = made
         plan.claimed[("email", str(made.email))] = made.id
     write_import_plan(tenant_id, plan)
-    for contact_id in plan.created:
-        enrol_contact(tenant_id, flow, contact_id)
+    # Set-up, not measured: the API's bulk enrolment (up to MAX_CONTACTS_PER_CALL a call),
+    # which queues the same first wakes as enrolling one by one, for fewer calls.
+    contact_ids = list(plan.created)
+    for start in range(0, contacts, MAX_CONTACTS_PER_CALL):
+        chunk = contact_ids[start : start + MAX_CONTACTS_PER_CALL]
+        answers = enrol_contacts(tenant_id, flow.id, chunk, clock.now())
+        assert all(a.outcome == "enrolled" for a in answers), answers
     before, cpu = meter.calls_so_far(), time.process_time()
     tally_before = _copy(meter.tally("herald"))
     with meter.attributed("herald"):
