@@ -8,9 +8,9 @@ registers itself by being imported: a handler missing from these tables is never
 
 A Lambda function runs only its own block (``runs``: the function's name, which Lambda sets,
 names its handler), so a worker never imports the API and the API no pipeline it does not
-call: the cold start pays for one function, not nine. Outside Lambda (``chalice package``,
+call: the cold start pays for one function, not ten. Outside Lambda (``chalice package``,
 the tests, the local stack) every block runs, so Chalice sees every route and handler.
-docs/architecture.md, "One app, nine functions".
+docs/architecture.md, "One app, ten functions".
 """
 
 # ruff: noqa: E402 (the imports follow gc.disable(): see below)
