@@ -288,17 +288,19 @@ def _campaign(http: _Http, key: str) -> str:
 def _run_pipeline(meter: AwsMeter, simulator: Any, trace_planner: bool) -> dict[str, Invocations]:
     """Run every queue until all are empty; returns what each queue's invocations took.
 
-    Calls made by the invocations are tallied as "herald"; SES publishing its events to
-    the SNS topic as "ses".
+    Calls made by the invocations are tallied as "herald"; SES publishing its events (to
+    SNS, or to Firehose in objects of the stream's buffer size) as "ses".
     """
     from chalicelib.settings import QUEUE_ROLES
 
     invocations: dict[str, Invocations] = {role: Invocations() for role in QUEUE_ROLES}
+    buffered = _firehose_buffer_bytes()
     while True:
         with meter.attributed("herald"):
             handled = _invoke(meter, "send", invocations, trace=False)
         with meter.attributed("ses"):
-            simulator.publish_due(everything=True)
+            if handled == 0 or not buffered or simulator.pending_event_bytes() >= buffered:
+                simulator.publish_due(everything=True)
         with meter.attributed("herald"):
             while _invoke(meter, "feedback", invocations, trace=False):
                 handled += 1
@@ -315,6 +317,18 @@ def _run_pipeline(meter: AwsMeter, simulator: Any, trace_planner: bool) -> dict[
                     tally.aws_cpu_seconds = meter.cpu_seconds(tally.calls)
                 return invocations
             time.sleep(IDLE_WAIT_SECONDS)  # only delayed messages left: wait for them
+
+
+def _firehose_buffer_bytes() -> int:
+    """How many bytes of SES's events to gather before putting them on the stream: with
+    transport firehose, the stream's S3 buffer size (Firehose writes an object per 1 MiB
+    or per buffer interval, and a broadcast fills 1 MiB in well under a second at volume),
+    so the worker reads objects the size AWS writes; 0 with SNS (an event each)."""
+    from chalicelib.resources import herald_resources
+    from chalicelib.settings import get_settings
+
+    stream = herald_resources(get_settings()).configuration_set.stream
+    return 0 if stream is None else stream.buffer_mib * 1024 * 1024
 
 
 def _invoke(meter: AwsMeter, role: Any, invocations: dict[str, Invocations], trace: bool) -> int:

@@ -254,7 +254,7 @@ class Settings(BaseModel):
     # record rounded up to 5 KB: about $0.15 per million) and S3 notifies the queue of each
     # object, up to the buffer interval (60 s) later.
     ses_events_transport: Literal["firehose", "sns"] = Field(
-        default="sns",
+        default="firehose",
         description="firehose: SES's events as S3 objects via Firehose, $0.35 per million "
         "emails cheaper and up to a minute later; sns: one SNS notification per event.",
     )

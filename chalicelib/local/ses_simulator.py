@@ -542,6 +542,12 @@ class FeedbackSimulator:
             self._pending.append(_Pending(due, destination, json.dumps(record), route))
 
     # -- publishing ---------------------------------------------------------------------
+    def pending_event_bytes(self) -> int:
+        """The size of the SES events waiting to be put on the Firehose stream (what a
+        caller emulating Firehose's size buffer weighs; see bench/harness.py)."""
+        with self._lock:
+            return sum(len(p.message) + 1 for p in self._pending if p.route == "ses_events")
+
     def publish_due(self, *, everything: bool = False) -> int:
         """Publish the events whose delay is over (all of them with ``everything``)."""
         now = time.monotonic()
