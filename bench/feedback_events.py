@@ -22,6 +22,7 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import moto
@@ -66,6 +67,20 @@ class CallCounter:
         self.calls.clear()
         self.writes = self.ledger_writes = 0
         return figures
+
+
+_PUBLISHING = (("sns", "Publish", "publish"), ("firehose", "PutRecordBatch", "put_record_batch"))
+
+
+def _capture(
+    published: list[tuple[str, str, dict[str, Any]]], service: str, method: str
+) -> Callable[..., None]:
+    """A hook that keeps each call's parameters, to make the same call again later."""
+
+    def capture(params: dict[str, Any], **_: Any) -> None:
+        published.append((service, method, dict(params)))
+
+    return capture
 
 
 def run(recipients: int, open_rate: float, click_rate: float) -> dict[str, Any]:
@@ -129,16 +144,24 @@ def run(recipients: int, open_rate: float, click_rate: float) -> dict[str, Any]:
             drain()
 
             counter = CallCounter()
-            for service in ("dynamodb", "sqs", "sns"):
+            for service in ("dynamodb", "sqs", "sns", "s3"):
                 client(service).meta.events.register("provide-client-params.*", counter)
-            published: list[dict[str, Any]] = []
-
-            def capture(params: dict[str, Any], **_: Any) -> None:
-                published.append({"TopicArn": params["TopicArn"], "Message": params["Message"]})
-
-            client("sns").meta.events.register("provide-client-params.sns.Publish", capture)
+            # SES's publishing, whichever transport the configuration set uses: an SNS
+            # publish per event, or PutRecordBatch calls of records on the Firehose stream.
+            published: list[tuple[str, str, dict[str, Any]]] = []
+            hooks = [
+                (service, operation, _capture(published, service, method))
+                for service, operation, method in _PUBLISHING
+            ]
+            for service, operation, hook in hooks:
+                client(service).meta.events.register(
+                    f"provide-client-params.{service}.{operation}", hook
+                )
             simulator.flush()
-            client("sns").meta.events.unregister("provide-client-params.sns.Publish", capture)
+            for service, operation, hook in hooks:
+                client(service).meta.events.unregister(
+                    f"provide-client-params.{service}.{operation}", hook
+                )
             simulator.uninstall()
             counter.reset()  # the publishing itself is SES's work, not Herald's
             started = time.perf_counter()
@@ -146,13 +169,13 @@ def run(recipients: int, open_rate: float, click_rate: float) -> dict[str, Any]:
             first = {**counter.reset(), "seconds": round(time.perf_counter() - started, 2)}
             counts = read_counts(tenant.id, campaign["id"])
 
-            for message in published:  # every event again: SES delivers at least once
-                client("sns").publish(**message)
+            for service, method, params in published:  # again: SES delivers at least once
+                getattr(client(service), method)(**params)
             counter.reset()
             drain()
             replayed = counter.reset()
             unchanged = read_counts(tenant.id, campaign["id"]) == counts
-    events = len(published)
+    events = sum(len(params.get("Records", [params])) for _, _, params in published)
     return {
         "recipients": recipients,
         "events": events,

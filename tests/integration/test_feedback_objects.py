@@ -16,7 +16,6 @@ import pytest
 
 from chalicelib.aws import client
 from chalicelib.domain import clock
-from chalicelib.domain.delivery import message_id
 from chalicelib.local.poller import drain
 from chalicelib.local.ses_simulator import FeedbackSimulator
 from chalicelib.pipeline.queues import queue_url
@@ -26,7 +25,7 @@ from chalicelib.store.ledger import MessageRecord
 from chalicelib.store.suppression import is_suppressed
 from tests.aws_events import ses_record
 from tests.conftest import Tenant
-from tests.feedback_kit import Shop, dead_letters, release_delayed_messages, tags_of
+from tests.feedback_kit import Shop, dead_letters, tags_of
 
 BUCKET = "herald-dev-ses-events-test"
 
@@ -163,31 +162,6 @@ def test_an_unreadable_record_waits_in_the_dlq_and_the_others_are_applied(shop: 
     assert dead_letters("feedback") == [
         {"unreadable_record": cut_short, "object": f"s3://{BUCKET}/{key}"}
     ]
-
-
-def test_an_event_before_its_record_is_queued_again_alone_and_applied_later(
-    shop: Shop,
-) -> None:
-    (contact_id,) = shop.contacts(["early@example.com"])
-    campaign_id = shop.campaign()
-    early = MessageRecord.model_construct(
-        campaign_id=campaign_id,
-        message_id=message_id("main", contact_id, "email"),
-        address="early@example.com",
-    )
-    record = delivery(shop, early)
-    record["mail"]["timestamp"] = record["delivery"]["timestamp"]
-
-    firehose_writes([record])
-    drain()  # no ledger record yet: the record is queued again alone, delayed
-    assert shop.stats(campaign_id)["delivered"] == 0
-    shop.send(campaign_id)
-    release_delayed_messages()
-    drain()
-
-    assert shop.stats(campaign_id)["delivered"] == 1
-    assert shop.messages(campaign_id)["early@example.com"].status == "delivered"
-    assert dead_letters("feedback") == []
 
 
 @pytest.fixture

@@ -8,10 +8,7 @@ Lambda runtime provides.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from importlib.metadata import distribution
 from pathlib import Path
 from typing import Any
@@ -19,7 +16,8 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.fresh_python import ROOT, probe
+
 _COLD_IMPORT = """
 import json, sys
 import app
@@ -37,16 +35,7 @@ RUNTIME_PROVIDES = {"boto3", "botocore", "s3transfer"}
 def cold_import() -> dict[str, Any]:
     """What a fresh interpreter holds right after ``import app``, as in a Lambda cold start."""
     env = {**os.environ, "HERALD_STAGE": "dev", "AWS_DEFAULT_REGION": "us-east-1"}
-    output = subprocess.run(
-        [sys.executable, "-c", _COLD_IMPORT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
-    return result
+    return probe(_COLD_IMPORT, env)
 
 
 def pinned(requirements: Path) -> dict[str, str]:

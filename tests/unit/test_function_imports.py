@@ -9,19 +9,15 @@ test import it) wires, which the integration tests drive.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import app as herald
 from chalicelib.settings import Settings, get_settings
+from tests.fresh_python import probe
 
-ROOT = Path(herald.__file__).parent
 HANDLERS = herald.resources.handlers
 UNSUBSCRIBE_HOOKS = [
     "chalicelib.pipeline.feedback.count_unsubscribe",
@@ -65,16 +61,7 @@ def import_as(function_name: str | None) -> dict[str, Any]:
     env.update({"HERALD_STAGE": get_settings().stage, "AWS_DEFAULT_REGION": "us-east-1"})
     if function_name is not None:
         env["AWS_LAMBDA_FUNCTION_NAME"] = function_name
-    output = subprocess.run(
-        [sys.executable, "-c", _PROBE],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    wired: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
-    return wired
+    return probe(_PROBE, env)
 
 
 def whole_app() -> dict[str, Any]:
