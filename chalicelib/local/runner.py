@@ -258,6 +258,9 @@ def main() -> int:
         return 1
     state_file = Path(os.environ.get("HERALD_LOCAL_STATE") or DEFAULT_STATE_FILE)
     signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C stops the stack however it was started: a shell without job control starts a
+    # background command with SIGINT ignored, and Python then leaves it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     stack = EmbeddedStack(port, state_file=state_file)
     try:
         stack.start()
