@@ -168,7 +168,7 @@ def replies_to(
             text="I am away." if automatic else "Thanks, let's talk.",
             automatic=automatic,
         )
-        topic = f"arn:aws:sns:{settings.region}:{settings.account_id}:{settings.inbound_topic_name}"
+        topic = _stack_topic_arn(settings, settings.inbound_topic_name)
         notifications.append(
             received_notification(raw_reply, to, uuid.uuid4().hex[:28], _iso(now), topic)
         )
@@ -447,6 +447,11 @@ def logs_subscription_event(log_group: str, messages: list[str], now: datetime) 
     return {"awslogs": {"data": base64.b64encode(data).decode()}}
 
 
+def _stack_topic_arn(settings: Settings, name: str) -> str:
+    """The ARN of one of the stack's SNS topics (provisioned: it exists)."""
+    return f"arn:aws:sns:{settings.region}:{settings.account_id}:{name}"
+
+
 def publish_ses_events(events: list[str], clients: Callable[[str], Any] = client) -> None:
     """What SES does with sending events (JSON strings) for Herald's configuration set:
     publish each to its topic, or put them on its Firehose stream, each event's JSON and a
@@ -456,7 +461,8 @@ def publish_ses_events(events: list[str], clients: Callable[[str], Any] = client
     spec = herald_resources(settings).configuration_set
     if spec.stream is None:
         sns = clients("sns")
-        topic_arn = f"arn:aws:sns:{settings.region}:{settings.account_id}:{spec.topic_name}"
+        assert spec.topic_name is not None  # one or the other (ConfigurationSetSpec)
+        topic_arn = _stack_topic_arn(settings, spec.topic_name)
         for event in events:
             sns.publish(TopicArn=topic_arn, Message=event)
         return

@@ -171,6 +171,18 @@ def feedback_batch() -> Iterator[_BatchEffects]:
         effects.write()
 
 
+@contextmanager
+def _current_batch() -> Iterator[_BatchEffects]:
+    """The queue batch's effects; outside one (a direct call), a batch of its own, with its
+    own event budget, written when the block ends."""
+    effects = _batch.get()
+    if effects is not None:
+        yield effects
+        return
+    with feedback_batch() as effects:
+        yield effects
+
+
 def on_provider_event(message: dict[str, Any]) -> None:
     """One SES event (SNS or EventBridge) or SMS or push delivery status (from the status
     forwarder, ``pipeline.status_logs``) from the feedback queue."""
@@ -188,11 +200,7 @@ def on_events_object(message: dict[str, Any]) -> None:
         objects = [EventsObject(bucket=rest.bucket, key=rest.key, start=rest.start)]
     else:
         objects = parse_object_notification(message)
-    effects = _batch.get()
-    if effects is None:  # outside a queue batch (a direct call): a budget of its own
-        with feedback_batch() as effects:
-            _apply_objects(objects, effects.budget)
-    else:
+    with _current_batch() as effects:
         _apply_objects(objects, effects.budget)
 
 
@@ -258,12 +266,8 @@ def on_channel_receipt(message: dict[str, Any]) -> None:
 def _handle(event: DeliveryEvent, message: dict[str, Any]) -> None:
     """Apply ``event`` in the current batch; queue ``message`` again while its record may
     still be being written."""
-    effects = _batch.get()
     try:
-        if effects is None:  # outside a queue batch (a direct call): its own batch of one
-            with feedback_batch() as effects:
-                apply_event(event, effects)
-        else:
+        with _current_batch() as effects:
             apply_event(event, effects)
     except MessageNotRecordedYet:
         enqueue("feedback", [message], delay_seconds=RECORD_RETRY_SECONDS)
