@@ -18,16 +18,13 @@ from chalicelib.aws import client
 from chalicelib.domain import clock
 from chalicelib.local.poller import drain
 from chalicelib.local.ses_simulator import FeedbackSimulator
-from chalicelib.pipeline.queues import queue_url
-from chalicelib.resources import herald_resources
+from chalicelib.resources import SesEventsStreamSpec, herald_resources
 from chalicelib.settings import get_settings
 from chalicelib.store.ledger import MessageRecord
 from chalicelib.store.suppression import is_suppressed
 from tests.aws_events import ses_record
 from tests.conftest import Tenant
 from tests.feedback_kit import Shop, dead_letters, tags_of
-
-BUCKET = "herald-dev-ses-events-test"
 
 
 @pytest.fixture(autouse=True)
@@ -37,20 +34,17 @@ def fresh_settings(herald_env: Callable[..., None]) -> None:
 
 @pytest.fixture
 def shop(tenant: Tenant) -> Shop:
-    """A tenant ready to send, and a bucket whose new objects are announced on the
-    feedback queue (S3 sends its test event there at once)."""
-    s3 = client("s3")
-    s3.create_bucket(Bucket=BUCKET)
-    arn = client("sqs").get_queue_attributes(
-        QueueUrl=queue_url("feedback"), AttributeNames=["QueueArn"]
-    )["Attributes"]["QueueArn"]
-    s3.put_bucket_notification_configuration(
-        Bucket=BUCKET,
-        NotificationConfiguration={
-            "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]
-        },
-    )
+    """A tenant ready to send on the provisioned stack, whose Firehose bucket announces each
+    new object on the feedback queue (S3's test event was read when it was provisioned)."""
     return Shop(tenant)
+
+
+def events_stream() -> SesEventsStreamSpec:
+    """The stream, bucket and prefix Firehose writes SES's events to (the default
+    transport's)."""
+    stream = herald_resources(get_settings()).configuration_set.stream
+    assert stream is not None
+    return stream
 
 
 def sent_campaign(shop: Shop, contacts: int) -> tuple[str, list[MessageRecord]]:
@@ -70,7 +64,7 @@ def firehose_writes(records: Iterable[dict[str, Any] | str], separator: str = ""
     """Put an object of records as Firehose writes them (back to back by default)."""
     key = "ses-events/2026/12/06/23/herald-dev-ses-events-1 2026-12-06-23-00-00"
     body = separator.join(r if isinstance(r, str) else json.dumps(r) for r in records)
-    client("s3").put_object(Bucket=BUCKET, Key=key, Body=body.encode())
+    client("s3").put_object(Bucket=events_stream().bucket, Key=key, Body=body.encode())
     return key
 
 
@@ -102,7 +96,7 @@ def test_an_objects_events_move_each_message_once_and_count_once(shop: Shop) -> 
     firehose_writes(records, separator="\n")  # the same events again, one to a line
     drain()
     assert shop.stats(campaign_id) == stats
-    assert dead_letters("feedback") == []  # S3's test event was read and ignored
+    assert dead_letters("feedback") == []
 
 
 def test_an_object_beyond_the_budget_is_finished_by_continuations(
@@ -160,7 +154,7 @@ def test_an_unreadable_record_waits_in_the_dlq_and_the_others_are_applied(shop: 
 
     assert shop.stats(campaign_id)["delivered"] == 2
     assert dead_letters("feedback") == [
-        {"unreadable_record": cut_short, "object": f"s3://{BUCKET}/{key}"}
+        {"unreadable_record": cut_short, "object": f"s3://{events_stream().bucket}/{key}"}
     ]
 
 
@@ -185,9 +179,9 @@ def test_the_stack_with_firehose_carries_ses_events_from_send_to_stats(
     simulator.flush()
     drain()
 
-    stream = herald_resources(get_settings()).configuration_set.stream
-    assert stream is not None
-    written = client("s3").list_objects_v2(Bucket=stream.bucket, Prefix=stream.object_prefix)
+    written = client("s3").list_objects_v2(
+        Bucket=events_stream().bucket, Prefix=events_stream().object_prefix
+    )
     assert written["KeyCount"] >= 1  # the events came as objects, not SNS notifications
     stats = shop.stats(campaign_id)
     assert (stats["delivered"], stats["bounced"], stats["complained"]) == (3, 1, 1)
