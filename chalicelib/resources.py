@@ -268,6 +268,13 @@ _CONSUMERS: dict[QueueRole, tuple[str, int, int, int]] = {
 }
 
 
+def consumer_timeout_seconds(role: QueueRole) -> int:
+    """How long ``role``'s consumer may run (its Lambda timeout; the same in every stage):
+    what leases and claims are sized by, on hot paths, so read from the table without
+    building every resource's spec (``herald_resources``)."""
+    return _CONSUMERS[role][1]
+
+
 # SNS's SMS and push delivery-status logs → the feedback queue (pipeline.status_logs).
 _STATUS_FORWARDER = "sms_status_forwarder"
 
@@ -286,7 +293,7 @@ def herald_resources(settings: Settings) -> HeraldResources:
             name=settings.queue_name(role),
             dead_letter_name=settings.dead_letter_queue_name(role),
             handler=_CONSUMERS[role][0],
-            consumer_timeout_seconds=_CONSUMERS[role][1],
+            consumer_timeout_seconds=consumer_timeout_seconds(role),
             batch_size=_CONSUMERS[role][2],
             max_batching_window_seconds=_CONSUMERS[role][3],
             memory_mb=_CONSUMER_MEMORY_MB.get(role),

@@ -18,10 +18,9 @@ from chalicelib.observability import logger
 from chalicelib.pipeline.flow_scheduling import arm_trigger, fires_at
 from chalicelib.pipeline.messages import EndFlow, EnterAudience
 from chalicelib.pipeline.queues import enqueue
-from chalicelib.resources import herald_resources
+from chalicelib.resources import consumer_timeout_seconds
 from chalicelib.services import flows
 from chalicelib.services.enrolments import enrol_contacts, selection_page
-from chalicelib.settings import get_settings
 from chalicelib.store.campaigns import get_campaign
 from chalicelib.store.ledger import WorkUnit, finish, take_lease
 
@@ -94,4 +93,4 @@ def enter_audience(message: dict[str, Any]) -> None:
 
 
 def _lease_seconds() -> int:
-    return herald_resources(get_settings()).queue("control").consumer_timeout_seconds
+    return consumer_timeout_seconds("control")

@@ -59,7 +59,7 @@ from chalicelib.pipeline.messages import BatchMessage, PlanMessage, StartCampaig
 from chalicelib.pipeline.queues import enqueue
 from chalicelib.pipeline.send.completion import check_completion
 from chalicelib.pipeline.send.screen import screen
-from chalicelib.resources import herald_resources
+from chalicelib.resources import consumer_timeout_seconds
 from chalicelib.settings import get_settings
 from chalicelib.store.audience import audience_page
 from chalicelib.store.campaigns import apply_action, get_campaign
@@ -263,7 +263,7 @@ def _walks_several_lists(campaign: Campaign) -> bool:
 
 
 def _lease_seconds() -> int:
-    return herald_resources(get_settings()).queue("control").consumer_timeout_seconds
+    return consumer_timeout_seconds("control")
 
 
 def _retry_later(plan: PlanMessage, lease: LeaseResult, now: datetime) -> None:

@@ -71,10 +71,9 @@ from chalicelib.pipeline.flows.sending import send_step
 from chalicelib.pipeline.flows.timers import schedule_wake, wake_of
 from chalicelib.pipeline.messages import FlowWake
 from chalicelib.pipeline.queues import enqueue
-from chalicelib.resources import herald_resources
+from chalicelib.resources import consumer_timeout_seconds
 from chalicelib.services.enrolments import announce_exits
 from chalicelib.services.notices import endpoints_looked_up_once
-from chalicelib.settings import get_settings
 from chalicelib.store import contacts, enrolments, inbox_threads
 from chalicelib.store.campaigns import get_campaign
 from chalicelib.store.counters import count_request
@@ -207,7 +206,7 @@ def _due(enrolment: Enrolment, visit: int) -> bool:
 
 
 def _deadline(now: datetime) -> datetime:
-    timeout = herald_resources(get_settings()).queue("flows").consumer_timeout_seconds
+    timeout = consumer_timeout_seconds("flows")
     return now + timedelta(seconds=timeout - DEADLINE_MARGIN_SECONDS)
 
 

@@ -44,7 +44,7 @@ from chalicelib.pipeline.send.policy import (
 )
 from chalicelib.pipeline.send.screen import screen
 from chalicelib.pipeline.send.verify import verify_recipients
-from chalicelib.resources import herald_resources
+from chalicelib.resources import consumer_timeout_seconds
 from chalicelib.services.notices import campaign_paused, notify_webhooks
 from chalicelib.settings import get_settings
 from chalicelib.store import quotas
@@ -126,7 +126,7 @@ def _resume_after_quota(tenant_id: str, campaign: Campaign, now: datetime) -> Ca
 def _lease_seconds() -> int:
     """A lease lasts as long as the send worker may run; SQS redelivers only after 6 times
     that (the queue's visibility timeout), so a crashed holder's lease is always over."""
-    return herald_resources(get_settings()).queue("send").consumer_timeout_seconds
+    return consumer_timeout_seconds("send")
 
 
 def _requeue(batch: BatchMessage, wait: timedelta) -> None:
